@@ -1,0 +1,694 @@
+//! The webhook store on DynamoDB: one table, two item kinds (see
+//! ARCHITECTURE.md for the layout). Every write that must be exact under
+//! concurrency is a single conditional UpdateItem or one transaction.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, KeysAndAttributes, Put, ReturnValue, ReturnValuesOnConditionCheckFailure,
+    TransactWriteItem, Update,
+};
+use aws_sdk_dynamodb::Client;
+
+use crate::domain::{
+    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName,
+    WebhookConfig, WebhookUrl,
+};
+use crate::ports::{LayerSize, StoreError, WebhookStore};
+use crate::webhook::signing::WebhookSecret;
+
+/// Partition key attribute.
+pub const PK: &str = "pk";
+/// Sort key attribute.
+pub const SK: &str = "sk";
+/// Sort key of a repository's record.
+pub const SK_REPO: &str = "repo";
+/// Sort key prefix of a counted layer.
+pub const SK_LAYER_PREFIX: &str = "layer#";
+/// BatchGetItem's limit.
+const BATCH_GET_MAX: usize = 100;
+/// TransactWriteItems' limit, less the one repository update.
+const LAYERS_PER_TRANSACTION: usize = 99;
+/// Rounds of UnprocessedKeys / optimistic-concurrency retries before giving up.
+const MAX_ROUNDS: u32 = 12;
+
+type Item = HashMap<String, AttributeValue>;
+
+/// DynamoDB-backed [`WebhookStore`].
+#[derive(Clone, Debug)]
+pub struct DynamoStore {
+    client: Client,
+    table: String,
+}
+
+impl DynamoStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        Self {
+            client,
+            table: table.into(),
+        }
+    }
+
+    fn repo_key(repo: &RepositoryName) -> Item {
+        HashMap::from([
+            (PK.to_owned(), s(format!("repo#{repo}"))),
+            (SK.to_owned(), s(SK_REPO)),
+        ])
+    }
+
+    fn layer_key(repo: &RepositoryName, digest: &str) -> Item {
+        HashMap::from([
+            (PK.to_owned(), s(format!("repo#{repo}"))),
+            (SK.to_owned(), s(format!("{SK_LAYER_PREFIX}{digest}"))),
+        ])
+    }
+
+    /// BatchGetItem over any number of keys, ≤100 a call, UnprocessedKeys
+    /// retried with backoff. Returns every item found.
+    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(BATCH_GET_MAX) {
+            let mut pending = chunk.to_vec();
+            let mut round = 0;
+            while !pending.is_empty() {
+                if round > 0 {
+                    backoff(round).await;
+                }
+                if round >= MAX_ROUNDS {
+                    return Err(StoreError::Retryable(format!(
+                        "BatchGetItem left {} keys unprocessed after {MAX_ROUNDS} rounds",
+                        pending.len()
+                    )));
+                }
+                round += 1;
+                let ka = KeysAndAttributes::builder()
+                    .set_keys(Some(std::mem::take(&mut pending)))
+                    .consistent_read(true)
+                    .build()
+                    .map_err(|e| StoreError::Permanent(e.to_string()))?;
+                let out = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.table, ka)
+                    .send()
+                    .await
+                    .map_err(map_err)?;
+                if let Some(mut r) = out.responses {
+                    found.extend(r.remove(&self.table).unwrap_or_default());
+                }
+                if let Some(mut u) = out.unprocessed_keys {
+                    if let Some(ka) = u.remove(&self.table) {
+                        pending = ka.keys;
+                    }
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn update_repo(
+        &self,
+        repo: &RepositoryName,
+        update: &str,
+        condition: Option<&str>,
+        values: Vec<(&str, AttributeValue)>,
+        ret: ReturnValue,
+    ) -> Result<Result<Option<Item>, Option<Item>>, StoreError> {
+        let mut req = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::repo_key(repo)))
+            .update_expression(update)
+            .return_values(ret)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        if let Some(c) = condition {
+            req = req.condition_expression(c);
+        }
+        // `url` is a DynamoDB reserved word.
+        if update.contains("#url_attr") || condition.is_some_and(|c| c.contains("#url_attr")) {
+            req = req.expression_attribute_names("#url_attr", "url");
+        }
+        for (k, v) in values {
+            req = req.expression_attribute_values(k, v);
+        }
+        match req.send().await {
+            Ok(out) => Ok(Ok(out.attributes)),
+            Err(SdkError::ServiceError(e)) if e.err().is_conditional_check_failed_exception() => {
+                let item = match e.into_err() {
+                    aws_sdk_dynamodb::operation::update_item::UpdateItemError::ConditionalCheckFailedException(c) => {
+                        c.item
+                    }
+                    _ => None,
+                };
+                Ok(Err(item))
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+
+    /// The record as it is now (consistent read).
+    async fn read_item(&self, repo: &RepositoryName) -> Result<Option<Item>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(Self::repo_key(repo)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(map_err)?;
+        Ok(out.item)
+    }
+
+    async fn record_failure(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        reason: &str,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
+        let version = n(outcome.url_version);
+        let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
+        for round in 0..MAX_ROUNDS {
+            // Below the threshold: a plain atomic increment, no read needed.
+            let below = self
+                .update_repo(
+                    repo,
+                    "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld",
+                    Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures < :tm1"),
+                    vec![
+                        (":one", n(1)),
+                        (":ld", ld.clone()),
+                        (":v", version.clone()),
+                        (":tm1", n(threshold.saturating_sub(1))),
+                    ],
+                    ReturnValue::AllNew,
+                )
+                .await;
+            let current = match below? {
+                Ok(item) => {
+                    let item = item.unwrap_or_default();
+                    return Ok(OutcomeApplied::Applied {
+                        consecutive_failures: num(&item, "consecutive_failures") as u32,
+                        disabled_now: false,
+                    });
+                }
+                Err(Some(item)) => item,
+                Err(None) => match self.read_item(repo).await? {
+                    Some(item) => item,
+                    None => return Ok(OutcomeApplied::Stale),
+                },
+            };
+            if !item_matches_version(&current, outcome.url_version) {
+                return Ok(OutcomeApplied::Stale);
+            }
+            // At or past the threshold: count and disable in the same write;
+            // ALL_OLD tells exactly one writer that it was the one to disable.
+            let at = self
+                .update_repo(
+                    repo,
+                    "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld, \
+                     enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
+                     disabled_reason = if_not_exists(disabled_reason, :reason)",
+                    Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures >= :tm1"),
+                    vec![
+                        (":one", n(1)),
+                        (":ld", ld.clone()),
+                        (":v", version.clone()),
+                        (":tm1", n(threshold.saturating_sub(1))),
+                        (":f", AttributeValue::Bool(false)),
+                        (":now", s(&outcome.now)),
+                        (":reason", s(reason)),
+                    ],
+                    ReturnValue::AllOld,
+                )
+                .await?;
+            match at {
+                Ok(old) => {
+                    let old = old.unwrap_or_default();
+                    let was_enabled =
+                        matches!(old.get("enabled"), Some(AttributeValue::Bool(true)));
+                    return Ok(OutcomeApplied::Applied {
+                        consecutive_failures: num(&old, "consecutive_failures") as u32 + 1,
+                        disabled_now: was_enabled,
+                    });
+                }
+                Err(item) => {
+                    let item = match item {
+                        Some(i) => Some(i),
+                        None => self.read_item(repo).await?,
+                    };
+                    match item {
+                        Some(i) if item_matches_version(&i, outcome.url_version) => {
+                            // A success reset the count in between: go round again.
+                            backoff(round + 1).await;
+                        }
+                        _ => return Ok(OutcomeApplied::Stale),
+                    }
+                }
+            }
+        }
+        Err(StoreError::Retryable(
+            "failure count kept changing under contention".into(),
+        ))
+    }
+}
+
+fn item_matches_version(item: &Item, version: u64) -> bool {
+    item.contains_key("url") && num(item, "url_version") == version
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn num(item: &Item, key: &str) -> u64 {
+    match item.get(key) {
+        Some(AttributeValue::N(v)) => v.parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+fn text(item: &Item, key: &str) -> Option<String> {
+    match item.get(key) {
+        Some(AttributeValue::S(v)) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+async fn backoff(round: u32) {
+    let base = 20u64 << round.min(6);
+    let jitter = rand::random::<u64>() % base.max(1);
+    tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+}
+
+/// Maps an SDK error to retryable or permanent.
+pub(crate) fn map_err<E, R>(e: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug,
+{
+    match &e {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            StoreError::Retryable(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string())
+        }
+        SdkError::ServiceError(se) => {
+            let code = se.err().code().unwrap_or("");
+            let msg = format!("{code}: {}", se.err().message().unwrap_or(""));
+            if is_retryable_code(code) {
+                StoreError::Retryable(msg)
+            } else {
+                StoreError::Permanent(msg)
+            }
+        }
+        _ => StoreError::Permanent(aws_sdk_dynamodb::error::DisplayErrorContext(&e).to_string()),
+    }
+}
+
+/// AWS error codes that mean "later", across DynamoDB and SQS.
+pub(crate) fn is_retryable_code(code: &str) -> bool {
+    matches!(
+        code,
+        "ProvisionedThroughputExceededException"
+            | "ThrottlingException"
+            | "Throttling"
+            | "RequestLimitExceeded"
+            | "InternalServerError"
+            | "InternalFailure"
+            | "InternalError"
+            | "ServiceUnavailable"
+            | "TransactionConflictException"
+            | "RequestThrottled"
+            | "KMSThrottlingException"
+            | "SlowDown"
+            | ""
+    )
+}
+
+fn record_from_item(repo: &RepositoryName, item: &Item) -> Result<RepoRecord, StoreError> {
+    let webhook = match text(item, "url") {
+        None => None,
+        Some(url) => {
+            let secret_text = text(item, "secret").unwrap_or_default();
+            let secret = WebhookSecret::parse(&secret_text).map_err(|e| {
+                StoreError::Permanent(format!("stored secret for {repo} is unusable: {e}"))
+            })?;
+            let last_delivery = text(item, "last_delivery")
+                .and_then(|j| serde_json::from_str::<LastDelivery>(&j).ok());
+            Some(WebhookConfig {
+                url,
+                secret,
+                enabled: matches!(item.get("enabled"), Some(AttributeValue::Bool(true))),
+                consecutive_failures: num(item, "consecutive_failures") as u32,
+                disabled_at: text(item, "disabled_at"),
+                disabled_reason: text(item, "disabled_reason"),
+                last_delivery,
+                created_at: text(item, "created_at").unwrap_or_default(),
+                updated_at: text(item, "updated_at").unwrap_or_default(),
+                url_version: num(item, "url_version"),
+            })
+        }
+    };
+    Ok(RepoRecord {
+        repository: repo.clone(),
+        webhook,
+        repository_size: num(item, "repository_size"),
+    })
+}
+
+fn repo_of_item(item: &Item) -> Option<RepositoryName> {
+    match item.get(PK) {
+        Some(AttributeValue::S(pk)) => pk
+            .strip_prefix("repo#")
+            .and_then(|r| RepositoryName::parse(r).ok()),
+        _ => None,
+    }
+}
+
+#[async_trait]
+impl WebhookStore for DynamoStore {
+    async fn get(&self, repo: &RepositoryName) -> Result<Option<RepoRecord>, StoreError> {
+        match self.read_item(repo).await? {
+            Some(item) => record_from_item(repo, &item).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    async fn get_many(
+        &self,
+        repos: &[RepositoryName],
+    ) -> Result<HashMap<RepositoryName, RepoRecord>, StoreError> {
+        let unique: HashSet<&RepositoryName> = repos.iter().collect();
+        let keys = unique.iter().map(|r| Self::repo_key(r)).collect();
+        let mut out = HashMap::with_capacity(unique.len());
+        for item in self.batch_get(keys).await? {
+            let Some(repo) = repo_of_item(&item) else {
+                continue;
+            };
+            match record_from_item(&repo, &item) {
+                Ok(rec) => {
+                    out.insert(repo, rec);
+                }
+                // One corrupt item must not fail the whole batch: treat it as
+                // having no usable webhook, loudly.
+                Err(e) => {
+                    tracing::error!(repository = %repo, error = %e, "unusable webhook record")
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn put_url(
+        &self,
+        repo: &RepositoryName,
+        url: &WebhookUrl,
+        now: &str,
+    ) -> Result<RepoRecord, StoreError> {
+        let secret = WebhookSecret::generate();
+        let res = self
+            .update_repo(
+                repo,
+                "SET #url_attr = :u, enabled = :t, consecutive_failures = :zero, updated_at = :now, \
+                 created_at = if_not_exists(created_at, :now), secret = if_not_exists(secret, :s), \
+                 repository = :r, url_version = if_not_exists(url_version, :zero) + :one, \
+                 repository_size = if_not_exists(repository_size, :zero) \
+                 REMOVE disabled_at, disabled_reason",
+                None,
+                vec![
+                    (":u", s(url.as_str())),
+                    (":t", AttributeValue::Bool(true)),
+                    (":zero", n(0)),
+                    (":one", n(1)),
+                    (":now", s(now)),
+                    (":s", s(secret.expose())),
+                    (":r", s(repo.as_str())),
+                ],
+                ReturnValue::AllNew,
+            )
+            .await?;
+        let item = res
+            .map_err(|_| {
+                StoreError::Permanent("unconditional update reported a condition failure".into())
+            })?
+            .unwrap_or_default();
+        record_from_item(repo, &item)
+    }
+
+    async fn delete(&self, repo: &RepositoryName) -> Result<bool, StoreError> {
+        // The size, layers and url_version stay: the size is the repository's,
+        // and the version must keep rising so stale outcomes stay stale.
+        let res = self
+            .update_repo(
+                repo,
+                "REMOVE #url_attr, secret, enabled, consecutive_failures, disabled_at, disabled_reason, \
+                 last_delivery, created_at, updated_at SET url_version = url_version + :one",
+                Some("attribute_exists(#url_attr)"),
+                vec![(":one", n(1))],
+                ReturnValue::None,
+            )
+            .await?;
+        Ok(res.is_ok())
+    }
+
+    async fn enable(
+        &self,
+        repo: &RepositoryName,
+        now: &str,
+    ) -> Result<Option<RepoRecord>, StoreError> {
+        let res = self
+            .update_repo(
+                repo,
+                "SET enabled = :t, consecutive_failures = :zero, updated_at = :now, url_version = url_version + :one \
+                 REMOVE disabled_at, disabled_reason",
+                Some("attribute_exists(#url_attr)"),
+                vec![
+                    (":t", AttributeValue::Bool(true)),
+                    (":zero", n(0)),
+                    (":one", n(1)),
+                    (":now", s(now)),
+                ],
+                ReturnValue::AllNew,
+            )
+            .await?;
+        match res {
+            Ok(item) => record_from_item(repo, &item.unwrap_or_default()).map(Some),
+            Err(_) => Ok(None),
+        }
+    }
+
+    async fn record_outcome(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
+        let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
+        let version = n(outcome.url_version);
+        match &outcome.kind {
+            OutcomeKind::Failed { reason } => {
+                self.record_failure(repo, outcome, reason, threshold).await
+            }
+            OutcomeKind::Delivered => {
+                let res = self
+                    .update_repo(
+                        repo,
+                        "SET consecutive_failures = :zero, last_delivery = :ld",
+                        Some("attribute_exists(#url_attr) AND url_version = :v"),
+                        vec![(":zero", n(0)), (":ld", ld), (":v", version)],
+                        ReturnValue::None,
+                    )
+                    .await?;
+                Ok(match res {
+                    Ok(_) => OutcomeApplied::Applied {
+                        consecutive_failures: 0,
+                        disabled_now: false,
+                    },
+                    Err(_) => OutcomeApplied::Stale,
+                })
+            }
+            OutcomeKind::Gone => {
+                let res = self
+                    .update_repo(
+                        repo,
+                        "SET enabled = :f, last_delivery = :ld, consecutive_failures = consecutive_failures + :one, \
+                         disabled_at = if_not_exists(disabled_at, :now), \
+                         disabled_reason = if_not_exists(disabled_reason, :reason)",
+                        Some("attribute_exists(#url_attr) AND url_version = :v"),
+                        vec![
+                            (":f", AttributeValue::Bool(false)),
+                            (":ld", ld),
+                            (":one", n(1)),
+                            (":now", s(&outcome.now)),
+                            (":reason", s("receiver answered 410 Gone")),
+                            (":v", version),
+                        ],
+                        ReturnValue::AllOld,
+                    )
+                    .await?;
+                Ok(match res {
+                    Ok(old) => {
+                        let old = old.unwrap_or_default();
+                        OutcomeApplied::Applied {
+                            consecutive_failures: num(&old, "consecutive_failures") as u32 + 1,
+                            disabled_now: matches!(
+                                old.get("enabled"),
+                                Some(AttributeValue::Bool(true))
+                            ),
+                        }
+                    }
+                    Err(_) => OutcomeApplied::Stale,
+                })
+            }
+        }
+    }
+
+    async fn add_layers(
+        &self,
+        repo: &RepositoryName,
+        layers: &[LayerSize],
+    ) -> Result<u64, StoreError> {
+        let mut seen = HashSet::new();
+        let layers: Vec<&LayerSize> = layers
+            .iter()
+            .filter(|l| seen.insert(l.digest.as_str()))
+            .collect();
+        for round in 0..MAX_ROUNDS {
+            if round > 0 {
+                backoff(round).await;
+            }
+            let mut keys = vec![Self::repo_key(repo)];
+            keys.extend(layers.iter().map(|l| Self::layer_key(repo, &l.digest)));
+            let items = self.batch_get(keys).await?;
+            let mut size = None;
+            let mut known = HashSet::new();
+            for item in &items {
+                match text(item, SK).as_deref() {
+                    Some(SK_REPO) => {
+                        size = item
+                            .get("repository_size")
+                            .map(|_| num(item, "repository_size"))
+                    }
+                    Some(sk) => {
+                        if let Some(d) = sk.strip_prefix(SK_LAYER_PREFIX) {
+                            known.insert(d.to_owned());
+                        }
+                    }
+                    None => {}
+                }
+            }
+            let fresh: Vec<&LayerSize> = layers
+                .iter()
+                .copied()
+                .filter(|l| !known.contains(&l.digest))
+                .collect();
+            let mut total = size.unwrap_or(0);
+            if fresh.is_empty() {
+                return Ok(total);
+            }
+            let mut conflicted = false;
+            for chunk in fresh.chunks(LAYERS_PER_TRANSACTION) {
+                let added: u64 = chunk.iter().map(|l| l.size).sum();
+                match self
+                    .count_chunk(repo, chunk, size.map(|_| total), added)
+                    .await?
+                {
+                    true => {
+                        total += added;
+                        size = Some(total);
+                    }
+                    false => {
+                        conflicted = true;
+                        break;
+                    }
+                }
+            }
+            if !conflicted {
+                return Ok(total);
+            }
+        }
+        Err(StoreError::Retryable(
+            "repository size kept changing under contention".into(),
+        ))
+    }
+}
+
+impl DynamoStore {
+    /// One transaction: the layers' markers (each only if new) and the size
+    /// (only if it is still `expected`), so the size we return is exact.
+    /// `Ok(false)` means another writer got there first.
+    async fn count_chunk(
+        &self,
+        repo: &RepositoryName,
+        chunk: &[&LayerSize],
+        expected: Option<u64>,
+        added: u64,
+    ) -> Result<bool, StoreError> {
+        let mut items = Vec::with_capacity(chunk.len() + 1);
+        for l in chunk {
+            let mut item = Self::layer_key(repo, &l.digest);
+            item.insert("size".into(), n(l.size));
+            let put = Put::builder()
+                .table_name(&self.table)
+                .set_item(Some(item))
+                .condition_expression("attribute_not_exists(pk)")
+                .build()
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            items.push(TransactWriteItem::builder().put(put).build());
+        }
+        let (cond, mut values) = match expected {
+            Some(v) => ("repository_size = :expected", vec![(":expected", n(v))]),
+            None => ("attribute_not_exists(repository_size)", vec![]),
+        };
+        values.push((":zero", n(0)));
+        values.push((":added", n(added)));
+        values.push((":r", s(repo.as_str())));
+        let mut update = Update::builder()
+            .table_name(&self.table)
+            .set_key(Some(Self::repo_key(repo)))
+            .update_expression("SET repository_size = if_not_exists(repository_size, :zero) + :added, repository = :r")
+            .condition_expression(cond);
+        for (k, v) in values {
+            update = update.expression_attribute_values(k, v);
+        }
+        let update = update
+            .build()
+            .map_err(|e| StoreError::Permanent(e.to_string()))?;
+        items.push(TransactWriteItem::builder().update(update).build());
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                let reasons: Vec<String> = match e.err() {
+                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => t
+                        .cancellation_reasons()
+                        .iter()
+                        .filter_map(|r| r.code().map(str::to_owned))
+                        .collect(),
+                    _ => vec![],
+                };
+                if reasons.iter().any(|c| c == "ConditionalCheckFailed") || reasons.is_empty() {
+                    Ok(false)
+                } else {
+                    Err(StoreError::Retryable(format!(
+                        "transaction cancelled: {reasons:?}"
+                    )))
+                }
+            }
+            Err(e) => Err(map_err(e)),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! A repository's record as the store keeps it (webhook config, failure
+//! count, repository size) and the outcome of one delivery batch for it.
+
+use serde::{Deserialize, Serialize};
+
+use super::names::RepositoryName;
+use crate::webhook::signing::WebhookSecret;
+
+/// What the last delivery attempt did; kept on the record as history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastDelivery {
+    pub webhook_id: String,
+    pub event: String,
+    pub tag: String,
+    pub at: String,
+    /// `delivered`, `failed`, `retrying` or `gone`.
+    pub outcome: String,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    pub attempt: u32,
+}
+
+/// A repository's webhook.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookConfig {
+    /// The URL as stored (normalised by the URL parser, query kept).
+    pub url: String,
+    pub secret: WebhookSecret,
+    pub enabled: bool,
+    pub consecutive_failures: u32,
+    pub disabled_at: Option<String>,
+    pub disabled_reason: Option<String>,
+    pub last_delivery: Option<LastDelivery>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// Bumped on every URL change so that outcomes recorded against an old
+    /// URL never count against the new one.
+    pub url_version: u64,
+}
+
+/// Everything the store keeps for one repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RepoRecord {
+    pub repository: RepositoryName,
+    pub webhook: Option<WebhookConfig>,
+    /// Sum of the sizes of the distinct layers ever pushed (CONTRACT §3).
+    pub repository_size: u64,
+}
+
+impl RepoRecord {
+    /// The webhook, when there is one and it is enabled.
+    pub fn active_webhook(&self) -> Option<&WebhookConfig> {
+        self.webhook.as_ref().filter(|w| w.enabled)
+    }
+
+    /// The settings API's config JSON (CONTRACT §6), keys in contract order.
+    pub fn api_json(&self) -> Option<serde_json::Value> {
+        let w = self.webhook.as_ref()?;
+        let mut m = serde_json::Map::new();
+        m.insert("repository".into(), self.repository.as_str().into());
+        m.insert("url".into(), w.url.clone().into());
+        m.insert("enabled".into(), w.enabled.into());
+        m.insert("consecutive_failures".into(), w.consecutive_failures.into());
+        m.insert("disabled_at".into(), w.disabled_at.clone().into());
+        m.insert("disabled_reason".into(), w.disabled_reason.clone().into());
+        m.insert("secret".into(), w.secret.expose().into());
+        m.insert(
+            "last_delivery".into(),
+            serde_json::to_value(&w.last_delivery).unwrap_or(serde_json::Value::Null),
+        );
+        m.insert("created_at".into(), w.created_at.clone().into());
+        m.insert("updated_at".into(), w.updated_at.clone().into());
+        Some(serde_json::Value::Object(m))
+    }
+}
+
+/// How a batch went for one repository, reduced to what the record needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutcomeKind {
+    /// At least one webhook was accepted (2xx): the count goes back to 0.
+    Delivered,
+    /// Every attempt failed: the count goes up by one (once per batch).
+    Failed { reason: String },
+    /// The receiver answered 410 Gone: disable at once.
+    Gone,
+}
+
+/// One batch's outcome for one repository.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// The URL version the batch delivered to (from the record it read).
+    pub url_version: u64,
+    pub kind: OutcomeKind,
+    pub last_delivery: LastDelivery,
+    /// RFC 3339 time of recording.
+    pub now: String,
+}
+
+/// What recording an outcome did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutcomeApplied {
+    /// Written; `disabled_now` is true only for the write that disabled it.
+    Applied {
+        consecutive_failures: u32,
+        disabled_now: bool,
+    },
+    /// The webhook was deleted or its URL replaced since the batch read it:
+    /// nothing was written.
+    Stale,
+}

@@ -1,0 +1,8 @@
+//! The webhook request contract (CONTRACT §4): Standard Webhooks signing and
+//! the exact headers and body a receiver gets.
+
+pub mod request;
+pub mod signing;
+
+pub use request::{build_request, WebhookRequest, USER_AGENT};
+pub use signing::{SecretError, WebhookSecret};
