@@ -4,6 +4,7 @@
 //! what lives here, so that everything is testable without a Lambda.
 
 pub mod adapters;
+pub mod aws;
 pub mod config;
 pub mod domain;
 pub mod function_url;
