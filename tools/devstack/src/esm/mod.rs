@@ -1,0 +1,339 @@
+//! An emulation of Lambda's SQS event source mapping: a background loop
+//! that long-polls a queue, batches messages (up to a batch size or until a
+//! batching window closes), invokes an [`Invoker`] with the SQS event
+//! ([`event`]) and deletes what the function processed, honouring partial
+//! batch responses ([`batch`]). One invocation is in flight at a time
+//! (MaximumConcurrency 1).
+
+pub mod batch;
+pub mod event;
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, Message, MessageSystemAttributeName};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::invoker::Invoker;
+use crate::DevstackError;
+use batch::{Reason, Verdict};
+
+/// ReceiveMessage and DeleteMessageBatch take at most 10 messages per call.
+const SQS_MAX_BATCH: usize = 10;
+/// Pause after a failed SQS call, so a broken endpoint is not hammered.
+const ERROR_BACKOFF: Duration = Duration::from_millis(200);
+
+/// A snapshot of the mapping's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EsmStats {
+    /// Invocations made.
+    pub invocations: u64,
+    /// Records delivered in those invocations (redeliveries count again).
+    pub records: u64,
+    /// Messages deleted from the queue.
+    pub deleted: u64,
+    /// Records not deleted because they were reported failed or their whole
+    /// batch failed.
+    pub failed: u64,
+    /// Invocations that ended in a function error, a timeout, or could not
+    /// be made at all.
+    pub function_errors: u64,
+    /// Invocations whose `batchItemFailures` was invalid (whole batch kept).
+    pub invalid_responses: u64,
+    /// ReceiveMessage calls that failed.
+    pub receive_errors: u64,
+    /// Messages whose deletion failed.
+    pub delete_errors: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    invocations: AtomicU64,
+    records: AtomicU64,
+    deleted: AtomicU64,
+    failed: AtomicU64,
+    function_errors: AtomicU64,
+    invalid_responses: AtomicU64,
+    receive_errors: AtomicU64,
+    delete_errors: AtomicU64,
+}
+
+impl Counters {
+    fn add(counter: &AtomicU64, n: usize) {
+        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> EsmStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        EsmStats {
+            invocations: get(&self.invocations),
+            records: get(&self.records),
+            deleted: get(&self.deleted),
+            failed: get(&self.failed),
+            function_errors: get(&self.function_errors),
+            invalid_responses: get(&self.invalid_responses),
+            receive_errors: get(&self.receive_errors),
+            delete_errors: get(&self.delete_errors),
+        }
+    }
+}
+
+/// Everything the polling loop needs.
+struct Mapping<I> {
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    queue_arn: String,
+    invoker: I,
+    batch_size: usize,
+    window: Duration,
+    counters: Arc<Counters>,
+    stop: watch::Receiver<bool>,
+}
+
+/// A running event source mapping; the loop is aborted on drop, or ended
+/// cleanly (finishing the batch in hand) with [`EventSourceMapping::stop`].
+pub struct EventSourceMapping {
+    counters: Arc<Counters>,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl EventSourceMapping {
+    /// Starts polling `queue_url` and invoking `invoker` in a background
+    /// task. `batch_size` is clamped to at least 1; `window` is the maximum
+    /// batching window, counted from the first message of a batch.
+    pub fn start<I: Invoker>(
+        sqs: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        queue_arn: impl Into<String>,
+        invoker: I,
+        batch_size: usize,
+        window: Duration,
+    ) -> EventSourceMapping {
+        let counters = Arc::new(Counters::default());
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mapping = Mapping {
+            sqs,
+            queue_url: queue_url.into(),
+            queue_arn: queue_arn.into(),
+            invoker,
+            batch_size: batch_size.max(1),
+            window,
+            counters: counters.clone(),
+            stop: stop_rx,
+        };
+        EventSourceMapping {
+            counters,
+            stop: stop_tx,
+            task: Some(tokio::spawn(mapping.run())),
+        }
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> EsmStats {
+        self.counters.snapshot()
+    }
+
+    /// Waits until `done(stats)` holds, checking every 20 ms.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        done: impl Fn(&EsmStats) -> bool,
+    ) -> Result<EsmStats, DevstackError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let stats = self.stats();
+            if done(&stats) {
+                return Ok(stats);
+            }
+            if Instant::now() >= deadline {
+                return Err(DevstackError::Timeout {
+                    what: format!("event source mapping condition (last stats {stats:?})"),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Stops polling after the current receive (≤ 1 s) and the batch in hand,
+    /// and returns the final counters.
+    pub async fn stop(mut self) -> Result<EsmStats, DevstackError> {
+        // A send error means the loop already ended; joining tells how.
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            task.await.map_err(|e| DevstackError::Task(e.to_string()))?;
+        }
+        Ok(self.counters.snapshot())
+    }
+}
+
+impl Drop for EventSourceMapping {
+    fn drop(&mut self) {
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl<I: Invoker> Mapping<I> {
+    fn stopping(&self) -> bool {
+        *self.stop.borrow()
+    }
+
+    async fn run(mut self) {
+        while !self.stopping() {
+            let batch = self.gather().await;
+            if !batch.is_empty() {
+                self.process(batch).await;
+            }
+        }
+    }
+
+    /// Collects one batch: up to `batch_size` messages, or fewer once the
+    /// window since the first message has passed. Returns empty when a poll
+    /// found nothing (so the caller re-checks the stop flag).
+    async fn gather(&mut self) -> Vec<Message> {
+        let mut batch: Vec<Message> = Vec::new();
+        let mut window_ends: Option<Instant> = None;
+        while batch.len() < self.batch_size {
+            let wait_seconds = match window_ends {
+                None => 1,
+                Some(end) => {
+                    let left = end.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    // Long-poll only if the window leaves time for it.
+                    if left >= Duration::from_secs(1) {
+                        1
+                    } else {
+                        0
+                    }
+                }
+            };
+            let want = (self.batch_size - batch.len()).min(SQS_MAX_BATCH);
+            let received = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(i32::try_from(want).unwrap_or(10))
+                .wait_time_seconds(wait_seconds)
+                .message_system_attribute_names(MessageSystemAttributeName::All)
+                .message_attribute_names("All")
+                .send()
+                .await;
+            match received {
+                Ok(out) => {
+                    let messages = out.messages.unwrap_or_default();
+                    if messages.is_empty() {
+                        if batch.is_empty() {
+                            return batch;
+                        }
+                    } else {
+                        window_ends.get_or_insert_with(|| Instant::now() + self.window);
+                        batch.extend(messages);
+                    }
+                }
+                Err(e) => {
+                    Counters::add(&self.counters.receive_errors, 1);
+                    tracing::warn!(error = %DisplayErrorContext(&e), "devstack esm: ReceiveMessage failed");
+                    tokio::time::sleep(ERROR_BACKOFF).await;
+                    if batch.is_empty() {
+                        return batch;
+                    }
+                }
+            }
+            if self.stopping() {
+                break;
+            }
+        }
+        batch
+    }
+
+    async fn process(&mut self, batch: Vec<Message>) {
+        let c = &self.counters;
+        Counters::add(&c.invocations, 1);
+        Counters::add(&c.records, batch.len());
+        let ids: HashSet<String> = batch
+            .iter()
+            .filter_map(|m| m.message_id().map(str::to_owned))
+            .collect();
+        let result = self
+            .invoker
+            .invoke_event(event::event(&batch, &self.queue_arn))
+            .await;
+        let verdict = match &result {
+            Ok(invocation) => batch::verdict(&invocation.outcome, &ids),
+            Err(e) => {
+                tracing::warn!(error = %e, "devstack esm: invocation could not be made");
+                Verdict::DeleteNone(Reason::FunctionError)
+            }
+        };
+        let failed = match verdict {
+            Verdict::DeleteNone(reason) => {
+                let counter = match reason {
+                    Reason::FunctionError => &c.function_errors,
+                    Reason::InvalidResponse => &c.invalid_responses,
+                };
+                Counters::add(counter, 1);
+                Counters::add(&c.failed, batch.len());
+                // The messages reappear after their visibility timeout, as in Lambda.
+                return;
+            }
+            Verdict::DeleteExcept(failed) => failed,
+        };
+        Counters::add(&c.failed, failed.len());
+        let to_delete: Vec<&Message> = batch
+            .iter()
+            .filter(|m| m.message_id().is_none_or(|id| !failed.contains(id)))
+            .collect();
+        for chunk in to_delete.chunks(SQS_MAX_BATCH) {
+            self.delete(chunk).await;
+        }
+    }
+
+    async fn delete(&self, chunk: &[&Message]) {
+        let mut entries = Vec::with_capacity(chunk.len());
+        for (i, message) in chunk.iter().enumerate() {
+            let entry = DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .build();
+            match entry {
+                Ok(entry) => entries.push(entry),
+                Err(e) => {
+                    Counters::add(&self.counters.delete_errors, 1);
+                    tracing::warn!(error = %e, "devstack esm: cannot build a delete entry");
+                }
+            }
+        }
+        if entries.is_empty() {
+            return;
+        }
+        let n = entries.len();
+        let sent = self
+            .sqs
+            .delete_message_batch()
+            .queue_url(&self.queue_url)
+            .set_entries(Some(entries))
+            .send()
+            .await;
+        match sent {
+            Ok(out) => {
+                Counters::add(&self.counters.deleted, out.successful.len());
+                Counters::add(&self.counters.delete_errors, out.failed.len());
+            }
+            Err(e) => {
+                Counters::add(&self.counters.delete_errors, n);
+                tracing::warn!(error = %DisplayErrorContext(&e), "devstack esm: DeleteMessageBatch failed");
+                tokio::time::sleep(ERROR_BACKOFF).await;
+            }
+        }
+    }
+}

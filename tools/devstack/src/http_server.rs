@@ -1,0 +1,187 @@
+//! The one HTTP/1.1 server loop every emulation here runs on (Runtime API,
+//! Function URL, receivers, sinks). It owns accepting, per-connection tasks,
+//! shutdown on drop and the one thing a framework would not give us: closing
+//! a connection with a TCP reset instead of answering.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Notify;
+use tokio::task::{JoinHandle, JoinSet};
+
+use crate::DevstackError;
+
+/// The response body type every handler produces.
+pub(crate) type Body = Full<Bytes>;
+
+/// What a handler wants done with a request.
+pub(crate) enum Reply {
+    /// Send this response.
+    Response(Response<Body>),
+    /// Abort the connection with a TCP RST and answer nothing, the way a
+    /// crashing server or a middlebox dropping the flow looks to a client.
+    Reset,
+}
+
+/// Facts about the connection a request arrived on.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ConnInfo {
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+type BoxFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
+type Handler = Arc<dyn Fn(Request<Incoming>, ConnInfo) -> BoxFuture + Send + Sync>;
+
+/// A running server; dropping it stops accepting and closes every open
+/// connection (they live in a `JoinSet` owned by the accept task).
+pub(crate) struct ServerHandle {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+}
+
+impl ServerHandle {
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Binds 127.0.0.1 on a free port and serves `handler` in a background task.
+/// `resettable` must be true for handlers that may return [`Reply::Reset`];
+/// it costs a duplicated descriptor per connection, which sinks avoid.
+pub(crate) async fn serve<F, Fut>(
+    what: &str,
+    resettable: bool,
+    handler: F,
+) -> Result<ServerHandle, DevstackError>
+where
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .await
+        .map_err(|e| DevstackError::io(format!("binding the {what} server"), e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| DevstackError::io(format!("reading the {what} server address"), e))?;
+    let handler: Handler = Arc::new(move |req, info| Box::pin(handler(req, info)) as BoxFuture);
+    let task = tokio::spawn(accept_loop(listener, resettable, handler));
+    Ok(ServerHandle { addr, task })
+}
+
+async fn accept_loop(listener: TcpListener, resettable: bool, handler: Handler) {
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    connections.spawn(serve_connection(stream, peer, resettable, handler.clone()));
+                }
+                Err(e) => {
+                    // Usually EMFILE under a benchmark; back off instead of spinning.
+                    tracing::warn!(error = %e, "devstack server: accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            },
+            // Reap finished connections so the set does not grow without bound.
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn serve_connection(stream: TcpStream, peer: SocketAddr, resettable: bool, handler: Handler) {
+    let local = match stream.local_addr() {
+        Ok(addr) => addr,
+        Err(_) => return,
+    };
+    // Benchmarks send many small requests; Nagle would add 40 ms stalls.
+    let _ = stream.set_nodelay(true);
+    // A second descriptor for the same socket, so a reset can be forced after
+    // hyper has taken ownership of the stream (SO_LINGER=0 then close => RST).
+    let (stream, twin) = if resettable {
+        match split_twin(stream) {
+            Ok((stream, twin)) => (stream, Some(twin)),
+            Err(_) => return,
+        }
+    } else {
+        (stream, None)
+    };
+    let info = ConnInfo { peer, local };
+    let reset = Arc::new(Notify::new());
+    let service_reset = reset.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        let handler = handler.clone();
+        let reset = service_reset.clone();
+        async move {
+            match handler(req, info).await {
+                Reply::Response(resp) => Ok::<_, Infallible>(resp),
+                Reply::Reset => {
+                    reset.notify_one();
+                    // Never answer: the connection task drops us on the notification.
+                    std::future::pending().await
+                }
+            }
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .serve_connection(TokioIo::new(stream), service);
+    tokio::select! {
+        result = conn => {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, %peer, "devstack server: connection ended with error");
+            }
+        }
+        _ = reset.notified() => {
+            match &twin {
+                Some(twin) => {
+                    if let Err(e) = twin.set_zero_linger() {
+                        tracing::warn!(error = %e, "devstack server: cannot set SO_LINGER=0 for a reset");
+                    }
+                }
+                None => tracing::warn!("devstack server: reset on a non-resettable server; closing instead"),
+            }
+            // Both descriptors close here; the last close sends the RST.
+        }
+    }
+}
+
+/// Duplicates the socket descriptor; both halves stay registered with tokio.
+fn split_twin(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
+    let std_stream = stream.into_std()?;
+    let twin = std_stream.try_clone()?;
+    Ok((TcpStream::from_std(std_stream)?, TcpStream::from_std(twin)?))
+}
+
+/// A response with a status, content type and body; used by every emulation
+/// for its own small replies.
+pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
+    }
+    resp
+}
+
+/// A JSON response.
+pub(crate) fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
+    response(status, "application/json", value.to_string())
+}

@@ -1,0 +1,475 @@
+//! An emulation of the AWS Lambda Runtime API
+//! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>), so a
+//! Lambda binary built with `lambda_runtime` runs as a local process exactly
+//! as it does in an execution environment. It owns the invocation queue:
+//! `invoke()` enqueues an event FIFO, the function takes it with
+//! `GET /next`, and its `POST …/response` or `…/error` completes the
+//! `invoke()`. Like one execution environment it serves one invocation at a
+//! time: the next event is handed out only when the function polls again.
+//!
+//! Process management lives in [`process`] and the two together in [`local`].
+
+pub mod local;
+pub mod process;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use http::{HeaderValue, Method, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::Request;
+use serde_json::{json, Value};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::http_server::{self, json_response, Body, ConnInfo, Reply, ServerHandle};
+use crate::util::{self, ACCOUNT_ID, REGION};
+use crate::DevstackError;
+
+pub use crate::paths::workspace_binary;
+pub use local::LocalFunction;
+pub use process::{FunctionProcess, ProcessReport};
+
+const PREFIX: &str = "/2018-06-01/runtime/";
+
+/// How long an invocation may wait for the function to poll `/next` before
+/// `invoke()` gives up, unless changed with [`RuntimeApi::set_dispatch_timeout`].
+/// Generous because a cold debug binary may take seconds to initialise.
+pub const DEFAULT_DISPATCH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How an invocation ended, as Lambda's Invoke API would report it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// The function posted a response: its body parsed as JSON, or kept as a
+    /// JSON string when it was not JSON.
+    Ok(Value),
+    /// The function posted an error (or timed out, or failed to initialise):
+    /// the error document, normally `{"errorType":…,"errorMessage":…}`.
+    FunctionError(Value),
+}
+
+/// The result of one invocation.
+#[derive(Clone, Debug)]
+pub struct Invocation {
+    /// The `Lambda-Runtime-Aws-Request-Id` the function saw.
+    pub request_id: String,
+    /// What the function answered.
+    pub outcome: Outcome,
+    /// From handing the event to the function (its `/next` returning) to its
+    /// answer arriving: what Lambda would bill as the duration.
+    pub duration: Duration,
+    /// Time spent queued before the function took the event (includes the
+    /// init phase on a cold start).
+    pub queued: Duration,
+    /// When the function took the event (or the invocation started).
+    pub started_at: Instant,
+    /// True when the function did not answer before the deadline; the outcome
+    /// is then a `Sandbox.Timedout` function error, as Lambda reports it.
+    pub timed_out: bool,
+}
+
+impl Invocation {
+    /// The response value when the function succeeded.
+    pub fn ok(&self) -> Option<&Value> {
+        match &self.outcome {
+            Outcome::Ok(v) => Some(v),
+            Outcome::FunctionError(_) => None,
+        }
+    }
+
+    /// The error document when the function failed.
+    pub fn error(&self) -> Option<&Value> {
+        match &self.outcome {
+            Outcome::Ok(_) => None,
+            Outcome::FunctionError(v) => Some(v),
+        }
+    }
+
+    /// True when the function succeeded.
+    pub fn is_ok(&self) -> bool {
+        matches!(self.outcome, Outcome::Ok(_))
+    }
+}
+
+/// An invocation waiting in the queue for the function's `/next`.
+struct Pending {
+    request_id: String,
+    event: Bytes,
+    timeout: Duration,
+    /// Tells `invoke()` when the function took the event; a failed send means
+    /// the caller gave up waiting, so the event is skipped.
+    dispatched: oneshot::Sender<Instant>,
+    done: oneshot::Sender<Outcome>,
+}
+
+struct Shared {
+    function_arn: String,
+    queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
+    in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
+    /// Request ids that timed out: a late answer for them is accepted (so the
+    /// runtime carries on to `/next`) and dropped.
+    abandoned: Mutex<HashSet<String>>,
+    first_poll: watch::Sender<Option<Instant>>,
+    init_error: watch::Sender<Option<Value>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // No code here panics while holding these locks; if it did, the data
+    // (maps of channels) is still consistent, so keep going.
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A running Runtime API endpoint on 127.0.0.1; stopped on drop.
+pub struct RuntimeApi {
+    server: ServerHandle,
+    shared: Arc<Shared>,
+    queue: mpsc::UnboundedSender<Pending>,
+    dispatch_timeout: Duration,
+}
+
+impl RuntimeApi {
+    /// Starts an endpoint for a function called `devstack-function`.
+    pub async fn start() -> Result<RuntimeApi, DevstackError> {
+        Self::start_named("devstack-function").await
+    }
+
+    /// Starts an endpoint whose invoked-function ARN names `function_name`.
+    pub async fn start_named(function_name: &str) -> Result<RuntimeApi, DevstackError> {
+        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"),
+            queue: tokio::sync::Mutex::new(queue_rx),
+            in_flight: Mutex::new(HashMap::new()),
+            abandoned: Mutex::new(HashSet::new()),
+            first_poll: watch::channel(None).0,
+            init_error: watch::channel(None).0,
+        });
+        let handler_shared = shared.clone();
+        let server = http_server::serve("Runtime API", false, move |req, info| {
+            handle(handler_shared.clone(), req, info)
+        })
+        .await?;
+        Ok(RuntimeApi {
+            server,
+            shared,
+            queue: queue_tx,
+            dispatch_timeout: DEFAULT_DISPATCH_TIMEOUT,
+        })
+    }
+
+    /// The socket address; `AWS_LAMBDA_RUNTIME_API` is its `ip:port` form.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// The ARN sent in `Lambda-Runtime-Invoked-Function-Arn`.
+    pub fn function_arn(&self) -> &str {
+        &self.shared.function_arn
+    }
+
+    /// Changes how long an invocation waits for the function to take it.
+    pub fn set_dispatch_timeout(&mut self, timeout: Duration) {
+        self.dispatch_timeout = timeout;
+    }
+
+    /// When the function first polled `/next` (the end of its init phase),
+    /// if it has.
+    pub fn first_poll_at(&self) -> Option<Instant> {
+        *self.shared.first_poll.borrow()
+    }
+
+    /// Waits until the function first polls `/next`.
+    pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
+        let mut rx = self.shared.first_poll.subscribe();
+        let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        match waited {
+            Ok(Ok(at)) => (*at).ok_or(DevstackError::RuntimeApiStopped),
+            Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
+            Err(_) => Err(DevstackError::Timeout {
+                what: "the function's first /next poll".into(),
+                after: timeout,
+            }),
+        }
+    }
+
+    /// The document the function posted to `/init/error`, if it did.
+    pub fn init_error(&self) -> Option<Value> {
+        self.shared.init_error.borrow().clone()
+    }
+
+    /// Queues `event`, waits for the function to take and answer it, and
+    /// reports the outcome. The function gets `Lambda-Runtime-Deadline-Ms` =
+    /// the moment it takes the event + `timeout`; answering later yields a
+    /// `Sandbox.Timedout` function error. Fails with `NotPolled` when the
+    /// function does not take the event within the dispatch timeout.
+    pub async fn invoke(
+        &self,
+        event: Value,
+        timeout: Duration,
+    ) -> Result<Invocation, DevstackError> {
+        let request_id = util::uuid_v4();
+        let (dispatched_tx, dispatched_rx) = oneshot::channel();
+        let (done_tx, mut done_rx) = oneshot::channel();
+        let enqueued_at = Instant::now();
+        self.queue
+            .send(Pending {
+                request_id: request_id.clone(),
+                event: Bytes::from(event.to_string()),
+                timeout,
+                dispatched: dispatched_tx,
+                done: done_tx,
+            })
+            .map_err(|_| DevstackError::RuntimeApiStopped)?;
+
+        let mut init_error = self.shared.init_error.subscribe();
+        let dispatched_at = tokio::select! {
+            biased;
+            taken = dispatched_rx => taken.map_err(|_| DevstackError::RuntimeApiStopped)?,
+            failed = init_error.wait_for(Option::is_some) => {
+                let doc = failed.map(|v| v.clone()).ok().flatten().unwrap_or(Value::Null);
+                return Ok(Invocation {
+                    request_id,
+                    outcome: Outcome::FunctionError(doc),
+                    duration: Duration::ZERO,
+                    queued: enqueued_at.elapsed(),
+                    started_at: Instant::now(),
+                    timed_out: false,
+                });
+            }
+            _ = tokio::time::sleep(self.dispatch_timeout) => {
+                // Dropping done_rx here closes the channel, so `/next` skips
+                // the event instead of handing a stale one to the function.
+                return Err(DevstackError::NotPolled { waited: self.dispatch_timeout });
+            }
+        };
+        let queued = dispatched_at.saturating_duration_since(enqueued_at);
+
+        let deadline = tokio::time::Instant::from_std(dispatched_at + timeout);
+        match tokio::time::timeout_at(deadline, &mut done_rx).await {
+            Ok(Ok(outcome)) => Ok(Invocation {
+                request_id,
+                outcome,
+                duration: dispatched_at.elapsed(),
+                queued,
+                started_at: dispatched_at,
+                timed_out: false,
+            }),
+            Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
+            Err(_) => {
+                let was_pending = lock(&self.shared.in_flight).remove(&request_id).is_some();
+                if was_pending {
+                    lock(&self.shared.abandoned).insert(request_id.clone());
+                } else if let Ok(outcome) = done_rx.try_recv() {
+                    // The answer raced the deadline and won by a hair: keep it.
+                    return Ok(Invocation {
+                        request_id,
+                        outcome,
+                        duration: dispatched_at.elapsed(),
+                        queued,
+                        started_at: dispatched_at,
+                        timed_out: false,
+                    });
+                }
+                Ok(Invocation {
+                    request_id,
+                    outcome: Outcome::FunctionError(json!({
+                        "errorType": "Sandbox.Timedout",
+                        "errorMessage": format!(
+                            "Task timed out after {:.2} seconds",
+                            timeout.as_secs_f64()
+                        ),
+                    })),
+                    duration: dispatched_at.elapsed(),
+                    queued,
+                    started_at: dispatched_at,
+                    timed_out: true,
+                })
+            }
+        }
+    }
+}
+
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>, _info: ConnInfo) -> Reply {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let error_type = req
+        .headers()
+        .get("lambda-runtime-function-error-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let Some(route) = path.strip_prefix(PREFIX) else {
+        return Reply::Response(not_found(&path));
+    };
+    let segments: Vec<&str> = route.split('/').collect();
+    let resp = match (method, segments.as_slice()) {
+        (Method::GET, ["invocation", "next"]) => next(&shared).await,
+        (Method::POST, ["invocation", id, "response"]) => match read_body(req).await {
+            Ok(body) => complete(&shared, id, Outcome::Ok(parse_response(&body))),
+            Err(resp) => resp,
+        },
+        (Method::POST, ["invocation", id, "error"]) => match read_body(req).await {
+            Ok(body) => complete(
+                &shared,
+                id,
+                Outcome::FunctionError(parse_error(&body, error_type)),
+            ),
+            Err(resp) => resp,
+        },
+        (Method::POST, ["init", "error"]) => match read_body(req).await {
+            Ok(body) => {
+                let doc = parse_error(&body, error_type);
+                shared.init_error.send_replace(Some(doc));
+                accepted()
+            }
+            Err(resp) => resp,
+        },
+        _ => not_found(&path),
+    };
+    Reply::Response(resp)
+}
+
+/// `GET /next`: long-polls the queue and hands out the next live invocation.
+async fn next(shared: &Shared) -> Response<Body> {
+    shared.first_poll.send_if_modified(|first| {
+        if first.is_none() {
+            *first = Some(Instant::now());
+            true
+        } else {
+            false
+        }
+    });
+    // Only the function's single runtime loop polls; the lock serialises any
+    // stray second poller instead of splitting the FIFO between them.
+    let mut queue = shared.queue.lock().await;
+    loop {
+        let Some(pending) = queue.recv().await else {
+            // The RuntimeApi was dropped: make the runtime loop fail and exit.
+            return json_response(
+                500,
+                &json!({"errorType": "ServiceException", "errorMessage": "devstack Runtime API stopped"}),
+            );
+        };
+        let Pending {
+            request_id,
+            event,
+            timeout,
+            dispatched,
+            done,
+        } = pending;
+        if done.is_closed() {
+            continue;
+        }
+        lock(&shared.in_flight).insert(request_id.clone(), done);
+        let now = Instant::now();
+        let deadline_ms = util::epoch_millis(SystemTime::now() + timeout);
+        if dispatched.send(now).is_err() {
+            // The caller stopped waiting between our checks; skip the event.
+            lock(&shared.in_flight).remove(&request_id);
+            continue;
+        }
+        let mut resp = Response::new(Full::new(event));
+        let headers = resp.headers_mut();
+        headers.insert(
+            http::header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        let pairs = [
+            ("lambda-runtime-aws-request-id", request_id),
+            ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
+            (
+                "lambda-runtime-invoked-function-arn",
+                shared.function_arn.clone(),
+            ),
+            ("lambda-runtime-trace-id", util::trace_header()),
+        ];
+        for (name, value) in pairs {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                headers.insert(name, value);
+            }
+        }
+        return resp;
+    }
+}
+
+/// Delivers the function's answer to the waiting `invoke()`.
+fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
+    let waiter = lock(&shared.in_flight).remove(id);
+    match waiter {
+        Some(done) => {
+            // A dropped receiver means invoke() was cancelled; nothing to do.
+            let _ = done.send(outcome);
+            accepted()
+        }
+        None if lock(&shared.abandoned).remove(id) => accepted(),
+        None => json_response(
+            400,
+            &json!({"errorType": "InvalidRequestID", "errorMessage": format!("unknown request id {id}")}),
+        ),
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    match req.into_body().collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) => Err(json_response(
+            400,
+            &json!({"errorType": "InvalidRequest", "errorMessage": e.to_string()}),
+        )),
+    }
+}
+
+/// A response body is JSON for every handler we run; anything else is kept
+/// as a string so a test can still see what came back.
+fn parse_response(body: &[u8]) -> Value {
+    serde_json::from_slice(body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
+}
+
+/// An error body is normally `{"errorType","errorMessage"}`; a non-JSON one
+/// is wrapped in that shape using the error-type header.
+fn parse_error(body: &[u8], error_type: Option<String>) -> Value {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(doc) => doc,
+        Err(_) => json!({
+            "errorType": error_type.unwrap_or_else(|| "Unhandled".into()),
+            "errorMessage": String::from_utf8_lossy(body),
+        }),
+    }
+}
+
+fn accepted() -> Response<Body> {
+    json_response(202, &json!({"status": "OK"}))
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    json_response(
+        404,
+        &json!({"errorType": "NotFound", "errorMessage": format!("no such Runtime API route: {path}")}),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_json_response_is_kept_as_a_string() {
+        assert_eq!(parse_response(br#"{"a":1}"#), json!({"a": 1}));
+        assert_eq!(parse_response(b"plain text"), json!("plain text"));
+    }
+
+    #[test]
+    fn non_json_error_is_wrapped_with_the_header_type() {
+        assert_eq!(
+            parse_error(b"boom", Some("Runtime.ExitError".into())),
+            json!({"errorType": "Runtime.ExitError", "errorMessage": "boom"})
+        );
+        assert_eq!(
+            parse_error(br#"{"errorMessage":"x"}"#, None),
+            json!({"errorMessage": "x"})
+        );
+    }
+}
