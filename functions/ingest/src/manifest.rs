@@ -1,0 +1,501 @@
+//! Manifests: where to find the one a push announced ([`ManifestLocation`]),
+//! the port that fetches raw manifests ([`ManifestSource`]; Distribution over
+//! HTTP and ECR's BatchGetImage are its adapters, a map is the unit tests'
+//! fake), and [`resolve_layers`], which turns an image manifest or an index
+//! into the distinct layers with their sizes.
+//!
+//! Registry events carry neither layers nor sizes, so this is the only way to
+//! fill a webhook's `layers`, `image_size` and the repository size.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+use shared::domain::Digest;
+use shared::ports::LayerSize;
+
+use crate::error::IngestError;
+
+/// OCI image manifest.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// Docker image manifest, schema 2.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+/// OCI image index.
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+/// Docker manifest list.
+pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+/// What we ask registries for, most specific first.
+pub const ACCEPTED_MEDIA_TYPES: [&str; 4] = [
+    OCI_MANIFEST,
+    DOCKER_MANIFEST,
+    OCI_INDEX,
+    DOCKER_MANIFEST_LIST,
+];
+
+/// Largest manifest body read; real ones are a few KiB, big indexes ~100 KiB.
+pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Manifests fetched for one push at most (index + platforms + nested
+/// indexes): bounds the work a hostile or odd index can cause.
+pub const MAX_FETCHES_PER_PUSH: usize = 64;
+/// Index nesting followed at most (an index of indexes is legal but rare).
+const MAX_DEPTH: usize = 3;
+/// Platform manifests fetched concurrently for one index.
+const CHILD_CONCURRENCY: usize = 4;
+/// The annotation buildx puts on attestation manifests inside an index:
+/// their "layers" are in-toto statements, not image content.
+const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
+
+/// Where a manifest lives.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub enum ManifestLocation {
+    /// A Distribution (v2 API) manifest URL, `.../v2/<name>/manifests/<ref>`.
+    Url(url::Url),
+    /// An image in ECR.
+    Ecr {
+        /// The registry (account) id.
+        registry_id: String,
+        /// ECR's repository name (not the webhook repository name).
+        repository: String,
+        reference: EcrReference,
+    },
+}
+
+/// An ECR image reference: its digest when the event carried one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum EcrReference {
+    Digest(Digest),
+    Tag(String),
+}
+
+impl ManifestLocation {
+    /// The same repository's manifest with `digest` (an index's child).
+    pub fn child(&self, digest: &Digest) -> Result<ManifestLocation, IngestError> {
+        match self {
+            Self::Url(url) => {
+                let mut child = url.clone();
+                child.set_query(None);
+                child
+                    .path_segments_mut()
+                    .map_err(|_| IngestError::ManifestUnusable("manifest URL has no path".into()))?
+                    .pop()
+                    .push(digest.as_str());
+                Ok(Self::Url(child))
+            }
+            Self::Ecr {
+                registry_id,
+                repository,
+                ..
+            } => Ok(Self::Ecr {
+                registry_id: registry_id.clone(),
+                repository: repository.clone(),
+                reference: EcrReference::Digest(digest.clone()),
+            }),
+        }
+    }
+
+    /// The digest a fetched manifest is checked against: the digest in a
+    /// Distribution URL. (ECR looks images up by digest through its own
+    /// authenticated API, so its answer is taken as is.)
+    pub fn verifiable_digest(&self) -> Option<Digest> {
+        match self {
+            Self::Url(url) => url
+                .path_segments()
+                .and_then(|mut s| s.next_back())
+                .and_then(|last| Digest::parse(last).ok()),
+            Self::Ecr { .. } => None,
+        }
+    }
+}
+
+/// Shown in logs: never a URL's query string or credentials.
+impl fmt::Display for ManifestLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Url(url) => write!(
+                f,
+                "{}://{}{}",
+                url.scheme(),
+                url.host_str().unwrap_or(""),
+                url.port().map(|p| format!(":{p}")).unwrap_or_default()
+            )
+            .and_then(|_| f.write_str(url.path())),
+            Self::Ecr {
+                registry_id,
+                repository,
+                reference,
+            } => {
+                let r = match reference {
+                    EcrReference::Digest(d) => format!("@{d}"),
+                    EcrReference::Tag(t) => format!(":{t}"),
+                };
+                write!(f, "ecr://{registry_id}/{repository}{r}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for ManifestLocation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// A manifest as fetched: its bytes and the media type the source declared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RawManifest {
+    pub media_type: Option<String>,
+    pub body: Vec<u8>,
+}
+
+/// Fetches raw manifests. Implementations map "not there" to
+/// [`IngestError::ManifestUnusable`] and transient trouble to
+/// [`IngestError::ManifestFetch`].
+#[async_trait]
+pub trait ManifestSource: Send + Sync {
+    async fn fetch(&self, location: &ManifestLocation) -> Result<RawManifest, IngestError>;
+}
+
+#[async_trait]
+impl<T: ManifestSource + ?Sized> ManifestSource for Arc<T> {
+    async fn fetch(&self, location: &ManifestLocation) -> Result<RawManifest, IngestError> {
+        (**self).fetch(location).await
+    }
+}
+
+/// Routes each location to its source: URLs to Distribution, ECR to ECR.
+pub struct ManifestSources {
+    pub distribution: Arc<dyn ManifestSource>,
+    pub ecr: Arc<dyn ManifestSource>,
+}
+
+#[async_trait]
+impl ManifestSource for ManifestSources {
+    async fn fetch(&self, location: &ManifestLocation) -> Result<RawManifest, IngestError> {
+        match location {
+            ManifestLocation::Url(_) => self.distribution.fetch(location).await,
+            ManifestLocation::Ecr { .. } => self.ecr.fetch(location).await,
+        }
+    }
+}
+
+/// `sha256:<hex>` of `bytes`: the digest a registry gives that content.
+pub fn sha256_digest(bytes: &[u8]) -> Digest {
+    let hash = Sha256::digest(bytes);
+    let mut s = String::with_capacity(7 + 64);
+    s.push_str("sha256:");
+    for b in hash {
+        s.push_str(&format!("{b:02x}"));
+    }
+    Digest::parse(&s).unwrap_or_else(|_| unreachable!("a sha256 hex digest is always valid"))
+}
+
+/// A parsed manifest: an image's layers or an index's children.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Manifest {
+    Image { layers: Vec<LayerSize> },
+    Index { children: Vec<Digest> },
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ManifestDoc {
+    media_type: Option<String>,
+    layers: Option<Vec<Descriptor>>,
+    manifests: Option<Vec<Descriptor>>,
+}
+
+#[derive(Deserialize)]
+struct Descriptor {
+    digest: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    platform: Option<Platform>,
+}
+
+#[derive(Deserialize)]
+struct Platform {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+}
+
+impl Descriptor {
+    /// Attestation manifests (buildx) and unknown/unknown platforms are not
+    /// runnable images; their blobs are not image layers.
+    fn is_attestation(&self) -> bool {
+        self.annotations.contains_key(REFERENCE_TYPE_ANNOTATION)
+            || self
+                .platform
+                .as_ref()
+                .is_some_and(|p| p.os == "unknown" && p.architecture == "unknown")
+    }
+}
+
+fn is_index_type(t: &str) -> bool {
+    t == OCI_INDEX || t == DOCKER_MANIFEST_LIST
+}
+
+fn is_image_type(t: &str) -> bool {
+    t == OCI_MANIFEST || t == DOCKER_MANIFEST
+}
+
+/// Parses an image manifest or an index. The body's `mediaType` wins over
+/// the declared one; OCI lets both be absent, then the shape decides.
+pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
+    let unusable = |why: String| IngestError::ManifestUnusable(why);
+    let doc: ManifestDoc = serde_json::from_slice(&raw.body)
+        .map_err(|e| unusable(format!("manifest is not valid JSON: {e}")))?;
+    let declared = doc
+        .media_type
+        .as_deref()
+        .or(raw.media_type.as_deref())
+        .map(|t| {
+            t.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        });
+    let is_index = match declared.as_deref() {
+        Some(t) if is_index_type(t) => true,
+        Some(t) if is_image_type(t) => false,
+        _ if doc.manifests.is_some() && doc.layers.is_none() => true,
+        _ if doc.layers.is_some() => false,
+        other => {
+            return Err(unusable(format!(
+                "unsupported manifest type {}",
+                other.unwrap_or("(none)")
+            )))
+        }
+    };
+    let bad_digest = |d: &str| unusable(format!("manifest names an invalid digest {d:?}"));
+    if is_index {
+        let children = doc
+            .manifests
+            .ok_or_else(|| unusable("index without manifests".into()))?
+            .into_iter()
+            .filter(|m| !m.is_attestation())
+            .map(|m| Digest::parse(&m.digest).map_err(|_| bad_digest(&m.digest)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Manifest::Index { children })
+    } else {
+        let layers = doc
+            .layers
+            .ok_or_else(|| unusable("image manifest without layers".into()))?
+            .into_iter()
+            .map(|l| {
+                let digest = Digest::parse(&l.digest).map_err(|_| bad_digest(&l.digest))?;
+                let size = l
+                    .size
+                    .ok_or_else(|| unusable(format!("layer {digest} has no size")))?;
+                Ok(LayerSize {
+                    digest: digest.as_str().to_owned(),
+                    size,
+                })
+            })
+            .collect::<Result<Vec<_>, IngestError>>()?;
+        Ok(Manifest::Image { layers })
+    }
+}
+
+/// Fetches the manifest at `location` and returns its distinct layers in
+/// first-seen order: for an index, those of its platform manifests in index
+/// order. A Distribution URL naming a `sha256` digest is checked against the
+/// bytes received.
+pub async fn resolve_layers(
+    source: &dyn ManifestSource,
+    location: &ManifestLocation,
+) -> Result<Vec<LayerSize>, IngestError> {
+    let budget = AtomicUsize::new(MAX_FETCHES_PER_PUSH);
+    let per_manifest = resolve_at(source, location, 0, &budget).await?;
+    let mut seen = HashSet::new();
+    Ok(per_manifest
+        .into_iter()
+        .filter(|l| seen.insert(l.digest.clone()))
+        .collect())
+}
+
+/// Sum of the layers' sizes: the webhook's `image_size`.
+pub fn image_size(layers: &[LayerSize]) -> u64 {
+    layers.iter().map(|l| l.size).sum()
+}
+
+fn resolve_at<'a>(
+    source: &'a dyn ManifestSource,
+    location: &'a ManifestLocation,
+    depth: usize,
+    budget: &'a AtomicUsize,
+) -> futures::future::BoxFuture<'a, Result<Vec<LayerSize>, IngestError>> {
+    Box::pin(async move {
+        let taken = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1));
+        if taken.is_err() {
+            return Err(IngestError::ManifestUnusable(format!(
+                "index needs more than {MAX_FETCHES_PER_PUSH} manifests"
+            )));
+        }
+        let raw = source.fetch(location).await?;
+        if raw.body.len() > MAX_MANIFEST_BYTES {
+            return Err(IngestError::ManifestUnusable(format!(
+                "manifest is larger than {MAX_MANIFEST_BYTES} bytes"
+            )));
+        }
+        if let Some(expected) = location.verifiable_digest() {
+            if expected.as_str().starts_with("sha256:") {
+                let actual = sha256_digest(&raw.body);
+                if actual != expected {
+                    return Err(IngestError::ManifestUnusable(format!(
+                        "manifest at {location} hashes to {actual}, not {expected}"
+                    )));
+                }
+            }
+        }
+        match parse_manifest(&raw)? {
+            Manifest::Image { layers } => Ok(layers),
+            Manifest::Index { children } => {
+                if depth + 1 >= MAX_DEPTH {
+                    return Err(IngestError::ManifestUnusable(format!(
+                        "indexes nested deeper than {MAX_DEPTH}"
+                    )));
+                }
+                let locations = children
+                    .iter()
+                    .map(|d| location.child(d))
+                    .collect::<Result<Vec<_>, _>>()?;
+                // Chunks keep index order, which is the first-seen order.
+                let mut layers = Vec::new();
+                for chunk in locations.chunks(CHILD_CONCURRENCY) {
+                    let per_child = futures::future::try_join_all(
+                        chunk
+                            .iter()
+                            .map(|l| resolve_at(source, l, depth + 1, budget)),
+                    )
+                    .await?;
+                    layers.extend(per_child.into_iter().flatten());
+                }
+                Ok(layers)
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
+    #[test]
+    fn child_location_replaces_the_last_segment() {
+        let url = url::Url::parse(&format!(
+            "http://127.0.0.1:5000/v2/alice/app/manifests/{}?x=1",
+            d('a')
+        ))
+        .unwrap();
+        let child = ManifestLocation::Url(url)
+            .child(&Digest::parse(&d('b')).unwrap())
+            .unwrap();
+        assert_eq!(
+            child.to_string(),
+            format!("http://127.0.0.1:5000/v2/alice/app/manifests/{}", d('b'))
+        );
+        let ManifestLocation::Url(u) = &child else {
+            panic!()
+        };
+        assert_eq!(
+            u.as_str(),
+            format!("http://127.0.0.1:5000/v2/alice/app/manifests/{}", d('b'))
+        );
+        assert_eq!(child.verifiable_digest().unwrap().as_str(), d('b'));
+        let tag = ManifestLocation::Url(
+            url::Url::parse("https://r.example/v2/alice/app/manifests/1.0").unwrap(),
+        );
+        assert_eq!(tag.verifiable_digest(), None);
+    }
+
+    #[test]
+    fn display_hides_queries_and_credentials() {
+        let url = url::Url::parse("https://u:p@r.example:8443/v2/a/b/manifests/x?token=s").unwrap();
+        assert_eq!(
+            ManifestLocation::Url(url).to_string(),
+            "https://r.example:8443/v2/a/b/manifests/x"
+        );
+    }
+
+    #[test]
+    fn parses_the_fixture_manifest() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/fixtures/distribution-2.8-push-manifest.json");
+        let body = &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))[..];
+        let raw = RawManifest {
+            media_type: Some(OCI_MANIFEST.into()),
+            body: body.to_vec(),
+        };
+        let Manifest::Image { layers } = parse_manifest(&raw).unwrap() else {
+            panic!("not an image")
+        };
+        assert_eq!(
+            layers,
+            vec![LayerSize {
+                digest: "sha256:b1387840bec18458d9bb3bd9cff80b0839e9e2adca42e2269fe6bff32b0b9b52"
+                    .into(),
+                size: 126
+            }]
+        );
+        assert_eq!(
+            sha256_digest(body).as_str(),
+            "sha256:4efb9572a88a346a86b79761a7ea7f41fd9b93f49deecf6bd9c7e9161d808ab7"
+        );
+    }
+
+    #[test]
+    fn parses_indexes_skipping_attestations() {
+        let body = format!(
+            r#"{{"schemaVersion":2,"manifests":[
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{a}","size":1,"platform":{{"os":"linux","architecture":"amd64"}}}},
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{b}","size":1,"platform":{{"os":"unknown","architecture":"unknown"}}}},
+              {{"mediaType":"{OCI_MANIFEST}","digest":"{c}","size":1,"annotations":{{"vnd.docker.reference.type":"attestation-manifest"}}}}
+            ]}}"#,
+            a = d('a'),
+            b = d('b'),
+            c = d('c')
+        );
+        let raw = RawManifest {
+            media_type: None,
+            body: body.into_bytes(),
+        };
+        assert_eq!(
+            parse_manifest(&raw).unwrap(),
+            Manifest::Index {
+                children: vec![Digest::parse(&d('a')).unwrap()]
+            }
+        );
+    }
+
+    #[test]
+    fn refuses_what_is_not_a_manifest() {
+        for body in [
+            "not json",
+            "{}",
+            r#"{"mediaType":"application/vnd.docker.distribution.manifest.v1+json"}"#,
+            r#"{"layers":[{"digest":"md5:x","size":1}]}"#,
+            r#"{"layers":[{"digest":"sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}]}"#,
+        ] {
+            let raw = RawManifest {
+                media_type: None,
+                body: body.as_bytes().to_vec(),
+            };
+            let e = parse_manifest(&raw).unwrap_err();
+            assert!(matches!(e, IngestError::ManifestUnusable(_)), "{body}: {e}");
+        }
+    }
+}
