@@ -216,6 +216,11 @@ pub fn validate_webhook_url(raw: &str, allow_private: bool) -> Result<WebhookUrl
         return Err(UrlError::TooLong);
     }
     let url = Url::parse(raw.trim()).map_err(|e| UrlError::Invalid(e.to_string()))?;
+    // The stored (normalised, percent-encoded) form is what delivery checks
+    // again, so it must fit the limit too.
+    if url.as_str().chars().count() > MAX_URL_LEN {
+        return Err(UrlError::TooLong);
+    }
     if !matches!(url.scheme(), "http" | "https") {
         return Err(UrlError::Scheme(url.scheme().chars().take(32).collect()));
     }
@@ -346,6 +351,10 @@ mod tests {
             ("http://[2002:7f00:1::]/", "forbidden_address"),
         ];
         assert!(valid.len() + cases.len() >= 40);
+        // Short as typed but long once percent-encoded: refused at set time,
+        // or delivery would refuse what settings accepted.
+        let encoded = format!("https://example.com/{}", " ".repeat(1000));
+        assert_eq!(refused(&encoded).code(), "too_long");
         for (raw, code) in cases {
             assert_eq!(refused(raw).code(), code, "{raw}");
         }
