@@ -25,6 +25,14 @@ bash scripts/validate_template.sh
 step "build binaries"
 cargo build --workspace --bins --locked
 
+step "arm64 bootstraps (cargo lambda build --release --arm64) and sam build"
+# The deployable artifacts, built the way users build them: cargo-lambda
+# cross-compiles with zig; then `sam build` (rust-cargolambda, in source)
+# must succeed too. The arm64 test below runs them under qemu-user.
+cargo-lambda lambda build --release --arm64 --locked --bin ingest --bin deliver --bin settings
+SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam build
+export ALIN_REQUIRE_ARM64=1
+
 step "tests"
 # Each test binary starts its own moto server (devstack::moto) and every
 # test works under its own resource prefix.

@@ -664,27 +664,19 @@ impl Deliverer {
                 .map(|u| u.origin().ascii_serialization())
                 .unwrap_or_default()
         };
-        let mut origin = String::new();
-        let route = {
+        let (origin, route) =
             match validate_webhook_url(&webhook.url, self.settings.allow_private_targets) {
-                Err(e) => {
-                    origin = origin_of(&webhook.url);
-                    Route::Refused(e)
-                }
+                Err(e) => (origin_of(&webhook.url), Route::Refused(e)),
                 Ok(url) => {
-                    origin = url.origin_for_logs();
                     let next = hosts.len();
                     let host = *hosts.entry(url.host_key()).or_insert(next);
-                    Route::Send {
-                        target: Arc::new(Target {
-                            url: url.as_url().clone(),
-                            secret: webhook.secret,
-                        }),
-                        host,
-                    }
+                    let target = Arc::new(Target {
+                        url: url.as_url().clone(),
+                        secret: webhook.secret,
+                    });
+                    (url.origin_for_logs(), Route::Send { target, host })
                 }
-            }
-        };
+            };
         Repo {
             name,
             url_version: webhook.url_version,
