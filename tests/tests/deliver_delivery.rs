@@ -260,8 +260,10 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
         .headers
         .iter()
         .map(|(n, _)| n.as_str())
-        .filter(|n| *n != "host" && *n != "content-length")
+        .filter(|n| *n != "host")
         .collect();
+    // CONTRACT §4's order exactly (hyper lowercases names; HTTP names are
+    // case-insensitive), Content-Length in its place and only once.
     assert_eq!(
         names,
         [
@@ -270,6 +272,7 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
             "accept",
             "connection",
             "x-alin-webhook",
+            "content-length",
             "content-type",
             "webhook-id",
             "webhook-timestamp",
@@ -288,6 +291,7 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("webhook-id"), Some("evt_exact"));
     assert_eq!(r.header_all("webhook-signature").len(), 1);
+    assert_eq!(r.header_all("content-length").len(), 1);
     assert!(r.header("webhook-signature").unwrap().starts_with("v1,"));
 
     verify_standardwebhooks(&secret, &r.headers, &r.body).expect("standardwebhooks verifies");

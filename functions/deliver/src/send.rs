@@ -75,8 +75,9 @@ pub(crate) async fn send(ctx: &SendContext, target: &Target, job: &DeliveryJob) 
 }
 
 /// Builds the reqwest request: the URL exactly as stored (query included),
-/// every header of `build_request` in its order except `Content-Length`
-/// (hyper writes it from the body), and the body bytes untouched.
+/// every header of `build_request` in its order — `Content-Length` included,
+/// set in its contract position (hyper then uses it rather than appending
+/// its own after the others) — and the body bytes untouched.
 fn request(
     ctx: &SendContext,
     target: &Target,
@@ -87,9 +88,6 @@ fn request(
     let mut headers = HeaderMap::with_capacity(built.headers.len());
     for (name, value) in built.headers {
         let name = header_name(name)?;
-        if name == header::CONTENT_LENGTH {
-            continue;
-        }
         let value =
             HeaderValue::try_from(value).map_err(|e| DeliverError::Request(e.to_string()))?;
         headers.append(name, value);
