@@ -12,6 +12,7 @@ use aws_sdk_dynamodb::types::{
     TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
+use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::domain::{
     BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName,
@@ -32,6 +33,8 @@ pub const SK_LAYER_PREFIX: &str = "layer#";
 const BATCH_GET_MAX: usize = 100;
 /// TransactWriteItems' limit, less the one repository update.
 const LAYERS_PER_TRANSACTION: usize = 99;
+/// BatchGetItem calls in flight at once.
+const PARALLEL_READS: usize = 10;
 /// Rounds of UnprocessedKeys / optimistic-concurrency retries before giving up.
 const MAX_ROUNDS: u32 = 12;
 
@@ -66,43 +69,53 @@ impl DynamoStore {
         ])
     }
 
-    /// BatchGetItem over any number of keys, ≤100 a call, UnprocessedKeys
-    /// retried with backoff. Returns every item found.
+    /// BatchGetItem over any number of keys, ≤100 a call, the calls
+    /// concurrent (a batch of 1,000 repositories must not wait for ten round
+    /// trips in a row before its first POST), UnprocessedKeys retried with
+    /// backoff. Returns every item found.
     async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
-        let mut found = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(BATCH_GET_MAX) {
-            let mut pending = chunk.to_vec();
-            let mut round = 0;
-            while !pending.is_empty() {
-                if round > 0 {
-                    backoff(round).await;
-                }
-                if round >= MAX_ROUNDS {
-                    return Err(StoreError::Retryable(format!(
-                        "BatchGetItem left {} keys unprocessed after {MAX_ROUNDS} rounds",
-                        pending.len()
-                    )));
-                }
-                round += 1;
-                let ka = KeysAndAttributes::builder()
-                    .set_keys(Some(std::mem::take(&mut pending)))
-                    .consistent_read(true)
-                    .build()
-                    .map_err(|e| StoreError::Permanent(e.to_string()))?;
-                let out = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.table, ka)
-                    .send()
-                    .await
-                    .map_err(map_err)?;
-                if let Some(mut r) = out.responses {
-                    found.extend(r.remove(&self.table).unwrap_or_default());
-                }
-                if let Some(mut u) = out.unprocessed_keys {
-                    if let Some(ka) = u.remove(&self.table) {
-                        pending = ka.keys;
-                    }
+        let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_MAX).map(<[Item]>::to_vec).collect();
+        let parts: Vec<Vec<Item>> = futures::stream::iter(chunks)
+            .map(|chunk| self.batch_get_chunk(chunk))
+            .buffer_unordered(PARALLEL_READS)
+            .try_collect()
+            .await?;
+        Ok(parts.into_iter().flatten().collect())
+    }
+
+    async fn batch_get_chunk(&self, chunk: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+        let mut found = Vec::with_capacity(chunk.len());
+        let mut pending = chunk;
+        let mut round = 0;
+        while !pending.is_empty() {
+            if round > 0 {
+                backoff(round).await;
+            }
+            if round >= MAX_ROUNDS {
+                return Err(StoreError::Retryable(format!(
+                    "BatchGetItem left {} keys unprocessed after {MAX_ROUNDS} rounds",
+                    pending.len()
+                )));
+            }
+            round += 1;
+            let ka = KeysAndAttributes::builder()
+                .set_keys(Some(std::mem::take(&mut pending)))
+                .consistent_read(true)
+                .build()
+                .map_err(|e| StoreError::Permanent(e.to_string()))?;
+            let out = self
+                .client
+                .batch_get_item()
+                .request_items(&self.table, ka)
+                .send()
+                .await
+                .map_err(map_err)?;
+            if let Some(mut r) = out.responses {
+                found.extend(r.remove(&self.table).unwrap_or_default());
+            }
+            if let Some(mut u) = out.unprocessed_keys {
+                if let Some(ka) = u.remove(&self.table) {
+                    pending = ka.keys;
                 }
             }
         }
