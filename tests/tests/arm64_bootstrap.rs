@@ -20,7 +20,10 @@ const SYSROOT: &str = "/usr/aarch64-linux-gnu";
 /// A launcher script that runs the arm64 bootstrap under qemu-user, so the
 /// Runtime API emulation can start it like any binary.
 fn qemu_launcher(name: &str, dir: &Path) -> Option<PathBuf> {
-    let bootstrap = repo_root().join("target/lambda").join(name).join("bootstrap");
+    let bootstrap = repo_root()
+        .join("target/lambda")
+        .join(name)
+        .join("bootstrap");
     let ready = bootstrap.is_file() && Path::new(QEMU).is_file() && Path::new(SYSROOT).is_dir();
     if !ready {
         assert!(
@@ -28,13 +31,19 @@ fn qemu_launcher(name: &str, dir: &Path) -> Option<PathBuf> {
             "{} or {QEMU} or {SYSROOT} missing",
             bootstrap.display()
         );
-        eprintln!("SKIP: {} not built (cargo lambda build --release --arm64) or qemu-user missing", bootstrap.display());
+        eprintln!(
+            "SKIP: {} not built (cargo lambda build --release --arm64) or qemu-user missing",
+            bootstrap.display()
+        );
         return None;
     }
     let launcher = dir.join(name);
     std::fs::write(
         &launcher,
-        format!("#!/bin/sh\nexec {QEMU} -L {SYSROOT} {} \"$@\"\n", bootstrap.display()),
+        format!(
+            "#!/bin/sh\nexec {QEMU} -L {SYSROOT} {} \"$@\"\n",
+            bootstrap.display()
+        ),
     )
     .unwrap();
     use std::os::unix::fs::PermissionsExt as _;
@@ -47,12 +56,21 @@ fn load_event(path: &str) -> Value {
     serde_json::from_str(&text).unwrap()
 }
 
-async fn start(name: &str, stack: &Stack, dir: &Path, extra: &[(&str, &str)]) -> Option<LocalFunction> {
+async fn start(
+    name: &str,
+    stack: &Stack,
+    dir: &Path,
+    extra: &[(&str, &str)],
+) -> Option<LocalFunction> {
     let launcher = qemu_launcher(name, dir)?;
     let mut env = stack.function_env();
     env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let log = dir.join(format!("{name}.log"));
-    Some(LocalFunction::start(&launcher, &env, &log).await.expect("bootstrap starts under qemu"))
+    Some(
+        LocalFunction::start(&launcher, &env, &log)
+            .await
+            .expect("bootstrap starts under qemu"),
+    )
 }
 
 #[tokio::test]
@@ -65,20 +83,34 @@ async fn arm64_bootstraps_answer_real_invocations_under_qemu() {
     let Some(settings) = start("settings", &stack, dir.path(), &[]).await else {
         return;
     };
-    let put = settings.invoke(load_event("events/settings/put-webhook.json"), slow).await.unwrap();
+    let put = settings
+        .invoke(load_event("events/settings/put-webhook.json"), slow)
+        .await
+        .unwrap();
     let put = put.ok().expect("PUT answered").clone();
     assert_eq!(put["statusCode"], 200, "{put}");
     let config: Value = serde_json::from_str(put["body"].as_str().unwrap()).unwrap();
     assert_eq!(config["repository"], "alice/app");
     assert!(config["secret"].as_str().unwrap().starts_with("whsec_"));
-    let get = settings.invoke(load_event("events/settings/get-webhook.json"), slow).await.unwrap();
+    let get = settings
+        .invoke(load_event("events/settings/get-webhook.json"), slow)
+        .await
+        .unwrap();
     assert_eq!(get.ok().unwrap()["statusCode"], 200);
 
     // ingest: the sample native push over HTTP becomes one job.
-    let ingest = start("ingest", &stack, dir.path(), &[("INGEST_TOKEN", "local-ingest-token")])
+    let ingest = start(
+        "ingest",
+        &stack,
+        dir.path(),
+        &[("INGEST_TOKEN", "local-ingest-token")],
+    )
+    .await
+    .expect("ingest bootstrap");
+    let res = ingest
+        .invoke(load_event("events/ingest/http-native-push.json"), slow)
         .await
-        .expect("ingest bootstrap");
-    let res = ingest.invoke(load_event("events/ingest/http-native-push.json"), slow).await.unwrap();
+        .unwrap();
     let res = res.ok().expect("ingest answered").clone();
     assert_eq!(res["statusCode"], 202, "{res}");
     let jobs = stack.drain(&stack.queue_url, 10).await;
@@ -86,8 +118,13 @@ async fn arm64_bootstraps_answer_real_invocations_under_qemu() {
 
     // deliver: the sample batch; its repositories point nowhere reachable,
     // so every job is answered (dropped or failed), none panics.
-    let deliver = start("deliver", &stack, dir.path(), &[]).await.expect("deliver bootstrap");
-    let res = deliver.invoke(load_event("events/deliver/sqs-batch.json"), slow).await.unwrap();
+    let deliver = start("deliver", &stack, dir.path(), &[])
+        .await
+        .expect("deliver bootstrap");
+    let res = deliver
+        .invoke(load_event("events/deliver/sqs-batch.json"), slow)
+        .await
+        .unwrap();
     let res = res.ok().expect("deliver answered").clone();
     assert!(res.get("batchItemFailures").is_some(), "{res}");
     let _ = json!(null);
