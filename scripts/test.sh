@@ -36,7 +36,7 @@ export ALIN_REQUIRE_ARM64=1
 step "tests"
 # Each test binary starts its own moto server (devstack::moto) and every
 # test works under its own resource prefix.
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
 
 if [ -f scripts/bench.sh ]; then
   step "benchmark (small)"

@@ -38,6 +38,9 @@ pub const ACCEPTED_MEDIA_TYPES: [&str; 4] = [
 
 /// Largest manifest body read; real ones are a few KiB, big indexes ~100 KiB.
 pub const MAX_MANIFEST_BYTES: usize = 4 * 1024 * 1024;
+/// Largest layer size accepted (2^53: also the largest integer JSON carries
+/// portably).
+pub const MAX_LAYER_SIZE: u64 = 1 << 53;
 /// Manifests fetched for one push at most (index + platforms + nested
 /// indexes): bounds the work a hostile or odd index can cause.
 pub const MAX_FETCHES_PER_PUSH: usize = 64;
@@ -296,6 +299,13 @@ pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
                 let size = l
                     .size
                     .ok_or_else(|| unusable(format!("layer {digest} has no size")))?;
+                // Sizes come from whoever pushed; no registry stores a layer
+                // this large, and sums of such values would overflow.
+                if size > MAX_LAYER_SIZE {
+                    return Err(unusable(format!(
+                        "layer {digest} size {size} is out of range"
+                    )));
+                }
                 Ok(LayerSize {
                     digest: digest.as_str().to_owned(),
                     size,
@@ -317,15 +327,26 @@ pub async fn resolve_layers(
     let budget = AtomicUsize::new(MAX_FETCHES_PER_PUSH);
     let per_manifest = resolve_at(source, location, 0, &budget).await?;
     let mut seen = HashSet::new();
-    Ok(per_manifest
+    let layers: Vec<LayerSize> = per_manifest
         .into_iter()
         .filter(|l| seen.insert(l.digest.clone()))
-        .collect())
+        .collect();
+    if layers
+        .iter()
+        .try_fold(0u64, |a, l| a.checked_add(l.size))
+        .is_none()
+    {
+        return Err(IngestError::ManifestUnusable(
+            "the layers' sizes add up past 2^64".into(),
+        ));
+    }
+    Ok(layers)
 }
 
-/// Sum of the layers' sizes: the webhook's `image_size`.
+/// Sum of the layers' sizes: the webhook's `image_size`. Saturating, though
+/// `resolve_layers` already refuses sums that overflow.
 pub fn image_size(layers: &[LayerSize]) -> u64 {
-    layers.iter().map(|l| l.size).sum()
+    layers.iter().fold(0u64, |a, l| a.saturating_add(l.size))
 }
 
 fn resolve_at<'a>(

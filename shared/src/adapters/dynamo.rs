@@ -609,13 +609,13 @@ impl WebhookStore for DynamoStore {
             }
             let mut conflicted = false;
             for chunk in fresh.chunks(LAYERS_PER_TRANSACTION) {
-                let added: u64 = chunk.iter().map(|l| l.size).sum();
+                let added = chunk.iter().fold(0u64, |a, l| a.saturating_add(l.size));
                 match self
                     .count_chunk(repo, chunk, size.map(|_| total), added)
                     .await?
                 {
                     true => {
-                        total += added;
+                        total = total.saturating_add(added);
                         size = Some(total);
                     }
                     false => {

@@ -189,10 +189,10 @@ impl WebhookStore for MemoryStore {
     ) -> Result<u64, StoreError> {
         Ok(self.with(|s| {
             s.reads += 1;
-            let mut added = 0;
+            let mut added: u64 = 0;
             for l in layers {
                 if s.layers.insert((repo.clone(), l.digest.clone())) {
-                    added += l.size;
+                    added = u64::saturating_add(added, l.size);
                 }
             }
             if added > 0 {
@@ -203,7 +203,7 @@ impl WebhookStore for MemoryStore {
                 webhook: None,
                 repository_size: 0,
             });
-            rec.repository_size += added;
+            rec.repository_size = rec.repository_size.saturating_add(added);
             rec.repository_size
         }))
     }
