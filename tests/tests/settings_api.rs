@@ -107,9 +107,11 @@ async fn every_route_against_dynamodb_and_sqs() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut want = settings::handler::CONFIG_KEYS.to_vec();
-    want.sort_unstable();
-    assert_eq!(keys, want);
+    assert_eq!(
+        keys,
+        settings::handler::CONFIG_KEYS,
+        "contract keys in contract order"
+    );
     assert_eq!(config["repository"], name);
     assert_eq!(config["url"], "https://ci.example.com/h?token=abc");
     assert_eq!(config["enabled"], true);

@@ -455,7 +455,7 @@ mod tests {
     #[test]
     fn parses_the_fixture_manifest() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared/fixtures/distribution-2.8-push-manifest.json");
+            .join("../../tests/fixtures/distribution-2.8-push-manifest.json");
         let body = &std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))[..];
         let raw = RawManifest {
             media_type: Some(OCI_MANIFEST.into()),

@@ -1,6 +1,6 @@
 //! Handler-level unit tests: the whole function (both triggers) over the
 //! memory store and queue and a fake manifest source, fed the real captures
-//! in /work/shared/fixtures and hand-made events for every other case.
+//! in tests/fixtures (real captures) and hand-made events for every other case.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -216,7 +216,7 @@ fn sqs_event(records: &[(&str, String)]) -> Value {
 
 fn fixture(name: &str) -> String {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/fixtures")
+        .join("../../tests/fixtures")
         .join(name);
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }

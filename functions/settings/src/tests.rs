@@ -491,9 +491,10 @@ async fn put_answers_the_contract_config_in_contract_order() {
         .keys()
         .map(String::as_str)
         .collect();
-    let mut sorted = CONFIG_KEYS.to_vec();
-    sorted.sort_unstable();
-    assert_eq!(keys, sorted, "exactly the contract's keys");
+    assert_eq!(
+        keys, CONFIG_KEYS,
+        "exactly the contract's keys, in its order"
+    );
     // The body text itself is in the contract's order.
     let body = r.body.as_deref().unwrap();
     let positions: Vec<usize> = CONFIG_KEYS
