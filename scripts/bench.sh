@@ -40,7 +40,7 @@ if [ "$small" = 0 ]; then
   # The arm64 bootstraps as deployed (cargo-lambda cross-compiles with zig);
   # built before anything is measured so it does not compete for the CPU.
   echo "== building the arm64 zips (cargo lambda build --release --arm64 --output-format zip)" >&2
-  if .venv/bin/cargo-lambda lambda build --release --arm64 --output-format zip \
+  if .venv/bin/cargo-lambda lambda build --release --arm64 --locked --output-format zip \
       --bin ingest --bin deliver --bin settings >target/bench-cargo-lambda.log 2>&1; then
     export BENCH_ZIP_STATUS="built by this run"
   else

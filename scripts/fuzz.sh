@@ -19,7 +19,8 @@
 # with RUSTC_BOOTSTRAP=1 (sanitizer flags are nightly-only). The first build
 # compiles the shared crate and the AWS SDK with sanitizers (~15 minutes);
 # later ones are incremental. New corpus entries go to fuzz/corpus/<target>,
-# crashes to fuzz/artifacts/<target>; the hand-written seeds are fuzz/seeds/<target>.
+# crashes to fuzz/artifacts/<target>; the hand-written seeds are fuzz/seeds/<target>,
+# the libFuzzer dictionaries fuzz/dicts/*.dict (FUZZ_NO_DICT=1 runs without).
 # libFuzzer stops a target at its first crash; FUZZ_KEEP_GOING=1 runs it in
 # fork mode (-fork=1 -ignore_crashes=1) so it keeps fuzzing for the whole time
 # and saves every crash. Builds use -O -a: optimised, with debug assertions
@@ -45,6 +46,13 @@ for t in $targets; do
   set +e
   extra=()
   if [ "${FUZZ_KEEP_GOING:-0}" = 1 ]; then extra=(-fork=1 -ignore_crashes=1); fi
+  case "$t" in
+    ingest_*) dict=dicts/ingest.dict ;;
+    deliver_batch | delivery_job) dict=dicts/deliver.dict ;;
+    settings_request | webhook_url) dict=dicts/settings.dict ;;
+    *) dict= ;;
+  esac
+  if [ -n "$dict" ] && [ "${FUZZ_NO_DICT:-0}" != 1 ]; then extra+=(-dict="$dict"); fi
   cargo fuzz run -O -a "$t" "corpus/$t" "seeds/$t" -- \
     -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -max_len=16384 \
     -print_final_stats=1 "${extra[@]}" >"$logs/$t.log" 2>&1

@@ -4,12 +4,18 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::coldstart::{ColdStart, FUNCTIONS};
+use crate::coldstart::FUNCTIONS;
 use crate::cost::{self, Design, PerPush};
 use crate::deliver_bench::{DeliverRun, Throughput, CONCURRENCY, HOSTS, PER_HOST};
 use crate::ingest_bench::BATCH;
 use crate::stats::{mean, median, ms, percentile};
 use crate::{Res, Results};
+
+mod notes;
+mod svg;
+
+use notes::{cold_note, latency_note, rss_note, tp_limits};
+use svg::{bar_chart, cdf_chart};
 
 pub fn now_utc() -> String {
     let now = time::OffsetDateTime::now_utc();
@@ -685,175 +691,6 @@ fn print_table(rows: &[Row]) {
     println!();
 }
 
-// ------------------------------------------------------------------ SVG
-
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-/// Horizontal bars with the individual rounds as dots.
-fn bar_chart(title: &str, unit: &str, bars: &[(String, f64, Vec<f64>, &str)]) -> String {
-    let (w, left, right, top, bh, gap) = (760.0, 250.0, 110.0, 44.0, 34.0, 16.0);
-    let h = top + bars.len() as f64 * (bh + gap) + 40.0;
-    let max = bars
-        .iter()
-        .flat_map(|(_, v, pts, _)| std::iter::once(*v).chain(pts.iter().copied()))
-        .fold(0.0, f64::max)
-        .max(1e-9);
-    let scale = (w - left - right) / max;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="13">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="12" y="24" font-size="15" font-weight="bold">{}</text>"#,
-        esc(title)
-    );
-    for (i, (label, v, pts, color)) in bars.iter().enumerate() {
-        let y = top + i as f64 * (bh + gap);
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="{}" text-anchor="end">{}</text>"#,
-            left - 8.0,
-            y + bh / 2.0 + 4.0,
-            esc(label)
-        );
-        let _ = writeln!(
-            s,
-            r#"<rect x="{left}" y="{y}" width="{:.1}" height="{bh}" fill="{color}"/>"#,
-            v * scale
-        );
-        for p in pts {
-            let _ = writeln!(
-                s,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3" fill="black" fill-opacity="0.6"/>"#,
-                left + p * scale,
-                y + bh / 2.0
-            );
-        }
-        let end = pts.iter().copied().fold(*v, f64::max);
-        let _ = writeln!(
-            s,
-            r#"<text x="{:.1}" y="{}">{} {}</text>"#,
-            left + end * scale + 8.0,
-            y + bh / 2.0 + 4.0,
-            thousands(*v),
-            esc(unit)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<text x="{left}" y="{}" fill="#555" font-size="11">bars: median; dots: individual rounds</text>"##,
-        h - 14.0
-    );
-    s.push_str("</svg>\n");
-    s
-}
-
-/// The cumulative distribution of `values` (ms), with marker lines.
-fn cdf_chart(title: &str, values: &[f64], markers: &[(String, f64)]) -> String {
-    let (w, h, left, right, top, bottom) = (760.0, 380.0, 60.0, 30.0, 44.0, 50.0);
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let max = v.last().copied().unwrap_or(1.0).max(1.0);
-    // A round axis end.
-    let step = [100.0, 200.0, 250.0, 500.0, 1000.0, 2000.0, 5000.0]
-        .into_iter()
-        .find(|s| max / s <= 8.0)
-        .unwrap_or(10_000.0);
-    let xmax = (max / step).ceil() * step;
-    let pw = w - left - right;
-    let ph = h - top - bottom;
-    let x = |ms: f64| left + ms / xmax * pw;
-    let y = |f: f64| top + (1.0 - f) * ph;
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        s,
-        r#"<text x="12" y="24" font-size="15" font-weight="bold">{}</text>"#,
-        esc(title)
-    );
-    // Grid and axes.
-    let mut t = 0.0;
-    while t <= xmax + 1e-9 {
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#ddd"/><text x="{0:.1}" y="{3}" text-anchor="middle">{4}</text>"##,
-            x(t),
-            top,
-            top + ph,
-            top + ph + 16.0,
-            thousands(t)
-        );
-        t += step;
-    }
-    for k in 0..=4 {
-        let f = k as f64 / 4.0;
-        let _ = writeln!(
-            s,
-            r##"<line x1="{left}" y1="{0:.1}" x2="{1}" y2="{0:.1}" stroke="#ddd"/><text x="{2}" y="{3:.1}" text-anchor="end">{4}%</text>"##,
-            y(f),
-            left + pw,
-            left - 6.0,
-            y(f) + 4.0,
-            k * 25
-        );
-    }
-    let _ = writeln!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">push sent → webhook received (ms)</text>"#,
-        left + pw / 2.0,
-        h - 12.0
-    );
-    // The step curve.
-    let n = v.len().max(1) as f64;
-    let mut d = format!("M{:.1},{:.1}", x(0.0), y(0.0));
-    for (i, ms) in v.iter().enumerate() {
-        let _ = write!(
-            d,
-            " L{:.1},{:.1} L{:.1},{:.1}",
-            x(*ms),
-            y(i as f64 / n),
-            x(*ms),
-            y((i + 1) as f64 / n)
-        );
-    }
-    let _ = writeln!(
-        s,
-        r##"<path d="{d}" fill="none" stroke="#1f77b4" stroke-width="2"/>"##
-    );
-    for (k, (label, at)) in markers.iter().enumerate() {
-        // Labels left of their line near the right edge, staggered.
-        let (tx, anchor) = if x(*at) > left + 0.7 * pw {
-            (x(*at) - 4.0, "end")
-        } else {
-            (x(*at) + 4.0, "start")
-        };
-        let _ = writeln!(
-            s,
-            r##"<line x1="{0:.1}" y1="{1}" x2="{0:.1}" y2="{2}" stroke="#d62728" stroke-dasharray="4 3"/><text x="{3:.1}" y="{4}" fill="#d62728" text-anchor="{6}">{5}</text>"##,
-            x(*at),
-            top,
-            top + ph,
-            tx,
-            top + 14.0 + 16.0 * k as f64,
-            esc(label),
-            anchor
-        );
-    }
-    s.push_str("</svg>\n");
-    s
-}
-
 // ------------------------------------------------------------------ Markdown
 
 fn md_table(out: &mut String, head: &[&str], rows: &[Vec<String>]) {
@@ -947,7 +784,104 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
             .collect::<Vec<_>>(),
     );
 
-    // 1–3 deliver
+    section_deliver(&mut o, r, &rel);
+    section_cold(&mut o, r);
+    section_latency(&mut o, r, &rel);
+    section_cost(&mut o, r);
+
+    let _ = writeln!(o, "## How to run\n");
+    let _ = writeln!(
+        o,
+        "`bash scripts/bench.sh` builds the release binaries (`cargo build --release -p ingest -p \
+         deliver -p settings -p alin-bench`), the arm64 zips with cargo-lambda, and runs \
+         `target/release/alin-bench` with `DEVSTACK_BIN_DIR=target/release`; it prints the \
+         summary table and rewrites this file and `tools/bench/results/*.svg`. `bash \
+         scripts/bench.sh --small` is the CI-sized run ({} jobs over {} repositories, {} pushes): \
+         every measurement path, seconds not minutes; it writes its report to \
+         `target/bench/small/` and exits non-zero if a measurement could not be made (never \
+         for a missed target). Function logs are in `target/bench/logs/`.\n",
+        thousands(crate::Sizes::small().jobs as f64),
+        crate::Sizes::small().repos,
+        crate::Sizes::small().pushes
+    );
+
+    // Plots.
+    if let Ok(d) = &r.deliver {
+        if let Some(f) = tp_figures(&d.throughput) {
+            let svg = bar_chart(
+                &format!(
+                    "Webhook POSTs per second, one batch of {} jobs, {} in flight",
+                    thousands(d.throughput.jobs as f64),
+                    CONCURRENCY
+                ),
+                "/s",
+                &[
+                    (
+                        "bare reqwest, its own clock".into(),
+                        f.bare_median,
+                        f.bare_rates.clone(),
+                        "#9e9e9e",
+                    ),
+                    (
+                        "deliver, invocation duration".into(),
+                        f.deliver_median,
+                        f.deliver_rates.clone(),
+                        "#1f77b4",
+                    ),
+                    (
+                        "deliver, DynamoDB stub (diagnostic)".into(),
+                        f.instant_median,
+                        f.instant_rates.clone(),
+                        "#ff9896",
+                    ),
+                    (
+                        "bare, at the sink".into(),
+                        f.bare_sink_median,
+                        f.bare_sink_rates.clone(),
+                        "#cfcfcf",
+                    ),
+                    (
+                        "deliver, at the sink".into(),
+                        f.deliver_sink_median,
+                        f.deliver_sink_rates.clone(),
+                        "#9ecae1",
+                    ),
+                ],
+            );
+            write_file(&plots.join("throughput.svg"), &svg)?;
+        }
+    }
+    if let Ok(l) = &r.latency {
+        let svg = cdf_chart(
+            &format!(
+                "Push → webhook latency, {} pushes at {:.0}/s, {} s batching window",
+                l.pushes,
+                l.rate,
+                crate::latency::WINDOW.as_secs()
+            ),
+            &l.latencies_ms,
+            &[
+                (
+                    format!("p50 {:.0} ms", percentile(&l.latencies_ms, 50.0)),
+                    percentile(&l.latencies_ms, 50.0),
+                ),
+                (
+                    format!("p99 {:.0} ms", percentile(&l.latencies_ms, 99.0)),
+                    percentile(&l.latencies_ms, 99.0),
+                ),
+            ],
+        );
+        write_file(&plots.join("latency.svg"), &svg)?;
+    }
+    if let Some(dir) = md_path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    write_file(md_path, &o)?;
+    Ok(healthy)
+}
+
+/// Sections 1–3: deliver, and the ingest figures of section 3.
+fn section_deliver(o: &mut String, r: &Results, rel: &dyn Fn(&str) -> String) {
     let _ = writeln!(o, "## 1. Delivery throughput\n");
     match &r.deliver {
         Ok(d) => {
@@ -1015,7 +949,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                     ]);
                 }
                 md_table(
-                    &mut o,
+                    o,
                     &[
                         "round",
                         "bare (its own clock)",
@@ -1056,7 +990,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                     std::thread::available_parallelism().map_or(0, |n| n.get())
                 );
                 md_table(
-                    &mut o,
+                    o,
                     &[
                         "round",
                         "bare client CPU",
@@ -1111,7 +1045,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                     ms(run.duration)
                 );
                 md_table(
-                    &mut o,
+                    o,
                     &["what", "from", "to"],
                     &run.timeline
                         .iter()
@@ -1126,13 +1060,19 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                 );
                 let _ = writeln!(o, "Where the median deliver invocation waited on AWS:\n");
                 md_table(
-                    &mut o,
+                    o,
                     &["operation", "calls", "wall time with one in flight"],
                     &ops,
                 );
                 let _ = writeln!(o, "![throughput]({})\n", rel("throughput.svg"));
                 let limits = tp_limits(&f, t);
                 let _ = writeln!(o, "{limits}\n");
+                let _ = writeln!(
+                    o,
+                    "A CPU profile of deliver under this workload (perf; how to take it again, \
+                     and what it showed last time: the allocator and the SDK's per-call cost \
+                     lead) is in [tools/bench/PROFILING.md](tools/bench/PROFILING.md).\n"
+                );
 
                 let _ = writeln!(o, "## 2. Peak memory of deliver\n");
                 let _ = writeln!(
@@ -1234,7 +1174,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                     ]);
                 }
                 md_table(
-                    &mut o,
+                    o,
                     &[
                         "workload",
                         "DynamoDB reads",
@@ -1317,8 +1257,10 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
             i.peak_rss_kib.map_or("?".into(), mib)
         );
     }
+}
 
-    // 4 cold start
+/// Section 4: cold start and the arm64 zips.
+fn section_cold(o: &mut String, r: &Results) {
     let _ = writeln!(o, "## 4. Cold start\n");
     match &r.cold {
         Ok(c) => {
@@ -1372,7 +1314,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                 })
                 .collect();
             md_table(
-                &mut o,
+                o,
                 &[
                     "binary",
                     "median",
@@ -1412,15 +1354,17 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                     .as_ref()
                     .map_or(String::new(), |s| format!("; this run: {s}"))
             );
-            md_table(&mut o, &["function", "bootstrap.zip"], &zips);
+            md_table(o, &["function", "bootstrap.zip"], &zips);
             let _ = writeln!(o, "{}\n", cold_note(c, hello));
         }
         Err(e) => {
             let _ = writeln!(o, "FAILED: {e}\n");
         }
     }
+}
 
-    // 5 latency
+/// Section 5: push → webhook latency.
+fn section_latency(o: &mut String, r: &Results, rel: &dyn Fn(&str) -> String) {
     let _ = writeln!(o, "## 5. Push → webhook latency\n");
     match &r.latency {
         Ok(l) => {
@@ -1448,7 +1392,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                 crate::latency::WINDOW.as_secs()
             );
             md_table(
-                &mut o,
+                o,
                 &["p50", "p90", "p99", "max", "min"],
                 &[vec![
                     format!("**{:.0} ms**", p(50.0)),
@@ -1487,14 +1431,16 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
                 ]);
             }
             let _ = writeln!(o, "AWS calls of the whole run, by who made them:\n");
-            md_table(&mut o, &["caller", "calls"], &rows);
+            md_table(o, &["caller", "calls"], &rows);
         }
         Err(e) => {
             let _ = writeln!(o, "FAILED: {e}\n");
         }
     }
+}
 
-    // 6 cost
+/// Section 6: cost per million pushes.
+fn section_cost(o: &mut String, r: &Results) {
     let _ = writeln!(o, "## 6. Cost per million pushes\n");
     match designs(r) {
         Some(ds) => {
@@ -1555,7 +1501,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
             rows.push(with_endpoints);
             let mut head = vec!["per million pushes"];
             head.extend(ds.iter().map(|d| d.name.as_str()));
-            md_table(&mut o, &head, &rows);
+            md_table(o, &head, &rows);
             let per_push: Vec<String> = ds
                 .iter()
                 .map(|d| {
@@ -1606,352 +1552,7 @@ pub fn write(r: &Results, md_path: &Path, plots: &Path) -> Res<bool> {
             let _ = writeln!(o, "Not computed: a measurement it needs failed.\n");
         }
     }
-
-    let _ = writeln!(o, "## How to run\n");
-    let _ = writeln!(
-        o,
-        "`bash scripts/bench.sh` builds the release binaries (`cargo build --release -p ingest -p \
-         deliver -p settings -p alin-bench`), the arm64 zips with cargo-lambda, and runs \
-         `target/release/alin-bench` with `DEVSTACK_BIN_DIR=target/release`; it prints the \
-         summary table and rewrites this file and `tools/bench/results/*.svg`. `bash \
-         scripts/bench.sh --small` is the CI-sized run ({} jobs over {} repositories, {} pushes): \
-         every measurement path, seconds not minutes; it writes its report to \
-         `target/bench/small/` and exits non-zero if a measurement could not be made (never \
-         for a missed target). Function logs are in `target/bench/logs/`.\n",
-        thousands(crate::Sizes::small().jobs as f64),
-        crate::Sizes::small().repos,
-        crate::Sizes::small().pushes
-    );
-
-    // Plots.
-    if let Ok(d) = &r.deliver {
-        if let Some(f) = tp_figures(&d.throughput) {
-            let svg = bar_chart(
-                &format!(
-                    "Webhook POSTs per second, one batch of {} jobs, {} in flight",
-                    thousands(d.throughput.jobs as f64),
-                    CONCURRENCY
-                ),
-                "/s",
-                &[
-                    (
-                        "bare reqwest, its own clock".into(),
-                        f.bare_median,
-                        f.bare_rates.clone(),
-                        "#9e9e9e",
-                    ),
-                    (
-                        "deliver, invocation duration".into(),
-                        f.deliver_median,
-                        f.deliver_rates.clone(),
-                        "#1f77b4",
-                    ),
-                    (
-                        "deliver, DynamoDB stub (diagnostic)".into(),
-                        f.instant_median,
-                        f.instant_rates.clone(),
-                        "#ff9896",
-                    ),
-                    (
-                        "bare, at the sink".into(),
-                        f.bare_sink_median,
-                        f.bare_sink_rates.clone(),
-                        "#cfcfcf",
-                    ),
-                    (
-                        "deliver, at the sink".into(),
-                        f.deliver_sink_median,
-                        f.deliver_sink_rates.clone(),
-                        "#9ecae1",
-                    ),
-                ],
-            );
-            write_file(&plots.join("throughput.svg"), &svg)?;
-        }
-    }
-    if let Ok(l) = &r.latency {
-        let svg = cdf_chart(
-            &format!(
-                "Push → webhook latency, {} pushes at {:.0}/s, {} s batching window",
-                l.pushes,
-                l.rate,
-                crate::latency::WINDOW.as_secs()
-            ),
-            &l.latencies_ms,
-            &[
-                (
-                    format!("p50 {:.0} ms", percentile(&l.latencies_ms, 50.0)),
-                    percentile(&l.latencies_ms, 50.0),
-                ),
-                (
-                    format!("p99 {:.0} ms", percentile(&l.latencies_ms, 99.0)),
-                    percentile(&l.latencies_ms, 99.0),
-                ),
-            ],
-        );
-        write_file(&plots.join("latency.svg"), &svg)?;
-    }
-    if let Some(dir) = md_path.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    }
-    write_file(md_path, &o)?;
-    Ok(healthy)
 }
-
 fn write_file(path: &Path, text: &str) -> Res<()> {
     std::fs::write(path, text).map_err(|e| format!("writing {}: {e}", path.display()))
-}
-
-// ------------------------------------------------------------------ analysis text
-
-/// The run whose duration is the median (the lower middle for even counts).
-fn median_by_duration(runs: &[DeliverRun]) -> Option<DeliverRun> {
-    let mut v: Vec<&DeliverRun> = runs.iter().collect();
-    v.sort_by_key(|d| d.duration);
-    v.get(v.len().checked_sub(1)? / 2).map(|d| (*d).clone())
-}
-
-/// (from, to) of the timeline entry whose label starts with `what`.
-fn span(run: &DeliverRun, what: &str) -> Option<(f64, f64)> {
-    run.timeline
-        .iter()
-        .find(|(w, _, _)| w.starts_with(what))
-        .map(|(_, a, b)| (ms(*a), ms(*b)))
-}
-
-fn tp_limits(f: &TpFigures, t: &Throughput) -> String {
-    let run = &f.median_run;
-    let dur = ms(run.duration);
-    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let n_get = run.count("dynamodb:BatchGetItem");
-    let n_upd = run.count("dynamodb:UpdateItem");
-    let reads_ms = run
-        .op_busy
-        .get("dynamodb:BatchGetItem")
-        .map_or(0.0, |d| ms(*d));
-    let writes_ms = run
-        .op_busy
-        .get("dynamodb:UpdateItem")
-        .map_or(0.0, |d| ms(*d));
-    let mut s = String::new();
-    if f.ratio >= 0.9 {
-        let _ = write!(
-            s,
-            "The target is met: deliver sends at {:.0}% of what reqwest alone achieves on this \
-             machine, AWS calls included.",
-            f.ratio * 100.0
-        );
-        return s;
-    }
-    let Some((first_post, last_post)) = span(run, "webhook POSTs") else {
-        return "The sink's timeline is missing, so the invocation cannot be broken down.".into();
-    };
-    let writes = span(run, "`dynamodb:UpdateItem`");
-    let _ = write!(
-        s,
-        "**What limits it.** The median invocation ({dur:.0} ms) falls into three phases. \
-         Before the first POST reached the sink: {first_post:.0} ms, of which {reads_ms:.0} ms \
-         were the {n_get} BatchGetItem calls reading the batch's {} records ({:.0} ms each, made \
-         one after another: `DynamoStore::batch_get` loops over its chunks of 100 in sequence) \
-         and the rest reading and parsing the {}-record event. Sending: {:.0} ms, first to last \
-         POST at the sink, {:.2} of the bare client's rate over the same yardstick. After the \
-         last POST: {:.0} ms of outcome writes still in flight.",
-        thousands(t.repos as f64),
-        reads_ms / n_get.max(1) as f64,
-        thousands(t.jobs as f64),
-        last_post - first_post,
-        f.ratio_sink,
-        (dur - last_post).max(0.0)
-    );
-    if let Some((w0, w1)) = writes {
-        let _ = write!(
-            s,
-            " The {n_upd} UpdateItem calls (one per repository) ran from {w0:.0} to {w1:.0} ms — \
-             deliver starts a repository's write as soon as its last job is answered, so they \
-             overlap the sending — and kept at least one write in flight for {writes_ms:.0} ms: \
-             moto applies DynamoDB calls one at a time (scripts/moto_server.py, {:.1} ms each \
-             here), so the 32 writes deliver keeps in flight queue there.",
-            writes_ms / n_upd.max(1) as f64
-        );
-    }
-    if let Some(ins) = median_by_duration(&t.instant) {
-        let phases = match span(&ins, "webhook POSTs") {
-            Some((a, b)) => format!(
-                " ({a:.0} ms before the first POST, {:.0} ms sending, {:.0} ms after the last)",
-                b - a,
-                (ms(ins.duration) - b).max(0.0)
-            ),
-            None => String::new(),
-        };
-        let _ = write!(
-            s,
-            " Diagnostic: the same binary against a DynamoDB stub that answers at once from a \
-             snapshot of the table (tools/bench/src/fake_dynamo.rs; same requests, no moto) ran \
-             the batch in {:.0} ms{phases}: {}/s, {:.2} of the limit — what deliver itself costs \
-             on this machine.",
-            ms(ins.duration),
-            thousands(f.instant_median),
-            f.ratio_instant
-        );
-    }
-    let bare_cpu: Vec<f64> = t.bare.iter().filter_map(|b| b.cpu_ms).collect();
-    let bare_us = median(&bare_cpu) * 1000.0 / t.jobs as f64;
-    if let Some(pc) = run.sending_cpu {
-        let part = |x: Option<f64>| x.map_or("?".into(), |x| format!("{x:.0} ms"));
-        let other = match (pc.machine_busy_ms, pc.sender_ms, pc.bench_ms) {
-            (Some(m), Some(d), Some(b)) => format!("{:.0} ms", (m - d - b).max(0.0)),
-            _ => "?".into(),
-        };
-        let _ = write!(
-            s,
-            " Where the CPU went during the sending phase ({:.0} ms of wall time, {} of CPU \
-             on {cpus} CPUs): deliver {} ({:.1} µs per POST, against the bare client's {bare_us:.1} \
-             µs alone), this benchmark's process (the sink answering, the proxies forwarding the \
-             writes) {}, everything else (moto applying the writes, and any other load on this \
-             shared machine) {other}; the machine was {} busy.",
-            pc.wall_ms,
-            part(pc.machine_capacity_ms),
-            part(pc.sender_ms),
-            pc.sender_ms.unwrap_or(0.0) * 1000.0 / t.jobs as f64,
-            part(pc.bench_ms),
-            pc.machine_busy_ms
-                .zip(pc.machine_capacity_ms)
-                .map_or("?".into(), |(b, c)| format!("{:.0}%", b / c * 100.0))
-        );
-    }
-    let _ = write!(
-        s,
-        " So on this machine the sending phase is slower than the bare client's because the \
-         writes it overlaps compete for the same {cpus} CPUs (deliver's own work per POST — \
-         building and signing the request, the dispatcher, issuing the SDK calls — is the other \
-         part). Against DynamoDB (calls of a few ms, served elsewhere) the read phase would be \
-         {n_get} round trips and the write tail short; the read phase would shrink further if \
-         `batch_get` issued its chunks concurrently."
-    );
-    s
-}
-
-fn rss_note(peak_kib: u64, t: &Throughput) -> String {
-    let before: Vec<f64> = t
-        .deliver
-        .iter()
-        .filter_map(|d| d.rss_before_kib)
-        .map(|k| k as f64)
-        .collect();
-    let before = median(&before) as u64;
-    let event_mib = t.event_bytes as f64 / 1048576.0;
-    let mut s = format!(
-        "Before the invocation (after init) deliver's high-water mark was {}; the event it was \
-         handed is {event_mib:.1} MiB of JSON ({} records), which deliver receives whole, parses \
-         into records and turns into jobs; the batch added {} to the high-water mark.",
-        mib(before),
-        thousands(t.jobs as f64),
-        mib(peak_kib.saturating_sub(before))
-    );
-    if peak_kib <= 64 * 1024 {
-        s.push_str(&format!(
-            " Met with {} to spare.",
-            mib(64 * 1024 - peak_kib)
-        ));
-    } else {
-        s.push_str(&format!(
-            " Missed by {}: the event is held as text, as parsed records and as jobs at once; a \
-             batch of the template's default BatchSize needs a fraction of it.",
-            mib(peak_kib - 64 * 1024)
-        ));
-    }
-    s.push_str(
-        " (The bare client's figure is mostly its request file, read whole before sending.)",
-    );
-    s
-}
-
-fn cold_note(c: &ColdStart, hello: f64) -> String {
-    let med = |label: &str| median(c.samples.get(label).map_or(&[][..], Vec::as_slice));
-    let worst = FUNCTIONS
-        .iter()
-        .map(|f| (*f, med(f)))
-        .fold(("", 0.0), |a, b| if b.1 > a.1 { b } else { a });
-    let mut s = if worst.1 <= 2.0 * hello {
-        format!(
-            "All three functions start within 2× of the hello world (the slowest, {}, at {:.2}×).",
-            worst.0,
-            worst.1 / hello
-        )
-    } else {
-        format!(
-            "**What limits it.** The functions take up to {:.2}× the hello world's init ({} at \
-             {:.1} ms against {hello:.1} ms).",
-            worst.1 / hello,
-            worst.0,
-            worst.1
-        )
-    };
-    let diag = med(&crate::coldstart::one_root(worst.0));
-    if diag > 0.0 {
-        let certs = std::fs::read_dir("/etc/ssl/certs").map_or(0, |d| d.count());
-        let bundle = std::fs::metadata("/etc/ssl/certs/ca-certificates.crt").map_or(0, |m| m.len());
-        s.push_str(&format!(
-            " With the root store reduced to one certificate, {} starts in {diag:.1} ms \
-             ({:.2}× hello): {:.1} ms of its init is the AWS SDK's default HTTPS client loading \
-             the system's root certificates (here a {} KB bundle plus {certs} entries of \
-             /etc/ssl/certs, all read and parsed before the first poll, though the first AWS \
-             call happens only in the first invocation). What remains is reading the \
-             configuration and building the SDK and webhook clients. Ways out, for the function \
-             code: build the SDK's HTTP client with compiled-in roots (webpki-roots) instead of \
-             the native store, or defer building it until an invocation needs it.",
-            worst.0,
-            diag / hello,
-            worst.1 - diag,
-            bundle / 1024
-        ));
-    }
-    s.push_str(
-        " On Lambda, init also includes fetching and unpacking the zip, which grows with its size.",
-    );
-    s
-}
-
-fn latency_note(l: &crate::latency::Latency) -> String {
-    let window = crate::latency::WINDOW.as_secs_f64() * 1000.0;
-    let ingest_ms: Vec<f64> = l.ingest.iter().map(|s| ms(s.duration)).collect();
-    let deliver_ms: Vec<f64> = l.deliver.iter().map(|s| ms(s.duration)).collect();
-    let http = median(&l.ingest_http_ms);
-    let inv = median(&ingest_ms);
-    let mut s = format!(
-        "What makes it: the batching window is the floor — the mapping collects messages for \
-         {window:.0} ms after the first one of a batch before invoking deliver, so a push waits \
-         up to that long for its batch to close — plus ingest (its Function URL answered in \
-         {http:.0} ms median), the mapping's receives, and deliver up to the POST (the \
-         BatchGetItem of the batch's repositories first). deliver ran {} times, {:.0} ms \
-         median; this emulation runs one invocation at a time (MaximumConcurrency 1), so \
-         pushes arriving meanwhile wait for the next batch.",
-        l.deliver.len(),
-        median(&deliver_ms)
-    );
-    if http > 2.0 * inv + 20.0 {
-        s.push_str(&format!(
-            " Here the pipeline was saturated: ingest invocations took {inv:.0} ms median but \
-             its Function URL answered in {http:.0} ms, so requests queued for the {} ingest \
-             processes — {:.0} pushes/s times {inv:.0} ms is more than they could absorb while \
-             moto (one Python process, DynamoDB calls applied one at a time) also served \
-             deliver's reads and writes and the mapping's receives. The tail is moto's, not \
-             the design's.",
-            l.ingest_pool, l.rate
-        ));
-    }
-    if median(&deliver_ms) > window {
-        s.push_str(&format!(
-            " deliver's invocations ({:.0} ms median, mostly its outcome writes queueing in \
-             moto) outlast the window, so batches also waited for the previous one.",
-            median(&deliver_ms)
-        ));
-    }
-    s.push_str(&format!(
-        " The product promises webhooks \"a few seconds late\"; deployed with the template's \
-         DeliverBatchingWindowSeconds of {} s the floor moves from {window:.0} ms to {} ms.",
-        l.template_window_secs,
-        l.template_window_secs * 1000
-    ));
-    s
 }
