@@ -58,11 +58,11 @@ for t in $targets; do
     -print_final_stats=1 "${extra[@]}" >"$logs/$t.log" 2>&1
   rc=$?
   set -e
-  runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' | tail -1 || true)
-  if [ -z "$runs" ]; then
-    # fork mode prints "#<runs>: cov: …"; plain mode "#<runs>\tNEW …"
-    runs=$(grep -oE '^#[0-9]+' "$logs/$t.log" | tail -1 | tr -d '#' || true)
-  fi
+  # Plain mode ends with "stat::number_of_executed_units: N"; fork mode
+  # prints "#N: cov: …" progress lines (and a 0 stat line of its own).
+  stat_runs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "$logs/$t.log" | grep -o '[0-9]*$' | sort -n | tail -1 || true)
+  prog_runs=$(grep -oE '^#[0-9]+' "$logs/$t.log" | tr -d '#' | sort -n | tail -1 || true)
+  runs=$(( ${stat_runs:-0} > ${prog_runs:-0} ? ${stat_runs:-0} : ${prog_runs:-0} ))
   corpus=$(ls "corpus/$t" | wc -l)
   crashes=$(( $(ls "artifacts/$t" | wc -l) - before ))
   if [ "$rc" -ne 0 ] || [ "$crashes" -gt 0 ]; then

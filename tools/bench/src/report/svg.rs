@@ -13,7 +13,7 @@ pub(super) fn esc(s: &str) -> String {
 
 /// Horizontal bars with the individual rounds as dots.
 pub(super) fn bar_chart(title: &str, unit: &str, bars: &[(String, f64, Vec<f64>, &str)]) -> String {
-    let (w, left, right, top, bh, gap) = (760.0, 250.0, 110.0, 44.0, 34.0, 16.0);
+    let (w, left, right, top, bh, gap) = (800.0, 280.0, 110.0, 44.0, 34.0, 16.0);
     let h = top + bars.len() as f64 * (bh + gap) + 40.0;
     let max = bars
         .iter()
