@@ -583,6 +583,21 @@ fn summary(r: &Results) -> Vec<Row> {
                     Verdict::of(ratio <= 2.0),
                 ));
             }
+            let diag: Vec<String> = FUNCTIONS
+                .iter()
+                .filter_map(|f| {
+                    let v = c.samples.get(&crate::coldstart::one_root(f))?;
+                    Some(format!("{f} {:.2}×", median(v) / hello))
+                })
+                .collect();
+            if !diag.is_empty() {
+                rows.push(row(
+                    "4. cold start, root store cut to one certificate (diagnostic)",
+                    diag.join(", "),
+                    "",
+                    Verdict::Info,
+                ));
+            }
             let zips: Vec<String> = FUNCTIONS
                 .iter()
                 .map(|f| match c.zip_bytes.get(*f).copied().flatten() {
