@@ -1,101 +1,188 @@
-//! Measurement 6: cost per million pushes at AWS list prices, from the
-//! measured call counts, units and durations, against a naive design (one
-//! SQS message per event, one ingest and one deliver invocation per event,
-//! a GetItem and an UpdateItem per event).
+//! Cost per million pushes at AWS list prices, from the measured call counts,
+//! units and durations (deliver's batch and single jobs, ingest's batches and
+//! single pushes), for our design fed three ways against a naive design (one
+//! SQS message, one ingest and one deliver invocation, a GetItem and an
+//! UpdateItem per event).
+
+use serde_json::{json, Map, Value};
+
+use crate::deliver_bench::CONCURRENCY;
+use crate::ingest_bench::BATCH;
+use crate::Res;
 
 /// us-east-1 list prices as published in 2025 (Lambda arm64, SQS standard,
-/// DynamoDB on-demand).
-pub const PRICES_DATE: &str = "us-east-1 list prices as published in 2025";
-pub const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
-pub const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
-pub const SQS_PER_MILLION_REQUESTS: f64 = 0.40;
-pub const DDB_PER_MILLION_RRU: f64 = 0.125;
-pub const DDB_PER_MILLION_WRU: f64 = 0.625;
+/// DynamoDB on-demand); free tiers ignored.
+const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
+const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
+const SQS_PER_MILLION_REQUESTS: f64 = 0.40;
+const DDB_PER_MILLION_RRU: f64 = 0.125;
+const DDB_PER_MILLION_WRU: f64 = 0.625;
 /// The functions' MemorySize in template.yaml.
-pub const MEMORY_GB: f64 = 128.0 / 1024.0;
-/// A stated (not measured) webhook endpoint response time for the
-/// sensitivity line: real endpoints answer in tens to hundreds of ms, the
-/// local sink in microseconds.
-pub const ENDPOINT_MS: f64 = 100.0;
-pub const MILLION: f64 = 1_000_000.0;
-
-/// Per-push quantities of one design, everything per single push.
-#[derive(Clone, Debug, Default)]
-pub struct PerPush {
-    pub ingest_invocations: f64,
-    /// Billed ms of ingest per push (invocations × billed duration).
-    pub ingest_billed_ms: f64,
-    pub deliver_invocations: f64,
-    pub deliver_billed_ms: f64,
-    /// SQS requests per push, by what makes them.
-    pub sqs: Vec<(&'static str, f64)>,
-    pub rru: f64,
-    pub wru: f64,
-    /// Webhook requests in flight per deliver invocation (for the endpoint
-    /// sensitivity line): 1 without batching, the concurrency with it.
-    pub in_flight: f64,
-}
-
-pub struct Design {
-    pub name: String,
-    pub note: String,
-    pub p: PerPush,
-}
+const MEMORY_GB: f64 = 128.0 / 1024.0;
+/// A stated (not measured) endpoint response time for the sensitivity line.
+const ENDPOINT_MS: f64 = 100.0;
 
 /// Billed duration: Lambda rounds each invocation up to the next 1 ms.
 pub fn billed_ms(duration_ms: f64) -> f64 {
     duration_ms.max(0.0).ceil().max(1.0)
 }
 
-/// Cost lines per million pushes: (line, quantity per million, $).
-pub fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
-    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB * MILLION;
+pub fn mean_billed(samples_ms: &[f64]) -> f64 {
+    samples_ms.iter().map(|&d| billed_ms(d)).sum::<f64>() / samples_ms.len().max(1) as f64
+}
+
+/// Everything one design spends per push.
+#[derive(Clone, Default)]
+struct PerPush {
+    ingest_invocations: f64,
+    ingest_ms: f64,
+    deliver_invocations: f64,
+    deliver_ms: f64,
+    /// SQS requests: registry's sends, registry-queue polls, ingest's sends,
+    /// the delivery mapping's receives and deletes, deliver's visibility changes.
+    sqs: [f64; 6],
+    rru: f64,
+    wru: f64,
+    /// Webhooks in flight per deliver invocation (1 unbatched).
+    in_flight: f64,
+}
+
+const SQS_LINES: [&str; 6] = [
+    "SQS: registry's SendMessage into the registry-events queue",
+    "SQS: ReceiveMessage + DeleteMessageBatch on the registry-events queue",
+    "SQS: SendMessage(Batch) by ingest to the delivery queue",
+    "SQS: ReceiveMessage by the delivery queue's mapping",
+    "SQS: DeleteMessage(Batch) by that mapping",
+    "SQS: ChangeMessageVisibilityBatch by deliver",
+];
+
+/// (line, quantity per million pushes, $ per million pushes).
+fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
+    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB * 1e6;
+    let requests = p.ingest_invocations + p.deliver_invocations;
     let mut out = vec![
         (
-            "Lambda requests".to_owned(),
-            (p.ingest_invocations + p.deliver_invocations) * MILLION,
-            (p.ingest_invocations + p.deliver_invocations) * LAMBDA_PER_MILLION_REQUESTS,
+            "Lambda requests".into(),
+            requests * 1e6,
+            requests * LAMBDA_PER_MILLION_REQUESTS,
         ),
         (
-            "ingest compute (GB-s)".to_owned(),
-            gbs(p.ingest_billed_ms),
-            gbs(p.ingest_billed_ms) * LAMBDA_GB_SECOND,
+            "ingest compute (GB-s)".into(),
+            gbs(p.ingest_ms),
+            gbs(p.ingest_ms) * LAMBDA_GB_SECOND,
         ),
         (
-            "deliver compute (GB-s)".to_owned(),
-            gbs(p.deliver_billed_ms),
-            gbs(p.deliver_billed_ms) * LAMBDA_GB_SECOND,
+            "deliver compute (GB-s)".into(),
+            gbs(p.deliver_ms),
+            gbs(p.deliver_ms) * LAMBDA_GB_SECOND,
         ),
     ];
-    for (what, n) in &p.sqs {
-        out.push((
-            format!("SQS: {what}"),
-            n * MILLION,
-            n * SQS_PER_MILLION_REQUESTS,
-        ));
+    for (what, n) in SQS_LINES.iter().zip(p.sqs) {
+        out.push(((*what).into(), n * 1e6, n * SQS_PER_MILLION_REQUESTS));
     }
     out.push((
-        "DynamoDB read units".to_owned(),
-        p.rru * MILLION,
+        "DynamoDB read units".into(),
+        p.rru * 1e6,
         p.rru * DDB_PER_MILLION_RRU,
     ));
     out.push((
-        "DynamoDB write units".to_owned(),
-        p.wru * MILLION,
+        "DynamoDB write units".into(),
+        p.wru * 1e6,
         p.wru * DDB_PER_MILLION_WRU,
     ));
     out
 }
 
-pub fn total(p: &PerPush) -> f64 {
-    lines(p).iter().map(|(_, _, c)| c).sum()
+fn design(name: &str, p: &PerPush) -> Value {
+    let lines = lines(p);
+    let total: f64 = lines.iter().map(|l| l.2).sum();
+    // Unbatched, each invocation bills the whole endpoint wait; batched, the
+    // in-flight webhooks wait together.
+    let wait = ENDPOINT_MS / p.in_flight.max(1.0) / 1000.0 * MEMORY_GB * 1e6 * LAMBDA_GB_SECOND;
+    json!({ "name": name, "lines": lines, "total": total, "total_if_endpoints_take_100ms": total + wait })
 }
 
-/// Extra deliver compute per million pushes if every endpoint took
-/// [`ENDPOINT_MS`] to answer: the wait is billed once per `in_flight` pushes.
-pub fn endpoint_extra(p: &PerPush) -> f64 {
-    let ms_per_push = ENDPOINT_MS / p.in_flight.max(1.0);
-    ms_per_push / 1000.0 * MEMORY_GB * MILLION * LAMBDA_GB_SECOND
+fn f(v: &Value, path: &str) -> Res<f64> {
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("cost: {path} was not measured"))
+}
+
+pub fn run(r: &Map<String, Value>) -> Res<Value> {
+    let (d, i) = (
+        &r.get("deliver").cloned().unwrap_or_default(),
+        &r.get("ingest").cloned().unwrap_or_default(),
+    );
+    let jobs = f(d, "/throughput/jobs")?;
+    let events = f(i, "/events")?;
+    let count = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_f64).unwrap_or(0.0);
+    let http_pushes = f(i, "/http/pushes")?.max(1.0);
+    let http_send = count(i, "/http/aws/calls/sqs:SendMessageBatch") / http_pushes;
+    let http_rru = f(i, "/http/aws/rru")? / http_pushes;
+    let single_n = f(d, "/single/invocations")?.max(1.0);
+    let visibility = count(
+        d,
+        "/throughput/median_run/aws/calls/sqs:ChangeMessageVisibilityBatch",
+    ) / jobs;
+    // The mapping's polls at their floor: one receive and one delete per 10 jobs.
+    let batched = PerPush {
+        deliver_invocations: 1.0 / jobs,
+        deliver_ms: billed_ms(f(d, "/throughput/median_run/ms")?) / jobs,
+        rru: f(d, "/throughput/median_run/aws/rru")? / jobs,
+        wru: f(d, "/throughput/median_run/aws/wru")? / jobs,
+        in_flight: CONCURRENCY as f64,
+        ..PerPush::default()
+    };
+    let unbatched_deliver = PerPush {
+        deliver_invocations: 1.0,
+        deliver_ms: f(d, "/single/billed_ms_mean")?,
+        ingest_invocations: 1.0,
+        ingest_ms: f(i, "/http/billed_ms_mean")?,
+        in_flight: 1.0,
+        ..PerPush::default()
+    };
+    let naive = PerPush {
+        sqs: [0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
+        rru: 1.0,
+        wru: 1.0,
+        ..unbatched_deliver.clone()
+    };
+    let http = PerPush {
+        ingest_invocations: 1.0,
+        ingest_ms: unbatched_deliver.ingest_ms,
+        sqs: [0.0, 0.0, http_send, 0.1, 0.1, visibility],
+        rru: http_rru + batched.rru,
+        ..batched.clone()
+    };
+    let queue = PerPush {
+        ingest_invocations: f(i, "/invocations")? / events,
+        ingest_ms: f(i, "/billed_ms_sum")? / events,
+        sqs: [
+            1.0,
+            2.0 / BATCH as f64,
+            count(i, "/aws/calls/sqs:SendMessageBatch") / events,
+            0.1,
+            0.1,
+            visibility,
+        ],
+        rru: f(i, "/aws/rru")? / events + batched.rru,
+        ..batched.clone()
+    };
+    let quiet = PerPush {
+        sqs: [0.0, 0.0, http_send, 1.0, 1.0, 0.0],
+        rru: http_rru + f(d, "/single/aws/rru")? / single_n,
+        wru: f(d, "/single/aws/wru")? / single_n,
+        ..unbatched_deliver
+    };
+    Ok(json!({
+        "prices": "us-east-1 list prices as published in 2025 (Lambda arm64 at 128 MB, SQS standard, DynamoDB on-demand)",
+        "designs": [
+            design("naive", &naive),
+            design("ours, Function URL", &http),
+            design("ours, registry queue", &queue),
+            design("ours, quiet service", &quiet),
+        ],
+    }))
 }
 
 #[cfg(test)]
@@ -106,17 +193,17 @@ mod tests {
     fn naive_shape_costs_what_the_price_list_says() {
         let p = PerPush {
             ingest_invocations: 1.0,
-            ingest_billed_ms: 10.0,
+            ingest_ms: 10.0,
             deliver_invocations: 1.0,
-            deliver_billed_ms: 10.0,
-            sqs: vec![("send", 1.0), ("receive", 1.0), ("delete", 1.0)],
+            deliver_ms: 10.0,
+            sqs: [0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
             rru: 1.0,
             wru: 1.0,
             in_flight: 1.0,
         };
-        // 2 M requests $0.40; 2 × 1 M × 10 ms × 0.125 GB = 2,500 GB-s ≈ $0.0333;
-        // 3 M SQS $1.20; RRU $0.125; WRU $0.625.
-        let t = total(&p);
+        // 2 M requests $0.40; 2 × 1 M × 10 ms × 0.125 GB = 2,500 GB-s; 3 M SQS
+        // $1.20; RRU $0.125; WRU $0.625.
+        let t = design("naive", &p)["total"].as_f64().unwrap_or_default();
         assert!((t - (0.40 + 2500.0 * LAMBDA_GB_SECOND + 1.20 + 0.125 + 0.625)).abs() < 1e-9);
         assert_eq!(billed_ms(3.2), 4.0);
         assert_eq!(billed_ms(0.1), 1.0);

@@ -1,8 +1,9 @@
-//! Measurements 1–3 for `deliver`: one big batch against a fast sink, side by
-//! side with a bare reqwest client sending the same requests (throughput,
-//! peak memory, AWS calls); the same batch with 10% of the endpoints failing
-//! (retries, visibility changes on real receipt handles); and single-job
-//! invocations (the per-event cost of a design without batching).
+//! deliver's measurements: one big batch against a fast sink, side by side
+//! with a bare reqwest client sending the same requests and with the same
+//! deliver against a DynamoDB stub (throughput, the sending phase at the sink,
+//! CPU, peak memory, AWS calls); the same batch with 10% of the endpoints
+//! failing (retries, visibility changes on real receipt handles); and
+//! single-job invocations (the per-event cost of a design without batching).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -10,759 +11,582 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use devstack::aws_proxy::{busy_time, AwsProxy, Call};
 use devstack::receiver::{Behaviour, Receiver, Sink};
 use devstack::runtime_api::workspace_binary;
-use futures::stream::{self, StreamExt as _};
 use serde_json::{json, Value};
 use shared::adapters::DynamoStore;
 use shared::domain::{validate_webhook_url, DeliveryJob, RepositoryName};
 use shared::ports::WebhookStore as _;
-use shared::webhook::{build_request, WebhookSecret};
+use shared::webhook::build_request;
 
-use crate::meter::{busy_time, units_of, Units};
-use crate::stack::{self, function_env, start_function, Chain, Stack};
-use crate::workload;
-use crate::{Ctx, Res};
+use crate::stack::{function_env, start_function, tally, Stack};
+use crate::stats::{self, median, ms};
+use crate::{workload, Ctx, Res};
 
 pub const REGISTRY_HOST: &str = "container.alin.io";
 pub const HOSTS: usize = 16;
 pub const CONCURRENCY: usize = 64;
 pub const PER_HOST: usize = 4;
-/// Share of repositories whose endpoint answers 503 in the failure workload.
-pub const FAILING_EVERY: usize = 10;
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(600);
+/// One repository in this many answers 503 in the failure workload.
+const FAILING_EVERY: usize = 10;
+const TIMEOUT: Duration = Duration::from_secs(600);
 
-#[derive(Clone, Debug)]
-pub struct BareRun {
-    pub elapsed: Duration,
-    /// CPU time of the bare client while sending, ms.
-    pub cpu_ms: Option<f64>,
-    /// Share of the machine's CPU busy meanwhile (all processes).
-    pub machine_busy: Option<f64>,
-    /// First request → last request as the sink saw them.
-    pub sink_window: Option<Duration>,
-    pub ok: u64,
-    pub peak_rss_kib: Option<u64>,
+/// The workload's fixed parts, shared by every contender.
+struct Setup {
+    stack: Stack,
+    proxy: AwsProxy,
+    store: DynamoStore,
+    ddb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    sink: Arc<Sink>,
+    repos: Vec<RepositoryName>,
+    jobs: Vec<DeliveryJob>,
 }
 
-#[derive(Clone, Debug)]
-pub struct DeliverRun {
-    /// The invocation's duration (Runtime API: event handed out → answer).
-    pub duration: Duration,
-    /// Wall time inside the invocation with at least one AWS call in flight.
-    pub aws_busy: Duration,
-    /// Per AWS operation: (calls, wall time with a call of it in flight).
-    pub op_busy: BTreeMap<String, Duration>,
-    pub peak_rss_kib: Option<u64>,
-    /// VmHWM after init, before the invocation.
-    pub rss_before_kib: Option<u64>,
-    /// Calls per operation, from devstack's AwsProxy.
-    pub counts: BTreeMap<String, u64>,
-    pub units: Units,
-    /// deliver's own figures (its EMF line).
-    pub figures: Option<Value>,
-    pub reported_failures: usize,
-    pub sink_received: u64,
-    /// First request → last request as the sink saw them.
-    pub sink_window: Option<Duration>,
-    /// Where the CPU went during the sending phase.
-    pub sending_cpu: Option<PhaseCpu>,
-    /// CPU time of the deliver process during the invocation, ms.
-    pub cpu_ms: Option<f64>,
-    /// Share of the machine's CPU busy meanwhile (all processes).
-    pub machine_busy: Option<f64>,
-    /// What happened when, from the event being handed out: (what, from, to).
-    pub timeline: Vec<(String, Duration, Duration)>,
+/// One deliver invocation on a fresh process.
+struct Run {
+    duration: Duration,
+    started: Instant,
+    calls: Vec<Call>,
+    sink: Option<(Mark, Mark)>,
+    sink_received: u64,
+    cpu_ms: Option<f64>,
+    machine_busy: Option<f64>,
+    rss_kib: Option<u64>,
+    rss_after_init_kib: Option<u64>,
+    failures: usize,
+    figures: Value,
 }
 
-impl DeliverRun {
-    pub fn count(&self, op: &str) -> u64 {
-        self.counts.get(op).copied().unwrap_or(0)
+impl Run {
+    /// Wall time with a call of each operation in flight, and when each
+    /// operation's calls and the webhook POSTs ran, from the event handed out.
+    fn breakdown(&self) -> Value {
+        let end = self.started + self.duration;
+        let at = |t: Instant| ms(t.saturating_duration_since(self.started));
+        let mut by_op: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
+        for c in &self.calls {
+            by_op.entry(&c.op).or_default().push(c);
+        }
+        let mut timeline: Vec<Value> = by_op
+            .iter()
+            .map(|(op, cs)| {
+                let first = cs.iter().map(|c| c.start).min().map_or(0.0, at);
+                json!([op, first, cs.iter().map(|c| c.end).max().map_or(0.0, at)])
+            })
+            .collect();
+        if let Some((a, b)) = &self.sink {
+            timeline.push(json!(["webhook POSTs at the sink", at(a.at), at(b.at)]));
+        }
+        timeline.sort_by(|a, b| {
+            a[1].as_f64()
+                .partial_cmp(&b[1].as_f64())
+                .unwrap_or(std::cmp::Ordering::Equal)
+        });
+        let busy: BTreeMap<&str, f64> = by_op
+            .iter()
+            .map(|(op, cs)| (*op, ms(busy_time(cs.iter().copied(), self.started, end))))
+            .collect();
+        json!({ "aws_busy_ms_by_op": busy, "timeline_ms": timeline })
     }
-    pub fn figure(&self, name: &str) -> u64 {
-        self.figures
-            .as_ref()
-            .and_then(|f| f.get(name))
-            .and_then(Value::as_u64)
-            .unwrap_or(0)
+
+    fn sink_ms(&self) -> Option<f64> {
+        self.sink.map(|(a, b)| ms(b.at - a.at))
     }
 }
 
-pub struct Throughput {
-    pub jobs: usize,
-    pub repos: usize,
-    pub bare: Vec<BareRun>,
-    pub deliver: Vec<DeliverRun>,
-    /// Diagnostic: deliver against a DynamoDB stub answering at once.
-    pub instant: Vec<DeliverRun>,
-    /// Size of one repository record after the runs (DynamoDB item size).
-    pub record_bytes: Option<usize>,
-    pub body_bytes: usize,
-    pub headers: usize,
-    /// Size of the SQS event handed to deliver (JSON).
-    pub event_bytes: usize,
-}
-
-pub struct Failure {
-    pub jobs: usize,
-    pub failing_jobs: usize,
-    pub failing_repos: usize,
-    pub run: DeliverRun,
-    pub receiver_got: usize,
-}
-
-pub struct SingleJobs {
-    pub durations_ms: Vec<f64>,
-    pub counts: BTreeMap<String, u64>,
-    pub units: Units,
-    pub invocations: usize,
-}
-
-pub struct DeliverResults {
-    pub throughput: Throughput,
-    pub failure: Result<Failure, String>,
-    pub single: Result<SingleJobs, String>,
-}
-
-fn deliver_env(ctx: &Ctx, stack: &Stack, chain: &Chain) -> Vec<(String, String)> {
-    function_env(
-        &ctx.moto,
-        stack,
-        &chain.endpoint(),
-        &[
-            ("ALLOW_PRIVATE_TARGETS", "true"),
-            ("DELIVERY_CONCURRENCY", &CONCURRENCY.to_string()),
-            ("PER_HOST_CONCURRENCY", &PER_HOST.to_string()),
-        ],
-    )
-}
-
-/// One cold `deliver` process, one invocation with `event`.
 async fn deliver_once(
     ctx: &Ctx,
-    stack: &Stack,
-    chain: &Chain,
+    s: &Setup,
+    proxy: &AwsProxy,
     event: Value,
     label: &str,
-    sink: &Arc<Sink>,
     expected: u64,
-) -> Res<DeliverRun> {
-    let env = deliver_env(ctx, stack, chain);
-    let (f, log) = start_function("deliver", &env, &ctx.logs, label, INVOKE_TIMEOUT).await?;
-    chain.reset();
-    let before = sink.count();
-    let watch = watch_sink(sink.clone(), before, expected, Some(f.pid()));
-    let rss_before_kib = f.peak_rss_kib();
-    let (cpu0, jiffies0) = (
-        crate::stats::process_cpu_ms(f.pid()),
-        crate::stats::machine_jiffies(),
-    );
+) -> Res<Run> {
+    let extra = [
+        ("ALLOW_PRIVATE_TARGETS", "true"),
+        ("DELIVERY_CONCURRENCY", &CONCURRENCY.to_string()),
+        ("PER_HOST_CONCURRENCY", &PER_HOST.to_string()),
+    ];
+    let env = function_env(&ctx.moto, &s.stack, &proxy.endpoint(), &extra);
+    let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
+    proxy.reset_counts();
+    let before = s.sink.count();
+    let watch = watch_sink(s.sink.clone(), before, expected, Some(f.pid()));
+    let rss_after_init_kib = f.peak_rss_kib();
+    let (cpu0, jiffies0) = (stats::process_cpu_ms(f.pid()), stats::machine_jiffies());
     let inv = f
-        .invoke(event, INVOKE_TIMEOUT)
+        .invoke(event, TIMEOUT)
         .await
         .map_err(|e| format!("invoking deliver: {e}"))?;
-    let cpu_ms = crate::stats::process_cpu_ms(f.pid())
-        .zip(cpu0)
-        .map(|(a, b)| a - b);
-    let machine_busy = crate::stats::busy_share(jiffies0, crate::stats::machine_jiffies());
-    let peak_rss_kib = f.peak_rss_kib();
-    let sink_received = sink.count() - before;
-    let sink_span = finish_watch(watch).await;
-    let calls = chain.meter.take();
-    let counts = chain.counts(&calls);
+    let cpu_ms = stats::process_cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b);
+    let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
+    let rss_kib = f.peak_rss_kib();
+    let sink_received = s.sink.count() - before;
+    let sink = finish_watch(watch).await;
     let _ = f.stop().await;
     let response = inv
         .ok()
         .ok_or_else(|| format!("deliver failed: {:?}", inv.error()))?;
-    let reported_failures = response
-        .get("batchItemFailures")
-        .and_then(Value::as_array)
-        .map_or(0, Vec::len);
-    let end = inv.started_at + inv.duration;
-    let at = |t: Instant| t.saturating_duration_since(inv.started_at);
-    let mut timeline: Vec<(String, Duration, Duration)> = Vec::new();
-    let mut by_op: BTreeMap<String, Vec<crate::meter::Call>> = BTreeMap::new();
-    for c in &calls {
-        by_op.entry(c.op.clone()).or_default().push(c.clone());
-    }
-    let op_busy = by_op
-        .iter()
-        .map(|(op, cs)| (op.clone(), busy_time(cs, inv.started_at, end)))
-        .collect();
-    for (op, cs) in &by_op {
-        if let (Some(s), Some(e)) = (
-            cs.iter().map(|c| c.start).min(),
-            cs.iter().map(|c| c.end).max(),
-        ) {
-            timeline.push((format!("`{op}` calls"), at(s), at(e)));
-        }
-    }
-    if let Some((first, last)) = &sink_span {
-        timeline.push((
-            "webhook POSTs arriving at the sink".into(),
-            at(first.at),
-            at(last.at),
-        ));
-    }
-    timeline.sort_by_key(|(_, s, _)| *s);
-    Ok(DeliverRun {
+    Ok(Run {
         duration: inv.duration,
-        aws_busy: busy_time(&calls, inv.started_at, end),
-        op_busy,
-        peak_rss_kib,
-        rss_before_kib,
-        counts,
-        units: units_of(&calls),
-        figures: stack::last_emf(&log),
-        reported_failures,
+        started: inv.started_at,
+        calls: proxy.take_calls(),
+        sink,
         sink_received,
-        sink_window: sink_span.map(|(f, l)| l.at - f.at),
-        sending_cpu: sink_span.map(|(f, l)| phase_cpu(&f, &l)),
         cpu_ms,
         machine_busy,
-        timeline,
+        rss_kib,
+        rss_after_init_kib,
+        failures: response["batchItemFailures"].as_array().map_or(0, Vec::len),
+        figures: crate::stack::last_emf(&log),
     })
 }
 
-async fn bare_once(ctx: &Ctx, file: &Path, sink: &Arc<Sink>, jobs: usize) -> Res<BareRun> {
+/// The bare client's run: (round's JSON, its rate).
+async fn bare_once(ctx: &Ctx, file: &Path, sink: &Arc<Sink>, jobs: usize) -> Res<Value> {
     let before = sink.count();
     let watch = watch_sink(sink.clone(), before, jobs as u64, None);
-    let jiffies0 = crate::stats::machine_jiffies();
+    let jiffies0 = stats::machine_jiffies();
     let out = tokio::process::Command::new(workspace_binary("bare-client"))
-        .arg(file)
-        .arg(CONCURRENCY.to_string())
-        .arg(PER_HOST.to_string())
+        .args([
+            file.display().to_string(),
+            CONCURRENCY.to_string(),
+            PER_HOST.to_string(),
+        ])
         .current_dir(&ctx.root)
         .output()
         .await
         .map_err(|e| format!("running bare-client: {e}"))?;
-    if !out.status.success() {
-        return Err(format!(
-            "bare-client failed ({}): {}",
+    let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
+    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
+        format!(
+            "bare-client ({}): {e}: {}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        ));
-    }
-    let v: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("bare-client output: {e}"))?;
-    let machine_busy = crate::stats::busy_share(jiffies0, crate::stats::machine_jiffies());
-    let ok = v["ok"].as_u64().unwrap_or(0);
+        )
+    })?;
     let got = sink.count() - before;
-    let sink_window = finish_watch(watch).await.map(|(f, l)| l.at - f.at);
-    if ok != jobs as u64 || got != jobs as u64 {
+    let sink_ms = finish_watch(watch).await.map(|(a, b)| ms(b.at - a.at));
+    if v["ok"].as_u64() != Some(jobs as u64) || got != jobs as u64 {
         return Err(format!(
-            "bare-client: {ok} of {jobs} answered 2xx, the sink got {got}"
+            "bare-client: {} of {jobs} answered 2xx, the sink got {got}",
+            v["ok"]
         ));
     }
-    Ok(BareRun {
-        elapsed: Duration::from_micros(v["elapsed_us"].as_u64().unwrap_or(0)),
-        cpu_ms: v["cpu_ms"].as_f64(),
-        machine_busy,
-        sink_window,
-        ok,
-        peak_rss_kib: v["peak_rss_kib"].as_u64(),
-    })
+    let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
+    Ok(json!({
+        "ms": elapsed_ms, "per_s": rate(jobs, Some(elapsed_ms)), "sink_ms": sink_ms,
+        "sink_per_s": rate(jobs, sink_ms), "cpu_ms": v["cpu_ms"], "machine_busy": machine_busy,
+        "peak_rss_kib": v["peak_rss_kib"],
+    }))
+}
+
+fn rate(n: usize, ms: Option<f64>) -> Option<f64> {
+    ms.filter(|&m| m > 0.0).map(|m| n as f64 / m * 1000.0)
 }
 
 /// The requests deliver will send, built beforehand with the same code, for
-/// the bare client. Returns (body bytes of the first, header count).
+/// the bare client. Returns the first body's size and header count.
 fn write_bare_requests(
     file: &Path,
-    jobs: &[DeliveryJob],
-    repo_of: &[usize],
+    s: &Setup,
     urls: &[String],
-    secrets: &[WebhookSecret],
+    secrets: &[shared::webhook::WebhookSecret],
 ) -> Res<(usize, usize)> {
     let now = time::OffsetDateTime::now_utc();
-    let mut list = Vec::with_capacity(jobs.len());
-    let mut first = (0, 0);
-    for (i, job) in jobs.iter().enumerate() {
-        let r = repo_of[i];
-        let req = build_request(job, REGISTRY_HOST, &secrets[r], now);
-        if i == 0 {
-            first = (req.body.len(), req.headers.len());
-        }
-        let headers: Vec<(String, String)> = req
-            .headers
-            .iter()
-            .filter(|(n, _)| !n.eq_ignore_ascii_case("content-length"))
-            .map(|(n, v)| ((*n).to_owned(), v.clone()))
-            .collect();
-        list.push(json!({
-            "url": urls[r],
-            "headers": headers,
-            "body": String::from_utf8_lossy(&req.body),
-        }));
-    }
-    std::fs::write(file, Value::Array(list).to_string())
+    let n = s.repos.len();
+    let list: Vec<(Value, usize, usize)> = s
+        .jobs
+        .iter()
+        .enumerate()
+        .map(|(i, job)| {
+            let req = build_request(job, REGISTRY_HOST, &secrets[i % n], now);
+            let headers: Vec<(&str, &String)> = req
+                .headers
+                .iter()
+                .filter(|(h, _)| !h.eq_ignore_ascii_case("content-length"))
+                .map(|(h, v)| (*h, v))
+                .collect();
+            let body = String::from_utf8_lossy(&req.body);
+            (
+                json!({ "url": urls[i % n], "headers": headers, "body": body }),
+                req.body.len(),
+                req.headers.len(),
+            )
+        })
+        .collect();
+    let first = list.first().map_or((0, 0), |(_, b, h)| (*b, *h));
+    let all: Vec<&Value> = list.iter().map(|(v, _, _)| v).collect();
+    std::fs::write(file, serde_json::to_vec(&all).map_err(|e| e.to_string())?)
         .map_err(|e| format!("writing {}: {e}", file.display()))?;
     Ok(first)
 }
 
-/// DynamoDB's item size of one record: attribute names plus values.
-async fn record_bytes(ddb: &aws_sdk_dynamodb::Client, table: &str, repo: &str) -> Option<usize> {
-    use aws_sdk_dynamodb::types::AttributeValue;
-    use shared::adapters::dynamo::{PK, SK, SK_REPO};
-    let out = ddb
-        .get_item()
-        .table_name(table)
-        .key(PK, AttributeValue::S(format!("repo#{repo}")))
-        .key(SK, AttributeValue::S(SK_REPO.into()))
-        .consistent_read(true)
-        .send()
-        .await
-        .ok()?;
-    let item = out.item?;
-    let size = item
-        .iter()
-        .map(|(k, v)| {
-            k.len()
-                + match v {
-                    AttributeValue::S(s) => s.len(),
-                    AttributeValue::N(n) => n.len().div_ceil(2) + 1,
-                    AttributeValue::Bool(_) | AttributeValue::Null(_) => 1,
-                    _ => 64,
-                }
-        })
-        .sum();
-    Some(size)
-}
-
-pub async fn run(ctx: &Ctx, jobs_n: usize, repos_n: usize, rounds: usize) -> Res<DeliverResults> {
+pub async fn run(ctx: &Ctx) -> Res<Value> {
+    let (jobs_n, repos_n) = (ctx.sizes.jobs, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, &ctx.root, "tp").await?;
-    let chain = Chain::start(&ctx.moto).await?;
-    let direct = stack::sdk(ctx.moto.endpoint()).await;
-    let ddb = aws_sdk_dynamodb::Client::new(&direct);
-    let store = DynamoStore::new(ddb.clone(), &stack.table);
+    let direct = ctx.moto.sdk_config().await;
     let sink = Arc::new(Sink::start(HOSTS).await.map_err(|e| format!("sink: {e}"))?);
     let repos = workload::repos("tp", repos_n)?;
+    // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
+    let jobs = (0..jobs_n)
+        .map(|j| workload::job(&repos[j % repos_n], j))
+        .collect::<Res<_>>()?;
+    let s = Setup {
+        proxy: crate::stack::proxy(ctx.moto.endpoint()).await?,
+        store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table),
+        ddb: aws_sdk_dynamodb::Client::new(&direct),
+        sqs: aws_sdk_sqs::Client::new(&direct),
+        stack,
+        sink,
+        repos,
+        jobs,
+    };
     let urls: Vec<String> = (0..repos_n)
-        .map(|i| sink.url(i % HOSTS, &format!("/hook/{i}")))
+        .map(|i| s.sink.url(i % HOSTS, &format!("/hook/{i}")))
         .collect();
     ctx.progress(&format!(
         "deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"
     ));
-    let secrets = stack::seed(&store, &repos, |i| urls[i].clone()).await?;
-
-    // Job j goes to repository j % repos: every repository gets jobs/repos
-    // jobs, all with distinct tags.
-    let repo_of: Vec<usize> = (0..jobs_n).map(|j| j % repos_n).collect();
-    let jobs: Vec<DeliveryJob> = (0..jobs_n)
-        .map(|j| workload::job(&repos[repo_of[j]], j))
-        .collect::<Res<_>>()?;
-    let records: Vec<Value> = jobs
+    let secrets = crate::stack::seed(&s.store, &s.repos, |i| urls[i].clone()).await?;
+    let records = s
+        .jobs
         .iter()
         .enumerate()
-        .map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn))
-        .collect();
-    let event = workload::sqs_event(records);
-    let event_bytes = event.to_string().len();
+        .map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), &s.stack.queue_arn));
+    let event = workload::sqs_event(records.collect());
     let bare_file = ctx.work.join("bare-requests.json");
-    let (body_bytes, headers) = write_bare_requests(&bare_file, &jobs, &repo_of, &urls, &secrets)?;
+    let (body_bytes, headers) = write_bare_requests(&bare_file, &s, &urls, &secrets)?;
 
     // The diagnostic contender: the same deliver against a DynamoDB stub
     // answering at once from a snapshot of the seeded table.
-    let items = crate::fake_dynamo::snapshot(ctx.moto.endpoint(), &stack.table).await?;
-    if items.len() < repos_n {
-        return Err(format!(
-            "table snapshot has {} items for {repos_n} repositories",
-            items.len()
-        ));
-    }
-    let fake = crate::fake_dynamo::FakeDynamo::start(items).await?;
-    let fake_chain = Chain::to(&fake.endpoint()).await?;
+    let fake =
+        crate::fake_dynamo::FakeDynamo::start(ctx.moto.endpoint(), &s.stack.table, repos_n).await?;
+    let stub_proxy = crate::stack::proxy(&fake.endpoint()).await?;
 
-    let mut bare = Vec::new();
-    let mut deliver = Vec::new();
-    let mut instant = Vec::new();
-    for round in 0..rounds {
-        // Rotate which goes first so none always runs on a warmer machine.
+    let mut rounds = Vec::new();
+    let mut deliver_runs = Vec::new();
+    for round in 0..ctx.sizes.rounds {
+        let mut row = json!({ "round": round + 1 });
+        // Rotate who goes first so none always runs on a warmer machine.
         for k in 0..3 {
-            let which = (k + round) % 3;
-            if which == 0 {
-                let b = bare_once(ctx, &bare_file, &sink, jobs_n).await?;
+            let which = ["bare", "deliver", "stub"][(k + round) % 3];
+            if which == "bare" {
+                row["bare"] = bare_once(ctx, &bare_file, &s.sink, jobs_n).await?;
                 ctx.progress(&format!(
-                    "round {}: bare reqwest {} POSTs in {:.0} ms ({:.0}/s)",
+                    "round {}: bare {}/s",
                     round + 1,
-                    jobs_n,
-                    crate::stats::ms(b.elapsed),
-                    jobs_n as f64 / b.elapsed.as_secs_f64()
+                    row["bare"]["per_s"]
                 ));
-                bare.push(b);
                 continue;
             }
-            let (chain, label, what) = if which == 1 {
-                (&chain, format!("deliver-throughput-{round}"), "deliver")
+            let proxy = if which == "deliver" {
+                &s.proxy
             } else {
-                (
-                    &fake_chain,
-                    format!("deliver-instant-ddb-{round}"),
-                    "deliver (DynamoDB stub)",
-                )
+                &stub_proxy
             };
-            let d = deliver_once(
-                ctx,
-                &stack,
-                chain,
-                event.clone(),
-                &label,
-                &sink,
-                jobs_n as u64,
-            )
-            .await?;
-            if d.sink_received != jobs_n as u64 || d.reported_failures != 0 {
+            let label = format!("deliver-{which}-{round}");
+            let d = deliver_once(ctx, &s, proxy, event.clone(), &label, jobs_n as u64).await?;
+            if d.sink_received != jobs_n as u64 || d.failures != 0 {
                 return Err(format!(
-                    "{what} round {}: the sink got {} of {jobs_n}, {} records reported failed, figures {:?}",
-                    round + 1,
-                    d.sink_received,
-                    d.reported_failures,
-                    d.figures
+                    "{label}: the sink got {} of {jobs_n}, {} records failed, figures {}",
+                    d.sink_received, d.failures, d.figures
                 ));
             }
+            let dur = ms(d.duration);
+            let end = d.started + d.duration;
+            row[which] = json!({
+                "ms": dur, "per_s": rate(jobs_n, Some(dur)), "sink_ms": d.sink_ms(),
+                "sink_per_s": rate(jobs_n, d.sink_ms()), "cpu_ms": d.cpu_ms, "machine_busy": d.machine_busy,
+                "aws_busy_ms": ms(busy_time(&d.calls, d.started, end)), "peak_rss_kib": d.rss_kib,
+                "sending": d.sink.map(|(a, b)| phase_cpu(&a, &b)),
+            });
             ctx.progress(&format!(
-                "round {}: {what} {} jobs in {:.0} ms ({:.0}/s), AWS calls in flight {:.0} ms, peak RSS {} KiB",
+                "round {}: {which} {:.0} ms, {}/s",
                 round + 1,
-                jobs_n,
-                crate::stats::ms(d.duration),
-                jobs_n as f64 / d.duration.as_secs_f64(),
-                crate::stats::ms(d.aws_busy),
-                d.peak_rss_kib.unwrap_or(0)
+                dur,
+                row[which]["per_s"]
             ));
-            ctx.progress(&format!(
-                "  timeline: {}",
-                d.timeline
-                    .iter()
-                    .map(|(w, a, b)| format!(
-                        "{w} {:.0}–{:.0} ms",
-                        crate::stats::ms(*a),
-                        crate::stats::ms(*b)
-                    ))
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ));
-            if which == 1 {
-                deliver.push(d);
-            } else {
-                instant.push(d);
+            if which == "deliver" {
+                deliver_runs.push(d);
             }
         }
+        rounds.push(row);
     }
-    drop(fake_chain);
-    drop(fake);
+    drop((stub_proxy, fake));
     let _ = std::fs::remove_file(&bare_file);
-    let record_bytes = record_bytes(&ddb, &stack.table, repos[0].as_str()).await;
-    let throughput = Throughput {
-        jobs: jobs_n,
-        repos: repos_n,
-        bare,
-        deliver,
-        instant,
-        record_bytes,
-        body_bytes,
-        headers,
-        event_bytes,
-    };
 
+    let med = |who: &str, what: &str| {
+        median(
+            &rounds
+                .iter()
+                .filter_map(|r| r[who][what].as_f64())
+                .collect::<Vec<_>>(),
+        )
+    };
+    let best = |who: &str| {
+        rounds
+            .iter()
+            .filter_map(|r| r[who]["per_s"].as_f64())
+            .fold(0.0, f64::max)
+    };
+    let per_post = |who: &str| med(who, "cpu_ms") * 1000.0 / jobs_n as f64;
+    deliver_runs.sort_by_key(|d| d.duration);
+    let median_run = deliver_runs
+        .get((deliver_runs.len().max(1) - 1) / 2)
+        .ok_or("no deliver round")?;
+    let throughput = json!({
+        "jobs": jobs_n, "repos": repos_n, "hosts": HOSTS, "concurrency": CONCURRENCY, "per_host": PER_HOST,
+        "body_bytes": body_bytes, "headers": headers, "event_bytes": event.to_string().len(),
+        "rounds": rounds,
+        "bare_per_s": med("bare", "per_s"), "deliver_per_s": med("deliver", "per_s"), "stub_per_s": med("stub", "per_s"),
+        "ratio": med("deliver", "per_s") / med("bare", "per_s"),
+        "ratio_best": best("deliver") / best("bare"),
+        "bare_sink_per_s": med("bare", "sink_per_s"), "deliver_sink_per_s": med("deliver", "sink_per_s"),
+        "sink_ratio": med("deliver", "sink_per_s") / med("bare", "sink_per_s"),
+        "stub_ratio": med("stub", "per_s") / med("bare", "per_s"),
+        "cpu_us_per_webhook": { "bare": per_post("bare"), "deliver": per_post("deliver"), "stub": per_post("stub") },
+        "peak_rss_kib": deliver_runs.iter().filter_map(|d| d.rss_kib).max(),
+        "rss_after_init_kib": median_run.rss_after_init_kib,
+        "bare_peak_rss_kib": rounds.iter().filter_map(|r| r["bare"]["peak_rss_kib"].as_u64()).max(),
+        "median_run": { "ms": ms(median_run.duration), "aws": tally(&median_run.calls), "breakdown": median_run.breakdown() },
+        "record_bytes": record_bytes(&s).await,
+    });
     ctx.progress("deliver: the same batch with 10% of endpoints answering 503");
-    let failure = failure_workload(
-        ctx, &stack, &chain, &store, &direct, &repos, &jobs, &repo_of, &sink,
-    )
-    .await;
+    let failing = failure_workload(ctx, &s, &urls)
+        .await
+        .unwrap_or_else(|e| json!({ "error": e }));
     ctx.progress("deliver: single-job invocations (the unbatched design)");
-    let single = single_jobs(ctx, &stack, &chain, &repos, &sink, jobs_n).await;
-    Ok(DeliverResults {
-        throughput,
-        failure,
-        single,
-    })
+    let single = single_jobs(ctx, &s)
+        .await
+        .unwrap_or_else(|e| json!({ "error": e }));
+    Ok(json!({ "throughput": throughput, "failing": failing, "single": single }))
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn failure_workload(
-    ctx: &Ctx,
-    stack: &Stack,
-    chain: &Chain,
-    store: &DynamoStore,
-    direct: &aws_config::SdkConfig,
-    repos: &[RepositoryName],
-    jobs: &[DeliveryJob],
-    repo_of: &[usize],
-    sink: &Arc<Sink>,
-) -> Res<Failure> {
+/// DynamoDB's item size of one repository record (attribute names plus
+/// values), to check the ≤ 1 KB assumption behind 1 WRU per write.
+async fn record_bytes(s: &Setup) -> Option<usize> {
+    use aws_sdk_dynamodb::types::AttributeValue as A;
+    use shared::adapters::dynamo::{PK, SK, SK_REPO};
+    let out = s
+        .ddb
+        .get_item()
+        .table_name(&s.stack.table)
+        .consistent_read(true)
+        .key(PK, A::S(format!("repo#{}", s.repos[0])))
+        .key(SK, A::S(SK_REPO.into()))
+        .send()
+        .await
+        .ok()?;
+    let size = |v: &A| match v {
+        A::S(x) => x.len(),
+        A::N(n) => n.len().div_ceil(2) + 1,
+        A::Bool(_) | A::Null(_) => 1,
+        _ => 64,
+    };
+    Some(out.item?.iter().map(|(k, v)| k.len() + size(v)).sum())
+}
+
+/// The batch again with every 10th repository's endpoint answering 503. The
+/// failing jobs go through the real delivery queue and come back with
+/// ReceiveMessage, so deliver's ChangeMessageVisibilityBatch entries name real
+/// in-flight messages that moto checks; the others keep synthetic handles,
+/// which deliver never uses (queueing them all would only measure moto, whose
+/// SendMessage is quadratic in the queue's length).
+async fn failure_workload(ctx: &Ctx, s: &Setup, urls: &[String]) -> Res<Value> {
     let receiver = Receiver::start(Behaviour::status(503))
         .await
         .map_err(|e| format!("receiver: {e}"))?;
-    let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
-    let failing: Vec<usize> = (0..repos.len())
-        .filter(|i| i % FAILING_EVERY == 0)
+    let failing: Vec<usize> = (0..s.repos.len()).step_by(FAILING_EVERY).collect();
+    set_urls(s, &failing, |i| receiver.url(&format!("/hook/{i}"))).await?;
+    let failing_jobs: Vec<&DeliveryJob> = s
+        .jobs
+        .iter()
+        .enumerate()
+        .filter(|(j, _)| (j % s.repos.len()).is_multiple_of(FAILING_EVERY))
+        .map(|(_, job)| job)
         .collect();
-    for &i in &failing {
-        let url = validate_webhook_url(&receiver.url(&format!("/hook/{i}")), true)
-            .map_err(|e| e.to_string())?;
-        store
-            .put_url(&repos[i], &url, &now)
-            .await
-            .map_err(|e| format!("put_url: {e}"))?;
-    }
-    let failing_idx: Vec<usize> = (0..jobs.len())
-        .filter(|&j| repo_of[j].is_multiple_of(FAILING_EVERY))
-        .collect();
-    let failing_jobs = failing_idx.len();
-
-    // Real receipt handles for the jobs that will fail (the only ones whose
-    // visibility deliver changes): they go through the real delivery queue
-    // and come back with ReceiveMessage, as the event source mapping gets
-    // them, so deliver's ChangeMessageVisibilityBatch entries are checked by
-    // moto. The succeeding jobs keep synthetic handles, which deliver never
-    // uses (queueing all of them would cost moto O(n²) time: it recomputes
-    // the queue's attributes over every message on each send).
-    let sqs = aws_sdk_sqs::Client::new(direct);
-    let sent_at = Instant::now();
-    let chunks: Vec<Vec<SendMessageBatchRequestEntry>> = failing_idx
-        .chunks(10)
-        .map(|c| {
-            c.iter()
-                .enumerate()
-                .filter_map(|(i, &j)| {
-                    SendMessageBatchRequestEntry::builder()
-                        .id(i.to_string())
-                        .message_body(jobs[j].to_json())
-                        .build()
-                        .ok()
-                })
-                .collect()
-        })
-        .collect();
-    let results: Vec<Result<usize, String>> = stream::iter(chunks)
-        .map(|entries| {
-            let sqs = sqs.clone();
-            async move {
-                let out = sqs
-                    .send_message_batch()
-                    .queue_url(&stack.queue_url)
-                    .set_entries(Some(entries))
-                    .send()
-                    .await
-                    .map_err(|e| format!("SendMessageBatch: {e}"))?;
-                if !out.failed.is_empty() {
-                    return Err(format!("SendMessageBatch: {} failed", out.failed.len()));
-                }
-                Ok(out.successful.len())
-            }
-        })
-        .buffer_unordered(4)
-        .collect()
-        .await;
-    let mut sent = 0;
-    for r in results {
-        sent += r?;
+    for chunk in failing_jobs.chunks(10) {
+        let entries = chunk.iter().enumerate().map(|(i, job)| {
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(job.to_json())
+                .build()
+                .map_err(|e| e.to_string())
+        });
+        let out = s
+            .sqs
+            .send_message_batch()
+            .queue_url(&s.stack.queue_url)
+            .set_entries(Some(entries.collect::<Res<_>>()?))
+            .send()
+            .await;
+        if !out
+            .map_err(|e| format!("SendMessageBatch: {e}"))?
+            .failed
+            .is_empty()
+        {
+            return Err("SendMessageBatch: entries failed".into());
+        }
     }
     let mut received: HashMap<String, aws_sdk_sqs::types::Message> = HashMap::new();
     let mut empty = 0;
-    while received.len() < sent && empty < 3 {
-        let out = sqs
+    while received.len() < failing_jobs.len() && empty < 3 {
+        let out = s
+            .sqs
             .receive_message()
-            .queue_url(&stack.queue_url)
+            .queue_url(&s.stack.queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(0)
             .message_system_attribute_names(MessageSystemAttributeName::All)
             .message_attribute_names("All")
             .send()
             .await
             .map_err(|e| format!("ReceiveMessage: {e}"))?;
         let got = out.messages.unwrap_or_default();
-        if got.is_empty() {
-            empty += 1;
-        } else {
-            empty = 0;
-        }
+        empty = if got.is_empty() { empty + 1 } else { 0 };
         for m in got {
             let job = DeliveryJob::parse(m.body().unwrap_or_default())
-                .map_err(|e| format!("a received job does not parse: {e}"))?;
+                .map_err(|e| format!("received job: {e}"))?;
             received.insert(job.image_ref(), m);
         }
     }
-    if received.len() != failing_jobs {
+    if received.len() != failing_jobs.len() {
         return Err(format!(
-            "received {} of {failing_jobs} queued jobs back",
-            received.len()
+            "received {} of {} queued jobs back",
+            received.len(),
+            failing_jobs.len()
         ));
     }
-    ctx.progress(&format!(
-        "queued and received the {failing_jobs} failing jobs in {:.1} s (moto)",
-        sent_at.elapsed().as_secs_f64()
-    ));
-    let records: Vec<Value> = jobs
+    let records = s
+        .jobs
         .iter()
         .enumerate()
         .map(|(j, job)| match received.get(&job.image_ref()) {
-            Some(m) => devstack::esm::event::record(m, &stack.queue_arn),
-            None => workload::sqs_record("fa", j, job.to_json(), &stack.queue_arn),
-        })
-        .collect();
-    let real = records
-        .iter()
-        .filter(|r| {
-            !r["receiptHandle"]
-                .as_str()
-                .unwrap_or("")
-                .contains("synthetic")
-        })
-        .count();
-    if real != failing_jobs {
-        return Err(format!(
-            "{real} records with real handles, expected {failing_jobs}"
-        ));
-    }
-    drop(received);
-    let event = workload::sqs_event(records);
-    let ok_expected = (jobs.len() - failing_jobs) as u64;
-    let run = deliver_once(
-        ctx,
-        stack,
-        chain,
-        event,
-        "deliver-failing",
-        sink,
-        ok_expected,
-    )
-    .await;
-    // Whatever happened, leave the queue empty for what follows.
-    let _ = sqs.purge_queue().queue_url(&stack.queue_url).send().await;
+            Some(m) => devstack::esm::event::record(m, &s.stack.queue_arn),
+            None => workload::sqs_record("fa", j, job.to_json(), &s.stack.queue_arn),
+        });
+    let event = workload::sqs_event(records.collect());
+    let ok_jobs = (s.jobs.len() - failing_jobs.len()) as u64;
+    let run = deliver_once(ctx, s, &s.proxy, event, "deliver-failing", ok_jobs).await;
+    // Whatever happened, leave the queue empty and the sink URLs back.
+    let _ = s
+        .sqs
+        .purge_queue()
+        .queue_url(&s.stack.queue_url)
+        .send()
+        .await;
+    set_urls(s, &failing, |i| urls[i].clone()).await?;
     let run = run?;
     let receiver_got = receiver.count();
-    let ok_jobs = (jobs.len() - failing_jobs) as u64;
-    if run.reported_failures != failing_jobs
-        || receiver_got != failing_jobs
+    if run.failures != failing_jobs.len()
+        || receiver_got != failing_jobs.len()
         || run.sink_received != ok_jobs
     {
         return Err(format!(
-            "failure workload: {} reported failed (expected {failing_jobs}), the 503 receiver got {receiver_got}, the sink {} of {ok_jobs}; figures {:?}",
-            run.reported_failures, run.sink_received, run.figures
+            "failure workload: {} reported failed of {}, the 503 receiver got {receiver_got}, the sink {} of {ok_jobs}; figures {}",
+            run.failures, failing_jobs.len(), run.sink_received, run.figures
         ));
     }
-    // Put the failing repositories back on the sink for later runs.
-    for &i in &failing {
-        let url = validate_webhook_url(&sink.url(i % HOSTS, &format!("/hook/{i}")), true)
-            .map_err(|e| e.to_string())?;
-        store
-            .put_url(&repos[i], &url, &now)
+    Ok(json!({
+        "jobs": s.jobs.len(), "failing_jobs": failing_jobs.len(), "failing_repos": failing.len(),
+        "reported_failures": run.failures, "receiver_got": receiver_got, "aws": tally(&run.calls),
+        "figures": run.figures,
+    }))
+}
+
+async fn set_urls(s: &Setup, which: &[usize], url_of: impl Fn(usize) -> String) -> Res<()> {
+    let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
+    for &i in which {
+        let url = validate_webhook_url(&url_of(i), true).map_err(|e| e.to_string())?;
+        s.store
+            .put_url(&s.repos[i], &url, &now)
             .await
             .map_err(|e| format!("put_url: {e}"))?;
     }
-    Ok(Failure {
-        jobs: jobs.len(),
-        failing_jobs,
-        failing_repos: failing.len(),
-        run,
-        receiver_got,
-    })
+    Ok(())
 }
 
 /// A warm deliver process invoked with one job at a time: what every
-/// invocation of a design without batching looks like.
-async fn single_jobs(
-    ctx: &Ctx,
-    stack: &Stack,
-    chain: &Chain,
-    repos: &[RepositoryName],
-    sink: &Arc<Sink>,
-    first_index: usize,
-) -> Res<SingleJobs> {
-    let n = if ctx.small { 10 } else { 50 };
-    let env = deliver_env(ctx, stack, chain);
-    let (f, _log) =
-        start_function("deliver", &env, &ctx.logs, "deliver-single", INVOKE_TIMEOUT).await?;
-    // One warm-up invocation (connection set-up), not counted.
+/// invocation of a design without batching looks like (after one warm-up).
+async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
+    let env = function_env(
+        &ctx.moto,
+        &s.stack,
+        &s.proxy.endpoint(),
+        &[("ALLOW_PRIVATE_TARGETS", "true")],
+    );
+    let (f, _log) = start_function("deliver", &env, &ctx.logs, "deliver-single", TIMEOUT).await?;
     let mut durations = Vec::new();
-    let mut counted = 0;
-    for k in 0..=n {
-        let j = first_index + k;
-        let job = workload::job(&repos[k % repos.len()], j)?;
+    for k in 0..=ctx.sizes.singles {
+        let j = s.jobs.len() + k;
+        let job = workload::job(&s.repos[k % s.repos.len()], j)?;
         let event = workload::sqs_event(vec![workload::sqs_record(
             "sj",
             j,
             job.to_json(),
-            &stack.queue_arn,
+            &s.stack.queue_arn,
         )]);
         if k == 1 {
-            chain.reset();
+            s.proxy.reset_counts();
         }
-        let before = sink.count();
+        let before = s.sink.count();
         let inv = f
-            .invoke(event, INVOKE_TIMEOUT)
+            .invoke(event, TIMEOUT)
             .await
             .map_err(|e| format!("invoking deliver: {e}"))?;
-        if !inv.is_ok() || sink.count() != before + 1 {
+        if !inv.is_ok() || s.sink.count() != before + 1 {
             return Err(format!("single-job deliver failed: {:?}", inv.outcome));
         }
         if k >= 1 {
-            durations.push(crate::stats::ms(inv.duration));
-            counted += 1;
+            durations.push(ms(inv.duration));
         }
     }
-    let calls = chain.meter.take();
-    let counts = chain.counts(&calls);
     let _ = f.stop().await;
-    Ok(SingleJobs {
-        durations_ms: durations,
-        counts,
-        units: units_of(&calls),
-        invocations: counted,
-    })
+    Ok(json!({
+        "invocations": durations.len(), "median_ms": median(&durations),
+        "billed_ms_mean": crate::cost::mean_billed(&durations), "aws": tally(&s.proxy.take_calls()),
+    }))
 }
 
 /// A moment of the sending phase: when, and the CPU clocks then.
 #[derive(Clone, Copy, Debug)]
-pub struct Mark {
-    pub at: Instant,
+struct Mark {
+    at: Instant,
     /// CPU ms of the sending process (deliver), when watched.
-    pub sender_cpu: Option<f64>,
+    sender_cpu: Option<f64>,
     /// CPU ms of this benchmark process (the sink, the proxies).
-    pub bench_cpu: Option<f64>,
-    /// Busy and total jiffies of the machine.
-    pub jiffies: Option<(u64, u64)>,
+    bench_cpu: Option<f64>,
+    jiffies: Option<(u64, u64)>,
 }
 
 impl Mark {
     fn now(sender: Option<u32>) -> Mark {
         Mark {
             at: Instant::now(),
-            sender_cpu: sender.and_then(crate::stats::process_cpu_ms),
-            bench_cpu: crate::stats::process_cpu_ms(std::process::id()),
-            jiffies: crate::stats::machine_jiffies(),
+            sender_cpu: sender.and_then(stats::process_cpu_ms),
+            bench_cpu: stats::process_cpu_ms(std::process::id()),
+            jiffies: stats::machine_jiffies(),
         }
     }
 }
 
 /// Where the CPU went between the first and the last request at the sink.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PhaseCpu {
-    pub wall_ms: f64,
-    pub sender_ms: Option<f64>,
-    pub bench_ms: Option<f64>,
-    /// All CPUs' busy time, ms.
-    pub machine_busy_ms: Option<f64>,
-    pub machine_capacity_ms: Option<f64>,
-}
-
-fn phase_cpu(a: &Mark, b: &Mark) -> PhaseCpu {
-    let wall_ms = crate::stats::ms(b.at - a.at);
-    let share = crate::stats::busy_share(a.jiffies, b.jiffies);
+fn phase_cpu(a: &Mark, b: &Mark) -> Value {
+    let wall_ms = ms(b.at - a.at);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    PhaseCpu {
-        wall_ms,
-        sender_ms: b.sender_cpu.zip(a.sender_cpu).map(|(x, y)| x - y),
-        bench_ms: b.bench_cpu.zip(a.bench_cpu).map(|(x, y)| x - y),
-        machine_busy_ms: share.map(|s| s * wall_ms * cpus),
-        machine_capacity_ms: Some(wall_ms * cpus),
-    }
+    json!({
+        "wall_ms": wall_ms,
+        "sender_cpu_ms": b.sender_cpu.zip(a.sender_cpu).map(|(x, y)| x - y),
+        "bench_cpu_ms": b.bench_cpu.zip(a.bench_cpu).map(|(x, y)| x - y),
+        "machine_busy_ms": stats::busy_share(a.jiffies, b.jiffies).map(|s| s * wall_ms * cpus),
+    })
 }
 
 /// Watches the sink every millisecond until it has `n` more requests than
-/// `base`: the first and last arrival, i.e. the sending phase as the
-/// receiving side saw it (±1 ms), measured the same way for both senders,
-/// with the CPU clocks at both ends. Abort it to stop early.
+/// `base`: the first and the last arrival, i.e. the sending phase as the
+/// receiving side saw it (±1 ms), the same yardstick for every sender.
 fn watch_sink(
     sink: Arc<Sink>,
     base: u64,
@@ -784,8 +608,8 @@ fn watch_sink(
     })
 }
 
-/// The watcher's window once it has seen everything (it polls every ms, so
-/// give it a moment), or nothing if the sink never got all requests.
+/// The watcher's window once it has seen everything, or nothing if the sink
+/// never got every request.
 async fn finish_watch(
     mut watch: tokio::task::JoinHandle<Option<(Mark, Mark)>>,
 ) -> Option<(Mark, Mark)> {

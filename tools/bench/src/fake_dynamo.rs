@@ -1,19 +1,17 @@
 //! A diagnostic stand-in for DynamoDB that answers at once: the items of a
 //! snapshot of the real (moto) table for BatchGetItem and GetItem, and an
-//! acknowledgement for UpdateItem. With it the benchmark can show what
-//! deliver does when its AWS calls cost nothing — moto, one Python process
-//! applying DynamoDB calls one at a time on the same CPUs, otherwise hides
-//! deliver's own speed. It is labelled as a diagnostic wherever it is used;
-//! every counted figure comes from the runs against moto.
+//! acknowledgement for UpdateItem. With it the benchmark shows what deliver
+//! does when its AWS calls cost nothing — moto, one Python process applying
+//! DynamoDB calls one at a time on the same CPUs, otherwise hides deliver's
+//! own speed. Labelled as a diagnostic wherever it is used; every counted
+//! figure comes from the runs against moto.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
@@ -22,11 +20,9 @@ use tokio::task::JoinHandle;
 
 use crate::Res;
 
-type Items = Arc<HashMap<String, Value>>;
-
 /// A running stub; stopped on drop.
 pub struct FakeDynamo {
-    addr: SocketAddr,
+    endpoint: String,
     task: JoinHandle<()>,
 }
 
@@ -37,159 +33,132 @@ impl Drop for FakeDynamo {
 }
 
 fn key_of(item: &Value) -> Option<String> {
-    let pk = item.get("pk")?.get("S")?.as_str()?;
-    let sk = item.get("sk")?.get("S")?.as_str()?;
-    Some(format!("{pk}\u{0}{sk}"))
+    Some(format!(
+        "{}\u{0}{}",
+        item["pk"]["S"].as_str()?,
+        item["sk"]["S"].as_str()?
+    ))
 }
 
-/// Every item of `table` in moto at `endpoint`, in DynamoDB's JSON wire
-/// format, by key.
-pub async fn snapshot(endpoint: &str, table: &str) -> Res<HashMap<String, Value>> {
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let mut items = HashMap::new();
-    let mut start: Option<Value> = None;
-    loop {
-        let mut body = json!({ "TableName": table });
-        if let Some(k) = start.take() {
-            body["ExclusiveStartKey"] = k;
-        }
-        let raw = http
-            .post(endpoint)
-            .header("content-type", "application/x-amz-json-1.0")
-            .header("x-amz-target", "DynamoDB_20120810.Scan")
-            .header(
-                "authorization",
-                "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, \
-                 SignedHeaders=host, Signature=0",
-            )
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("Scan: {e}"))?
-            .bytes()
-            .await
-            .map_err(|e| format!("Scan answer: {e}"))?;
-        let resp: Value = serde_json::from_slice(&raw).map_err(|e| format!("Scan answer: {e}"))?;
-        for item in resp
-            .get("Items")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default()
-        {
-            if let Some(k) = key_of(&item) {
-                items.insert(k, item);
-            }
-        }
-        match resp.get("LastEvaluatedKey") {
-            Some(k) if !k.is_null() => start = Some(k.clone()),
-            _ => return Ok(items),
-        }
-    }
+/// One DynamoDB JSON call to `endpoint` (moto), unsigned as moto allows.
+async fn call(http: &reqwest::Client, endpoint: &str, op: &str, body: Value) -> Res<Value> {
+    let auth = "AWS4-HMAC-SHA256 Credential=testing/20260101/us-east-1/dynamodb/aws4_request, \
+                SignedHeaders=host, Signature=0";
+    let resp = http
+        .post(endpoint)
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", format!("DynamoDB_20120810.{op}"))
+        .header("authorization", auth)
+        .body(body.to_string())
+        .send()
+        .await;
+    let raw = resp.map_err(|e| format!("{op}: {e}"))?.bytes().await;
+    serde_json::from_slice(&raw.map_err(|e| format!("{op}: {e}"))?)
+        .map_err(|e| format!("{op}: {e}"))
 }
 
 impl FakeDynamo {
-    pub async fn start(items: HashMap<String, Value>) -> Res<FakeDynamo> {
+    /// Snapshots `table` in moto at `moto` (at least `min_items` items) and
+    /// serves it on 127.0.0.1.
+    pub async fn start(moto: &str, table: &str, min_items: usize) -> Res<FakeDynamo> {
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(|e| e.to_string())?;
+        let mut items = HashMap::new();
+        let mut body = json!({ "TableName": table });
+        loop {
+            let page = call(&http, moto, "Scan", body.clone()).await?;
+            for item in page["Items"].as_array().into_iter().flatten() {
+                items.extend(key_of(item).map(|k| (k, item.clone())));
+            }
+            match page.get("LastEvaluatedKey") {
+                Some(k) if !k.is_null() => body["ExclusiveStartKey"] = k.clone(),
+                _ => break,
+            }
+        }
+        if items.len() < min_items {
+            return Err(format!(
+                "table snapshot has {} items, expected {min_items}",
+                items.len()
+            ));
+        }
+        let items = Arc::new(items);
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| e.to_string())?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let items: Items = Arc::new(items);
+        let endpoint = format!(
+            "http://{}",
+            listener.local_addr().map_err(|e| e.to_string())?
+        );
         let task = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
+            while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
                 let items = items.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| {
-                        let items = items.clone();
-                        async move { Ok::<_, Infallible>(answer(req, &items).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                let service = hyper::service::service_fn(move |req| {
+                    let items = items.clone();
+                    async move { Ok::<_, Infallible>(answer(req, &items).await) }
                 });
+                tokio::spawn(
+                    hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service),
+                );
             }
         });
-        Ok(FakeDynamo { addr, task })
+        Ok(FakeDynamo { endpoint, task })
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        self.endpoint.clone()
     }
 }
 
-fn reply(status: u16, body: Value) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body.to_string())));
-    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
-    resp.headers_mut().insert(
-        http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("application/x-amz-json-1.0"),
-    );
-    resp
-}
-
-async fn answer(req: Request<hyper::body::Incoming>, items: &Items) -> Response<Full<Bytes>> {
-    let op = req
+async fn answer(
+    req: Request<hyper::body::Incoming>,
+    items: &HashMap<String, Value>,
+) -> Response<Full<Bytes>> {
+    let target = req
         .headers()
         .get("x-amz-target")
         .and_then(|v| v.to_str().ok())
-        .and_then(|t| t.split_once('.'))
-        .map(|(_, op)| op.to_owned())
         .unwrap_or_default();
+    let op = target.split_once('.').map_or("", |(_, op)| op).to_owned();
     let body: Value = match req.into_body().collect().await {
         Ok(b) => serde_json::from_slice(&b.to_bytes()).unwrap_or(Value::Null),
         Err(_) => Value::Null,
     };
-    match op.as_str() {
+    let item = || body.get("Key").and_then(key_of).and_then(|k| items.get(&k));
+    let (status, answer) = match op.as_str() {
         "BatchGetItem" => {
             let mut responses = Map::new();
-            if let Some(ri) = body.get("RequestItems").and_then(Value::as_object) {
-                for (table, ka) in ri {
-                    let found: Vec<Value> = ka
-                        .get("Keys")
-                        .and_then(Value::as_array)
-                        .map(|keys| {
-                            keys.iter()
-                                .filter_map(|k| key_of(k).and_then(|k| items.get(&k).cloned()))
-                                .collect()
-                        })
-                        .unwrap_or_default();
-                    responses.insert(table.clone(), Value::Array(found));
-                }
+            for (table, ka) in body["RequestItems"].as_object().into_iter().flatten() {
+                let keys = ka["Keys"].as_array().into_iter().flatten();
+                let found = keys.filter_map(|k| key_of(k).and_then(|k| items.get(&k).cloned()));
+                responses.insert(table.clone(), Value::Array(found.collect()));
             }
-            reply(
+            (
                 200,
                 json!({ "Responses": responses, "UnprocessedKeys": {} }),
             )
         }
-        "GetItem" => match body.get("Key").and_then(key_of).and_then(|k| items.get(&k)) {
-            Some(item) => reply(200, json!({ "Item": item })),
-            None => reply(200, json!({})),
+        "GetItem" => (200, item().map_or(json!({}), |i| json!({ "Item": i }))),
+        "UpdateItem" => match (body["ReturnValues"].as_str().unwrap_or("NONE"), item()) {
+            ("NONE", _) | (_, None) => (200, json!({})),
+            (_, Some(i)) => (200, json!({ "Attributes": i })),
         },
-        "UpdateItem" => {
-            let wants = body
-                .get("ReturnValues")
-                .and_then(Value::as_str)
-                .unwrap_or("NONE");
-            match (
-                wants,
-                body.get("Key").and_then(key_of).and_then(|k| items.get(&k)),
-            ) {
-                ("NONE", _) | (_, None) => reply(200, json!({})),
-                (_, Some(item)) => reply(200, json!({ "Attributes": item })),
-            }
-        }
-        other => reply(
+        other => (
             400,
             json!({
                 "__type": "com.amazon.coral.validate#ValidationException",
                 "message": format!("bench fake DynamoDB does not serve {other}"),
             }),
         ),
-    }
+    };
+    let mut resp = Response::new(Full::new(Bytes::from(answer.to_string())));
+    *resp.status_mut() = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::OK);
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/x-amz-json-1.0"),
+    );
+    resp
 }

@@ -1,98 +1,65 @@
-//! Measurement 3 for `ingest`: SQS events of 10 native push events each
+//! ingest's AWS calls per event: SQS events of 10 native push events each
 //! (the registry-events queue trigger's BatchSize in template.yaml), every
-//! repository with a webhook, through the binary and the Runtime API;
-//! AWS calls per event, the jobs really queued, and invocation durations.
+//! repository with a webhook, through the binary and the Runtime API, the
+//! jobs really queued checked one by one; then single pushes through the
+//! Function URL emulation on the same warm process (the unbatched path).
 
-use std::collections::BTreeMap;
+use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use serde_json::Value;
+use devstack::aws_proxy::Call;
+use serde_json::{json, Value};
 use shared::adapters::DynamoStore;
-use std::collections::HashSet;
 
-use crate::meter::{units_of, Units};
-use crate::stack::{self, function_env, start_function, Chain, Stack};
-use crate::workload;
-use crate::{Ctx, Res};
+use crate::latency::Pool;
+use crate::stack::{self, function_env, start_function, tally, Stack};
+use crate::stats::{median, ms, percentile};
+use crate::{workload, Ctx, Res};
 
 /// The registry-events queue mapping's BatchSize in template.yaml.
 pub const BATCH: usize = 10;
 /// Invocations between drains of the delivery queue.
 const DRAIN_EVERY: usize = 20;
+const TIMEOUT: Duration = Duration::from_secs(60);
 
-pub struct IngestResult {
-    pub events: usize,
-    pub repos: usize,
-    pub invocations: usize,
-    pub durations_ms: Vec<f64>,
-    pub counts: BTreeMap<String, u64>,
-    pub units: Units,
-    pub queued: u64,
-    pub peak_rss_kib: Option<u64>,
-    /// Per operation: calls and mean latency in ms.
-    pub op_latency: BTreeMap<String, (u64, f64)>,
-    /// One push per request through the Function URL emulation, one after
-    /// another on a warm process: the unbatched ingest path.
-    pub http: HttpPushes,
-}
-
-pub struct HttpPushes {
-    pub pushes: usize,
-    pub durations_ms: Vec<f64>,
-    pub counts: BTreeMap<String, u64>,
-    pub units: Units,
-}
-
-impl IngestResult {
-    pub fn count(&self, op: &str) -> u64 {
-        self.counts.get(op).copied().unwrap_or(0)
-    }
-}
-
-pub async fn run(ctx: &Ctx, events: usize, repos_n: usize) -> Res<IngestResult> {
+pub async fn run(ctx: &Ctx) -> Res<Value> {
+    let (events, repos_n) = (ctx.sizes.ingest_events, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, &ctx.root, "in").await?;
-    let chain = Chain::start(&ctx.moto).await?;
-    let direct = stack::sdk(ctx.moto.endpoint()).await;
+    let proxy = stack::proxy(ctx.moto.endpoint()).await?;
+    let direct = ctx.moto.sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
     let repos = workload::repos("in", repos_n)?;
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
     stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
-
-    let env = function_env(&ctx.moto, &stack, &chain.endpoint(), &[]);
-    let (f, log) = start_function(
-        "ingest",
-        &env,
-        &ctx.logs,
-        "ingest-sqs",
-        Duration::from_secs(60),
-    )
-    .await?;
-    chain.reset();
+    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &[]);
+    let (f, log) = start_function("ingest", &env, &ctx.logs, "ingest-sqs", TIMEOUT).await?;
+    proxy.reset_counts();
     let sqs = aws_sdk_sqs::Client::new(&direct);
-    let mut queued: HashSet<String> = HashSet::new();
-    let mut durations = Vec::new();
+    let push = |e: usize| {
+        workload::native_push(
+            &repos[e % repos_n],
+            &format!("t{e}"),
+            &format!("ev-{e}"),
+            e as u64,
+        )
+    };
+    let (mut queued, mut durations, mut calls) = (HashSet::new(), Vec::new(), Vec::new());
     let batches = events.div_ceil(BATCH);
     for b in 0..batches {
-        let records: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(events))
-            .map(|e| {
-                // Consecutive events go to different repositories: a batch of
-                // ten names ten repositories (no help from de-duplication).
-                let repo = &repos[e % repos_n];
-                let body =
-                    workload::native_push(repo, &format!("t{e}"), &format!("ev-{e}"), e as u64);
-                workload::sqs_record("in", e, body.to_string(), &stack.registry_queue_arn)
-            })
-            .collect();
+        // Consecutive events go to different repositories: a batch of ten
+        // names ten repositories (no help from de-duplication).
+        let records = (b * BATCH..((b + 1) * BATCH).min(events))
+            .map(|e| workload::sqs_record("in", e, push(e).to_string(), &stack.registry_queue_arn));
         let inv = f
-            .invoke(workload::sqs_event(records), Duration::from_secs(60))
-            .await
-            .map_err(|e| format!("invoking ingest: {e}"))?;
+            .invoke(workload::sqs_event(records.collect()), TIMEOUT)
+            .await;
+        let inv = inv.map_err(|e| format!("invoking ingest: {e}"))?;
         let failures = inv
             .ok()
-            .and_then(|v| v.get("batchItemFailures"))
-            .and_then(Value::as_array)
+            .and_then(|v| v["batchItemFailures"].as_array())
             .map(Vec::len);
         if failures != Some(0) {
             return Err(format!(
@@ -101,42 +68,79 @@ pub async fn run(ctx: &Ctx, events: usize, repos_n: usize) -> Res<IngestResult> 
                 stack::tail(&log, 10)
             ));
         }
-        durations.push(crate::stats::ms(inv.duration));
+        durations.push(ms(inv.duration));
         // Take the jobs off the queue as a consumer would: moto's SendMessage
-        // time grows with the queue's length (it recomputes the queue's
-        // attributes over every message), and PurgeQueue is allowed once a
-        // minute. Drained directly, not through the counting proxy.
+        // time grows with the queue's length. Drained directly, not counted.
         if (b + 1) % DRAIN_EVERY == 0 || b + 1 == batches {
+            calls.extend(proxy.take_calls());
             drain(&sqs, &stack.queue_url, &mut queued).await?;
         }
-        if (b + 1) % 250 == 0 {
-            ctx.progress(&format!("ingest: {} of {batches} batches", b + 1));
-        }
     }
-    let peak_rss_kib = f.peak_rss_kib();
-    let calls = chain.meter.take();
-    let counts = chain.counts(&calls);
-
-    let http = http_pushes(ctx, f, &chain, &repos, &sqs, &stack.queue_url, events).await?;
-
     if queued.len() != events {
         return Err(format!(
-            "ingest queued {} distinct delivery jobs for {events} push events",
+            "ingest queued {} distinct jobs for {events} push events",
             queued.len()
         ));
     }
-    Ok(IngestResult {
-        events,
-        repos: repos_n,
-        invocations: batches,
-        durations_ms: durations,
-        counts,
-        units: units_of(&calls),
-        op_latency: crate::meter::op_latency(&calls),
-        http,
-        queued: queued.len() as u64,
-        peak_rss_kib,
-    })
+    let peak_rss_kib = f.peak_rss_kib();
+    let mut mean_ms = std::collections::BTreeMap::<&str, (f64, f64)>::new();
+    for c in &calls {
+        let e = mean_ms.entry(&c.op).or_default();
+        *e = (e.0 + 1.0, e.1 + ms(c.end - c.start));
+    }
+    let mean_ms: std::collections::BTreeMap<_, _> =
+        mean_ms.into_iter().map(|(k, (n, t))| (k, t / n)).collect();
+
+    // Single pushes POSTed one after another to the Function URL emulation
+    // (the first one a warm-up, not counted).
+    let pool = Arc::new(Pool::new(vec![f], TIMEOUT));
+    let url = devstack::function_url::FunctionUrl::serve(pool.clone())
+        .await
+        .map_err(|e| format!("function url: {e}"))?;
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let singles = ctx.sizes.singles;
+    let mut http_calls: Vec<Call> = Vec::new();
+    for k in 0..=singles {
+        let resp = http
+            .post(format!("{}/", url.url()))
+            .header("content-type", "application/json")
+            .body(push(events + k).to_string())
+            .send()
+            .await
+            .map_err(|e| format!("POST ingest: {e}"))?;
+        if resp.status().as_u16() != 202 {
+            return Err(format!("ingest answered {}", resp.status()));
+        }
+        if k == 0 {
+            proxy.reset_counts();
+        }
+    }
+    http_calls.extend(proxy.take_calls());
+    let mut seen = HashSet::new();
+    drain(&sqs, &stack.queue_url, &mut seen).await?;
+    if seen.len() != singles + 1 {
+        return Err(format!(
+            "{} jobs queued for {} pushes over HTTP",
+            seen.len(),
+            singles + 1
+        ));
+    }
+    let http_ms: Vec<f64> = pool
+        .samples()
+        .iter()
+        .skip(1)
+        .map(|s| ms(s.duration))
+        .collect();
+    Ok(json!({
+        "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
+        "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),
+        "billed_ms_sum": durations.iter().map(|&d| crate::cost::billed_ms(d)).sum::<f64>(),
+        "aws": tally(&calls), "mean_call_ms": mean_ms, "queued": queued.len(), "peak_rss_kib": peak_rss_kib,
+        "http": { "pushes": singles, "median_ms": median(&http_ms), "billed_ms_mean": crate::cost::mean_billed(&http_ms), "aws": tally(&http_calls) },
+    }))
 }
 
 /// Receives and deletes everything on the queue; every body must be a
@@ -147,11 +151,12 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<St
             .receive_message()
             .queue_url(queue_url)
             .max_number_of_messages(10)
-            .wait_time_seconds(0)
             .send()
-            .await
-            .map_err(|e| format!("ReceiveMessage: {e}"))?;
-        let messages = out.messages.unwrap_or_default();
+            .await;
+        let messages = out
+            .map_err(|e| format!("ReceiveMessage: {e}"))?
+            .messages
+            .unwrap_or_default();
         if messages.is_empty() {
             return Ok(());
         }
@@ -162,86 +167,18 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<St
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));
             }
-            entries.push(
-                DeleteMessageBatchRequestEntry::builder()
-                    .id(i.to_string())
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
+            let entry = DeleteMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .receipt_handle(m.receipt_handle().unwrap_or_default())
+                .build();
+            entries.push(entry.map_err(|e| e.to_string())?);
         }
-        sqs.delete_message_batch()
+        let out = sqs
+            .delete_message_batch()
             .queue_url(queue_url)
             .set_entries(Some(entries))
             .send()
-            .await
-            .map_err(|e| format!("DeleteMessageBatch: {e}"))?;
+            .await;
+        out.map_err(|e| format!("DeleteMessageBatch: {e}"))?;
     }
-}
-
-/// Single pushes POSTed one after another to the ingest Function URL
-/// emulation (the first one a warm-up, not counted).
-async fn http_pushes(
-    ctx: &Ctx,
-    f: devstack::runtime_api::LocalFunction,
-    chain: &Chain,
-    repos: &[shared::domain::RepositoryName],
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-    first: usize,
-) -> Res<HttpPushes> {
-    let n = if ctx.small { 10 } else { 50 };
-    let pool = std::sync::Arc::new(crate::latency::Pool::new(vec![f], Duration::from_secs(60)));
-    let url = devstack::function_url::FunctionUrl::serve(pool.clone())
-        .await
-        .map_err(|e| format!("function url: {e}"))?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    for k in 0..=n {
-        if k == 1 {
-            chain.reset();
-        }
-        let e = first + k;
-        let body = workload::native_push(
-            &repos[e % repos.len()],
-            &format!("t{e}"),
-            &format!("ev-{e}"),
-            e as u64,
-        );
-        let resp = http
-            .post(format!("{}/", url.url()))
-            .header("content-type", "application/json")
-            .body(body.to_string())
-            .send()
-            .await
-            .map_err(|e| format!("POST ingest: {e}"))?;
-        if resp.status().as_u16() != 202 {
-            return Err(format!("ingest answered {}", resp.status()));
-        }
-    }
-    let calls = chain.meter.take();
-    let counts = chain.counts(&calls);
-    let mut seen = HashSet::new();
-    drain(sqs, queue_url, &mut seen).await?;
-    if seen.len() != n + 1 {
-        return Err(format!(
-            "{} jobs queued for {} pushes over HTTP",
-            seen.len(),
-            n + 1
-        ));
-    }
-    let durations_ms = pool
-        .samples()
-        .iter()
-        .skip(1)
-        .map(|s| crate::stats::ms(s.duration))
-        .collect();
-    Ok(HttpPushes {
-        pushes: n,
-        durations_ms,
-        counts,
-        units: units_of(&calls),
-    })
 }

@@ -1,23 +1,23 @@
-//! The local AWS side of every measurement: one moto server, the template's
-//! table and queues created per measurement under their own prefix, and per
-//! function role a chain `function → Meter (time, units) → AwsProxy (counts)
-//! → moto`. Seeding goes straight to moto so it is never counted.
+//! The local AWS side of every measurement: the template's table and queues
+//! created per measurement under their own prefix (the one provisioning call,
+//! [`Stack::create`]), devstack's `AwsProxy` per function role (calls per
+//! operation and per-call timings), seeding straight to moto so it is never
+//! counted, and starting a function binary through the Runtime API emulation.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use devstack::aws_proxy::AwsProxy;
+use devstack::aws_proxy::{AwsProxy, Call};
 use devstack::moto::Moto;
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use futures::stream::{self, StreamExt as _, TryStreamExt as _};
-use serde_json::{Map, Value};
+use serde_json::{json, Value};
 use shared::adapters::DynamoStore;
 use shared::domain::{validate_webhook_url, RepositoryName};
 use shared::ports::WebhookStore as _;
 use shared::webhook::WebhookSecret;
 
-use crate::meter::{Call, Meter};
 use crate::Res;
 
 /// The template's resources for one measurement.
@@ -32,14 +32,6 @@ pub struct Stack {
     pub deliver_window_secs: u64,
 }
 
-fn out(outputs: &Map<String, Value>, key: &str) -> Res<String> {
-    outputs
-        .get(key)
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-        .ok_or_else(|| format!("stack output {key} missing"))
-}
-
 impl Stack {
     pub async fn create(moto: &Moto, root: &Path, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
@@ -47,95 +39,55 @@ impl Stack {
             .create_stack(&root.join("template.yaml"), &prefix)
             .await
             .map_err(|e| format!("creating the stack: {e}"))?;
-        let param = |name: &str| -> Option<u64> {
-            outputs
-                .get("Parameters")
-                .and_then(|p| p.get(name))
-                .and_then(Value::as_str)
-                .and_then(|v| v.parse().ok())
+        let param = |name: &str| {
+            outputs["Parameters"][name]
+                .as_str()
+                .and_then(|v| v.parse::<u64>().ok())
         };
-        let deliver_batch_size = param("DeliverBatchSize").unwrap_or(1000) as usize;
-        let deliver_window_secs = param("DeliverBatchingWindowSeconds").unwrap_or(5);
+        let out = |key: &str| {
+            outputs
+                .get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| format!("stack output {key} missing"))
+        };
         Ok(Stack {
-            table: out(&outputs, "WebhooksTable")?,
-            queue_url: out(&outputs, "DeliveryQueueUrl")?,
-            queue_arn: out(&outputs, "DeliveryQueueArn")?,
-            registry_queue_arn: out(&outputs, "RegistryEventsQueueArn").unwrap_or_else(|_| {
-                "arn:aws:sqs:us-east-1:123456789012:registry-events".to_owned()
-            }),
-            deliver_batch_size,
-            deliver_window_secs,
+            table: out("WebhooksTable")?,
+            queue_url: out("DeliveryQueueUrl")?,
+            queue_arn: out("DeliveryQueueArn")?,
+            registry_queue_arn: out("RegistryEventsQueueArn")
+                .unwrap_or_else(|_| "arn:aws:sqs:us-east-1:123456789012:registry-events".into()),
+            deliver_batch_size: param("DeliverBatchSize").unwrap_or(1000) as usize,
+            deliver_window_secs: param("DeliverBatchingWindowSeconds").unwrap_or(5),
         })
     }
 }
 
-/// `function → Meter → AwsProxy → moto` for one role (or, for a
-/// diagnostic, `function → Meter → another endpoint`).
-pub struct Chain {
-    pub meter: Meter,
-    pub proxy: Option<AwsProxy>,
-}
-
-impl Chain {
-    pub async fn start(moto: &Moto) -> Res<Chain> {
-        let proxy = AwsProxy::start(moto.endpoint())
-            .await
-            .map_err(|e| format!("aws proxy: {e}"))?;
-        let meter = Meter::start(&proxy.endpoint())
-            .await
-            .map_err(|e| format!("meter: {e}"))?;
-        Ok(Chain {
-            meter,
-            proxy: Some(proxy),
-        })
-    }
-
-    /// A meter in front of `endpoint`, without devstack's counting proxy.
-    pub async fn to(endpoint: &str) -> Res<Chain> {
-        let meter = Meter::start(endpoint)
-            .await
-            .map_err(|e| format!("meter: {e}"))?;
-        Ok(Chain { meter, proxy: None })
-    }
-
-    pub fn endpoint(&self) -> String {
-        self.meter.endpoint()
-    }
-
-    /// Forgets counts and recorded calls.
-    pub fn reset(&self) {
-        if let Some(p) = &self.proxy {
-            p.reset_counts();
-        }
-        self.meter.take();
-    }
-
-    /// Calls per operation: devstack's AwsProxy's counts, or (without one)
-    /// the meter's `calls`.
-    pub fn counts(&self, calls: &[Call]) -> BTreeMap<String, u64> {
-        match &self.proxy {
-            Some(p) => p.counts(),
-            None => {
-                let mut m = BTreeMap::new();
-                for c in calls {
-                    *m.entry(c.op.clone()).or_insert(0) += 1;
-                }
-                m
-            }
-        }
-    }
-}
-
-/// An SDK configuration for `endpoint` with moto's test credentials.
-pub async fn sdk(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "bench",
-        ))
-        .load()
+/// devstack's AWS proxy in front of `upstream` (moto, or a stub).
+pub async fn proxy(upstream: &str) -> Res<AwsProxy> {
+    AwsProxy::start(upstream)
         .await
+        .map_err(|e| format!("aws proxy: {e}"))
+}
+
+/// Calls per operation and the DynamoDB units they bill: each key of a
+/// BatchGetItem or GetItem is a strongly consistent read of an item ≤ 4 KB
+/// (1 RRU), each written item ≤ 1 KB is 1 WRU (2 in a transaction).
+pub fn tally(calls: &[Call]) -> Value {
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let (mut rru, mut wru, mut failed, mut errors) = (0, 0, 0, 0);
+    for c in calls {
+        *counts.entry(&c.op).or_default() += 1;
+        match c.op.as_str() {
+            "dynamodb:BatchGetItem" | "dynamodb:GetItem" => rru += c.items,
+            "dynamodb:TransactWriteItems" => wru += 2 * c.items,
+            "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => wru += c.items,
+            _ => {}
+        }
+        failed += c.failed_entries;
+        errors += u64::from(!(200..300).contains(&c.status));
+    }
+    json!({ "calls": counts, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
 /// The environment of a function binary using `stack` through `endpoint`.
@@ -146,15 +98,14 @@ pub fn function_env(
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
     let mut env = moto.function_env();
-    for (k, v) in env.iter_mut() {
-        if k == "AWS_ENDPOINT_URL" {
-            *v = endpoint.to_owned();
-        }
-    }
-    env.push(("WEBHOOKS_TABLE".into(), stack.table.clone()));
-    env.push(("DELIVERY_QUEUE_URL".into(), stack.queue_url.clone()));
-    env.push(("RUST_LOG".into(), "info".into()));
-    for (k, v) in extra {
+    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
+    let base = [
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("WEBHOOKS_TABLE", &stack.table),
+        ("DELIVERY_QUEUE_URL", &stack.queue_url),
+        ("RUST_LOG", "info"),
+    ];
+    for (k, v) in base.iter().chain(extra) {
         env.retain(|(key, _)| key != k);
         env.push(((*k).to_owned(), (*v).to_owned()));
     }
@@ -169,10 +120,10 @@ pub async fn seed(
     url_of: impl Fn(usize) -> String,
 ) -> Res<Vec<WebhookSecret>> {
     let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
-    let work: Vec<(usize, RepositoryName, String)> = repos
+    let work: Vec<(usize, &RepositoryName, String)> = repos
         .iter()
         .enumerate()
-        .map(|(i, r)| (i, r.clone(), url_of(i)))
+        .map(|(i, r)| (i, r, url_of(i)))
         .collect();
     let mut secrets: Vec<(usize, WebhookSecret)> = stream::iter(work)
         .map(|(i, repo, url)| {
@@ -180,14 +131,11 @@ pub async fn seed(
             async move {
                 let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
                 let rec = store
-                    .put_url(&repo, &url, &now)
+                    .put_url(repo, &url, &now)
                     .await
                     .map_err(|e| format!("put_url {repo}: {e}"))?;
-                let secret = rec
-                    .webhook
-                    .map(|w| w.secret)
-                    .ok_or_else(|| format!("put_url {repo}: no webhook in the answer"))?;
-                Ok::<_, String>((i, secret))
+                let secret = rec.webhook.map(|w| w.secret);
+                Ok::<_, String>((i, secret.ok_or(format!("put_url {repo}: no webhook"))?))
             }
         })
         .buffer_unordered(16)
@@ -197,7 +145,7 @@ pub async fn seed(
     Ok(secrets.into_iter().map(|(_, s)| s).collect())
 }
 
-/// Starts a release binary through the Runtime API emulation and waits for
+/// Starts a function binary through the Runtime API emulation and waits for
 /// its first poll, with its log in `logs/<log_name>.log` (truncated first).
 pub async fn start_function(
     name: &str,
@@ -225,11 +173,12 @@ pub fn tail(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The last EMF metrics line deliver printed (its `Figures`), if any.
-pub fn last_emf(log: &Path) -> Option<Value> {
-    let text = std::fs::read_to_string(log).ok()?;
+/// The last EMF metrics line a function printed (its per-invocation counts).
+pub fn last_emf(log: &Path) -> Value {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .rev()
         .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
         .find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null)
 }

@@ -28,14 +28,6 @@ pub fn median(values: &[f64]) -> f64 {
     }
 }
 
-pub fn mean(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        0.0
-    } else {
-        values.iter().sum::<f64>() / values.len() as f64
-    }
-}
-
 /// CPU time (user + system) of process `pid` so far, in ms (10 ms ticks).
 pub fn process_cpu_ms(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -1,11 +1,14 @@
-//! A counting, fault-injecting HTTP proxy between the functions and moto.
-//! Every AWS call goes through it, so tests and the benchmark count calls per
-//! operation exactly (for in-process handlers and binaries alike) and can make
-//! a share of calls fail: throttled, answered 500, or dropped mid-connection.
+//! The one AWS proxy: a counting, timing, fault-injecting HTTP proxy between
+//! the functions and moto. Every AWS call goes through it, so tests and the
+//! benchmark count calls per operation exactly (for in-process handlers and
+//! binaries alike), the benchmark sees when each call started and ended and
+//! how many items or messages it carried, and tests can make a share of calls
+//! fail: throttled, answered 500, or dropped mid-connection.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
@@ -36,9 +39,29 @@ pub struct Fault {
     pub every: u64,
 }
 
+/// One AWS call as the proxy saw it.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// `dynamodb:UpdateItem`, `sqs:SendMessageBatch`, … (as in [`AwsProxy::counts`]).
+    pub op: String,
+    /// Request received by the proxy.
+    pub start: Instant,
+    /// Upstream's answer read whole (or the fault injected).
+    pub end: Instant,
+    /// The status answered (0 for a dropped connection).
+    pub status: u16,
+    /// Items or messages carried: keys of a BatchGetItem, items of a
+    /// TransactWriteItems, entries of an SQS batch, messages received; 1 for a
+    /// single-item call; 0 otherwise. What billing units are counted from.
+    pub items: u64,
+    /// SQS batch entries the service reported failed.
+    pub failed_entries: u64,
+}
+
 #[derive(Default)]
 struct State {
     counts: Mutex<BTreeMap<String, u64>>,
+    calls: Mutex<Vec<Call>>,
     faults: Mutex<Vec<(Fault, Arc<AtomicU64>)>>,
     injected: AtomicU64,
 }
@@ -95,13 +118,25 @@ impl AwsProxy {
             .sum()
     }
 
-    /// Forgets the counts.
+    /// Forgets the counts and the recorded calls.
     pub fn reset_counts(&self) {
         self.state
             .counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+        self.take_calls();
+    }
+
+    /// Takes (and forgets) the calls recorded so far, in the order they ended.
+    pub fn take_calls(&self) -> Vec<Call> {
+        std::mem::take(
+            &mut *self
+                .state
+                .calls
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 
     /// Replaces the fault rules.
@@ -136,6 +171,7 @@ fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
 }
 
 async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State) -> Reply {
+    let start = Instant::now();
     let (parts, body) = req.into_parts();
     let body = match body.collect().await {
         Ok(b) => b.to_bytes(),
@@ -148,29 +184,57 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State)
         .unwrap_or_else(PoisonError::into_inner)
         .entry(op.clone())
         .or_default() += 1;
+    let record = |status: u16, resp: &[u8]| {
+        let (items, failed_entries) = carried(&op, &body, resp);
+        let call = Call {
+            op: op.clone(),
+            start,
+            end: Instant::now(),
+            status,
+            items,
+            failed_entries,
+        };
+        st.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(call);
+    };
     if let Some(kind) = pick_fault(st, &op) {
         st.injected.fetch_add(1, Ordering::Relaxed);
-        return match kind {
-            FaultKind::Drop => Reply::Reset,
-            FaultKind::Throttle => Reply::Response(http_server::response(
+        let (status, body) = match kind {
+            FaultKind::Drop => {
+                record(0, b"");
+                return Reply::Reset;
+            }
+            FaultKind::Throttle => (
                 400,
-                "application/x-amz-json-1.0",
                 r#"{"__type":"ThrottlingException","message":"injected by devstack aws_proxy"}"#,
-            )),
-            FaultKind::ServerError => Reply::Response(http_server::response(
+            ),
+            FaultKind::ServerError => (
                 500,
-                "application/x-amz-json-1.0",
                 r#"{"__type":"InternalServerError","message":"injected by devstack aws_proxy"}"#,
-            )),
+            ),
         };
+        record(status, b"");
+        return Reply::Response(http_server::response(
+            status,
+            "application/x-amz-json-1.0",
+            body,
+        ));
     }
-    match forward(probe, body, upstream).await {
-        Ok(resp) => Reply::Response(resp),
-        Err(e) => Reply::Response(http_server::response(
-            502,
-            "text/plain",
-            format!("aws proxy: upstream failed: {e}"),
-        )),
+    match forward(probe, body.clone(), upstream).await {
+        Ok((parts, bytes)) => {
+            record(parts.status.as_u16(), &bytes);
+            Reply::Response(hyper::Response::from_parts(parts, Full::new(bytes)))
+        }
+        Err(e) => {
+            record(502, b"");
+            Reply::Response(http_server::response(
+                502,
+                "text/plain",
+                format!("aws proxy: upstream failed: {e}"),
+            ))
+        }
     }
 }
 
@@ -206,7 +270,7 @@ async fn forward(
     probe: Request<()>,
     body: Bytes,
     upstream: &str,
-) -> Result<hyper::Response<http_server::Body>, String> {
+) -> Result<(http::response::Parts, Bytes), String> {
     let stream = TcpStream::connect(upstream)
         .await
         .map_err(|e| e.to_string())?;
@@ -219,5 +283,116 @@ async fn forward(
     let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
     let (parts, body) = resp.into_parts();
     let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok(hyper::Response::from_parts(parts, Full::new(bytes)))
+    Ok((parts, bytes))
+}
+
+/// (items or messages carried, SQS batch entries failed) of one call, from
+/// its JSON request and response; zeros for what does not parse.
+fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
+    use serde_json::Value;
+    let req: Value = serde_json::from_slice(req).unwrap_or(Value::Null);
+    let resp: Value = serde_json::from_slice(resp).unwrap_or(Value::Null);
+    let len = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map_or(0, |a| a.len() as u64)
+    };
+    let items = match op {
+        "dynamodb:BatchGetItem" => req
+            .get("RequestItems")
+            .and_then(Value::as_object)
+            .map_or(0, |tables| tables.values().map(|t| len(t, "Keys")).sum()),
+        "dynamodb:TransactWriteItems" => len(&req, "TransactItems"),
+        "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
+            len(&req, "Entries")
+        }
+        "sqs:ReceiveMessage" => len(&resp, "Messages"),
+        "dynamodb:GetItem"
+        | "dynamodb:UpdateItem"
+        | "dynamodb:PutItem"
+        | "dynamodb:DeleteItem"
+        | "sqs:SendMessage"
+        | "sqs:ChangeMessageVisibility"
+        | "sqs:DeleteMessage" => 1,
+        _ => 0,
+    };
+    (items, len(&resp, "Failed"))
+}
+
+/// Wall time within `[from, to]` during which at least one of `calls` was in
+/// flight (the union of their intervals, clipped): how long an invocation
+/// waited on AWS, however many calls overlapped.
+pub fn busy_time<'a>(
+    calls: impl IntoIterator<Item = &'a Call>,
+    from: Instant,
+    to: Instant,
+) -> Duration {
+    let mut spans: Vec<(Instant, Instant)> = calls
+        .into_iter()
+        .map(|c| (c.start.max(from), c.end.min(to)))
+        .filter(|(s, e)| s < e)
+        .collect();
+    spans.sort();
+    let mut total = Duration::ZERO;
+    let mut current: Option<(Instant, Instant)> = None;
+    for (s, e) in spans {
+        current = match current {
+            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
+            Some((cs, ce)) => {
+                total += ce - cs;
+                Some((s, e))
+            }
+            None => Some((s, e)),
+        };
+    }
+    total + current.map_or(Duration::ZERO, |(cs, ce)| ce - cs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(base: Instant, from_ms: u64, to_ms: u64) -> Call {
+        Call {
+            op: "x".into(),
+            start: base + Duration::from_millis(from_ms),
+            end: base + Duration::from_millis(to_ms),
+            status: 200,
+            items: 0,
+            failed_entries: 0,
+        }
+    }
+
+    #[test]
+    fn busy_time_is_the_union_of_intervals_clipped() {
+        let b = Instant::now();
+        let calls = [
+            call(b, 0, 10),
+            call(b, 5, 20),
+            call(b, 30, 40),
+            call(b, 35, 36),
+        ];
+        let ms = Duration::from_millis;
+        assert_eq!(busy_time(&calls, b, b + ms(100)), ms(30));
+        assert_eq!(busy_time(&calls, b + ms(15), b + ms(32)), ms(7));
+        assert_eq!(busy_time(&calls[..0], b, b + ms(100)), Duration::ZERO);
+    }
+
+    #[test]
+    fn items_and_failed_entries_from_bodies() {
+        let batch_get = br#"{"RequestItems":{"t":{"Keys":[{},{},{}],"ConsistentRead":true}}}"#;
+        assert_eq!(carried("dynamodb:BatchGetItem", batch_get, b"{}"), (3, 0));
+        let entries = br#"{"Entries":[{},{}]}"#;
+        let answer = br#"{"Successful":[{}],"Failed":[{}]}"#;
+        assert_eq!(
+            carried("sqs:ChangeMessageVisibilityBatch", entries, answer),
+            (2, 1)
+        );
+        assert_eq!(
+            carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#),
+            (2, 0)
+        );
+        assert_eq!(carried("dynamodb:UpdateItem", b"{}", b"{}"), (1, 0));
+        assert_eq!(carried("dynamodb:Scan", b"not json", b""), (0, 0));
+    }
 }
