@@ -84,8 +84,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             let m = median(v);
             let min = v.iter().copied().fold(f64::INFINITY, f64::min);
             let max = v.iter().copied().fold(0.0, f64::max);
-            let bytes = size(&workspace_binary(label));
-            let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello, "binary_bytes": bytes });
+            let mb = size(&workspace_binary(label)).map(|b| b as f64 / 1048576.0);
+            let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello, "binary_mib": mb });
             (label, j)
         })
         .collect();

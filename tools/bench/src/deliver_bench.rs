@@ -60,35 +60,34 @@ struct Run {
 }
 
 impl Run {
-    /// Wall time with a call of each operation in flight, and when each
-    /// operation's calls and the webhook POSTs ran, from the event handed out.
-    fn breakdown(&self) -> Value {
+    /// When each operation's calls and the webhook POSTs ran, from the event
+    /// handed out, and the wall time with a call of that operation in flight.
+    fn timeline(&self) -> Vec<Value> {
         let end = self.started + self.duration;
         let at = |t: Instant| ms(t.saturating_duration_since(self.started));
         let mut by_op: BTreeMap<&str, Vec<&Call>> = BTreeMap::new();
         for c in &self.calls {
             by_op.entry(&c.op).or_default().push(c);
         }
-        let mut timeline: Vec<Value> = by_op
+        let mut rows: Vec<Value> = by_op
             .iter()
             .map(|(op, cs)| {
-                let first = cs.iter().map(|c| c.start).min().map_or(0.0, at);
-                json!([op, first, cs.iter().map(|c| c.end).max().map_or(0.0, at)])
+                let from = cs.iter().map(|c| c.start).min().map_or(0.0, at);
+                let to = cs.iter().map(|c| c.end).max().map_or(0.0, at);
+                let busy = ms(busy_time(cs.iter().copied(), self.started, end));
+                json!({ "what": format!("`{op}`"), "calls": cs.len(), "from_ms": from, "to_ms": to, "busy_ms": busy })
             })
             .collect();
         if let Some((a, b)) = &self.sink {
-            timeline.push(json!(["webhook POSTs at the sink", at(a.at), at(b.at)]));
+            rows.push(json!({ "what": "webhook POSTs at the sink", "from_ms": at(a.at), "to_ms": at(b.at) }));
         }
-        timeline.sort_by(|a, b| {
-            a[1].as_f64()
-                .partial_cmp(&b[1].as_f64())
+        rows.sort_by(|a, b| {
+            a["from_ms"]
+                .as_f64()
+                .partial_cmp(&b["from_ms"].as_f64())
                 .unwrap_or(std::cmp::Ordering::Equal)
         });
-        let busy: BTreeMap<&str, f64> = by_op
-            .iter()
-            .map(|(op, cs)| (*op, ms(busy_time(cs.iter().copied(), self.started, end))))
-            .collect();
-        json!({ "aws_busy_ms_by_op": busy, "timeline_ms": timeline })
+        rows
     }
 
     fn sink_ms(&self) -> Option<f64> {
@@ -181,6 +180,28 @@ async fn bare_once(ctx: &Ctx, file: &Path, sink: &Arc<Sink>, jobs: usize) -> Res
         "sink_per_s": rate(jobs, sink_ms), "cpu_ms": v["cpu_ms"], "machine_busy": machine_busy,
         "peak_rss_kib": v["peak_rss_kib"],
     }))
+}
+
+/// DynamoDB write operations (every other DynamoDB call reads).
+const WRITE_OPS: [&str; 5] = [
+    "dynamodb:UpdateItem",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
+    "dynamodb:TransactWriteItems",
+    "dynamodb:BatchWriteItem",
+];
+
+/// Calls in a tally whose operation starts with `prefix`.
+fn count(aws: &Value, prefix: &str) -> u64 {
+    let calls = aws["calls"].as_object().into_iter().flatten();
+    calls
+        .filter(|(op, _)| op.starts_with(prefix))
+        .filter_map(|(_, n)| n.as_u64())
+        .sum()
+}
+
+fn mib(kib: Option<u64>) -> Option<f64> {
+    kib.map(|k| k as f64 / 1024.0)
 }
 
 fn rate(n: usize, ms: Option<f64>) -> Option<f64> {
@@ -276,9 +297,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             if which == "bare" {
                 row["bare"] = bare_once(ctx, &bare_file, &s.sink, jobs_n).await?;
                 ctx.progress(&format!(
-                    "round {}: bare {}/s",
+                    "round {}: bare {:.0}/s",
                     round + 1,
-                    row["bare"]["per_s"]
+                    row["bare"]["per_s"].as_f64().unwrap_or(0.0)
                 ));
                 continue;
             }
@@ -300,14 +321,14 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             row[which] = json!({
                 "ms": dur, "per_s": rate(jobs_n, Some(dur)), "sink_ms": d.sink_ms(),
                 "sink_per_s": rate(jobs_n, d.sink_ms()), "cpu_ms": d.cpu_ms, "machine_busy": d.machine_busy,
-                "aws_busy_ms": ms(busy_time(&d.calls, d.started, end)), "peak_rss_kib": d.rss_kib,
+                "aws_busy_ms": ms(busy_time(&d.calls, d.started, end)), "peak_rss_mib": mib(d.rss_kib),
                 "sending": d.sink.map(|(a, b)| phase_cpu(&a, &b)),
             });
             ctx.progress(&format!(
-                "round {}: {which} {:.0} ms, {}/s",
+                "round {}: {which} {:.0} ms, {:.0}/s",
                 round + 1,
                 dur,
-                row[which]["per_s"]
+                row[which]["per_s"].as_f64().unwrap_or(0.0)
             ));
             if which == "deliver" {
                 deliver_runs.push(d);
@@ -337,6 +358,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let median_run = deliver_runs
         .get((deliver_runs.len().max(1) - 1) / 2)
         .ok_or("no deliver round")?;
+    let aws = tally(&median_run.calls);
+    let writes = WRITE_OPS.iter().map(|op| count(&aws, op)).sum::<u64>();
     let throughput = json!({
         "jobs": jobs_n, "repos": repos_n, "hosts": HOSTS, "concurrency": CONCURRENCY, "per_host": PER_HOST,
         "body_bytes": body_bytes, "headers": headers, "event_bytes": event.to_string().len(),
@@ -348,10 +371,15 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         "sink_ratio": med("deliver", "sink_per_s") / med("bare", "sink_per_s"),
         "stub_ratio": med("stub", "per_s") / med("bare", "per_s"),
         "cpu_us_per_webhook": { "bare": per_post("bare"), "deliver": per_post("deliver"), "stub": per_post("stub") },
-        "peak_rss_kib": deliver_runs.iter().filter_map(|d| d.rss_kib).max(),
-        "rss_after_init_kib": median_run.rss_after_init_kib,
-        "bare_peak_rss_kib": rounds.iter().filter_map(|r| r["bare"]["peak_rss_kib"].as_u64()).max(),
-        "median_run": { "ms": ms(median_run.duration), "aws": tally(&median_run.calls), "breakdown": median_run.breakdown() },
+        "peak_rss_mib": mib(deliver_runs.iter().filter_map(|d| d.rss_kib).max()),
+        "rss_after_init_mib": mib(median_run.rss_after_init_kib),
+        "bare_peak_rss_mib": mib(rounds.iter().filter_map(|r| r["bare"]["peak_rss_kib"].as_u64()).max()),
+        "per_job": {
+            "reads": (count(&aws, "dynamodb:") - writes) as f64 / jobs_n as f64,
+            "writes": writes as f64 / jobs_n as f64,
+            "sqs": count(&aws, "sqs:") as f64 / jobs_n as f64,
+        },
+        "median_run": { "median_ms": ms(median_run.duration), "aws": aws, "timeline": median_run.timeline() },
         "record_bytes": record_bytes(&s).await,
     });
     ctx.progress("deliver: the same batch with 10% of endpoints answering 503");
@@ -491,7 +519,9 @@ async fn failure_workload(ctx: &Ctx, s: &Setup, urls: &[String]) -> Res<Value> {
     }
     Ok(json!({
         "jobs": s.jobs.len(), "failing_jobs": failing_jobs.len(), "failing_repos": failing.len(),
-        "reported_failures": run.failures, "receiver_got": receiver_got, "aws": tally(&run.calls),
+        "reported_failures": run.failures, "receiver_got": receiver_got,
+        "sqs_per_failed_job": count(&tally(&run.calls), "sqs:") as f64 / failing_jobs.len().max(1) as f64,
+        "aws": tally(&run.calls),
         "figures": run.figures,
     }))
 }

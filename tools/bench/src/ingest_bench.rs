@@ -138,7 +138,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
         "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),
         "billed_ms_sum": durations.iter().map(|&d| crate::cost::billed_ms(d)).sum::<f64>(),
-        "aws": tally(&calls), "mean_call_ms": mean_ms, "queued": queued.len(), "peak_rss_kib": peak_rss_kib,
+        "per_event": {
+            "sends": calls.iter().filter(|c| c.op == "sqs:SendMessageBatch").count() as f64 / events as f64,
+            "reads": calls.iter().filter(|c| c.op == "dynamodb:BatchGetItem").count() as f64 / events as f64,
+        },
+        "aws": tally(&calls), "mean_call_ms": mean_ms, "queued": queued.len(), "peak_rss_mib": peak_rss_kib.map(|k| k as f64 / 1024.0),
         "http": { "pushes": singles, "median_ms": median(&http_ms), "billed_ms_mean": crate::cost::mean_billed(&http_ms), "aws": tally(&http_calls) },
     }))
 }

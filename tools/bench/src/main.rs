@@ -75,7 +75,7 @@ impl Sizes {
             jobs: 10_000 / k,
             repos: 1_000 / k,
             rounds: if small { 2 } else { 5 },
-            ingest_events: 10_000 / k,
+            ingest_events: if small { 500 } else { 10_000 },
             cold_rounds: if small { 3 } else { 10 },
             singles: if small { 10 } else { 50 },
             pushes: 1_000 / k,
