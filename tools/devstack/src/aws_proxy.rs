@@ -378,6 +378,58 @@ mod tests {
         assert_eq!(busy_time(&calls[..0], b, b + ms(100)), Duration::ZERO);
     }
 
+    /// A real proxy in front of a real HTTP server (a devstack receiver that
+    /// takes 30 ms): each call is counted, timed around the upstream's answer
+    /// and its items counted; an injected fault is recorded with its status.
+    #[tokio::test]
+    async fn records_each_call_with_its_timing_items_and_status() {
+        use crate::receiver::{Behaviour, Receiver};
+        let upstream =
+            Receiver::start(Behaviour::delay(Duration::from_millis(30), Behaviour::ok()))
+                .await
+                .expect("receiver");
+        let proxy = AwsProxy::start(&upstream.url("")).await.expect("proxy");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("client");
+        let send = |target: &'static str, body: &'static str| {
+            http.post(proxy.endpoint())
+                .header("x-amz-target", target)
+                .body(body)
+                .send()
+        };
+        let before = Instant::now();
+        let resp = send("AmazonSQS.SendMessageBatch", r#"{"Entries":[{},{},{}]}"#).await;
+        assert_eq!(resp.expect("answer").status().as_u16(), 200);
+        proxy.set_faults(vec![Fault {
+            operation_prefix: "dynamodb:".into(),
+            kind: FaultKind::Throttle,
+            every: 1,
+        }]);
+        let resp = send("DynamoDB_20120810.UpdateItem", "{}").await;
+        assert_eq!(resp.expect("answer").status().as_u16(), 400);
+
+        assert_eq!(proxy.count("sqs:SendMessageBatch"), 1);
+        let calls = proxy.take_calls();
+        assert_eq!(calls.len(), 2);
+        let (sent, throttled) = (&calls[0], &calls[1]);
+        assert_eq!(
+            (sent.op.as_str(), sent.status, sent.items),
+            ("sqs:SendMessageBatch", 200, 3)
+        );
+        assert!(sent.start >= before && sent.end - sent.start >= Duration::from_millis(30));
+        assert_eq!(
+            (throttled.op.as_str(), throttled.status),
+            ("dynamodb:UpdateItem", 400)
+        );
+        assert!(throttled.end - throttled.start < Duration::from_millis(30));
+        assert!(
+            proxy.take_calls().is_empty(),
+            "take_calls forgets what it returned"
+        );
+    }
+
     #[test]
     fn items_and_failed_entries_from_bodies() {
         let batch_get = br#"{"RequestItems":{"t":{"Keys":[{},{},{}],"ConsistentRead":true}}}"#;
