@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # The benchmark (tools/bench, `alin-bench`): deliver's throughput against a
 # bare reqwest client, its peak memory, AWS requests per event, cold starts
-# against a hello-world Lambda, push → webhook latency through the local
-# stack, and cost per million pushes. Prints a table; a full run rewrites
-# BENCHMARKS.md and tools/bench/results/*.svg.
-#   --small   CI-sized (seconds): every measurement path, report written to
-#             target/bench/small/; exits non-zero if a measurement breaks
-#             (never because a target is missed).
+# against a hello-world Lambda, arm64 zip sizes, push → webhook latency, and
+# cost per million pushes. Prints a summary; a full run writes every figure to
+# tools/bench/results/results.json, the generated tables of BENCHMARKS.md
+# (between its markers) and tools/bench/results/*.svg.
+#   --small   CI-sized (about a minute and a half, debug binaries): every
+#             measurement path, outputs in target/bench/small/; exits non-zero
+#             if a measurement breaks (never because a target is missed).
 # The full run also builds the arm64 deployment zips with cargo-lambda first
 # (minutes) to report their sizes.
 set -euo pipefail
