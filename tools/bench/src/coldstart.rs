@@ -19,6 +19,9 @@ use crate::{Ctx, Res};
 pub const FUNCTIONS: [&str; 3] = ["ingest", "deliver", "settings"];
 const HELLO: &str = "hello-lambda";
 
+/// (label, binary, environment) of one thing to start.
+type Variant<'a> = (String, &'a str, Vec<(String, String)>);
+
 /// The first certificate of the system bundle as `SSL_CERT_FILE`, with an
 /// empty `SSL_CERT_DIR`; `None` without a bundle.
 fn one_root_store(dir: &Path) -> Option<[(String, String); 2]> {
@@ -46,7 +49,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ctx.moto.endpoint(),
         &[("ALLOW_PRIVATE_TARGETS", "true")],
     );
-    let mut variants: Vec<(String, &str, Vec<(String, String)>)> = std::iter::once(HELLO)
+    let mut variants: Vec<Variant> = std::iter::once(HELLO)
         .chain(FUNCTIONS)
         .map(|b| (b.to_owned(), b, env.clone()))
         .collect();

@@ -354,7 +354,7 @@ fn cost_table(o: &mut String, cost: &Value) {
         for (k, row) in rows.iter_mut().enumerate() {
             let line = &d["lines"][k];
             *row += &match (n(line, "/1"), n(line, "/2")) {
-                (q, _) if q == 0.0 => " — |".to_owned(),
+                (0.0, _) => " — |".to_owned(),
                 (q, usd) if q.is_finite() => format!(" {} → ${} |", num(q, 0), num(usd, 4)),
                 _ => format!(" **${}** |", num(n(d, "/total"), 3)),
             };
