@@ -52,7 +52,8 @@ pub fn job(repo: &RepositoryName, index: usize) -> Res<DeliveryJob> {
     })
 }
 
-/// A native push event (CONTRACT §3) for `repo`, tag `tag`, registry id `id`.
+/// A native push event (the registry's push event format) for `repo`, tag
+/// `tag`, registry id `id`.
 pub fn native_push(repo: &RepositoryName, tag: &str, id: &str, seed: u64) -> Value {
     json!({
         "event": "push",
