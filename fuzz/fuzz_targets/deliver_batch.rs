@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Deliverer, Settings};
+use deliver::{Config, Deliverer};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
@@ -59,7 +59,7 @@ async fn store() -> Arc<MemoryStore> {
             event: "push".into(),
             tag: "1.0".into(),
             at: "2026-11-28T08:00:00Z".into(),
-            outcome: "gone".into(),
+            outcome: shared::domain::DeliveryOutcome::Gone,
             status: Some(410),
             error: Some("HTTP 410".into()),
             duration_ms: 1,
@@ -110,11 +110,11 @@ fuzz_target!(|data: &[u8]| {
 
     common::runtime().block_on(async move {
         let queue = Arc::new(MemoryQueue::new());
-        let settings = Settings {
+        let settings = Config {
             delivery_timeout: Duration::from_secs(1),
             retry_base_delay: Duration::from_secs(1),
             max_attempts: 3,
-            ..Settings::default()
+            ..Config::default()
         };
         let deliverer = Deliverer::new(
             settings,
@@ -136,12 +136,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(
             failed, malformed,
             "only malformed records fail: {:?}",
-            report.figures
+            report.summary
         );
-        assert_eq!(report.figures.received as usize, bodies.len());
-        assert_eq!(report.figures.malformed, malformed_total);
+        assert_eq!(report.summary.received as usize, bodies.len());
+        assert_eq!(report.summary.malformed, malformed_total);
         assert_eq!(
-            report.figures.delivered, 0,
+            report.summary.delivered, 0,
             "nothing can be delivered offline"
         );
         for (handle, secs) in queue.visibility_changes() {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::Message;
-use deliver::{BatchReport, Deliverer, Settings};
+use deliver::{BatchReport, Config, Deliverer};
 use devstack::receiver::{Behaviour, Receiver};
 use lambda_runtime::{Context, LambdaEvent};
 use shared::adapters::DynamoStore;
@@ -45,8 +45,8 @@ fn push(id: &str, repository: &str, tag: &str) -> String {
     job(id, repository, tag, "push", None)
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> Config {
+    Config {
         registry_host: "container.alin.io".into(),
         failure_threshold: 3,
         delivery_timeout: Duration::from_secs(1),
@@ -67,11 +67,11 @@ struct Rig {
 }
 
 impl Rig {
-    async fn new(hint: &str, settings: Settings) -> Rig {
+    async fn new(hint: &str, settings: Config) -> Rig {
         Self::with_params(hint, settings, &[]).await
     }
 
-    async fn with_params(hint: &str, settings: Settings, params: &[&str]) -> Rig {
+    async fn with_params(hint: &str, settings: Config, params: &[&str]) -> Rig {
         let stack = Stack::with_params(hint, params).await;
         let store = stack.store();
         let deliverer = Deliverer::new(
@@ -239,7 +239,7 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
         .round(&[push("evt_exact", "alice/team/app", "1.0")])
         .await;
     assert!(failed.is_empty());
-    assert_eq!(report.figures.delivered, 1);
+    assert_eq!(report.summary.delivered, 1);
 
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 1);
@@ -357,7 +357,7 @@ async fn each_outcome_class_against_dynamodb() {
     let failed = failed_bodies(&report, &msgs);
     // retried: 500, 503, 429, timeout, reset
     assert_eq!(failed, ["evt_1", "evt_2", "evt_4", "evt_7", "evt_8"]);
-    let f = &report.figures;
+    let f = &report.summary;
     assert_eq!(
         (
             f.delivered,
@@ -477,7 +477,7 @@ async fn exhausted_and_malformed_jobs_end_in_the_dead_letter_queue() {
         let report = rig.deliver(event).await;
         rounds.push((
             msgs.iter().map(receive_count).collect::<Vec<_>>(),
-            report.figures.clone(),
+            report.summary.clone(),
         ));
         assert_eq!(report.response.batch_item_failures.len(), 2);
     }
@@ -524,7 +524,7 @@ async fn disables_at_the_threshold_and_resets_on_success() {
     let w = rig.config("alice/app").await;
     assert_eq!((w.consecutive_failures, w.enabled), (2, true));
     let (_, report, _) = rig.round(&batch(6)).await;
-    assert_eq!(report.figures.disabled, 1);
+    assert_eq!(report.summary.disabled, 1);
     let w = rig.config("alice/app").await;
     assert_eq!((w.consecutive_failures, w.enabled), (3, false));
     assert!(w.disabled_at.is_some());
@@ -533,7 +533,7 @@ async fn disables_at_the_threshold_and_resets_on_success() {
     let sent = rx.count();
     let (failed, report, _) = rig.round(&batch(7)).await;
     assert!(failed.is_empty(), "dropped jobs are acknowledged");
-    assert_eq!(report.figures.dropped, 3);
+    assert_eq!(report.summary.dropped, 3);
     assert_eq!(rx.count(), sent, "nothing sent to a disabled webhook");
 
     rig.store
@@ -555,7 +555,7 @@ async fn gone_disables_at_once() {
     rig.webhook("alice/app", &rx.url("/h")).await;
     let (failed, report, _) = rig.round(&[push("evt_g", "alice/app", "1.0")]).await;
     assert!(failed.is_empty(), "410 is not retried");
-    assert_eq!((report.figures.gone, report.figures.disabled), (1, 1));
+    assert_eq!((report.summary.gone, report.summary.disabled), (1, 1));
     let w = rig.config("alice/app").await;
     assert!(!w.enabled);
     assert_eq!(
@@ -563,7 +563,7 @@ async fn gone_disables_at_once() {
         Some("receiver answered 410 Gone")
     );
     let (_, report, _) = rig.round(&[push("evt_g2", "alice/app", "1.1")]).await;
-    assert_eq!(report.figures.dropped, 1);
+    assert_eq!(report.summary.dropped, 1);
     assert_eq!(rx.count(), 1);
 }
 
@@ -585,7 +585,7 @@ async fn coalesces_pushes_of_one_tag() {
         .await;
     assert!(failed.is_empty(), "superseded jobs are acknowledged");
     assert_eq!(
-        (report.figures.superseded, report.figures.delivered),
+        (report.summary.superseded, report.summary.delivered),
         (2, 2)
     );
     let mut ids: Vec<String> = rx
@@ -711,7 +711,7 @@ async fn a_burst_of_failures_counts_once() {
     rig.stack.proxy.reset_counts();
     let report = rig.deliver(event).await;
     assert_eq!(report.response.batch_item_failures.len(), 10);
-    assert_eq!(report.figures.failed, 10);
+    assert_eq!(report.summary.failed, 10);
     assert_eq!(rx.count(), 10);
     assert_eq!(rig.stack.proxy.count("dynamodb:BatchGetItem"), 1);
     assert_eq!(rig.stack.proxy.count("dynamodb:UpdateItem"), 1);

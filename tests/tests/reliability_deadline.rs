@@ -161,7 +161,7 @@ async fn jobs_not_started_before_the_deadline_come_back_uncounted() {
         assert!(w.enabled, "{r}");
         if started_repos.contains(r) {
             assert_eq!(
-                w.last_delivery.map(|l| l.outcome),
+                w.last_delivery.map(|l| l.outcome.to_string()),
                 Some("delivered".to_owned()),
                 "{r}"
             );
@@ -221,7 +221,7 @@ async fn jobs_not_started_before_the_deadline_come_back_uncounted() {
         let w = config(&stack, r).await;
         assert_eq!((w.consecutive_failures, w.enabled), (0, true), "{r}");
         assert_eq!(
-            w.last_delivery.map(|l| l.outcome),
+            w.last_delivery.map(|l| l.outcome.to_string()),
             Some("delivered".to_owned())
         );
     }

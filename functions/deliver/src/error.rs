@@ -4,7 +4,6 @@
 //! start). Its `Display` is the short reason kept in `last_delivery.error`,
 //! `disabled_reason` and the logs, so it never carries a URL path or query.
 
-use shared::config::ConfigError;
 use shared::domain::UrlError;
 use shared::ports::{QueueError, StoreError};
 
@@ -21,13 +20,9 @@ pub enum DeliverError {
     #[error("connection error")]
     Connection,
     /// The stored URL, or the addresses its name resolved to, break the
-    /// address rule (CONTRACT §6): never sent, never retried.
+    /// address rule: never sent, never retried.
     #[error("refused: {}", refusal_reason(.0))]
     Refused(UrlError),
-    /// Too many transport failures to this host in this batch: the job was
-    /// not sent; it comes back with backoff.
-    #[error("host unavailable")]
-    HostUnavailable,
     /// The request could not be built (a header value a client would refuse).
     #[error("request could not be built: {0}")]
     Request(String),
@@ -41,9 +36,6 @@ pub enum DeliverError {
     /// Changing message visibility failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
-    /// Cold start: bad environment.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// Cold start: the HTTP client could not be built.
     #[error("webhook HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
@@ -58,13 +50,13 @@ fn refusal_reason(e: &UrlError) -> String {
 }
 
 impl DeliverError {
-    /// Whether trying again later can succeed (CONTRACT §5: 429, 5xx,
+    /// Whether trying again later can succeed (the outcomes policy: 429, 5xx,
     /// timeouts and connection errors are retried; other statuses are not).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Status(code) => *code == 429 || (500..=599).contains(code),
-            Self::Timeout | Self::Connection | Self::HostUnavailable | Self::Internal(_) => true,
-            Self::Refused(_) | Self::Request(_) | Self::Config(_) | Self::Client(_) => false,
+            Self::Timeout | Self::Connection | Self::Internal(_) => true,
+            Self::Refused(_) | Self::Request(_) | Self::Client(_) => false,
             Self::Store(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
         }

@@ -22,7 +22,7 @@ pub const FUNCTION: &str = "deliver";
 /// `failed`, `not_started` and `deferred`; `gone`, `retried` and
 /// `dead_lettered` break `failed` down.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Figures {
+pub struct Summary {
     /// Records in the batch.
     pub received: u64,
     /// Not a delivery job: reported failed, on their way to the DLQ.
@@ -57,7 +57,7 @@ pub struct Figures {
     pub duration_ms: u64,
 }
 
-impl Figures {
+impl Summary {
     fn counts(&self) -> [(&'static str, u64); 14] {
         [
             ("received", self.received),
@@ -110,9 +110,9 @@ impl Figures {
 
 /// Prints the invocation's EMF line on stdout (see the module docs for why
 /// this is a `println!`).
-pub fn emit(figures: &Figures, request_id: &str) {
+pub fn emit(summary: &Summary, request_id: &str) {
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let doc = figures.to_emf(i64::try_from(now_ms).unwrap_or(i64::MAX), request_id);
+    let doc = summary.to_emf(i64::try_from(now_ms).unwrap_or(i64::MAX), request_id);
     println!("{doc}");
 }
 
@@ -122,14 +122,14 @@ mod tests {
 
     #[test]
     fn emf_shape() {
-        let f = Figures {
+        let f = Summary {
             received: 10,
             delivered: 7,
             failed: 3,
             retried: 2,
             dead_lettered: 1,
             duration_ms: 1234,
-            ..Figures::default()
+            ..Summary::default()
         };
         let doc = f.to_emf(1_795_852_800_000, "req-1");
         let line = doc.to_string();

@@ -16,12 +16,13 @@ use futures::future::BoxFuture;
 use lambda_runtime::{Context, LambdaEvent};
 use shared::adapters::{MemoryQueue, MemoryStore};
 use shared::domain::{
-    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName, WebhookUrl,
+    BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
+    RepositoryName, WebhookUrl,
 };
 use shared::net::StaticLookup;
 use shared::ports::{LayerSize, StoreError, WebhookStore};
 
-use crate::{Deliverer, Figures, Settings};
+use crate::{Config, Deliverer, Summary};
 
 // ---------------------------------------------------------------- receiver
 
@@ -287,8 +288,8 @@ fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
     e
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> Config {
+    Config {
         registry_host: "container.alin.io".into(),
         failure_threshold: 3,
         delivery_timeout: Duration::from_secs(2),
@@ -309,11 +310,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(settings: Settings) -> Self {
+    fn new(settings: Config) -> Self {
         Self::with_lookup(settings, StaticLookup::new())
     }
 
-    fn with_lookup(settings: Settings, lookup: StaticLookup) -> Self {
+    fn with_lookup(settings: Config, lookup: StaticLookup) -> Self {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
         let deliverer =
@@ -342,7 +343,7 @@ impl Rig {
         rec.webhook.unwrap().consecutive_failures
     }
 
-    async fn run(&self, msgs: Vec<SqsMessage>) -> (Vec<String>, Figures) {
+    async fn run(&self, msgs: Vec<SqsMessage>) -> (Vec<String>, Summary) {
         let report = self.deliverer.deliver(event(msgs), None).await.unwrap();
         let failed = report
             .response
@@ -350,8 +351,8 @@ impl Rig {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        check_sums(&report.figures);
-        (failed, report.figures)
+        check_sums(&report.summary);
+        (failed, report.summary)
     }
 
     fn visibility(&self, message_id: &str) -> Option<i32> {
@@ -379,7 +380,7 @@ impl Rig {
                     event: "push".into(),
                     tag: "x".into(),
                     at: "2026-11-28T08:00:00Z".into(),
-                    outcome: "failed".into(),
+                    outcome: DeliveryOutcome::Failed,
                     status: Some(500),
                     error: Some("HTTP 500".into()),
                     duration_ms: 1,
@@ -396,7 +397,7 @@ impl Rig {
 }
 
 /// Every record is counted in exactly one final class.
-fn check_sums(f: &Figures) {
+fn check_sums(f: &Summary) {
     assert_eq!(
         f.received,
         f.malformed
@@ -415,7 +416,7 @@ fn check_sums(f: &Figures) {
 
 /// GIVEN a webhook URL with a query string
 /// WHEN a push job is delivered
-/// THEN the receiver gets exactly the CONTRACT §4 request, signed.
+/// THEN the receiver gets exactly the contract's webhook request, signed.
 #[tokio::test]
 async fn sends_the_contract_request_exactly() {
     let rx = Receiver::start(Reply::status(200)).await;
@@ -598,7 +599,7 @@ async fn no_webhook_or_disabled_is_dropped() {
                     event: "push".into(),
                     tag: "0".into(),
                     at: "2026-11-28T08:00:00Z".into(),
-                    outcome: "gone".into(),
+                    outcome: DeliveryOutcome::Gone,
                     status: Some(410),
                     error: None,
                     duration_ms: 1,
@@ -641,7 +642,7 @@ async fn no_webhook_or_disabled_is_dropped() {
     assert_eq!(w.consecutive_failures, 0);
 }
 
-/// Each outcome class of CONTRACT §5, in one batch.
+/// Each outcome class of the outcomes policy, in one batch.
 #[tokio::test]
 async fn each_outcome_class() {
     let rx = Receiver::start(Reply::status(200)).await;
@@ -1226,7 +1227,7 @@ async fn a_failed_outcome_write_does_not_resend() {
         .unwrap();
     assert!(report.response.batch_item_failures.is_empty());
     assert_eq!(
-        (report.figures.delivered, report.figures.store_errors),
+        (report.summary.delivered, report.summary.store_errors),
         (1, 1)
     );
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use deliver::{Deliverer, Settings};
+use deliver::{Config, Deliverer};
 use shared::adapters::{MemoryQueue, MemoryStore};
 use shared::domain::{validate_webhook_url, DeliveryJob, RepositoryName};
 use shared::net::StaticLookup;
@@ -83,9 +83,9 @@ async fn against_a_bare_client() {
         secrets.push(rec.webhook.unwrap().secret);
         urls.push(url);
     }
-    let settings = Settings {
+    let settings = Config {
         allow_private_targets: true,
-        ..Settings::default()
+        ..Config::default()
     };
     let deliverer = Deliverer::new(
         settings,
@@ -139,7 +139,7 @@ async fn against_a_bare_client() {
                 let report = deliverer.deliver(e, None).await.unwrap();
                 ours_all.push(t.elapsed().as_secs_f64());
                 ours_cpu += cpu_ticks() - c;
-                assert_eq!(report.figures.delivered, JOBS as u64);
+                assert_eq!(report.summary.delivered, JOBS as u64);
             } else {
                 let (t, c) = (Instant::now(), cpu_ticks());
                 bare_round(&client, &by_host).await;

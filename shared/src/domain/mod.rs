@@ -10,6 +10,7 @@ pub mod time;
 pub use job::{DeliveryJob, JobError, JobKind};
 pub use names::{Digest, NameError, RepositoryName, Tag};
 pub use record::{
-    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, WebhookConfig,
+    BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
+    WebhookConfig,
 };
 pub use target::{classify_ip, validate_webhook_url, UrlError, WebhookUrl};

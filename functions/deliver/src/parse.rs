@@ -1,18 +1,16 @@
 //! From an SQS event to delivery work: each record parsed on its own (a bad
-//! one fails alone), then coalesced so several pushes of one
-//! `repository:tag` in a batch send one webhook, the newest.
+//! one fails alone). A record without a `messageId` cannot be named in
+//! `batchItemFailures` (an empty identifier fails the whole batch) and never
+//! comes from real SQS: it is acknowledged, logged at ERROR and counted
+//! malformed, whatever its body (ingest applies the same rule).
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use shared::domain::time::parse_rfc3339;
-use shared::domain::{DeliveryJob, JobKind};
-use std::collections::HashMap;
-use time::OffsetDateTime;
+use shared::domain::DeliveryJob;
 
 /// What we keep of an SQS record besides its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
-    /// Empty when SQS sent none; such a record can never be reported failed
-    /// (an empty `itemIdentifier` fails the whole batch).
+    /// Never empty for a [`Job`] (see the module docs).
     pub message_id: String,
     pub receipt_handle: Option<String>,
     /// `ApproximateReceiveCount`: this is attempt number `attempt` (≥ 1).
@@ -44,6 +42,13 @@ pub(crate) fn parse(event: SqsEvent) -> (Vec<Job>, Vec<Malformed>) {
     let mut malformed = Vec::new();
     for (position, msg) in event.records.into_iter().enumerate() {
         let (record, body) = split(msg, position);
+        if record.message_id.is_empty() {
+            malformed.push(Malformed {
+                record,
+                error: "record has no messageId".to_owned(),
+            });
+            continue;
+        }
         match body.as_deref().map(DeliveryJob::parse) {
             Some(Ok(job)) => jobs.push(Job { record, job }),
             Some(Err(e)) => malformed.push(Malformed {
@@ -78,49 +83,12 @@ fn split(msg: SqsMessage, position: usize) -> (Record, Option<String>) {
     (record, msg.body)
 }
 
-/// Marks the jobs another job of the batch supersedes: for pushes of the
-/// same `repository:tag`, every one but the newest by `pushed_at` (a job
-/// without one is older than a job with one), then `SentTimestamp`, then
-/// position. Pings are never coalesced.
-pub(crate) fn superseded(jobs: &[Job]) -> Vec<bool> {
-    let mut newest: HashMap<(&str, &str), usize> = HashMap::with_capacity(jobs.len());
-    let mut out = vec![false; jobs.len()];
-    let order = |i: usize| -> (Option<OffsetDateTime>, u64, usize) {
-        let j = &jobs[i];
-        (
-            j.job.pushed_at.as_deref().and_then(parse_rfc3339),
-            j.record.sent_at_ms,
-            j.record.position,
-        )
-    };
-    for (i, j) in jobs.iter().enumerate() {
-        if j.job.kind != JobKind::Push {
-            continue;
-        }
-        let key = (j.job.repository.as_str(), j.job.tag.as_str());
-        match newest.get_mut(&key) {
-            None => {
-                newest.insert(key, i);
-            }
-            Some(best) => {
-                if order(i) > order(*best) {
-                    out[*best] = true;
-                    *best = i;
-                } else {
-                    out[i] = true;
-                }
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    fn msg(id: &str, body: &str, attrs: &[(&str, &str)]) -> SqsMessage {
+    pub(crate) fn msg(id: &str, body: &str, attrs: &[(&str, &str)]) -> SqsMessage {
         let mut m = SqsMessage::default();
         m.message_id = Some(id.to_owned());
         m.receipt_handle = Some(format!("rh-{id}"));
@@ -132,7 +100,13 @@ mod tests {
         m
     }
 
-    fn body(id: &str, repo: &str, tag: &str, kind: &str, pushed_at: Option<&str>) -> String {
+    pub(crate) fn body(
+        id: &str,
+        repo: &str,
+        tag: &str,
+        kind: &str,
+        pushed_at: Option<&str>,
+    ) -> String {
         let pushed = pushed_at
             .map(|p| format!(r#","pushed_at":"{p}""#))
             .unwrap_or_default();
@@ -141,7 +115,7 @@ mod tests {
         )
     }
 
-    fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
+    pub(crate) fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
         let mut e = SqsEvent::default();
         e.records = msgs;
         e
@@ -168,58 +142,5 @@ mod tests {
         let ids: Vec<&str> = bad.iter().map(|m| m.record.message_id.as_str()).collect();
         assert_eq!(ids, ["m2", "m3", "m4"]);
         assert!(bad[1].error.contains("version"), "{}", bad[1].error);
-    }
-
-    #[test]
-    fn newest_push_of_a_tag_wins() {
-        let t = |s: &str| format!("2026-11-28T08:00:{s}Z");
-        let (jobs, _) = parse(event(vec![
-            // pushed_at decides
-            msg(
-                "a1",
-                &body("e1", "alice/app", "1.0", "push", Some(&t("05"))),
-                &[("SentTimestamp", "9")],
-            ),
-            msg(
-                "a2",
-                &body("e2", "alice/app", "1.0", "push", Some(&t("10"))),
-                &[("SentTimestamp", "1")],
-            ),
-            msg(
-                "a3",
-                &body("e3", "alice/app", "1.0", "push", None),
-                &[("SentTimestamp", "99")],
-            ),
-            // no pushed_at: SentTimestamp, then position
-            msg(
-                "b1",
-                &body("e4", "alice/app", "2.0", "push", None),
-                &[("SentTimestamp", "5")],
-            ),
-            msg(
-                "b2",
-                &body("e5", "alice/app", "2.0", "push", None),
-                &[("SentTimestamp", "4")],
-            ),
-            msg(
-                "b3",
-                &body("e6", "alice/app", "2.0", "push", None),
-                &[("SentTimestamp", "5")],
-            ),
-            // pings are never coalesced, not even with a push tagged "ping"
-            msg("p1", &body("e7", "alice/app", "ping", "ping", None), &[]),
-            msg("p2", &body("e8", "alice/app", "ping", "ping", None), &[]),
-            msg("p3", &body("e9", "alice/app", "ping", "push", None), &[]),
-            // other repository, same tag
-            msg("c1", &body("e10", "bob/app", "1.0", "push", None), &[]),
-        ]));
-        let s = superseded(&jobs);
-        let kept: Vec<&str> = jobs
-            .iter()
-            .zip(&s)
-            .filter(|(_, s)| !**s)
-            .map(|(j, _)| j.record.message_id.as_str())
-            .collect();
-        assert_eq!(kept, ["a2", "b3", "p1", "p2", "p3", "c1"]);
     }
 }
