@@ -12,14 +12,30 @@
 //! - **Which records come back** ([`comes_back`]): malformed → visibility 0
 //!   (to the DLQ after `MAX_ATTEMPTS` receives); 429, 5xx, timeout,
 //!   connection error → the retry schedule of [`crate::backoff`], or 0 at the
-//!   last attempt so the redrive policy moves it to the DLQ; not started
-//!   before the deadline → 0–5 s, uncounted; host given up for the batch →
-//!   the backoff of its attempt, uncounted. Everything else (superseded,
-//!   dropped, 2xx, 410, other statuses, address-rule refusal) is acknowledged.
+//!   last attempt so the redrive policy moves it to the DLQ. Everything else
+//!   (superseded, dropped, 2xx, 410, other statuses, address-rule refusal)
+//!   is acknowledged.
+//! - **Attempts are attempts.** A job that was not sent — not started before
+//!   the deadline (back in 0–5 s), or its host given up for the batch (back
+//!   after the backoff of its attempt) — is re-queued as a new message
+//!   carrying its real attempt count, and the original is acknowledged
+//!   ([`crate::respond`]); only if that send fails does it come back through
+//!   its visibility (using up a receive, nothing lost). Failed attempts keep
+//!   using visibility, so a message's receives are its attempts and the
+//!   attempt number is the job's earlier attempts + `ApproximateReceiveCount`.
+//!   A job whose attempts are used up but whose message has receives left
+//!   (it was re-queued earlier) is not sent again: it is released at once
+//!   until the redrive policy (`maxReceiveCount = MAX_ATTEMPTS`) moves it to
+//!   the dead-letter queue. So a job reaches the DLQ after exactly
+//!   `MAX_ATTEMPTS` real attempts.
+
+use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use shared::domain::time::rfc3339;
-use shared::domain::{BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind};
+use shared::domain::{
+    BatchOutcome, DeliveryJob, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind,
+};
 use shared::ports::{StoreError, WebhookStore};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
@@ -258,11 +274,29 @@ pub(crate) async fn write_outcomes(
     results
 }
 
+/// A record that is not acknowledged as it is.
+pub(crate) struct Back {
+    pub record: Record,
+    /// Its visibility, or its re-queue delay, in seconds.
+    pub secs: i32,
+    /// Not sent: re-queue this job (with `record.attempt − 1` attempts made)
+    /// instead of releasing the record.
+    pub requeue: Option<Arc<DeliveryJob>>,
+}
+
+/// How a job comes back.
+pub(crate) enum Return {
+    /// Released with this visibility: the next receive is its next attempt.
+    Visibility(i32),
+    /// Not sent: re-queued with this delay, its attempt count unchanged.
+    Requeue(i32),
+}
+
 /// The batch accounted: its summary so far and the records that come back,
-/// with their visibility, in batch order (malformed first).
+/// in batch order (malformed first).
 pub(crate) struct Accounted {
     pub summary: Summary,
-    pub back: Vec<(Record, i32)>,
+    pub back: Vec<Back>,
 }
 
 /// Counts every record once, decides which come back, and logs the outcome
@@ -283,12 +317,23 @@ pub(crate) fn account(plan: Plan, written: Vec<Written>, config: &Config) -> Acc
             continue;
         }
         warn!(message_id = %m.record.message_id, error = %m.error, "malformed delivery job; it goes to the dead-letter queue");
-        back.push((m.record, 0));
+        back.push(Back {
+            record: m.record,
+            secs: 0,
+            requeue: None,
+        });
     }
     for p in plan.jobs {
-        if let Some(visibility) = comes_back(&p, config, &mut summary) {
-            back.push((p.record, visibility));
-        }
+        let (secs, requeue) = match comes_back(&p, config, &mut summary) {
+            None => continue,
+            Some(Return::Visibility(secs)) => (secs, None),
+            Some(Return::Requeue(secs)) => (secs, Some(p.job)),
+        };
+        back.push(Back {
+            record: p.record,
+            secs,
+            requeue,
+        });
     }
     if summary.not_started > 0 {
         warn!(
@@ -308,20 +353,26 @@ pub(crate) fn account(plan: Plan, written: Vec<Written>, config: &Config) -> Acc
     Accounted { summary, back }
 }
 
-/// Counts job `p` in `summary` and says whether it comes back, with which
-/// visibility (seconds), or is acknowledged (`None`).
-pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) -> Option<i32> {
+/// Counts job `p` in `summary` and says whether and how it comes back, or
+/// is acknowledged (`None`).
+pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) -> Option<Return> {
     let rec = &p.record;
     match &p.fate {
         Fate::Superseded => summary.superseded += 1,
         Fate::Dropped => summary.dropped += 1,
         Fate::Queued | Fate::NotStarted => {
             summary.not_started += 1;
-            return Some(short_visibility());
+            return Some(Return::Requeue(short_visibility()));
         }
         Fate::Deferred => {
             summary.deferred += 1;
-            return Some(retry_delay(config.retry_base_delay, rec.attempt, None));
+            let delay = retry_delay(config.retry_base_delay, rec.attempt, None);
+            return Some(Return::Requeue(delay));
+        }
+        Fate::Exhausted => {
+            summary.failed += 1;
+            summary.dead_lettered += 1;
+            return Some(Return::Visibility(0));
         }
         Fate::Attempted(a) => match &a.answer {
             Ok(_) => summary.delivered += 1,
@@ -329,7 +380,7 @@ pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) ->
                 // Nothing is known about the receiver: like not started.
                 error!(message_id = %rec.message_id, error = %e, "delivery task failed");
                 summary.not_started += 1;
-                return Some(short_visibility());
+                return Some(Return::Requeue(short_visibility()));
             }
             Err(e) => {
                 summary.failed += 1;
@@ -338,14 +389,11 @@ pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) ->
                 } else if e.is_retryable() {
                     if rec.attempt >= config.max_attempts {
                         summary.dead_lettered += 1;
-                        return Some(0);
+                        return Some(Return::Visibility(0));
                     }
                     summary.retried += 1;
-                    return Some(retry_delay(
-                        config.retry_base_delay,
-                        rec.attempt,
-                        a.retry_after,
-                    ));
+                    let delay = retry_delay(config.retry_base_delay, rec.attempt, a.retry_after);
+                    return Some(Return::Visibility(delay));
                 }
             }
         },

@@ -12,8 +12,9 @@ use crate::parse::Job;
 /// Marks the jobs another job of the batch supersedes: for pushes of the
 /// same `repository:tag`, every one but the newest by `pushed_at` (a job
 /// without one is older than a job with one), then `SentTimestamp`, then
-/// position. Pings are never coalesced.
-pub(crate) fn superseded(jobs: &[Job]) -> Vec<bool> {
+/// position. Pings are never coalesced, nor jobs whose attempts are used up
+/// (they are not sent, so they must not stand in for a newer push).
+pub(crate) fn superseded(jobs: &[Job], max_attempts: u32) -> Vec<bool> {
     let mut newest: HashMap<(&str, &str), usize> = HashMap::with_capacity(jobs.len());
     let mut out = vec![false; jobs.len()];
     let order = |i: usize| -> (Option<OffsetDateTime>, u64, usize) {
@@ -25,7 +26,7 @@ pub(crate) fn superseded(jobs: &[Job]) -> Vec<bool> {
         )
     };
     for (i, j) in jobs.iter().enumerate() {
-        if j.job.kind != JobKind::Push {
+        if j.job.kind != JobKind::Push || j.record.attempt > max_attempts {
             continue;
         }
         let key = (j.job.repository.as_str(), j.job.tag.as_str());
@@ -95,7 +96,7 @@ mod tests {
             // other repository, same tag
             msg("c1", &body("e10", "bob/app", "1.0", "push", None), &[]),
         ]));
-        let s = superseded(&jobs);
+        let s = superseded(&jobs, u32::MAX);
         let kept: Vec<&str> = jobs
             .iter()
             .zip(&s)

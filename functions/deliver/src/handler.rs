@@ -121,7 +121,7 @@ impl Deliverer {
     ) -> Result<BatchReport, DeliverError> {
         let t0 = Instant::now();
         let last_start = deadline.map(|d| self.last_start(d, t0));
-        let mut plan = plan::plan(event, &*self.store, self.config.allow_private_targets).await?;
+        let mut plan = plan::plan(event, &*self.store, &self.config).await?;
         let written = send::send(
             &mut plan,
             self.ctx.clone(),

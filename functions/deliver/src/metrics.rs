@@ -20,7 +20,8 @@ pub const FUNCTION: &str = "deliver";
 /// What one invocation did with its records. Each record is counted in
 /// exactly one of `malformed`, `superseded`, `dropped`, `delivered`,
 /// `failed`, `not_started` and `deferred`; `gone`, `retried` and
-/// `dead_lettered` break `failed` down.
+/// `dead_lettered` break `failed` down, `requeued` breaks `not_started` and
+/// `deferred` down.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Summary {
     /// Records in the batch.
@@ -46,6 +47,9 @@ pub struct Summary {
     /// Not started because their host kept failing in this batch: back with
     /// backoff, not counted against their webhooks.
     pub deferred: u64,
+    /// Of `not_started` and `deferred`: re-queued as new messages with their
+    /// attempt counts (the rest came back through their visibility).
+    pub requeued: u64,
     /// Webhooks this invocation disabled.
     pub disabled: u64,
     /// Outcome writes that failed (the deliveries themselves stand).
@@ -58,7 +62,7 @@ pub struct Summary {
 }
 
 impl Summary {
-    fn counts(&self) -> [(&'static str, u64); 14] {
+    fn counts(&self) -> [(&'static str, u64); 15] {
         [
             ("received", self.received),
             ("malformed", self.malformed),
@@ -71,6 +75,7 @@ impl Summary {
             ("dead_lettered", self.dead_lettered),
             ("not_started", self.not_started),
             ("deferred", self.deferred),
+            ("requeued", self.requeued),
             ("disabled", self.disabled),
             ("store_errors", self.store_errors),
             ("queue_errors", self.queue_errors),

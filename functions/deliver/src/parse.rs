@@ -5,7 +5,7 @@
 //! malformed, whatever its body (ingest applies the same rule).
 
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use shared::domain::DeliveryJob;
+use shared::domain::{DeliveryJob, QueuedJob};
 
 /// What we keep of an SQS record besides its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -13,7 +13,11 @@ pub(crate) struct Record {
     /// Never empty for a [`Job`] (see the module docs).
     pub message_id: String,
     pub receipt_handle: Option<String>,
-    /// `ApproximateReceiveCount`: this is attempt number `attempt` (≥ 1).
+    /// The real attempt this receive is (≥ 1): the attempts the job made
+    /// before its message was queued (0 for a version-1 job) plus
+    /// `ApproximateReceiveCount`. Every receive of a message is an attempt
+    /// because jobs that are not sent are re-queued as a new message rather
+    /// than released (see [`crate::account`]).
     pub attempt: u32,
     /// `SentTimestamp`, epoch milliseconds (0 when absent).
     pub sent_at_ms: u64,
@@ -49,8 +53,16 @@ pub(crate) fn parse(event: SqsEvent) -> (Vec<Job>, Vec<Malformed>) {
             });
             continue;
         }
-        match body.as_deref().map(DeliveryJob::parse) {
-            Some(Ok(job)) => jobs.push(Job { record, job }),
+        match body.as_deref().map(QueuedJob::parse) {
+            Some(Ok(queued)) => {
+                let mut record = record;
+                let before = queued.attempts.unwrap_or(0);
+                record.attempt = before.saturating_add(record.attempt);
+                jobs.push(Job {
+                    record,
+                    job: queued.job,
+                })
+            }
             Some(Err(e)) => malformed.push(Malformed {
                 record,
                 error: e.to_string(),

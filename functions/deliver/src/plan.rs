@@ -21,6 +21,7 @@ use tracing::{info, warn};
 
 use crate::attempt::{Attempt, Target};
 use crate::coalesce;
+use crate::config::Config;
 use crate::error::DeliverError;
 use crate::parse::{self, Malformed, Record};
 
@@ -39,6 +40,10 @@ pub(crate) enum Fate {
     NotStarted,
     /// Not started: its host kept failing in this batch.
     Deferred,
+    /// Not sent: its `MAX_ATTEMPTS` real attempts are used up (a re-queued
+    /// job whose last attempt failed); released until the redrive policy
+    /// moves it to the dead-letter queue.
+    Exhausted,
 }
 
 /// One job of the batch and everything decided about it.
@@ -101,11 +106,11 @@ pub(crate) struct Plan {
 pub(crate) async fn plan(
     event: aws_lambda_events::event::sqs::SqsEvent,
     store: &dyn WebhookStore,
-    allow_private: bool,
+    config: &Config,
 ) -> Result<Plan, StoreError> {
     let received = event.records.len() as u64;
     let (parsed, malformed) = parse::parse(event);
-    let superseded = coalesce::superseded(&parsed);
+    let superseded = coalesce::superseded(&parsed, config.max_attempts);
     let (names, job_repo) = repositories(&parsed);
     let mut found = if names.is_empty() {
         HashMap::new()
@@ -117,7 +122,7 @@ pub(crate) async fn plan(
         .into_iter()
         .map(|name| {
             let record = found.remove(&name);
-            route(name, record, allow_private, &mut hosts)
+            route(name, record, config.allow_private_targets, &mut hosts)
         })
         .collect();
     let jobs: Vec<Planned> = parsed
@@ -125,7 +130,11 @@ pub(crate) async fn plan(
         .zip(job_repo)
         .zip(superseded)
         .map(|((p, repo), superseded)| {
-            let fate = first_fate(&repos[repo], &p.job, superseded);
+            let fate = if p.record.attempt > config.max_attempts {
+                Fate::Exhausted
+            } else {
+                first_fate(&repos[repo], &p.job, superseded)
+            };
             Planned {
                 record: p.record,
                 job: Arc::new(p.job),
@@ -221,9 +230,10 @@ fn route(
 }
 
 impl Plan {
-    /// The send queue of each host. A host's jobs go repository by
-    /// repository, so repositories finish (and their outcomes are written)
-    /// while the batch is still sending.
+    /// The send queue of each host. A host's jobs take turns across its
+    /// repositories (one job of each, then the next of each, …), so one
+    /// tenant's many or slow jobs cannot hold the host's slots until the
+    /// deadline while another tenant's single job waits.
     pub fn host_queues(&self) -> Vec<Vec<Outbound>> {
         let mut queues: Vec<Vec<Outbound>> = vec![Vec::new(); self.hosts];
         for (index, p) in self.jobs.iter().enumerate() {
@@ -238,8 +248,18 @@ impl Plan {
                 });
             }
         }
+        // Turn of each job within its repository, in batch order.
+        let mut seen = vec![0usize; self.repos.len()];
+        let mut turn = vec![0usize; self.jobs.len()];
+        for q in &queues {
+            for o in q {
+                let r = self.jobs[o.index].repo;
+                turn[o.index] = seen[r];
+                seen[r] += 1;
+            }
+        }
         for q in &mut queues {
-            q.sort_by_key(|o| self.jobs[o.index].repo);
+            q.sort_by_key(|o| (turn[o.index], self.jobs[o.index].repo));
         }
         queues
     }

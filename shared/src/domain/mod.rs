@@ -7,7 +7,7 @@ pub mod record;
 pub mod target;
 pub mod time;
 
-pub use job::{DeliveryJob, JobError, JobKind};
+pub use job::{DeliveryJob, JobError, JobKind, QueuedJob};
 pub use names::{Digest, NameError, RepositoryName, Tag};
 pub use record::{
     BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
