@@ -173,12 +173,15 @@ async fn a_name_that_does_not_resolve_is_retried_with_backoff() {
 
 // ------------------------------------------------- attempts are attempts
 
+/// A started function and its invocation timeout (the deadline it sees).
+struct Func(LocalFunction, Duration);
+
 /// Invokes `f` with `msgs` (in that order) and does what the event source
 /// mapping does with the answer: deletes every message not reported failed.
 /// Returns the failed message ids.
-async fn round(stack: &Stack, f: &LocalFunction, msgs: &[Message]) -> Vec<String> {
+async fn round(stack: &Stack, f: &Func, msgs: &[Message]) -> Vec<String> {
     let event = devstack::esm::event::event(msgs, &stack.queue_arn);
-    let inv = f.invoke(event, Duration::from_secs(60)).await.unwrap();
+    let inv = f.0.invoke(event, f.1).await.unwrap();
     assert!(!inv.timed_out, "answered before the deadline");
     let response = inv
         .ok()
@@ -228,7 +231,7 @@ async fn dead_letter_ids(stack: &Stack) -> Vec<String> {
 
 /// The short-deadline function: 4 s invocations, 1 s request timeout and the
 /// 2 s margin leave ~1 s to start requests, one at a time.
-async fn short_deadline(stack: &Stack, name: &str, max_attempts: &str) -> LocalFunction {
+async fn short_deadline(stack: &Stack, name: &str, max_attempts: &str) -> Func {
     let (f, _log) = start(
         stack,
         name,
@@ -247,11 +250,11 @@ async fn short_deadline(stack: &Stack, name: &str, max_attempts: &str) -> LocalF
         .wait_for_first_poll(Duration::from_secs(30))
         .await
         .unwrap();
-    f
+    Func(f, Duration::from_secs(4))
 }
 
-async fn normal(stack: &Stack, name: &str, max_attempts: &str) -> LocalFunction {
-    start(
+async fn normal(stack: &Stack, name: &str, max_attempts: &str) -> Func {
+    let f = start(
         stack,
         name,
         &[
@@ -263,7 +266,8 @@ async fn normal(stack: &Stack, name: &str, max_attempts: &str) -> LocalFunction 
         Duration::from_secs(60),
     )
     .await
-    .0
+    .0;
+    Func(f, Duration::from_secs(60))
 }
 
 /// Puts `blockers` (jobs of the same repository, before it in the event)
@@ -315,7 +319,7 @@ async fn a_job_that_keeps_missing_the_deadline_is_still_delivered() {
             "round {r}: evt_j must not have started"
         );
     }
-    short.stop().await.unwrap();
+    short.0.stop().await.unwrap();
     let f = normal(&stack, "misses-normal", "2").await;
     let msgs = receive(&stack, "evt_j", 1, Duration::from_secs(10)).await;
     assert!(msgs.iter().any(|m| webhook_id(m) == "evt_j"));
@@ -329,7 +333,7 @@ async fn a_job_that_keeps_missing_the_deadline_is_still_delivered() {
     assert!(dead_letter_ids(&stack).await.is_empty());
     let ld = config(&stack, "busy/app").await.last_delivery.unwrap();
     assert_eq!((ld.webhook_id.as_str(), ld.attempt), ("evt_j", 1));
-    f.stop().await.unwrap();
+    f.0.stop().await.unwrap();
 }
 
 /// GIVEN MAX_ATTEMPTS 2 and a receiver that always answers 503
@@ -374,7 +378,7 @@ async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
     assert_eq!(msgs.len(), 3);
     assert!(round(&stack, &short, &msgs).await.is_empty(), "re-queued");
     assert_eq!(hits(), 1, "not started");
-    short.stop().await.unwrap();
+    short.0.stop().await.unwrap();
 
     // Attempt 2 (the re-queued message's first receive) fails: last attempt.
     rx.set_behaviour(Behaviour::status(503));
@@ -403,7 +407,7 @@ async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
     }
     assert!(dead.contains(&"evt_j".to_owned()), "in the DLQ: {dead:?}");
     assert_eq!(hits(), 2, "exactly MAX_ATTEMPTS requests");
-    f.stop().await.unwrap();
+    f.0.stop().await.unwrap();
 }
 
 /// GIVEN one repository with many slow jobs and another with one job, both
@@ -443,5 +447,5 @@ async fn a_slow_repository_does_not_starve_another_on_its_host() {
         other.last_delivery.map(|l| l.webhook_id),
         Some("evt_o".to_owned())
     );
-    short.stop().await.unwrap();
+    short.0.stop().await.unwrap();
 }

@@ -74,8 +74,6 @@ impl Tally {
         };
         match &a.answer {
             Ok(_) => self.delivered += 1,
-            // Says nothing about the receiver.
-            Err(crate::DeliverError::Internal(_)) => return,
             Err(e) => {
                 self.failed += 1;
                 if e.status() == Some(410) {
@@ -376,12 +374,6 @@ pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) ->
         }
         Fate::Attempted(a) => match &a.answer {
             Ok(_) => summary.delivered += 1,
-            Err(crate::DeliverError::Internal(e)) => {
-                // Nothing is known about the receiver: like not started.
-                error!(message_id = %rec.message_id, error = %e, "delivery task failed");
-                summary.not_started += 1;
-                return Some(Return::Requeue(short_visibility()));
-            }
             Err(e) => {
                 summary.failed += 1;
                 if e.status() == Some(410) {

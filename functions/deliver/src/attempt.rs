@@ -13,7 +13,7 @@ use shared::webhook::{build_request, WebhookSecret};
 use time::OffsetDateTime;
 
 use crate::backoff::parse_retry_after;
-use crate::error::DeliverError;
+use crate::error::{bounded, DeliverError};
 
 /// Response body bytes read (and thrown away) so the connection can go back
 /// to the pool; a longer body is cut off and its connection closed.
@@ -89,8 +89,8 @@ fn request(
     let mut headers = HeaderMap::with_capacity(built.headers.len());
     for (name, value) in built.headers {
         let name = header_name(name)?;
-        let value =
-            HeaderValue::try_from(value).map_err(|e| DeliverError::Request(e.to_string()))?;
+        let value = HeaderValue::try_from(value)
+            .map_err(|e| DeliverError::Request(bounded(&e.to_string())))?;
         headers.append(name, value);
     }
     let mut req = reqwest::Request::new(Method::POST, target.url.clone());
@@ -113,7 +113,7 @@ fn header_name(name: &'static str) -> Result<HeaderName, DeliverError> {
         "webhook-timestamp" => HeaderName::from_static("webhook-timestamp"),
         "webhook-signature" => HeaderName::from_static("webhook-signature"),
         other => HeaderName::from_bytes(other.as_bytes())
-            .map_err(|e| DeliverError::Request(e.to_string()))?,
+            .map_err(|e| DeliverError::Request(bounded(&e.to_string())))?,
     })
 }
 

@@ -26,10 +26,6 @@ pub enum DeliverError {
     /// The request could not be built (a header value a client would refuse).
     #[error("request could not be built: {0}")]
     Request(String),
-    /// The delivery task ended without an answer (it panicked); nothing is
-    /// known about the receiver, so the job comes back without counting.
-    #[error("internal error: {0}")]
-    Internal(String),
     /// Reading repositories' webhooks failed: the whole batch is retried.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -39,6 +35,19 @@ pub enum DeliverError {
     /// Cold start: the HTTP client could not be built.
     #[error("webhook HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
+}
+
+/// Longest text from outside (a job body's parse error, a header value,
+/// a resolver's message) kept in an error or a log line.
+pub const MAX_OUTSIDE_TEXT: usize = 200;
+
+/// `text` cut to [`MAX_OUTSIDE_TEXT`] characters (on a character boundary,
+/// marked with `…`), so a hostile value cannot bloat logs or records.
+pub fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_OUTSIDE_TEXT) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 fn refusal_reason(e: &UrlError) -> String {
@@ -55,7 +64,7 @@ impl DeliverError {
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Status(code) => *code == 429 || (500..=599).contains(code),
-            Self::Timeout | Self::Connection | Self::Internal(_) => true,
+            Self::Timeout | Self::Connection => true,
             Self::Refused(_) | Self::Request(_) | Self::Client(_) => false,
             Self::Store(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
@@ -112,5 +121,18 @@ mod tests {
         assert!(!e.is_retryable());
         assert_eq!(e.to_string(), "refused: forbidden address (loopback)");
         assert_eq!(DeliverError::Status(503).to_string(), "HTTP 503");
+    }
+
+    #[test]
+    fn outside_text_is_bounded() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(5000);
+        let cut = bounded(&long);
+        assert_eq!(cut.chars().count(), MAX_OUTSIDE_TEXT + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(
+            bounded(&"x".repeat(MAX_OUTSIDE_TEXT)).len(),
+            MAX_OUTSIDE_TEXT
+        );
     }
 }

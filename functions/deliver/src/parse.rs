@@ -7,6 +7,8 @@
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use shared::domain::{DeliveryJob, QueuedJob};
 
+use crate::error::bounded;
+
 /// What we keep of an SQS record besides its body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Record {
@@ -65,7 +67,8 @@ pub(crate) fn parse(event: SqsEvent) -> (Vec<Job>, Vec<Malformed>) {
             }
             Some(Err(e)) => malformed.push(Malformed {
                 record,
-                error: e.to_string(),
+                // serde's message quotes the offending text: keep it short.
+                error: bounded(&e.to_string()),
             }),
             None => malformed.push(Malformed {
                 record,
@@ -154,5 +157,13 @@ pub(crate) mod tests {
         let ids: Vec<&str> = bad.iter().map(|m| m.record.message_id.as_str()).collect();
         assert_eq!(ids, ["m2", "m3", "m4"]);
         assert!(bad[1].error.contains("version"), "{}", bad[1].error);
+    }
+
+    #[test]
+    fn a_hostile_body_gives_a_bounded_error() {
+        let huge = format!(r#"{{"v":1,"{}":1}}"#, "A".repeat(100_000));
+        let (_, bad) = parse(event(vec![msg("m", &huge, &[])]));
+        assert!(bad[0].error.contains("unknown field"), "{}", bad[0].error);
+        assert!(bad[0].error.chars().count() <= crate::error::MAX_OUTSIDE_TEXT + 1);
     }
 }

@@ -74,7 +74,7 @@ pub(crate) async fn send(
 fn host_signal(a: &Attempt) -> HostSignal {
     match &a.answer {
         Err(e) if e.is_transport() => HostSignal::Unreachable,
-        Err(DeliverError::Internal(_) | DeliverError::Refused(_)) => HostSignal::Neutral,
+        Err(DeliverError::Refused(_)) => HostSignal::Neutral,
         _ => HostSignal::Answered,
     }
 }

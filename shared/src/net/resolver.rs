@@ -69,6 +69,9 @@ impl NameLookup for StaticLookup {
 /// lookup failure (the client's own timeouts stay the outer bound).
 pub const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Longest resolver message kept in a [`ResolveError`].
+const MAX_REASON_CHARS: usize = 200;
+
 /// Why a name gave no address to connect to.
 #[derive(Debug, thiserror::Error)]
 pub enum ResolveError {
@@ -120,7 +123,7 @@ impl GuardedResolver {
         let addrs = tokio::time::timeout(self.timeout, self.lookup.lookup(host))
             .await
             .map_err(|_| failed("lookup timed out".to_owned()))?
-            .map_err(|e| failed(e.to_string()))?;
+            .map_err(|e| failed(e.to_string().chars().take(MAX_REASON_CHARS).collect()))?;
         if addrs.is_empty() {
             return Err(failed("no address".to_owned()));
         }
