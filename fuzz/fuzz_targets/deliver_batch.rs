@@ -7,10 +7,11 @@
 //! before a connection is made.
 //!
 //! Properties: never a panic, never a failed invocation; exactly the
-//! records (with a messageId) whose body is not a delivery job are reported
-//! as batch item failures, with visibility 0 (straight to the DLQ path);
-//! every valid job is acknowledged (refused by the address rule, dropped, or
-//! superseded), never retried.
+//! records (with a messageId) whose body is not a delivery job, or whose
+//! attempts are used up, are reported as batch item failures, with
+//! visibility 0 (straight to the DLQ path); records without a messageId are
+//! acknowledged and counted malformed; every other valid job is acknowledged
+//! (refused by the address rule, dropped, or superseded), never retried.
 #![no_main]
 
 #[path = "common.rs"]
@@ -26,7 +27,7 @@ use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
 use shared::domain::{
-    validate_webhook_url, BatchOutcome, DeliveryJob, LastDelivery, OutcomeKind, RepositoryName,
+    validate_webhook_url, BatchOutcome, LastDelivery, OutcomeKind, QueuedJob, RepositoryName,
 };
 use shared::ports::WebhookStore;
 
@@ -90,14 +91,22 @@ fuzz_target!(|data: &[u8]| {
         } else {
             format!("m{i}")
         };
-        let bad = DeliveryJob::parse(body).is_err();
-        if bad {
+        let receives = 1 + (f0 + i) % 4;
+        // A record without a messageId is acknowledged and counted
+        // malformed, whatever its body.
+        let queued = QueuedJob::parse(body).ok();
+        if id.is_empty() || queued.is_none() {
             malformed_total += 1;
             if !id.is_empty() {
                 malformed.insert(id.clone());
             }
+        } else if queued
+            .and_then(|q| q.attempts)
+            .is_some_and(|a| a as usize + receives > 3)
+        {
+            // Its attempts are used up: released at once for the redrive.
+            malformed.insert(id.clone());
         }
-        let receives = 1 + (f0 + i) % 4;
         records.push(json!({
             "messageId": id, "receiptHandle": format!("rh{i}"), "body": body,
             "attributes": {"ApproximateReceiveCount": receives.to_string(),
@@ -135,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         assert_eq!(
             failed, malformed,
-            "only malformed records fail: {:?}",
+            "only malformed (and spent) records fail: {:?}",
             report.summary
         );
         assert_eq!(report.summary.received as usize, bodies.len());

@@ -118,7 +118,14 @@ pub trait DeliveryQueue: Send + Sync {
     /// Sends jobs again, each after its own delay in seconds (`DelaySeconds`,
     /// 0..=900), with their attempt counts: how `deliver` puts back a job it
     /// did not send without using up a receive. Failed entries are reported.
-    async fn requeue(&self, jobs: &[(QueuedJob, i32)]) -> Result<SendReport, QueueError>;
+    /// A queue that cannot delay refuses (the caller then falls back to the
+    /// message's visibility).
+    async fn requeue(&self, jobs: &[(QueuedJob, i32)]) -> Result<SendReport, QueueError> {
+        let _ = jobs;
+        Err(QueueError::Permanent(
+            "this queue cannot re-queue with a delay".into(),
+        ))
+    }
 
     /// Sets when received messages reappear (ChangeMessageVisibilityBatch,
     /// ≤10 a call), by receipt handle and seconds.

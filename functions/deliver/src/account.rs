@@ -23,9 +23,9 @@
 //!   its visibility (using up a receive, nothing lost). Failed attempts keep
 //!   using visibility, so a message's receives are its attempts and the
 //!   attempt number is the job's earlier attempts + `ApproximateReceiveCount`.
-//!   A job whose attempts are used up but whose message has receives left
-//!   (it was re-queued earlier) is not sent again: it is released at once
-//!   until the redrive policy (`maxReceiveCount = MAX_ATTEMPTS`) moves it to
+//!   A re-queued job whose attempts are used up but whose message has
+//!   receives left is not sent again: it is released at once until the
+//!   redrive policy (`maxReceiveCount = MAX_ATTEMPTS`) moves it to
 //!   the dead-letter queue. So a job reaches the DLQ after exactly
 //!   `MAX_ATTEMPTS` real attempts.
 

@@ -26,7 +26,7 @@ pub(crate) fn superseded(jobs: &[Job], max_attempts: u32) -> Vec<bool> {
         )
     };
     for (i, j) in jobs.iter().enumerate() {
-        if j.job.kind != JobKind::Push || j.record.attempt > max_attempts {
+        if j.job.kind != JobKind::Push || j.record.spent(max_attempts) {
             continue;
         }
         let key = (j.job.repository.as_str(), j.job.tag.as_str());

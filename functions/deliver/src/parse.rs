@@ -21,10 +21,21 @@ pub(crate) struct Record {
     /// because jobs that are not sent are re-queued as a new message rather
     /// than released (see [`crate::account`]).
     pub attempt: u32,
+    /// Re-queued by `deliver` (a version-2 job carrying its attempt count).
+    pub requeued: bool,
     /// `SentTimestamp`, epoch milliseconds (0 when absent).
     pub sent_at_ms: u64,
     /// Position in the batch.
     pub position: usize,
+}
+
+impl Record {
+    /// A re-queued job whose real attempts are used up: it is not sent
+    /// again (see [`crate::account`]). A version-1 job is sent whatever its
+    /// receive count: the redrive policy bounds those.
+    pub fn spent(&self, max_attempts: u32) -> bool {
+        self.requeued && self.attempt > max_attempts
+    }
 }
 
 /// A record whose body is a valid delivery job.
@@ -60,6 +71,7 @@ pub(crate) fn parse(event: SqsEvent) -> (Vec<Job>, Vec<Malformed>) {
                 let mut record = record;
                 let before = queued.attempts.unwrap_or(0);
                 record.attempt = before.saturating_add(record.attempt);
+                record.requeued = queued.attempts.is_some();
                 jobs.push(Job {
                     record,
                     job: queued.job,
@@ -92,6 +104,7 @@ fn split(msg: SqsMessage, position: usize) -> (Record, Option<String>) {
         message_id: msg.message_id.unwrap_or_default(),
         receipt_handle: msg.receipt_handle.filter(|h| !h.is_empty()),
         attempt,
+        requeued: false,
         sent_at_ms,
         position,
     };

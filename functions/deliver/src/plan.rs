@@ -130,7 +130,7 @@ pub(crate) async fn plan(
         .zip(job_repo)
         .zip(superseded)
         .map(|((p, repo), superseded)| {
-            let fate = if p.record.attempt > config.max_attempts {
+            let fate = if p.record.spent(config.max_attempts) {
                 Fate::Exhausted
             } else {
                 first_fate(&repos[repo], &p.job, superseded)
