@@ -7,10 +7,11 @@
 //! before a connection is made.
 //!
 //! Properties: never a panic, never a failed invocation; exactly the
-//! records (with a messageId) whose body is not a delivery job are reported
-//! as batch item failures, with visibility 0 (straight to the DLQ path);
-//! every valid job is acknowledged (refused by the address rule, dropped, or
-//! superseded), never retried.
+//! records (with a messageId) whose body is not a delivery job, or whose
+//! attempts are used up, are reported as batch item failures, with
+//! visibility 0 (straight to the DLQ path); records without a messageId are
+//! acknowledged and counted malformed; every other valid job is acknowledged
+//! (refused by the address rule, dropped, or superseded), never retried.
 #![no_main]
 
 #[path = "common.rs"]
@@ -21,12 +22,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Deliverer, Settings};
+use deliver::{Config, Deliverer};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
 use shared::domain::{
-    validate_webhook_url, BatchOutcome, DeliveryJob, LastDelivery, OutcomeKind, RepositoryName,
+    validate_webhook_url, BatchOutcome, LastDelivery, OutcomeKind, QueuedJob, RepositoryName,
 };
 use shared::ports::WebhookStore;
 
@@ -59,7 +60,7 @@ async fn store() -> Arc<MemoryStore> {
             event: "push".into(),
             tag: "1.0".into(),
             at: "2026-11-28T08:00:00Z".into(),
-            outcome: "gone".into(),
+            outcome: shared::domain::DeliveryOutcome::Gone,
             status: Some(410),
             error: Some("HTTP 410".into()),
             duration_ms: 1,
@@ -90,14 +91,22 @@ fuzz_target!(|data: &[u8]| {
         } else {
             format!("m{i}")
         };
-        let bad = DeliveryJob::parse(body).is_err();
-        if bad {
+        let receives = 1 + (f0 + i) % 4;
+        // A record without a messageId is acknowledged and counted
+        // malformed, whatever its body.
+        let queued = QueuedJob::parse(body).ok();
+        if id.is_empty() || queued.is_none() {
             malformed_total += 1;
             if !id.is_empty() {
                 malformed.insert(id.clone());
             }
+        } else if queued
+            .and_then(|q| q.attempts)
+            .is_some_and(|a| a as usize + receives > 3)
+        {
+            // Its attempts are used up: released at once for the redrive.
+            malformed.insert(id.clone());
         }
-        let receives = 1 + (f0 + i) % 4;
         records.push(json!({
             "messageId": id, "receiptHandle": format!("rh{i}"), "body": body,
             "attributes": {"ApproximateReceiveCount": receives.to_string(),
@@ -110,11 +119,11 @@ fuzz_target!(|data: &[u8]| {
 
     common::runtime().block_on(async move {
         let queue = Arc::new(MemoryQueue::new());
-        let settings = Settings {
+        let settings = Config {
             delivery_timeout: Duration::from_secs(1),
             retry_base_delay: Duration::from_secs(1),
             max_attempts: 3,
-            ..Settings::default()
+            ..Config::default()
         };
         let deliverer = Deliverer::new(
             settings,
@@ -135,13 +144,13 @@ fuzz_target!(|data: &[u8]| {
             .collect();
         assert_eq!(
             failed, malformed,
-            "only malformed records fail: {:?}",
-            report.figures
+            "only malformed (and spent) records fail: {:?}",
+            report.summary
         );
-        assert_eq!(report.figures.received as usize, bodies.len());
-        assert_eq!(report.figures.malformed, malformed_total);
+        assert_eq!(report.summary.received as usize, bodies.len());
+        assert_eq!(report.summary.malformed, malformed_total);
         assert_eq!(
-            report.figures.delivered, 0,
+            report.summary.delivered, 0,
             "nothing can be delivered offline"
         );
         for (handle, secs) in queue.visibility_changes() {

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryJob, OutcomeApplied, RepoRecord, RepositoryName, WebhookUrl,
+    BatchOutcome, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord, RepositoryName, WebhookUrl,
 };
 
 /// A store failure, split by what the caller should do about it.
@@ -114,6 +114,18 @@ pub trait DeliveryQueue: Send + Sync {
     /// Sends jobs with SendMessageBatch (≤10 a call, ≤256 KiB a call), retrying
     /// failed entries. Entries still failing are reported, not dropped.
     async fn send_jobs(&self, jobs: &[DeliveryJob]) -> Result<SendReport, QueueError>;
+
+    /// Sends jobs again, each after its own delay in seconds (`DelaySeconds`,
+    /// 0..=900), with their attempt counts: how `deliver` puts back a job it
+    /// did not send without using up a receive. Failed entries are reported.
+    /// A queue that cannot delay refuses (the caller then falls back to the
+    /// message's visibility).
+    async fn requeue(&self, jobs: &[(QueuedJob, i32)]) -> Result<SendReport, QueueError> {
+        let _ = jobs;
+        Err(QueueError::Permanent(
+            "this queue cannot re-queue with a delay".into(),
+        ))
+    }
 
     /// Sets when received messages reappear (ChangeMessageVisibilityBatch,
     /// ≤10 a call), by receipt handle and seconds.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::Message;
-use deliver::{BatchReport, Deliverer, Settings};
+use deliver::{BatchReport, Config, Deliverer};
 use devstack::receiver::{Behaviour, Receiver};
 use lambda_runtime::{Context, LambdaEvent};
 use shared::adapters::DynamoStore;
@@ -45,8 +45,8 @@ fn push(id: &str, repository: &str, tag: &str) -> String {
     job(id, repository, tag, "push", None)
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> Config {
+    Config {
         registry_host: "container.alin.io".into(),
         failure_threshold: 3,
         delivery_timeout: Duration::from_secs(1),
@@ -67,11 +67,11 @@ struct Rig {
 }
 
 impl Rig {
-    async fn new(hint: &str, settings: Settings) -> Rig {
+    async fn new(hint: &str, settings: Config) -> Rig {
         Self::with_params(hint, settings, &[]).await
     }
 
-    async fn with_params(hint: &str, settings: Settings, params: &[&str]) -> Rig {
+    async fn with_params(hint: &str, settings: Config, params: &[&str]) -> Rig {
         let stack = Stack::with_params(hint, params).await;
         let store = stack.store();
         let deliverer = Deliverer::new(
@@ -239,7 +239,7 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
         .round(&[push("evt_exact", "alice/team/app", "1.0")])
         .await;
     assert!(failed.is_empty());
-    assert_eq!(report.figures.delivered, 1);
+    assert_eq!(report.summary.delivered, 1);
 
     let reqs = rx.requests();
     assert_eq!(reqs.len(), 1);
@@ -357,7 +357,7 @@ async fn each_outcome_class_against_dynamodb() {
     let failed = failed_bodies(&report, &msgs);
     // retried: 500, 503, 429, timeout, reset
     assert_eq!(failed, ["evt_1", "evt_2", "evt_4", "evt_7", "evt_8"]);
-    let f = &report.figures;
+    let f = &report.summary;
     assert_eq!(
         (
             f.delivered,
@@ -477,7 +477,7 @@ async fn exhausted_and_malformed_jobs_end_in_the_dead_letter_queue() {
         let report = rig.deliver(event).await;
         rounds.push((
             msgs.iter().map(receive_count).collect::<Vec<_>>(),
-            report.figures.clone(),
+            report.summary.clone(),
         ));
         assert_eq!(report.response.batch_item_failures.len(), 2);
     }
@@ -524,7 +524,7 @@ async fn disables_at_the_threshold_and_resets_on_success() {
     let w = rig.config("alice/app").await;
     assert_eq!((w.consecutive_failures, w.enabled), (2, true));
     let (_, report, _) = rig.round(&batch(6)).await;
-    assert_eq!(report.figures.disabled, 1);
+    assert_eq!(report.summary.disabled, 1);
     let w = rig.config("alice/app").await;
     assert_eq!((w.consecutive_failures, w.enabled), (3, false));
     assert!(w.disabled_at.is_some());
@@ -533,7 +533,7 @@ async fn disables_at_the_threshold_and_resets_on_success() {
     let sent = rx.count();
     let (failed, report, _) = rig.round(&batch(7)).await;
     assert!(failed.is_empty(), "dropped jobs are acknowledged");
-    assert_eq!(report.figures.dropped, 3);
+    assert_eq!(report.summary.dropped, 3);
     assert_eq!(rx.count(), sent, "nothing sent to a disabled webhook");
 
     rig.store
@@ -555,7 +555,7 @@ async fn gone_disables_at_once() {
     rig.webhook("alice/app", &rx.url("/h")).await;
     let (failed, report, _) = rig.round(&[push("evt_g", "alice/app", "1.0")]).await;
     assert!(failed.is_empty(), "410 is not retried");
-    assert_eq!((report.figures.gone, report.figures.disabled), (1, 1));
+    assert_eq!((report.summary.gone, report.summary.disabled), (1, 1));
     let w = rig.config("alice/app").await;
     assert!(!w.enabled);
     assert_eq!(
@@ -563,7 +563,7 @@ async fn gone_disables_at_once() {
         Some("receiver answered 410 Gone")
     );
     let (_, report, _) = rig.round(&[push("evt_g2", "alice/app", "1.1")]).await;
-    assert_eq!(report.figures.dropped, 1);
+    assert_eq!(report.summary.dropped, 1);
     assert_eq!(rx.count(), 1);
 }
 
@@ -585,7 +585,7 @@ async fn coalesces_pushes_of_one_tag() {
         .await;
     assert!(failed.is_empty(), "superseded jobs are acknowledged");
     assert_eq!(
-        (report.figures.superseded, report.figures.delivered),
+        (report.summary.superseded, report.summary.delivered),
         (2, 2)
     );
     let mut ids: Vec<String> = rx
@@ -609,8 +609,9 @@ async fn coalesces_pushes_of_one_tag() {
 
 /// GIVEN a context deadline a few seconds away and a slow receiver
 /// THEN no request starts once the deadline is too close; the jobs not
-/// started are reported failed, come back within seconds, and count
-/// against nothing.
+/// started are re-queued as new messages (attempt count unchanged, their
+/// records acknowledged), come back within seconds, and count against
+/// nothing; the host's turns alternate between the repositories.
 #[tokio::test]
 async fn deadline_rule() {
     let rx = Receiver::start(Behaviour::delay(
@@ -654,28 +655,33 @@ async fn deadline_rule() {
         .await
         .unwrap();
     assert!(SystemTime::now() < deadline, "answered before the deadline");
-    let mut failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| {
-            let m = msgs
-                .iter()
-                .find(|m| m.message_id() == Some(f.item_identifier.as_str()))
-                .unwrap();
-            webhook_id_of(m.body().unwrap())
-        })
-        .collect();
-    failed.sort();
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "re-queued, not failed: {:?}",
+        response.batch_item_failures
+    );
     // Requests may start for ~1.1 s, 400 ms each, one at a time: three at
-    // most (fewer when the store read was slow); the early repository's
-    // jobs go first, so the late one is never attempted.
-    let started = rx.count();
-    assert!((1..=3).contains(&started), "started {started}");
-    let mut want: Vec<String> = (started..3).map(|i| format!("evt_e{i}")).collect();
-    want.extend((0..4).map(|i| format!("evt_l{i}")));
-    assert_eq!(failed, want);
+    // most (fewer when the store read was slow), taking turns between the
+    // two repositories.
+    let order = [
+        "evt_e0", "evt_l0", "evt_e1", "evt_l1", "evt_e2", "evt_l2", "evt_l3",
+    ];
+    let sent: Vec<String> = rx
+        .requests()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
+        .collect();
+    let started = sent.len();
+    assert!((1..=3).contains(&started), "started {sent:?}");
+    assert_eq!(sent, order[..started]);
+    let mut want: Vec<String> = order[started..].iter().map(|s| s.to_string()).collect();
+    want.sort();
     let late = rig.config("alice/late").await;
-    assert_eq!((late.consecutive_failures, late.last_delivery), (0, None));
+    assert_eq!(late.consecutive_failures, 0);
+    assert_eq!(
+        late.last_delivery.map(|l| l.outcome.to_string()),
+        (started >= 2).then(|| "delivered".to_owned())
+    );
     assert_eq!(
         rig.config("alice/early")
             .await
@@ -684,7 +690,7 @@ async fn deadline_rule() {
             .outcome,
         "delivered"
     );
-    // back within 0–5 s
+    // back within 0–5 s, as new messages carrying their attempt count (0)
     tokio::time::sleep(Duration::from_millis(5500)).await;
     let back = rig.stack.drain(&rig.stack.queue_url, 10).await;
     let mut ids: Vec<String> = back
@@ -693,6 +699,10 @@ async fn deadline_rule() {
         .collect();
     ids.sort();
     assert_eq!(ids, want);
+    for m in &back {
+        let queued = shared::domain::QueuedJob::parse(m.body().unwrap()).unwrap();
+        assert_eq!(queued.attempts, Some(0));
+    }
 }
 
 /// GIVEN ten jobs of one repository failing in one batch
@@ -711,7 +721,7 @@ async fn a_burst_of_failures_counts_once() {
     rig.stack.proxy.reset_counts();
     let report = rig.deliver(event).await;
     assert_eq!(report.response.batch_item_failures.len(), 10);
-    assert_eq!(report.figures.failed, 10);
+    assert_eq!(report.summary.failed, 10);
     assert_eq!(rx.count(), 10);
     assert_eq!(rig.stack.proxy.count("dynamodb:BatchGetItem"), 1);
     assert_eq!(rig.stack.proxy.count("dynamodb:UpdateItem"), 1);

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use deliver::{Deliverer, Settings};
+use deliver::{Config, Deliverer};
 use devstack::receiver::Sink;
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use futures::stream::{self, StreamExt};
@@ -70,12 +70,12 @@ async fn ten_thousand_jobs_over_a_thousand_repositories() {
     seed(&stack, &sink).await;
     let store = stack.store();
 
-    let settings = Settings {
+    let settings = Config {
         delivery_timeout: Duration::from_secs(10),
         delivery_concurrency: 64,
         per_host_concurrency: 16,
         allow_private_targets: true,
-        ..Settings::default()
+        ..Config::default()
     };
     let deliverer = Deliverer::new(
         settings,
@@ -94,11 +94,11 @@ async fn ten_thousand_jobs_over_a_thousand_repositories() {
     let counts = stack.proxy.counts();
     eprintln!(
         "10,000 jobs in {took:?}; AWS calls {counts:?}; {:?}",
-        report.figures
+        report.summary
     );
 
     assert!(report.response.batch_item_failures.is_empty());
-    assert_eq!(report.figures.delivered, JOBS as u64);
+    assert_eq!(report.summary.delivered, JOBS as u64);
     assert_eq!(sink.count(), JOBS as u64);
     let reads = stack.proxy.count("dynamodb:BatchGetItem")
         + stack.proxy.count("dynamodb:GetItem")

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Deliverer, Settings};
+use deliver::{Config, Deliverer};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
@@ -103,7 +103,7 @@ async fn store() -> Arc<MemoryStore> {
             event: "push".into(),
             tag: "1".into(),
             at: "2026-11-28T08:00:00Z".into(),
-            outcome: "gone".into(),
+            outcome: shared::domain::DeliveryOutcome::Gone,
             status: Some(410),
             error: Some("HTTP 410".into()),
             duration_ms: 1,
@@ -143,12 +143,12 @@ proptest! {
     ) {
         rt().block_on(async {
             let queue = Arc::new(MemoryQueue::new());
-            let settings = Settings {
+            let settings = Config {
                 delivery_timeout: Duration::from_secs(1),
                 retry_base_delay: Duration::from_secs(1),
                 max_attempts: 3,
                 allow_private_targets: false,
-                ..Settings::default()
+                ..Config::default()
             };
             let deliverer = Deliverer::new(settings, store().await, queue.clone(), Arc::new(OfflineLookup))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
@@ -170,10 +170,10 @@ proptest! {
                 .filter(|(_, b)| DeliveryJob::parse(b).is_err())
                 .map(|(i, _)| format!("m{i}"))
                 .collect();
-            prop_assert_eq!(&failed, &malformed, "{:?} {:?}", report.figures, bodies);
-            prop_assert_eq!(report.figures.malformed as usize, malformed.len());
-            prop_assert_eq!(report.figures.delivered, 0);
-            prop_assert_eq!(report.figures.received as usize, bodies.len());
+            prop_assert_eq!(&failed, &malformed, "{:?} {:?}", report.summary, bodies);
+            prop_assert_eq!(report.summary.malformed as usize, malformed.len());
+            prop_assert_eq!(report.summary.delivered, 0);
+            prop_assert_eq!(report.summary.received as usize, bodies.len());
             for (handle, secs) in queue.visibility_changes() {
                 prop_assert_eq!(secs, 0, "{} comes straight back", handle);
             }

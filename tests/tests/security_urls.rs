@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Deliverer, Settings};
+use deliver::{Config, Deliverer};
 use devstack::receiver::{Behaviour, Receiver};
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use serde_json::{json, Value};
@@ -269,9 +269,9 @@ async fn delivery_never_contacts_a_name_that_resolves_to_a_private_address() {
         .await
         .unwrap();
     let deliverer = Deliverer::new(
-        Settings {
+        Config {
             delivery_timeout: Duration::from_secs(2),
-            ..Settings::default()
+            ..Config::default()
         },
         store.clone(),
         queue.clone(),

@@ -28,7 +28,7 @@ fn outcome(version: u64, kind: OutcomeKind) -> BatchOutcome {
             event: "push".into(),
             tag: "1.0".into(),
             at: "2026-11-28T08:00:00Z".into(),
-            outcome: "failed".into(),
+            outcome: shared::domain::DeliveryOutcome::Failed,
             status: Some(503),
             error: None,
             duration_ms: 12,

@@ -44,60 +44,106 @@ pub(crate) enum HostSignal {
 }
 
 /// Jobs that never started, by why.
-#[derive(Debug, Default)]
-pub(crate) struct Leftovers {
+#[derive(Debug)]
+pub(crate) struct Leftovers<J> {
     /// Not started because the deadline came (or their worker died).
-    pub not_started: Vec<usize>,
+    pub not_started: Vec<J>,
     /// Not started because their host was closed by the breaker.
-    pub tripped: Vec<usize>,
+    pub tripped: Vec<J>,
 }
 
-struct HostQueue {
-    jobs: Vec<usize>,
+struct HostQueue<J> {
+    jobs: Vec<J>,
     next: AtomicUsize,
     closed: AtomicBool,
     unreachable_in_a_row: AtomicU32,
 }
 
-impl HostQueue {
+impl<J> HostQueue<J> {
+    fn new(jobs: Vec<J>) -> Self {
+        Self {
+            jobs,
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            unreachable_in_a_row: AtomicU32::new(0),
+        }
+    }
+
     fn unclaimed(&self) -> usize {
         self.jobs
             .len()
             .saturating_sub(self.next.load(Ordering::Acquire))
+    }
+
+    fn open_with_work(&self) -> bool {
+        !self.closed.load(Ordering::Acquire) && self.unclaimed() > 0
+    }
+}
+
+/// Which hosts wait for a slot, in turn, and how many workers each has.
+struct Slots {
+    workers: Vec<usize>,
+    in_ring: Vec<bool>,
+    ring: VecDeque<usize>,
+}
+
+impl Slots {
+    fn new<J>(hosts: &[HostQueue<J>]) -> Self {
+        let in_ring: Vec<bool> = hosts.iter().map(|h| !h.jobs.is_empty()).collect();
+        let ring = (0..hosts.len()).filter(|&h| in_ring[h]).collect();
+        Self {
+            workers: vec![0; hosts.len()],
+            in_ring,
+            ring,
+        }
+    }
+
+    /// Puts host `h` back in line if it is not already waiting.
+    fn wait(&mut self, h: usize) {
+        if !self.in_ring[h] {
+            self.in_ring[h] = true;
+            self.ring.push_back(h);
+        }
+    }
+
+    /// The next host that may start one more worker, if any.
+    fn next<J>(&mut self, hosts: &[HostQueue<J>], per_host: usize) -> Option<usize> {
+        while let Some(h) = self.ring.pop_front() {
+            self.in_ring[h] = false;
+            if self.workers[h] < per_host && hosts[h].open_with_work() {
+                self.workers[h] += 1;
+                if self.workers[h] < per_host && hosts[h].unclaimed() > 0 {
+                    self.wait(h);
+                }
+                return Some(h);
+            }
+        }
+        None
     }
 }
 
 /// Runs the jobs queued per host: `work(job)` sends one; `classify` says
 /// what its result means for the host; `done(job, result)` sees each result
 /// in the caller's task, in completion order.
-pub(crate) async fn run<T, W, Fut, C, D>(
-    queues: Vec<Vec<usize>>,
+pub(crate) async fn run<J, T, W, Fut, C, D>(
+    queues: Vec<Vec<J>>,
     limits: Limits,
     last_start: Option<Instant>,
     work: W,
     classify: C,
     mut done: D,
-) -> Leftovers
+) -> Leftovers<J>
 where
+    J: Clone + Send + Sync + 'static,
     T: Send + 'static,
-    W: Fn(usize) -> Fut + Send + Sync + 'static,
+    W: Fn(J) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = T> + Send + 'static,
     C: Fn(&T) -> HostSignal + Send + Sync + 'static,
-    D: FnMut(usize, T),
+    D: FnMut(J, T),
 {
     let global = limits.global.max(1);
     let per_host = limits.per_host.max(1);
-    let hosts: Arc<Vec<HostQueue>> = Arc::new(
-        queues
-            .into_iter()
-            .map(|jobs| HostQueue {
-                jobs,
-                next: AtomicUsize::new(0),
-                closed: AtomicBool::new(false),
-                unreachable_in_a_row: AtomicU32::new(0),
-            })
-            .collect(),
-    );
+    let hosts: Arc<Vec<HostQueue<J>>> = Arc::new(queues.into_iter().map(HostQueue::new).collect());
     let shared = Arc::new(Worker {
         hosts: hosts.clone(),
         work,
@@ -105,27 +151,17 @@ where
         breaker: limits.breaker,
         last_start,
     });
-    let (tx, mut rx) = mpsc::unbounded_channel::<(usize, T)>();
-    let mut workers = vec![0usize; hosts.len()];
-    let mut in_ring: Vec<bool> = hosts.iter().map(|h| !h.jobs.is_empty()).collect();
-    let mut ring: VecDeque<usize> = (0..hosts.len()).filter(|&h| in_ring[h]).collect();
+    let (tx, mut rx) = mpsc::unbounded_channel::<(J, T)>();
+    let mut slots = Slots::new(&hosts);
     let mut live = FuturesUnordered::new();
     loop {
         // Hand out free slots to waiting hosts, in turn.
         while live.len() < global && !shared.past_deadline() {
-            let Some(h) = ring.pop_front() else { break };
-            in_ring[h] = false;
-            let q = &hosts[h];
-            if workers[h] >= per_host || q.closed.load(Ordering::Acquire) || q.unclaimed() == 0 {
-                continue;
-            }
-            workers[h] += 1;
+            let Some(h) = slots.next(&hosts, per_host) else {
+                break;
+            };
             let (w, tx) = (shared.clone(), tx.clone());
             live.push(track(h, tokio::spawn(async move { w.serve(h, tx).await })));
-            if workers[h] < per_host && q.unclaimed() > 0 {
-                in_ring[h] = true;
-                ring.push_back(h);
-            }
         }
         if live.is_empty() {
             break;
@@ -136,11 +172,9 @@ where
             Some((h, _ended)) = live.next() => {
                 // A worker ends when its host has nothing left to claim, is
                 // closed, or the deadline came; a panic loses its one job.
-                workers[h] -= 1;
-                let q = &hosts[h];
-                if !in_ring[h] && !q.closed.load(Ordering::Acquire) && q.unclaimed() > 0 {
-                    in_ring[h] = true;
-                    ring.push_back(h);
+                slots.workers[h] -= 1;
+                if hosts[h].open_with_work() {
+                    slots.wait(h);
                 }
             }
             else => break,
@@ -150,38 +184,46 @@ where
     while let Ok((job, result)) = rx.try_recv() {
         done(job, result);
     }
-    let mut leftovers = Leftovers::default();
-    for q in hosts.iter() {
+    leftovers(&hosts)
+}
+
+/// The jobs no worker claimed, split by why.
+fn leftovers<J: Clone>(hosts: &[HostQueue<J>]) -> Leftovers<J> {
+    let mut left = Leftovers {
+        not_started: Vec::new(),
+        tripped: Vec::new(),
+    };
+    for q in hosts {
         let from = q.next.load(Ordering::Acquire).min(q.jobs.len());
         let rest = &q.jobs[from..];
         if q.closed.load(Ordering::Acquire) {
-            leftovers.tripped.extend_from_slice(rest);
+            left.tripped.extend_from_slice(rest);
         } else {
-            leftovers.not_started.extend_from_slice(rest);
+            left.not_started.extend_from_slice(rest);
         }
     }
-    leftovers
+    left
 }
 
 /// What every worker of a batch shares.
-struct Worker<W, C> {
-    hosts: Arc<Vec<HostQueue>>,
+struct Worker<J, W, C> {
+    hosts: Arc<Vec<HostQueue<J>>>,
     work: W,
     classify: C,
     breaker: u32,
     last_start: Option<Instant>,
 }
 
-impl<W, C> Worker<W, C> {
+impl<J: Clone, W, C> Worker<J, W, C> {
     fn past_deadline(&self) -> bool {
         self.last_start.is_some_and(|t| Instant::now() >= t)
     }
 
     /// Sends host `h`'s jobs one after the other until there are none left,
     /// the host is closed, or the deadline comes.
-    async fn serve<T, Fut>(&self, h: usize, tx: mpsc::UnboundedSender<(usize, T)>)
+    async fn serve<T, Fut>(&self, h: usize, tx: mpsc::UnboundedSender<(J, T)>)
     where
-        W: Fn(usize) -> Fut,
+        W: Fn(J) -> Fut,
         Fut: Future<Output = T>,
         C: Fn(&T) -> HostSignal,
     {
@@ -191,10 +233,10 @@ impl<W, C> Worker<W, C> {
                 return;
             }
             let claim = q.next.fetch_add(1, Ordering::AcqRel);
-            let Some(&job) = q.jobs.get(claim) else {
+            let Some(job) = q.jobs.get(claim).cloned() else {
                 return;
             };
-            let result = (self.work)(job).await;
+            let result = (self.work)(job.clone()).await;
             match (self.classify)(&result) {
                 HostSignal::Answered => q.unreachable_in_a_row.store(0, Ordering::Release),
                 HostSignal::Unreachable => {

@@ -4,7 +4,6 @@
 //! start). Its `Display` is the short reason kept in `last_delivery.error`,
 //! `disabled_reason` and the logs, so it never carries a URL path or query.
 
-use shared::config::ConfigError;
 use shared::domain::UrlError;
 use shared::ports::{QueueError, StoreError};
 
@@ -21,32 +20,34 @@ pub enum DeliverError {
     #[error("connection error")]
     Connection,
     /// The stored URL, or the addresses its name resolved to, break the
-    /// address rule (CONTRACT §6): never sent, never retried.
+    /// address rule: never sent, never retried.
     #[error("refused: {}", refusal_reason(.0))]
     Refused(UrlError),
-    /// Too many transport failures to this host in this batch: the job was
-    /// not sent; it comes back with backoff.
-    #[error("host unavailable")]
-    HostUnavailable,
     /// The request could not be built (a header value a client would refuse).
     #[error("request could not be built: {0}")]
     Request(String),
-    /// The delivery task ended without an answer (it panicked); nothing is
-    /// known about the receiver, so the job comes back without counting.
-    #[error("internal error: {0}")]
-    Internal(String),
     /// Reading repositories' webhooks failed: the whole batch is retried.
     #[error(transparent)]
     Store(#[from] StoreError),
     /// Changing message visibility failed.
     #[error(transparent)]
     Queue(#[from] QueueError),
-    /// Cold start: bad environment.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     /// Cold start: the HTTP client could not be built.
     #[error("webhook HTTP client could not be built: {0}")]
     Client(#[source] reqwest::Error),
+}
+
+/// Longest text from outside (a job body's parse error, a header value,
+/// a resolver's message) kept in an error or a log line.
+pub const MAX_OUTSIDE_TEXT: usize = 200;
+
+/// `text` cut to [`MAX_OUTSIDE_TEXT`] characters (on a character boundary,
+/// marked with `…`), so a hostile value cannot bloat logs or records.
+pub fn bounded(text: &str) -> String {
+    match text.char_indices().nth(MAX_OUTSIDE_TEXT) {
+        None => text.to_owned(),
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+    }
 }
 
 fn refusal_reason(e: &UrlError) -> String {
@@ -58,13 +59,13 @@ fn refusal_reason(e: &UrlError) -> String {
 }
 
 impl DeliverError {
-    /// Whether trying again later can succeed (CONTRACT §5: 429, 5xx,
+    /// Whether trying again later can succeed (the outcomes policy: 429, 5xx,
     /// timeouts and connection errors are retried; other statuses are not).
     pub fn is_retryable(&self) -> bool {
         match self {
             Self::Status(code) => *code == 429 || (500..=599).contains(code),
-            Self::Timeout | Self::Connection | Self::HostUnavailable | Self::Internal(_) => true,
-            Self::Refused(_) | Self::Request(_) | Self::Config(_) | Self::Client(_) => false,
+            Self::Timeout | Self::Connection => true,
+            Self::Refused(_) | Self::Request(_) | Self::Client(_) => false,
             Self::Store(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
         }
@@ -120,5 +121,18 @@ mod tests {
         assert!(!e.is_retryable());
         assert_eq!(e.to_string(), "refused: forbidden address (loopback)");
         assert_eq!(DeliverError::Status(503).to_string(), "HTTP 503");
+    }
+
+    #[test]
+    fn outside_text_is_bounded() {
+        assert_eq!(bounded("short"), "short");
+        let long = "é".repeat(5000);
+        let cut = bounded(&long);
+        assert_eq!(cut.chars().count(), MAX_OUTSIDE_TEXT + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(
+            bounded(&"x".repeat(MAX_OUTSIDE_TEXT)).len(),
+            MAX_OUTSIDE_TEXT
+        );
     }
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Deliverer, Settings};
+use deliver::Deliverer;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::{DynamoStore, SqsQueue};
 use shared::net::SystemLookup;
@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
     let store = DynamoStore::new(shared::aws::dynamodb(&aws), config.webhooks_table.clone());
     let queue = SqsQueue::new(shared::aws::sqs(&aws), config.delivery_queue_url.clone());
     let deliverer = Deliverer::new(
-        Settings::from_config(&config),
+        deliver::Config::from_env_config(&config),
         Arc::new(store),
         Arc::new(queue),
         Arc::new(SystemLookup),

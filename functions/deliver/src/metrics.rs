@@ -20,9 +20,10 @@ pub const FUNCTION: &str = "deliver";
 /// What one invocation did with its records. Each record is counted in
 /// exactly one of `malformed`, `superseded`, `dropped`, `delivered`,
 /// `failed`, `not_started` and `deferred`; `gone`, `retried` and
-/// `dead_lettered` break `failed` down.
+/// `dead_lettered` break `failed` down, `requeued` breaks `not_started` and
+/// `deferred` down.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct Figures {
+pub struct Summary {
     /// Records in the batch.
     pub received: u64,
     /// Not a delivery job: reported failed, on their way to the DLQ.
@@ -46,6 +47,9 @@ pub struct Figures {
     /// Not started because their host kept failing in this batch: back with
     /// backoff, not counted against their webhooks.
     pub deferred: u64,
+    /// Of `not_started` and `deferred`: re-queued as new messages with their
+    /// attempt counts (the rest came back through their visibility).
+    pub requeued: u64,
     /// Webhooks this invocation disabled.
     pub disabled: u64,
     /// Outcome writes that failed (the deliveries themselves stand).
@@ -57,8 +61,8 @@ pub struct Figures {
     pub duration_ms: u64,
 }
 
-impl Figures {
-    fn counts(&self) -> [(&'static str, u64); 14] {
+impl Summary {
+    fn counts(&self) -> [(&'static str, u64); 15] {
         [
             ("received", self.received),
             ("malformed", self.malformed),
@@ -71,6 +75,7 @@ impl Figures {
             ("dead_lettered", self.dead_lettered),
             ("not_started", self.not_started),
             ("deferred", self.deferred),
+            ("requeued", self.requeued),
             ("disabled", self.disabled),
             ("store_errors", self.store_errors),
             ("queue_errors", self.queue_errors),
@@ -110,9 +115,9 @@ impl Figures {
 
 /// Prints the invocation's EMF line on stdout (see the module docs for why
 /// this is a `println!`).
-pub fn emit(figures: &Figures, request_id: &str) {
+pub fn emit(summary: &Summary, request_id: &str) {
     let now_ms = time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000;
-    let doc = figures.to_emf(i64::try_from(now_ms).unwrap_or(i64::MAX), request_id);
+    let doc = summary.to_emf(i64::try_from(now_ms).unwrap_or(i64::MAX), request_id);
     println!("{doc}");
 }
 
@@ -122,14 +127,14 @@ mod tests {
 
     #[test]
     fn emf_shape() {
-        let f = Figures {
+        let f = Summary {
             received: 10,
             delivered: 7,
             failed: 3,
             retried: 2,
             dead_lettered: 1,
             duration_ms: 1234,
-            ..Figures::default()
+            ..Summary::default()
         };
         let doc = f.to_emf(1_795_852_800_000, "req-1");
         let line = doc.to_string();

@@ -1,195 +1,80 @@
-//! One webhook attempt: the request of CONTRACT §4 built by
-//! `shared::webhook::build_request` at the time of this attempt, sent with the
-//! shared keep-alive client (HTTP/1.1, no redirects, the guarded resolver),
-//! and the answer reduced to what §5 needs: a status, or why there is none.
+//! The send stage of a batch: the plan's host queues go through the
+//! dispatcher ([`crate::dispatch`]: concurrency limits, deadline, host
+//! breaker), each answer becomes its job's fate, and a repository's outcome
+//! is written ([`crate::account::write_outcomes`]) as soon as its last job
+//! is answered, so the ≤ 1 write per repository runs alongside the remaining
+//! sends instead of after them.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use reqwest::{Method, Url};
-use shared::domain::{DeliveryJob, UrlError};
-use shared::webhook::{build_request, WebhookSecret};
-use time::OffsetDateTime;
+use shared::ports::WebhookStore;
+use tokio::sync::mpsc;
+use tracing::debug;
 
-use crate::backoff::parse_retry_after;
+use crate::account::{self, Finished, Ledger, Written};
+use crate::attempt::{self, Attempt, SendContext};
+use crate::config::Config;
+use crate::dispatch::{self, HostSignal, Limits};
 use crate::error::DeliverError;
+use crate::plan::{Fate, Outbound, Plan};
 
-/// Response body bytes read (and thrown away) so the connection can go back
-/// to the pool; a longer body is cut off and its connection closed.
-const MAX_DRAIN_BYTES: usize = 64 * 1024;
-
-/// Where a repository's webhooks go, prepared once per batch.
-pub(crate) struct Target {
-    pub url: Url,
-    pub secret: WebhookSecret,
-}
-
-/// What every attempt shares: one client per process.
-pub(crate) struct SendContext {
-    pub client: reqwest::Client,
-    pub registry_host: String,
-}
-
-/// How one attempt went.
-#[derive(Debug)]
-pub(crate) struct Attempt {
-    /// The 2xx status, or why the attempt failed (410 included).
-    pub answer: Result<u16, DeliverError>,
-    /// The receiver's `Retry-After`, when it sent a valid one.
-    pub retry_after: Option<Duration>,
-    /// When the request was built: its body `timestamp` and
-    /// `webhook-timestamp`.
-    pub started_at: OffsetDateTime,
-    pub duration: Duration,
-}
-
-impl Attempt {
-    /// An attempt that ended before any request was sent.
-    pub fn refused(error: DeliverError) -> Self {
-        Self {
-            answer: Err(error),
-            retry_after: None,
-            started_at: OffsetDateTime::now_utc(),
-            duration: Duration::ZERO,
-        }
+/// Sends the plan's queued jobs, setting each job's fate, and writes every
+/// repository's outcome; returns what the writes did.
+pub(crate) async fn send(
+    plan: &mut Plan,
+    ctx: Arc<SendContext>,
+    store: &dyn WebhookStore,
+    config: &Config,
+    last_start: Option<Instant>,
+) -> Vec<Written> {
+    let mut ledger = Ledger::new(plan, config.max_attempts);
+    let queues = plan.host_queues();
+    let Plan { jobs, repos, .. } = plan;
+    let repos = &*repos;
+    let (tx, rx) = mpsc::unbounded_channel::<Finished>();
+    for f in ledger.settled(jobs, repos) {
+        let _ = tx.send(f);
     }
-}
-
-/// Sends `job` to `target` once.
-pub(crate) async fn send(ctx: &SendContext, target: &Target, job: &DeliveryJob) -> Attempt {
-    let started = Instant::now();
-    let started_at = OffsetDateTime::now_utc();
-    let (answer, retry_after) = match request(ctx, target, job, started_at) {
-        Ok(req) => match ctx.client.execute(req).await {
-            Ok(resp) => answer(resp, started_at).await,
-            Err(e) => (Err(classify(&e)), None),
-        },
-        Err(e) => (Err(e), None),
+    let limits = Limits {
+        global: config.delivery_concurrency,
+        per_host: config.per_host_concurrency,
+        breaker: config.host_breaker,
     };
-    Attempt {
-        answer,
-        retry_after,
-        started_at,
-        duration: started.elapsed(),
-    }
-}
-
-/// Builds the reqwest request: the URL exactly as stored (query included),
-/// every header of `build_request` in its order — `Content-Length` included,
-/// set in its contract position (hyper then uses it rather than appending
-/// its own after the others) — and the body bytes untouched.
-fn request(
-    ctx: &SendContext,
-    target: &Target,
-    job: &DeliveryJob,
-    now: OffsetDateTime,
-) -> Result<reqwest::Request, DeliverError> {
-    let built = build_request(job, &ctx.registry_host, &target.secret, now);
-    let mut headers = HeaderMap::with_capacity(built.headers.len());
-    for (name, value) in built.headers {
-        let name = header_name(name)?;
-        let value =
-            HeaderValue::try_from(value).map_err(|e| DeliverError::Request(e.to_string()))?;
-        headers.append(name, value);
-    }
-    let mut req = reqwest::Request::new(Method::POST, target.url.clone());
-    *req.headers_mut() = headers;
-    *req.body_mut() = Some(built.body.into());
-    Ok(req)
-}
-
-/// The contract's header names without a parse or an allocation per request.
-fn header_name(name: &'static str) -> Result<HeaderName, DeliverError> {
-    Ok(match name {
-        "User-Agent" => header::USER_AGENT,
-        "Accept-Encoding" => header::ACCEPT_ENCODING,
-        "Accept" => header::ACCEPT,
-        "Connection" => header::CONNECTION,
-        "Content-Length" => header::CONTENT_LENGTH,
-        "Content-Type" => header::CONTENT_TYPE,
-        "x-alin-webhook" => HeaderName::from_static("x-alin-webhook"),
-        "webhook-id" => HeaderName::from_static("webhook-id"),
-        "webhook-timestamp" => HeaderName::from_static("webhook-timestamp"),
-        "webhook-signature" => HeaderName::from_static("webhook-signature"),
-        other => HeaderName::from_bytes(other.as_bytes())
-            .map_err(|e| DeliverError::Request(e.to_string()))?,
-    })
-}
-
-async fn answer(
-    mut resp: reqwest::Response,
-    now: OffsetDateTime,
-) -> (Result<u16, DeliverError>, Option<Duration>) {
-    let status = resp.status().as_u16();
-    let retry_after = resp
-        .headers()
-        .get(header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, now));
-    // The status decides; the body is only read so the connection is reused.
-    let mut left = MAX_DRAIN_BYTES;
-    while let Ok(Some(chunk)) = resp.chunk().await {
-        if chunk.len() >= left {
-            break;
+    let sending = async {
+        let work = move |o: Outbound| {
+            let ctx = ctx.clone();
+            async move { attempt::send(&ctx, &o.target, &o.job).await }
+        };
+        let left = dispatch::run(queues, limits, last_start, work, host_signal, |o, a| {
+            debug!(message_id = %jobs[o.index].record.message_id, repository = %o.job.repository, origin = %repos[jobs[o.index].repo].origin, answer = ?a.answer.as_ref().map_err(ToString::to_string), duration_ms = a.duration.as_millis() as u64, "attempt");
+            jobs[o.index].fate = Fate::Attempted(a);
+            if let Some(f) = ledger.answered(o.index, jobs, repos) {
+                let _ = tx.send(f);
+            }
+        })
+        .await;
+        for o in left.not_started {
+            jobs[o.index].fate = Fate::NotStarted;
         }
-        left -= chunk.len();
-    }
-    let answer = if (200..=299).contains(&status) {
-        Ok(status)
-    } else {
-        Err(DeliverError::Status(status))
+        for o in left.tripped {
+            jobs[o.index].fate = Fate::Deferred;
+        }
+        for f in ledger.cut_short(jobs, repos) {
+            let _ = tx.send(f);
+        }
+        drop(tx);
     };
-    (answer, retry_after)
+    let writing = account::write_outcomes(store, repos, rx, config.failure_threshold);
+    let ((), written) = futures::join!(sending, writing);
+    written
 }
 
-/// A reqwest failure as §5 sees it. The guarded resolver's refusal travels
-/// inside the connect error; finding it makes the failure permanent.
-fn classify(e: &reqwest::Error) -> DeliverError {
-    if let Some(refusal) = url_error_in(e) {
-        return DeliverError::Refused(refusal.clone());
-    }
-    if e.is_timeout() {
-        DeliverError::Timeout
-    } else if e.is_builder() {
-        // Not `e.to_string()`: reqwest's message names the URL, query and all.
-        DeliverError::Request("the HTTP client refused the request".to_owned())
-    } else {
-        DeliverError::Connection
-    }
-}
-
-fn url_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a UrlError> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(u) = err.downcast_ref::<UrlError>() {
-            return Some(u);
-        }
-        cur = err.source();
-    }
-    None
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_contract_header_has_a_static_name() {
-        for name in [
-            "User-Agent",
-            "Accept-Encoding",
-            "Accept",
-            "Connection",
-            "x-alin-webhook",
-            "Content-Length",
-            "Content-Type",
-            "webhook-id",
-            "webhook-timestamp",
-            "webhook-signature",
-        ] {
-            let h = header_name(name).unwrap();
-            assert!(h.as_str().eq_ignore_ascii_case(name));
-        }
-        assert!(header_name("bad header").is_err());
+/// What an attempt says about its host, for the breaker.
+fn host_signal(a: &Attempt) -> HostSignal {
+    match &a.answer {
+        Err(e) if e.is_transport() => HostSignal::Unreachable,
+        Err(DeliverError::Refused(_)) => HostSignal::Neutral,
+        _ => HostSignal::Answered,
     }
 }

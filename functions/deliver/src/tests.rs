@@ -16,12 +16,13 @@ use futures::future::BoxFuture;
 use lambda_runtime::{Context, LambdaEvent};
 use shared::adapters::{MemoryQueue, MemoryStore};
 use shared::domain::{
-    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName, WebhookUrl,
+    BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
+    RepositoryName, WebhookUrl,
 };
 use shared::net::StaticLookup;
 use shared::ports::{LayerSize, StoreError, WebhookStore};
 
-use crate::{Deliverer, Figures, Settings};
+use crate::{Config, Deliverer, Summary};
 
 // ---------------------------------------------------------------- receiver
 
@@ -287,8 +288,8 @@ fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
     e
 }
 
-fn settings() -> Settings {
-    Settings {
+fn settings() -> Config {
+    Config {
         registry_host: "container.alin.io".into(),
         failure_threshold: 3,
         delivery_timeout: Duration::from_secs(2),
@@ -309,11 +310,11 @@ struct Rig {
 }
 
 impl Rig {
-    fn new(settings: Settings) -> Self {
+    fn new(settings: Config) -> Self {
         Self::with_lookup(settings, StaticLookup::new())
     }
 
-    fn with_lookup(settings: Settings, lookup: StaticLookup) -> Self {
+    fn with_lookup(settings: Config, lookup: StaticLookup) -> Self {
         let store = Arc::new(MemoryStore::new());
         let queue = Arc::new(MemoryQueue::new());
         let deliverer =
@@ -342,7 +343,7 @@ impl Rig {
         rec.webhook.unwrap().consecutive_failures
     }
 
-    async fn run(&self, msgs: Vec<SqsMessage>) -> (Vec<String>, Figures) {
+    async fn run(&self, msgs: Vec<SqsMessage>) -> (Vec<String>, Summary) {
         let report = self.deliverer.deliver(event(msgs), None).await.unwrap();
         let failed = report
             .response
@@ -350,8 +351,8 @@ impl Rig {
             .iter()
             .map(|f| f.item_identifier.clone())
             .collect();
-        check_sums(&report.figures);
-        (failed, report.figures)
+        check_sums(&report.summary);
+        (failed, report.summary)
     }
 
     fn visibility(&self, message_id: &str) -> Option<i32> {
@@ -379,7 +380,7 @@ impl Rig {
                     event: "push".into(),
                     tag: "x".into(),
                     at: "2026-11-28T08:00:00Z".into(),
-                    outcome: "failed".into(),
+                    outcome: DeliveryOutcome::Failed,
                     status: Some(500),
                     error: Some("HTTP 500".into()),
                     duration_ms: 1,
@@ -396,7 +397,7 @@ impl Rig {
 }
 
 /// Every record is counted in exactly one final class.
-fn check_sums(f: &Figures) {
+fn check_sums(f: &Summary) {
     assert_eq!(
         f.received,
         f.malformed
@@ -415,7 +416,7 @@ fn check_sums(f: &Figures) {
 
 /// GIVEN a webhook URL with a query string
 /// WHEN a push job is delivered
-/// THEN the receiver gets exactly the CONTRACT §4 request, signed.
+/// THEN the receiver gets exactly the contract's webhook request, signed.
 #[tokio::test]
 async fn sends_the_contract_request_exactly() {
     let rx = Receiver::start(Reply::status(200)).await;
@@ -598,7 +599,7 @@ async fn no_webhook_or_disabled_is_dropped() {
                     event: "push".into(),
                     tag: "0".into(),
                     at: "2026-11-28T08:00:00Z".into(),
-                    outcome: "gone".into(),
+                    outcome: DeliveryOutcome::Gone,
                     status: Some(410),
                     error: None,
                     duration_ms: 1,
@@ -641,7 +642,7 @@ async fn no_webhook_or_disabled_is_dropped() {
     assert_eq!(w.consecutive_failures, 0);
 }
 
-/// Each outcome class of CONTRACT §5, in one batch.
+/// Each outcome class of the outcomes policy, in one batch.
 #[tokio::test]
 async fn each_outcome_class() {
     let rx = Receiver::start(Reply::status(200)).await;
@@ -848,8 +849,10 @@ async fn mixed_outcomes_in_one_batch() {
 }
 
 /// GIVEN a context deadline a few seconds away and a slow receiver
-/// THEN jobs that would not finish in time are not started, reported failed
-/// with a short visibility, and not counted against their webhooks.
+/// THEN jobs that would not finish in time are not started, re-queued with
+/// a short delay and their attempt count unchanged (their records
+/// acknowledged, no receive used up), and not counted against their
+/// webhooks; the host's turns alternate between the two repositories.
 #[tokio::test]
 async fn deadline_leaves_unstarted_jobs_uncounted() {
     let rx = Receiver::start(Reply::status(200).delay(Duration::from_millis(400))).await;
@@ -894,29 +897,113 @@ async fn deadline_leaves_unstarted_jobs_uncounted() {
         .unwrap();
     assert!(SystemTime::now() < deadline, "finished after the deadline");
     assert!(started.elapsed() < Duration::from_millis(2200));
-    let failed: Vec<String> = response
-        .batch_item_failures
-        .iter()
-        .map(|f| f.item_identifier.clone())
-        .collect();
-    // e0 at 0 ms, e1 at 400 ms, e2 at 800 ms; l0 would start at 1200 ms.
-    // On a loaded machine the third may miss the 1.1 s cut; the late
-    // repository is never reached either way.
-    let started = rx.received().len();
-    assert!((2..=3).contains(&started), "started {started}");
-    let mut want: Vec<String> = (started..3).map(|i| format!("e{i}")).collect();
-    want.extend((0..5).map(|i| format!("l{i}")));
-    assert_eq!(failed, want);
-    for m in &failed {
-        assert!((0..=5).contains(&rig.visibility(m).unwrap()));
-    }
-    let late = rig.record("alice/late").await.webhook.unwrap();
-    assert_eq!((late.consecutive_failures, late.last_delivery), (0, None));
-    assert_eq!(
-        rig.store.calls().1,
-        writes + 1,
-        "one write, for alice/early only"
+    assert!(
+        response.batch_item_failures.is_empty(),
+        "not-started jobs are re-queued, their records acknowledged"
     );
+    // Turns alternate: e0 at 0 ms, l0 at 400 ms, e1 at 800 ms; l1 would
+    // start at 1200 ms. On a loaded machine the third may miss the cut.
+    let order = [
+        "evt_e0", "evt_l0", "evt_e1", "evt_l1", "evt_e2", "evt_l2", "evt_l3", "evt_l4",
+    ];
+    let sent: Vec<String> = rx
+        .received()
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap_or_default().to_owned())
+        .collect();
+    assert!((2..=3).contains(&sent.len()), "started {sent:?}");
+    assert_eq!(sent, order[..sent.len()]);
+    let requeued = rig.queue.requeued();
+    let ids: Vec<&str> = requeued
+        .iter()
+        .map(|(j, _)| j.job.webhook_id.as_str())
+        .collect();
+    let mut want = order[sent.len()..].to_vec();
+    want.sort_unstable();
+    let mut ids = ids.clone();
+    ids.sort_unstable();
+    assert_eq!(ids, want);
+    for (job, delay) in &requeued {
+        assert!((0..=5).contains(delay), "{delay}");
+        assert_eq!(job.attempts, Some(0), "not an attempt");
+    }
+    assert!(rig.queue.visibility_changes().is_empty());
+    for name in ["alice/early", "alice/late"] {
+        let w = rig.record(name).await.webhook.unwrap();
+        assert_eq!(w.consecutive_failures, 0, "{name}");
+        assert_eq!(
+            w.last_delivery.map(|l| l.outcome),
+            Some(DeliveryOutcome::Delivered)
+        );
+    }
+    assert_eq!(rig.store.calls().1, writes + 2, "one write per repository");
+}
+
+/// GIVEN a job re-queued after two real attempts (version 2, `attempts` 2),
+/// received for the first time, MAX_ATTEMPTS 3
+/// THEN this is its 3rd attempt: a 503 sends it to the dead-letter path
+/// (visibility 0) and the record says "failed" at attempt 3. A job whose
+/// attempts are used up is not sent again: released at once for the redrive
+/// policy. A re-queue that fails falls back to the visibility path.
+#[tokio::test]
+async fn attempts_count_real_attempts() {
+    let rx = Receiver::start(Reply::status(503)).await;
+    let rig = Rig::new(settings()); // max_attempts 3
+    rig.webhook("alice/app", &rx.url("/h")).await;
+    let requeued = |id: &str, tag: &str, attempts: u32| {
+        let job = shared::domain::DeliveryJob::parse(&push(id, "alice/app", tag)).unwrap();
+        shared::domain::QueuedJob {
+            job,
+            attempts: Some(attempts),
+        }
+        .to_json()
+    };
+    let (failed, f) = rig
+        .run(vec![
+            msg("third", &requeued("evt_3", "a", 2), 1),
+            msg("spent", &requeued("evt_x", "b", 3), 2),
+        ])
+        .await;
+    assert_eq!(failed, ["third", "spent"]);
+    assert_eq!((f.failed, f.dead_lettered, f.retried), (2, 2, 0));
+    assert_eq!(rx.received().len(), 1, "the spent job is not sent");
+    assert_eq!(rig.visibility("third"), Some(0));
+    assert_eq!(rig.visibility("spent"), Some(0));
+    let ld = rig
+        .record("alice/app")
+        .await
+        .webhook
+        .unwrap()
+        .last_delivery
+        .unwrap();
+    assert_eq!((ld.outcome, ld.attempt), (DeliveryOutcome::Failed, 3));
+}
+
+/// GIVEN the re-queue send fails
+/// THEN the jobs not sent come back through their visibility: nothing lost.
+#[tokio::test]
+async fn a_failed_requeue_falls_back_to_visibility() {
+    let (reset_addr, _accepted) = reset_server().await;
+    let mut s = settings();
+    s.per_host_concurrency = 1;
+    s.host_breaker = 1;
+    let rig = Rig::new(s);
+    rig.webhook("dead/app", &format!("http://{reset_addr}/x"))
+        .await;
+    rig.queue.fail_next_sends(1);
+    let (failed, f) = rig
+        .run(vec![
+            msg("a", &push("evt_a", "dead/app", "1"), 1),
+            msg("b", &push("evt_b", "dead/app", "2"), 1),
+            msg("c", &push("evt_c", "dead/app", "3"), 1),
+        ])
+        .await;
+    assert_eq!((f.failed, f.deferred, f.requeued), (1, 2, 1));
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert_eq!(rig.queue.requeued().len(), 1);
+    for id in &failed {
+        assert!((24..=36).contains(&rig.visibility(id).unwrap()), "{id}");
+    }
 }
 
 /// A failure against a URL replaced during the batch never counts against
@@ -985,6 +1072,60 @@ async fn forbidden_addresses_are_refused_and_counted() {
     }
 }
 
+/// A resolver that cannot resolve (NXDOMAIN, SERVFAIL, timeout): the
+/// webhook's name gives no address right now.
+struct FailingLookup;
+
+#[async_trait::async_trait]
+impl shared::net::NameLookup for FailingLookup {
+    async fn lookup(&self, host: &str) -> std::io::Result<Vec<SocketAddr>> {
+        if host == "127.0.0.1" {
+            return Ok(vec!["127.0.0.1:0".parse().unwrap()]);
+        }
+        Err(std::io::Error::other(
+            "Temporary failure in name resolution",
+        ))
+    }
+}
+
+/// GIVEN a webhook whose name does not resolve now
+/// THEN the job comes back with its backoff like a connection error
+/// (counted once for the batch), never acknowledged as an address-rule
+/// refusal.
+#[tokio::test]
+async fn a_dns_failure_is_retried_like_a_connection_error() {
+    for allow_private in [false, true] {
+        let mut s = settings();
+        s.allow_private_targets = allow_private;
+        let store = Arc::new(MemoryStore::new());
+        let queue = Arc::new(MemoryQueue::new());
+        let deliverer =
+            Deliverer::new(s, store.clone(), queue.clone(), Arc::new(FailingLookup)).unwrap();
+        let rig = Rig {
+            deliverer,
+            store,
+            queue,
+        };
+        rig.webhook("alice/app", "https://hooks.moved.example/x")
+            .await;
+        let (failed, f) = rig
+            .run(vec![
+                msg("a", &push("evt_a", "alice/app", "1.0"), 1),
+                msg("b", &push("evt_b", "alice/app", "2.0"), 2),
+            ])
+            .await;
+        assert_eq!(failed, ["a", "b"], "allow_private={allow_private}");
+        assert_eq!((f.failed, f.retried, f.dead_lettered), (2, 2, 0));
+        assert!((24..=36).contains(&rig.visibility("a").unwrap()));
+        assert!((48..=72).contains(&rig.visibility("b").unwrap()));
+        let w = rig.record("alice/app").await.webhook.unwrap();
+        assert_eq!(w.consecutive_failures, 1, "counted once per batch");
+        let ld = w.last_delivery.unwrap();
+        assert_eq!(ld.outcome, "retrying");
+        assert_eq!(ld.error.as_deref(), Some("connection error"));
+    }
+}
+
 /// At most DELIVERY_CONCURRENCY in flight, PER_HOST_CONCURRENCY per host.
 #[tokio::test]
 async fn concurrency_limits_hold() {
@@ -1048,15 +1189,24 @@ async fn a_dead_host_does_not_clog_the_batch() {
     msgs.push(msg("live", &push("evt_live", "live/app", "1"), 1));
     let (failed, f) = rig.run(msgs).await;
     assert_eq!((f.failed, f.deferred, f.delivered), (3, 5, 1));
-    assert_eq!(failed.len(), 8);
+    // The 3 attempted come back with backoff; the 5 deferred are re-queued
+    // with the backoff of their attempt as delay, attempt count unchanged.
+    assert_eq!(failed.len(), 3);
+    assert_eq!(f.requeued, 5);
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
     let mut counted = 0;
     for i in 0..8 {
         let w = rig.record(&format!("dead/r{i}")).await.webhook.unwrap();
         counted += w.consecutive_failures;
-        assert!((24..=36).contains(&rig.visibility(&format!("d{i}")).unwrap()));
     }
     assert_eq!(counted, 3);
+    for id in &failed {
+        assert!((24..=36).contains(&rig.visibility(id).unwrap()));
+    }
+    for (job, delay) in rig.queue.requeued() {
+        assert!((24..=36).contains(&delay), "{delay}");
+        assert_eq!(job.attempts, Some(0));
+    }
 }
 
 /// A record without a messageId can never be reported (an empty
@@ -1226,7 +1376,7 @@ async fn a_failed_outcome_write_does_not_resend() {
         .unwrap();
     assert!(report.response.batch_item_failures.is_empty());
     assert_eq!(
-        (report.figures.delivered, report.figures.store_errors),
+        (report.summary.delivered, report.summary.store_errors),
         (1, 1)
     );
 }

@@ -695,7 +695,7 @@ async fn disable(app: &App, name: &str) {
             event: "push".into(),
             tag: "1.0".into(),
             at: "2026-11-28T08:00:00Z".into(),
-            outcome: "failed".into(),
+            outcome: shared::domain::DeliveryOutcome::Failed,
             status: Some(500),
             error: None,
             duration_ms: 12,

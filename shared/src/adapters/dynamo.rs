@@ -37,6 +37,8 @@ const LAYERS_PER_TRANSACTION: usize = 99;
 const PARALLEL_READS: usize = 10;
 /// Rounds of UnprocessedKeys / optimistic-concurrency retries before giving up.
 const MAX_ROUNDS: u32 = 12;
+/// Extra tries of a counting transaction cancelled by `TransactionConflict`.
+const TRANSACTION_CONFLICT_RETRIES: u32 = 3;
 
 type Item = HashMap<String, AttributeValue>;
 
@@ -676,32 +678,211 @@ impl DynamoStore {
             .build()
             .map_err(|e| StoreError::Permanent(e.to_string()))?;
         items.push(TransactWriteItem::builder().update(update).build());
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
-                let reasons: Vec<String> = match e.err() {
-                    aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => t
-                        .cancellation_reasons()
-                        .iter()
-                        .filter_map(|r| r.code().map(str::to_owned))
-                        .collect(),
-                    _ => vec![],
-                };
-                if reasons.iter().any(|c| c == "ConditionalCheckFailed") || reasons.is_empty() {
-                    Ok(false)
-                } else {
-                    Err(StoreError::Retryable(format!(
+        self.transact(items).await
+    }
+
+    /// Runs one counting transaction. A cancellation because another
+    /// transaction held an item (`TransactionConflict`) is passing: the same
+    /// transaction is tried again, a few times, after a jittered pause.
+    async fn transact(&self, items: Vec<TransactWriteItem>) -> Result<bool, StoreError> {
+        let mut conflicts = 0;
+        loop {
+            let sent = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let reasons = match sent {
+                Ok(_) => return Ok(true),
+                Err(SdkError::ServiceError(e)) if e.err().is_transaction_canceled_exception() => {
+                    cancellation_codes(e.err())
+                }
+                Err(e) => return Err(map_err(e)),
+            };
+            match Cancelled::of(&reasons) {
+                Cancelled::Lost => return Ok(false),
+                Cancelled::Conflict if conflicts < TRANSACTION_CONFLICT_RETRIES => {
+                    conflicts += 1;
+                    backoff(conflicts).await;
+                }
+                Cancelled::Conflict | Cancelled::Other => {
+                    return Err(StoreError::Retryable(format!(
                         "transaction cancelled: {reasons:?}"
                     )))
                 }
             }
-            Err(e) => Err(map_err(e)),
         }
+    }
+}
+
+fn cancellation_codes(
+    e: &aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError,
+) -> Vec<String> {
+    match e {
+        aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError::TransactionCanceledException(t) => t
+            .cancellation_reasons()
+            .iter()
+            .filter_map(|r| r.code().map(str::to_owned))
+            .collect(),
+        _ => vec![],
+    }
+}
+
+/// What a cancelled counting transaction's reasons mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cancelled {
+    /// A condition failed (or no reason given): another writer counted
+    /// first; read again.
+    Lost,
+    /// Only conflicts with another transaction in flight: try the same again.
+    Conflict,
+    /// Anything else (throttling, validation): fail, retryable.
+    Other,
+}
+
+impl Cancelled {
+    fn of(codes: &[String]) -> Self {
+        let real: Vec<&str> = codes
+            .iter()
+            .map(String::as_str)
+            .filter(|c| *c != "None")
+            .collect();
+        if real.is_empty() || real.contains(&"ConditionalCheckFailed") {
+            Self::Lost
+        } else if real.iter().all(|c| *c == "TransactionConflict") {
+            Self::Conflict
+        } else {
+            Self::Other
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[test]
+    fn cancellation_reasons() {
+        let codes = |c: &[&str]| c.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(Cancelled::of(&codes(&[])), Cancelled::Lost);
+        assert_eq!(
+            Cancelled::of(&codes(&["None", "ConditionalCheckFailed"])),
+            Cancelled::Lost
+        );
+        assert_eq!(
+            Cancelled::of(&codes(&["TransactionConflict", "ConditionalCheckFailed"])),
+            Cancelled::Lost
+        );
+        assert_eq!(
+            Cancelled::of(&codes(&["None", "TransactionConflict", "None"])),
+            Cancelled::Conflict
+        );
+        assert_eq!(
+            Cancelled::of(&codes(&["ThrottlingError", "TransactionConflict"])),
+            Cancelled::Other
+        );
+    }
+
+    const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
+
+    /// A DynamoDB endpoint on 127.0.0.1 that cancels the first `conflicts`
+    /// TransactWriteItems calls with `TransactionConflict`, then accepts.
+    async fn endpoint(conflicts: usize) -> (String, Arc<AtomicUsize>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let calls = Arc::new(AtomicUsize::new(0));
+        let seen = calls.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    read_request(&mut sock).await;
+                    let (status, body) = if n < conflicts {
+                        ("400 Bad Request", CONFLICT)
+                    } else {
+                        ("200 OK", "{}")
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let _ = sock.write_all(reply.as_bytes()).await;
+                });
+            }
+        });
+        (url, calls)
+    }
+
+    async fn read_request(sock: &mut tokio::net::TcpStream) {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let Ok(n) = sock.read(&mut chunk).await else {
+                return;
+            };
+            if n == 0 {
+                return;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&buf).to_string();
+            if let Some(end) = text.find("\r\n\r\n") {
+                let length = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                if buf.len() >= end + 4 + length {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn store(url: &str) -> DynamoStore {
+        let config = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+                "test", "test", None, None, "test",
+            ))
+            .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
+            .endpoint_url(url)
+            .build();
+        DynamoStore::new(Client::from_conf(config), "t")
+    }
+
+    fn items() -> Vec<TransactWriteItem> {
+        let put = Put::builder()
+            .table_name("t")
+            .set_item(Some(HashMap::from([("pk".to_owned(), s("x"))])))
+            .build()
+            .unwrap();
+        vec![TransactWriteItem::builder().put(put).build()]
+    }
+
+    /// GIVEN a transaction cancelled by `TransactionConflict` twice
+    /// THEN the same transaction is sent again and succeeds; past the retry
+    /// budget the conflict is a retryable error, not a lost race.
+    #[tokio::test]
+    async fn a_transaction_conflict_is_tried_again() {
+        let (url, calls) = endpoint(2).await;
+        assert!(store(&url).transact(items()).await.unwrap());
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+
+        let (url, calls) = endpoint(100).await;
+        let e = store(&url).transact(items()).await.unwrap_err();
+        assert!(e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("TransactionConflict"), "{e}");
+        assert_eq!(
+            calls.load(Ordering::SeqCst) as u32,
+            1 + TRANSACTION_CONFLICT_RETRIES
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryJob, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName,
+    BatchOutcome, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord, RepositoryName,
     WebhookConfig, WebhookUrl,
 };
 use crate::ports::{DeliveryQueue, LayerSize, QueueError, SendReport, StoreError, WebhookStore};
@@ -213,6 +213,7 @@ impl WebhookStore for MemoryStore {
 struct QueueState {
     jobs: Vec<DeliveryJob>,
     visibility: Vec<(String, i32)>,
+    requeued: Vec<(QueuedJob, i32)>,
     send_calls: usize,
     fail_next_sends: usize,
 }
@@ -241,6 +242,11 @@ impl MemoryQueue {
         self.with(|s| s.visibility.clone())
     }
 
+    /// Jobs re-queued, with their delay in seconds, in order.
+    pub fn requeued(&self) -> Vec<(QueuedJob, i32)> {
+        self.with(|s| s.requeued.clone())
+    }
+
     /// SendMessageBatch calls a real queue would have needed (10 a call).
     pub fn send_calls(&self) -> usize {
         self.with(|s| s.send_calls)
@@ -267,6 +273,26 @@ impl DeliveryQueue for MemoryQueue {
                     report.failed.push((i, "injected failure".into()));
                 } else {
                     s.jobs.push(j.clone());
+                    report.sent += 1;
+                }
+            }
+            report
+        }))
+    }
+
+    async fn requeue(&self, jobs: &[(QueuedJob, i32)]) -> Result<SendReport, QueueError> {
+        Ok(self.with(|s| {
+            let mut report = SendReport {
+                calls: jobs.len().div_ceil(10),
+                ..SendReport::default()
+            };
+            s.send_calls += report.calls;
+            for (i, j) in jobs.iter().enumerate() {
+                if s.fail_next_sends > 0 {
+                    s.fail_next_sends -= 1;
+                    report.failed.push((i, "injected failure".into()));
+                } else {
+                    s.requeued.push(j.clone());
                     report.sent += 1;
                 }
             }

@@ -11,7 +11,7 @@ use aws_sdk_sqs::Client;
 use futures::stream::{self, StreamExt};
 
 use super::dynamo::is_retryable_code;
-use crate::domain::DeliveryJob;
+use crate::domain::{DeliveryJob, QueuedJob};
 use crate::ports::{DeliveryQueue, QueueError, SendReport};
 
 /// SendMessageBatch's entry limit.
@@ -41,7 +41,11 @@ impl SqsQueue {
     /// Sends one chunk, retrying its transiently failed entries. Returns the
     /// entries (index into the caller's slice, reason) still failing, and the
     /// calls made.
-    async fn send_chunk(&self, chunk: Vec<(usize, String)>) -> (Vec<(usize, String)>, usize) {
+    async fn send_chunk(
+        &self,
+        chunk: Vec<(usize, String)>,
+        delays: &[i32],
+    ) -> (Vec<(usize, String)>, usize) {
         let mut pending = chunk;
         let mut given_up = Vec::new();
         let mut calls = 0;
@@ -59,6 +63,7 @@ impl SqsQueue {
                     SendMessageBatchRequestEntry::builder()
                         .id(i.to_string())
                         .message_body(body)
+                        .set_delay_seconds(delays.get(*i).copied())
                         .build()
                         .ok()
                 })
@@ -157,16 +162,12 @@ pub fn pack(bodies: Vec<(usize, String)>) -> Vec<Vec<(usize, String)>> {
     chunks
 }
 
-#[async_trait]
-impl DeliveryQueue for SqsQueue {
-    async fn send_jobs(&self, jobs: &[DeliveryJob]) -> Result<SendReport, QueueError> {
-        let bodies = jobs
-            .iter()
-            .enumerate()
-            .map(|(i, j)| (i, j.to_json()))
-            .collect();
+impl SqsQueue {
+    /// Sends bodies (by index) in packed chunks, `delays[i]` seconds late.
+    async fn send_bodies(&self, bodies: Vec<(usize, String)>, delays: &[i32]) -> SendReport {
+        let total = bodies.len();
         let results: Vec<(Vec<(usize, String)>, usize)> = stream::iter(pack(bodies))
-            .map(|chunk| self.send_chunk(chunk))
+            .map(|chunk| self.send_chunk(chunk, delays))
             .buffer_unordered(PARALLEL_CALLS)
             .collect()
             .await;
@@ -176,8 +177,30 @@ impl DeliveryQueue for SqsQueue {
             report.failed.extend(failed);
         }
         report.failed.sort();
-        report.sent = jobs.len() - report.failed.len();
-        Ok(report)
+        report.sent = total - report.failed.len();
+        report
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsQueue {
+    async fn send_jobs(&self, jobs: &[DeliveryJob]) -> Result<SendReport, QueueError> {
+        let bodies = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, j)| (i, j.to_json()))
+            .collect();
+        Ok(self.send_bodies(bodies, &[]).await)
+    }
+
+    async fn requeue(&self, jobs: &[(QueuedJob, i32)]) -> Result<SendReport, QueueError> {
+        let bodies = jobs
+            .iter()
+            .enumerate()
+            .map(|(i, (j, _))| (i, j.to_json()))
+            .collect();
+        let delays: Vec<i32> = jobs.iter().map(|(_, d)| (*d).clamp(0, 900)).collect();
+        Ok(self.send_bodies(bodies, &delays).await)
     }
 
     async fn change_visibility(&self, items: &[(String, i32)]) -> Result<(), QueueError> {

@@ -1,14 +1,23 @@
 //! The delivery job: the SQS message `ingest` and `settings` send and `deliver`
 //! consumes. Versioned (`v`) so the format can change while old messages are
 //! still in flight; validated on parse so a bad message fails alone.
+//!
+//! Formats: version 1 is the job as `ingest` and `settings` write it;
+//! version 2 ([`QueuedJob`]) is version 1 plus `attempts`, the real delivery
+//! attempts made before the message was queued, written by `deliver` when it
+//! re-queues a job it did not send (so a job reaches the dead-letter queue
+//! after `MAX_ATTEMPTS` attempts, not after `MAX_ATTEMPTS` receives). A
+//! version-1 job has made no attempt before this message.
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 use super::names::{Digest, RepositoryName, Tag};
 
-/// The job format this code writes and reads.
+/// The job format `ingest` and `settings` write, and [`DeliveryJob`] reads.
 pub const JOB_VERSION: u8 = 1;
+/// The format of a job re-queued with its attempt count ([`QueuedJob`]).
+pub const JOB_VERSION_WITH_ATTEMPTS: u8 = 2;
 /// Longest `webhook-id` we send; ids travel in an HTTP header.
 const MAX_WEBHOOK_ID_LEN: usize = 128;
 /// More layers than any real image has; bounds message size and work.
@@ -37,7 +46,7 @@ impl JobKind {
 pub enum JobError {
     #[error("delivery job is not valid JSON of the expected shape: {0}")]
     Malformed(#[from] serde_json::Error),
-    #[error("delivery job version {0} is not supported (expected {JOB_VERSION})")]
+    #[error("delivery job version {0} is not supported (expected {JOB_VERSION} or {JOB_VERSION_WITH_ATTEMPTS})")]
     Version(u8),
     #[error(
         "delivery job webhook_id must be 1..={MAX_WEBHOOK_ID_LEN} characters of [A-Za-z0-9_-.]"
@@ -92,7 +101,7 @@ impl DeliveryJob {
         serde_json::to_string(self).unwrap_or_default()
     }
 
-    /// A test delivery (CONTRACT §4): tag `ping`, no layers, size 0.
+    /// A test delivery (the contract's ping): tag `ping`, no layers, size 0.
     pub fn ping(repository: RepositoryName, repository_size: u64, webhook_id: String) -> Self {
         Self {
             v: JOB_VERSION,
@@ -121,6 +130,63 @@ fn is_valid_webhook_id(id: &str) -> bool {
         && id
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+/// A job as it travels on the delivery queue: the job, and the real attempts
+/// made before this message was queued (`None` for a version-1 message).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedJob {
+    pub job: DeliveryJob,
+    pub attempts: Option<u32>,
+}
+
+impl QueuedJob {
+    /// Parses a version-1 or version-2 message body.
+    pub fn parse(body: &str) -> Result<Self, JobError> {
+        /// Just the version, whatever else the body holds.
+        #[derive(Deserialize)]
+        struct Version {
+            v: u8,
+        }
+        match DeliveryJob::parse(body) {
+            Ok(job) => Ok(Self {
+                job,
+                attempts: None,
+            }),
+            Err(e) => match serde_json::from_str::<Version>(body) {
+                Ok(Version {
+                    v: JOB_VERSION_WITH_ATTEMPTS,
+                }) => Self::parse_v2(body),
+                _ => Err(e),
+            },
+        }
+    }
+
+    fn parse_v2(body: &str) -> Result<Self, JobError> {
+        let mut map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(body)?;
+        let attempts: u32 =
+            serde_json::from_value(map.remove("attempts").unwrap_or(serde_json::Value::Null))?;
+        map.insert("v".to_owned(), JOB_VERSION.into());
+        let job: DeliveryJob = serde_json::from_value(serde_json::Value::Object(map))?;
+        job.validate()?;
+        Ok(Self {
+            job,
+            attempts: Some(attempts),
+        })
+    }
+
+    /// The message body: version 2 when it carries an attempt count.
+    pub fn to_json(&self) -> String {
+        let Some(attempts) = self.attempts else {
+            return self.job.to_json();
+        };
+        let mut value = serde_json::to_value(&self.job).unwrap_or_default();
+        if let serde_json::Value::Object(map) = &mut value {
+            map.insert("v".to_owned(), JOB_VERSION_WITH_ATTEMPTS.into());
+            map.insert("attempts".to_owned(), attempts.into());
+        }
+        value.to_string()
+    }
 }
 
 /// A stable webhook id from the parts that identify one registry event, so a
@@ -198,5 +264,35 @@ mod tests {
         );
         assert!(is_valid_webhook_id(&a) && a.len() == 36);
         assert!(is_valid_webhook_id(&random_webhook_id()));
+    }
+
+    #[test]
+    fn queued_jobs_carry_their_attempts() {
+        let v1 = QueuedJob::parse(&sample()).unwrap();
+        assert_eq!(v1.attempts, None);
+        assert_eq!(v1.to_json(), sample());
+        let v2 = QueuedJob {
+            job: v1.job.clone(),
+            attempts: Some(4),
+        };
+        let body = v2.to_json();
+        assert!(
+            body.contains("\"v\":2") && body.contains("\"attempts\":4"),
+            "{body}"
+        );
+        assert_eq!(QueuedJob::parse(&body).unwrap(), v2);
+        // A version-2 body is not a version-1 job (an old reader refuses it
+        // whole rather than losing the count).
+        assert!(DeliveryJob::parse(&body).is_err());
+        let s = sample();
+        for bad in [
+            s.replace("\"v\":1", "\"v\":2"),
+            s.replace("\"v\":1", "\"v\":2,\"attempts\":-1"),
+            s.replace("\"v\":1", "\"v\":2,\"attempts\":\"x\""),
+            s.replace("\"v\":1", "\"v\":2,\"attempts\":1,\"extra\":0"),
+            s.replace("\"v\":1", "\"v\":3,\"attempts\":1"),
+        ] {
+            assert!(QueuedJob::parse(&bad).is_err(), "{bad}");
+        }
     }
 }

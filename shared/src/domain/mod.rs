@@ -7,9 +7,10 @@ pub mod record;
 pub mod target;
 pub mod time;
 
-pub use job::{DeliveryJob, JobError, JobKind};
+pub use job::{DeliveryJob, JobError, JobKind, QueuedJob};
 pub use names::{Digest, NameError, RepositoryName, Tag};
 pub use record::{
-    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, WebhookConfig,
+    BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
+    WebhookConfig,
 };
 pub use target::{classify_ip, validate_webhook_url, UrlError, WebhookUrl};

@@ -13,12 +13,58 @@ pub struct LastDelivery {
     pub event: String,
     pub tag: String,
     pub at: String,
-    /// `delivered`, `failed`, `retrying` or `gone`.
-    pub outcome: String,
+    pub outcome: DeliveryOutcome,
     pub status: Option<u16>,
     pub error: Option<String>,
     pub duration_ms: u64,
     pub attempt: u32,
+}
+
+/// How the last attempt ended, as the settings API shows it: stored and
+/// served as its lowercase name (`delivered`, `failed`, `retrying`, `gone`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeliveryOutcome {
+    /// Answered 2xx.
+    Delivered,
+    /// Failed and not retried (a non-retryable status, a refusal, or the
+    /// last attempt).
+    Failed,
+    /// Failed and scheduled for another attempt.
+    Retrying,
+    /// Answered 410 Gone: the webhook is disabled.
+    Gone,
+}
+
+impl DeliveryOutcome {
+    /// The name stored and shown by the settings API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Delivered => "delivered",
+            Self::Failed => "failed",
+            Self::Retrying => "retrying",
+            Self::Gone => "gone",
+        }
+    }
+}
+
+impl std::fmt::Display for DeliveryOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// So checks read `outcome == "delivered"`, as the API shows it.
+impl PartialEq<&str> for DeliveryOutcome {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<str> for DeliveryOutcome {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
 }
 
 /// A repository's webhook.

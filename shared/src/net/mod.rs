@@ -6,4 +6,6 @@ pub mod client;
 pub mod resolver;
 
 pub use client::{webhook_client, ClientOptions};
-pub use resolver::{check_resolved, GuardedResolver, NameLookup, StaticLookup, SystemLookup};
+pub use resolver::{
+    check_resolved, GuardedResolver, NameLookup, ResolveError, StaticLookup, SystemLookup,
+};

@@ -1,9 +1,8 @@
-//! What `deliver` takes from the configuration (CONTRACT §2), as one plain
-//! struct so tests can set a short timeout or deadline margin directly.
+//! `deliver`'s configuration: what it takes from the environment (the
+//! service's settings, read once by `shared::Config`) plus its own margins,
+//! as one plain struct so tests can set a short timeout or deadline directly.
 
 use std::time::Duration;
-
-use shared::Config;
 
 /// Time kept back at the end of an invocation, after the last request may
 /// finish, for the visibility changes, the outcome writes and the response.
@@ -14,9 +13,9 @@ pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(2);
 /// the batch are not sent but retried later with backoff.
 pub const DEFAULT_HOST_BREAKER: u32 = 3;
 
-/// `deliver`'s settings.
+/// `deliver`'s configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settings {
+pub struct Config {
     pub registry_host: String,
     pub failure_threshold: u32,
     pub delivery_timeout: Duration,
@@ -31,9 +30,10 @@ pub struct Settings {
     pub host_breaker: u32,
 }
 
-impl Settings {
-    /// The settings of a loaded [`Config`], with the default margins.
-    pub fn from_config(c: &Config) -> Self {
+impl Config {
+    /// The configuration from the service's loaded environment, with the
+    /// default margins.
+    pub fn from_env_config(c: &shared::Config) -> Self {
         Self {
             registry_host: c.registry_host.clone(),
             failure_threshold: c.failure_threshold,
@@ -49,8 +49,8 @@ impl Settings {
     }
 }
 
-impl Default for Settings {
-    /// The contract's defaults (CONTRACT §2).
+impl Default for Config {
+    /// The contract's defaults.
     fn default() -> Self {
         Self {
             registry_host: "container.alin.io".to_owned(),

@@ -1,0 +1,451 @@
+//! Trust at deliver's door, through the real `deliver` binary (devstack's
+//! Runtime API emulation) against moto and real receivers on 127.0.0.1:
+//! a DNS failure is a connection failure (retried with backoff), attempts
+//! are real attempts (a job never sent does not move toward the DLQ), and
+//! one slow repository does not starve the others.
+//! Needs `cargo build -p deliver` first (scripts/test.sh builds every
+//! binary before the tests).
+
+use std::time::{Duration, Instant};
+
+use alin_tests::{repo_root, Stack};
+use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use devstack::receiver::{Behaviour, Receiver};
+use devstack::runtime_api::{workspace_binary, LocalFunction};
+use serde_json::Value;
+use shared::domain::{validate_webhook_url, RepositoryName, WebhookConfig};
+use shared::ports::WebhookStore;
+
+fn repo(name: &str) -> RepositoryName {
+    RepositoryName::parse(name).unwrap()
+}
+
+fn push(id: &str, repository: &str, tag: &str) -> String {
+    format!(
+        r#"{{"v":1,"webhook_id":"{id}","kind":"push","repository":"{repository}","tag":"{tag}","image_size":126,"layers":["sha256:{d}"],"repository_size":4096}}"#,
+        d = "d".repeat(64)
+    )
+}
+
+async fn start(
+    stack: &Stack,
+    name: &str,
+    extra: &[(&str, &str)],
+    timeout: Duration,
+) -> (LocalFunction, std::path::PathBuf) {
+    let binary = workspace_binary("deliver");
+    assert!(
+        binary.is_file(),
+        "{} is missing: run `cargo build -p deliver` first",
+        binary.display()
+    );
+    let mut env = stack.function_env();
+    env.push(("ALLOW_PRIVATE_TARGETS".into(), "true".into()));
+    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    let log = repo_root()
+        .join(".devstack")
+        .join("logs")
+        .join(format!("trust-deliver-{name}-{}.log", stack.table));
+    let f = LocalFunction::start(&binary, &env, &log)
+        .await
+        .expect("deliver starts")
+        .with_timeout(timeout);
+    (f, log)
+}
+
+async fn webhook(stack: &Stack, name: &str, url: &str) {
+    let url = validate_webhook_url(url, true).unwrap();
+    stack
+        .store()
+        .put_url(&repo(name), &url, "2026-11-28T08:00:00Z")
+        .await
+        .unwrap();
+}
+
+async fn config(stack: &Stack, name: &str) -> WebhookConfig {
+    stack
+        .store()
+        .get(&repo(name))
+        .await
+        .unwrap()
+        .and_then(|r| r.webhook)
+        .unwrap()
+}
+
+async fn enqueue(stack: &Stack, bodies: &[String]) {
+    for body in bodies {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+fn receive_count(m: &Message) -> u32 {
+    m.attributes()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn failed_ids(response: &Value) -> Vec<String> {
+    let mut ids: Vec<String> = response["batchItemFailures"]
+        .as_array()
+        .expect("batchItemFailures")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// The last EMF line the function printed.
+fn last_emf(log: &std::path::Path) -> Value {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    text.lines()
+        .rev()
+        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
+        .find(|v| v.get("_aws").is_some())
+        .unwrap_or_else(|| panic!("no EMF line in {}:\n{text}", log.display()))
+}
+
+/// GIVEN a webhook whose host name does not resolve (`.invalid` never does)
+/// WHEN the binary delivers a job for it
+/// THEN the job is reported failed and comes back after its backoff (not
+/// at once, not acknowledged), the failure is counted once, and the record
+/// says "retrying", not an address-rule refusal.
+#[tokio::test]
+async fn a_name_that_does_not_resolve_is_retried_with_backoff() {
+    let stack = Stack::new("trust-dns").await;
+    webhook(&stack, "alice/app", "http://hooks.moved.invalid:9/h").await;
+    enqueue(&stack, &[push("evt_dns", "alice/app", "1.0")]).await;
+    let msgs = stack.drain(&stack.queue_url, 1).await;
+    assert_eq!(msgs.len(), 1);
+    let event = devstack::esm::event::event(&msgs, &stack.queue_arn);
+    let (f, log) = start(
+        &stack,
+        "dns",
+        &[
+            ("RETRY_BASE_DELAY_SECS", "3"),
+            ("DELIVERY_TIMEOUT_SECS", "2"),
+        ],
+        Duration::from_secs(30),
+    )
+    .await;
+    let inv = f.invoke(event, Duration::from_secs(30)).await.unwrap();
+    let answered = Instant::now();
+    let response = inv
+        .ok()
+        .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
+        .clone();
+    assert_eq!(
+        failed_ids(&response),
+        [msgs[0].message_id().unwrap().to_owned()],
+        "reported failed, not acknowledged"
+    );
+    let w = config(&stack, "alice/app").await;
+    assert_eq!(w.consecutive_failures, 1);
+    let ld = w.last_delivery.unwrap();
+    assert_eq!(ld.outcome, "retrying");
+    assert!(
+        !ld.error.as_deref().unwrap_or_default().contains("refused"),
+        "{:?}",
+        ld.error
+    );
+    let emf = last_emf(&log);
+    assert_eq!(
+        (emf["failed"].as_u64(), emf["retried"].as_u64()),
+        (Some(1), Some(1))
+    );
+
+    // Backoff: 3 s ±20% → 3–4 s; not back at once.
+    assert!(stack.drain(&stack.queue_url, 10).await.is_empty());
+    tokio::time::sleep(Duration::from_millis(4500).saturating_sub(answered.elapsed())).await;
+    let back = stack.drain(&stack.queue_url, 10).await;
+    assert_eq!(back.len(), 1, "back after its backoff");
+    assert_eq!(receive_count(&back[0]), 2);
+    f.stop().await.unwrap();
+}
+
+// ------------------------------------------------- attempts are attempts
+
+/// A started function and its invocation timeout (the deadline it sees).
+struct Func(LocalFunction, Duration);
+
+/// Invokes `f` with `msgs` (in that order) and does what the event source
+/// mapping does with the answer: deletes every message not reported failed.
+/// Returns the failed message ids.
+async fn round(stack: &Stack, f: &Func, msgs: &[Message]) -> Vec<String> {
+    let event = devstack::esm::event::event(msgs, &stack.queue_arn);
+    let inv = f.0.invoke(event, f.1).await.unwrap();
+    assert!(!inv.timed_out, "answered before the deadline");
+    let response = inv
+        .ok()
+        .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
+        .clone();
+    let failed = failed_ids(&response);
+    for m in msgs {
+        if !failed.iter().any(|id| Some(id.as_str()) == m.message_id()) {
+            stack
+                .sqs
+                .delete_message()
+                .queue_url(&stack.queue_url)
+                .receipt_handle(m.receipt_handle().unwrap())
+                .send()
+                .await
+                .unwrap();
+        }
+    }
+    failed
+}
+
+fn webhook_id(m: &Message) -> String {
+    let body: Value = serde_json::from_str(m.body().unwrap_or_default()).unwrap_or_default();
+    body["webhook_id"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Receives until the message of job `id` and at least `want` messages in
+/// all are in hand (delayed ones included), or `timeout` passes.
+async fn receive(stack: &Stack, id: &str, want: usize, timeout: Duration) -> Vec<Message> {
+    let until = Instant::now() + timeout;
+    let mut all: Vec<Message> = Vec::new();
+    let done = |all: &[Message]| all.len() >= want && all.iter().any(|m| webhook_id(m) == id);
+    while !done(&all) && Instant::now() < until {
+        all.extend(stack.drain(&stack.queue_url, 10).await);
+        if !done(&all) {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+    }
+    all
+}
+
+/// Everything in the dead-letter queue, by webhook id.
+async fn dead_letter_ids(stack: &Stack) -> Vec<String> {
+    let msgs = stack.drain(&stack.dlq_url, 100).await;
+    msgs.iter().map(webhook_id).collect()
+}
+
+/// The short-deadline function: 4 s invocations, 1 s request timeout and the
+/// 2 s margin leave ~1 s to start requests, one at a time.
+async fn short_deadline(stack: &Stack, name: &str, max_attempts: &str) -> Func {
+    let (f, _log) = start(
+        stack,
+        name,
+        &[
+            ("DELIVERY_TIMEOUT_SECS", "1"),
+            ("DELIVERY_CONCURRENCY", "1"),
+            ("PER_HOST_CONCURRENCY", "1"),
+            ("RETRY_BASE_DELAY_SECS", "1"),
+            ("MAX_ATTEMPTS", max_attempts),
+            ("FAILURE_THRESHOLD", "50"),
+        ],
+        Duration::from_secs(4),
+    )
+    .await;
+    f.api()
+        .wait_for_first_poll(Duration::from_secs(30))
+        .await
+        .unwrap();
+    Func(f, Duration::from_secs(4))
+}
+
+async fn normal(stack: &Stack, name: &str, max_attempts: &str) -> Func {
+    let f = start(
+        stack,
+        name,
+        &[
+            ("DELIVERY_TIMEOUT_SECS", "2"),
+            ("RETRY_BASE_DELAY_SECS", "1"),
+            ("MAX_ATTEMPTS", max_attempts),
+            ("FAILURE_THRESHOLD", "50"),
+        ],
+        Duration::from_secs(60),
+    )
+    .await
+    .0;
+    Func(f, Duration::from_secs(60))
+}
+
+/// Puts `blockers` (jobs of the same repository, before it in the event)
+/// ahead of the job `id` so it cannot start within the short deadline.
+fn blockers_first(mut msgs: Vec<Message>, id: &str) -> Vec<Message> {
+    msgs.sort_by_key(|m| webhook_id(m) == id);
+    msgs
+}
+
+/// GIVEN MAX_ATTEMPTS 2 and a job that misses the deadline three times (its
+/// repository's earlier jobs on a slow receiver fill the ~1 s window)
+/// THEN each time it is re-queued with no attempt counted (its record
+/// acknowledged, the new message received afresh), and the next normal
+/// invocation delivers it: not in the dead-letter queue.
+#[tokio::test]
+async fn a_job_that_keeps_missing_the_deadline_is_still_delivered() {
+    let stack = Stack::with_params("trust-misses", &["MaxAttempts=2"]).await;
+    let rx = Receiver::start(Behaviour::delay(
+        Duration::from_millis(600),
+        Behaviour::ok(),
+    ))
+    .await
+    .unwrap();
+    webhook(&stack, "busy/app", &rx.url("/busy")).await;
+    let short = short_deadline(&stack, "misses-short", "2").await;
+    enqueue(&stack, &[push("evt_j", "busy/app", "j")]).await;
+    for r in 0..3 {
+        let blockers: Vec<String> = (0..2)
+            .map(|b| push(&format!("evt_b{r}{b}"), "busy/app", &format!("b{r}{b}")))
+            .collect();
+        enqueue(&stack, &blockers).await;
+        let msgs = receive(&stack, "evt_j", 3, Duration::from_secs(10)).await;
+        let msgs = blockers_first(msgs, "evt_j");
+        assert!(msgs.len() >= 3, "round {r}: the job and its blockers");
+        let j = msgs
+            .iter()
+            .find(|m| webhook_id(m) == "evt_j")
+            .expect("evt_j");
+        assert_eq!(receive_count(j), 1, "round {r}: a new message each time");
+        let failed = round(&stack, &short, &msgs).await;
+        assert!(
+            failed.is_empty(),
+            "round {r}: re-queued, not failed: {failed:?}"
+        );
+        assert!(
+            !rx.requests()
+                .iter()
+                .any(|q| q.header("webhook-id") == Some("evt_j")),
+            "round {r}: evt_j must not have started"
+        );
+    }
+    short.0.stop().await.unwrap();
+    let f = normal(&stack, "misses-normal", "2").await;
+    let msgs = receive(&stack, "evt_j", 1, Duration::from_secs(10)).await;
+    assert!(msgs.iter().any(|m| webhook_id(m) == "evt_j"));
+    assert!(round(&stack, &f, &msgs).await.is_empty());
+    let sent: Vec<_> = rx
+        .requests()
+        .into_iter()
+        .filter(|q| q.header("webhook-id") == Some("evt_j"))
+        .collect();
+    assert_eq!(sent.len(), 1, "delivered once");
+    assert!(dead_letter_ids(&stack).await.is_empty());
+    let ld = config(&stack, "busy/app").await.last_delivery.unwrap();
+    assert_eq!((ld.webhook_id.as_str(), ld.attempt), ("evt_j", 1));
+    f.0.stop().await.unwrap();
+}
+
+/// GIVEN MAX_ATTEMPTS 2 and a receiver that always answers 503
+/// WHEN the job fails its 1st attempt, then misses the deadline (re-queued
+/// with 1 attempt made), then fails again
+/// THEN it reaches the dead-letter queue after exactly 2 requests: the miss
+/// used up no attempt, and the re-queued message is not sent a 3rd time.
+#[tokio::test]
+async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
+    let stack = Stack::with_params("trust-dlq", &["MaxAttempts=2"]).await;
+    let rx = Receiver::start(Behaviour::status(503)).await.unwrap();
+    webhook(&stack, "flaky/app", &rx.url("/flaky")).await;
+    let hits = || {
+        rx.requests()
+            .iter()
+            .filter(|q| q.header("webhook-id") == Some("evt_j"))
+            .count()
+    };
+    let f = normal(&stack, "dlq-normal", "2").await;
+    enqueue(&stack, &[push("evt_j", "flaky/app", "j")]).await;
+    let msgs = receive(&stack, "evt_j", 1, Duration::from_secs(10)).await;
+    assert_eq!(round(&stack, &f, &msgs).await.len(), 1, "attempt 1 failed");
+    assert_eq!(hits(), 1);
+
+    // Back after its backoff (1 s ±20%), behind two slow jobs of its
+    // repository: not started, re-queued with its 1 attempt.
+    rx.set_behaviour(Behaviour::delay(
+        Duration::from_millis(600),
+        Behaviour::ok(),
+    ));
+    enqueue(
+        &stack,
+        &[
+            push("evt_b0", "flaky/app", "b0"),
+            push("evt_b1", "flaky/app", "b1"),
+        ],
+    )
+    .await;
+    let short = short_deadline(&stack, "dlq-short", "2").await;
+    let msgs = receive(&stack, "evt_j", 3, Duration::from_secs(10)).await;
+    let msgs = blockers_first(msgs, "evt_j");
+    assert_eq!(msgs.len(), 3);
+    assert!(round(&stack, &short, &msgs).await.is_empty(), "re-queued");
+    assert_eq!(hits(), 1, "not started");
+    short.0.stop().await.unwrap();
+
+    // Attempt 2 (the re-queued message's first receive) fails: last attempt.
+    rx.set_behaviour(Behaviour::status(503));
+    let msgs = receive(&stack, "evt_j", 1, Duration::from_secs(10)).await;
+    let j = msgs
+        .iter()
+        .find(|m| webhook_id(m) == "evt_j")
+        .expect("evt_j back");
+    assert_eq!(receive_count(j), 1, "a new message");
+    assert!(!round(&stack, &f, &msgs).await.is_empty());
+    assert_eq!(hits(), 2);
+    let ld = config(&stack, "flaky/app").await.last_delivery.unwrap();
+    assert_eq!((ld.outcome.as_str(), ld.attempt), ("failed", 2));
+
+    // Its message still has a receive left: it is released, not sent, until
+    // the redrive policy moves it to the dead-letter queue.
+    let until = Instant::now() + Duration::from_secs(20);
+    let mut dead = Vec::new();
+    while Instant::now() < until && !dead.contains(&"evt_j".to_owned()) {
+        let msgs = stack.drain(&stack.queue_url, 10).await;
+        if !msgs.is_empty() {
+            round(&stack, &f, &msgs).await;
+        }
+        dead.extend(dead_letter_ids(&stack).await);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert!(dead.contains(&"evt_j".to_owned()), "in the DLQ: {dead:?}");
+    assert_eq!(hits(), 2, "exactly MAX_ATTEMPTS requests");
+    f.0.stop().await.unwrap();
+}
+
+/// GIVEN one repository with many slow jobs and another with one job, both
+/// on the same host, one request at a time and ~1 s to start requests
+/// THEN the second repository's job is sent within the batch: the host's
+/// turns go round its repositories.
+#[tokio::test]
+async fn a_slow_repository_does_not_starve_another_on_its_host() {
+    let stack = Stack::new("trust-fair").await;
+    let rx = Receiver::start(Behaviour::delay(
+        Duration::from_millis(600),
+        Behaviour::ok(),
+    ))
+    .await
+    .unwrap();
+    webhook(&stack, "slow/app", &rx.url("/slow")).await;
+    webhook(&stack, "other/app", &rx.url("/other")).await;
+    let mut bodies: Vec<String> = (0..6)
+        .map(|i| push(&format!("evt_s{i}"), "slow/app", &format!("t{i}")))
+        .collect();
+    bodies.push(push("evt_o", "other/app", "1.0"));
+    enqueue(&stack, &bodies).await;
+    let short = short_deadline(&stack, "fair-short", "6").await;
+    let msgs = receive(&stack, "evt_o", 7, Duration::from_secs(10)).await;
+    let msgs = blockers_first(msgs, "evt_o");
+    assert_eq!(msgs.len(), 7);
+    round(&stack, &short, &msgs).await;
+    let sent: Vec<String> = rx
+        .requests()
+        .iter()
+        .filter_map(|q| q.header("webhook-id").map(str::to_owned))
+        .collect();
+    assert!(sent.contains(&"evt_o".to_owned()), "sent: {sent:?}");
+    assert!(sent.len() <= 3, "{sent:?}");
+    let other = config(&stack, "other/app").await;
+    assert_eq!(
+        other.last_delivery.map(|l| l.webhook_id),
+        Some("evt_o".to_owned())
+    );
+    short.0.stop().await.unwrap();
+}
