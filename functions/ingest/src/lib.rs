@@ -75,6 +75,7 @@
 //! `duration_ms` ([`Summary::log`]); one warning per failed input (with the
 //! SQS `message_id`) or unusable manifest. Tokens are never logged.
 
+pub mod bounded;
 pub mod distribution;
 pub mod ecr;
 pub mod error;
@@ -82,6 +83,7 @@ pub mod formats;
 mod http;
 pub mod manifest;
 mod pipeline;
+pub mod registry_events;
 mod sqs;
 pub mod summary;
 #[cfg(test)]
@@ -100,7 +102,8 @@ pub use distribution::DistributionFetcher;
 pub use ecr::EcrSource;
 pub use error::IngestError;
 pub use http::HttpOutcome;
-pub use manifest::{ManifestLocation, ManifestSource, ManifestSources, RawManifest};
+pub use manifest::{ByteBudget, ManifestLocation, ManifestSource, ManifestSources, RawManifest};
+pub use registry_events::{RegistryEvents, RegistryEventsError, SetAside, SqsRegistryEvents};
 pub use sqs::SqsOutcome;
 pub use summary::{IgnoreReason, Summary};
 
@@ -108,18 +111,29 @@ pub use summary::{IgnoreReason, Summary};
 /// POST, a few hundred bytes; an envelope of thousands still fits.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The function: its ports and its one setting. Built once per cold start.
+/// The answer to every HTTP request while `INGEST_TOKEN` is unset.
+pub const CLOSED_DOOR: &str = "ingest HTTP door is closed: INGEST_TOKEN is not set";
+
+/// The function: its ports and its settings. Built once per cold start.
 pub struct Ingest {
     store: Arc<dyn WebhookStore>,
     queue: Arc<dyn DeliveryQueue>,
     manifests: Arc<dyn ManifestSource>,
+    /// Where the HTTP door defers and keeps Distribution events; `None`
+    /// (tests, local runs without the queues): deferring fails (5xx) and
+    /// rejected events are only logged.
+    registry_events: Option<Arc<dyn RegistryEvents>>,
     /// SHA-256 of `INGEST_TOKEN`: comparing fixed-size hashes in constant
-    /// time does not even leak the token's length.
+    /// time does not even leak the token's length. `None`: the HTTP door is
+    /// closed.
     token_hash: Option<[u8; 32]>,
+    /// Manifest bytes one invocation may hold at once.
+    manifest_bytes: usize,
 }
 
 impl Ingest {
-    /// An open (token-less) ingest over these ports.
+    /// An ingest over these ports whose HTTP door is closed until
+    /// [`with_token`](Self::with_token) gives it a token.
     pub fn new(
         store: Arc<dyn WebhookStore>,
         queue: Arc<dyn DeliveryQueue>,
@@ -129,14 +143,39 @@ impl Ingest {
             store,
             queue,
             manifests,
+            registry_events: None,
             token_hash: None,
+            manifest_bytes: manifest::MANIFEST_BYTES_IN_FLIGHT,
         }
     }
 
-    /// Requires `Authorization: Bearer <token>` on HTTP requests when set.
+    /// Opens the HTTP door to requests with `Authorization: Bearer <token>`
+    /// (the token trimmed, as the presented one is). `None` or a blank token
+    /// keeps it closed.
     pub fn with_token(mut self, token: Option<&Sensitive>) -> Self {
-        self.token_hash = token.map(|t| Sha256::digest(t.0.as_bytes()).into());
+        self.token_hash = token
+            .map(|t| t.0.trim())
+            .filter(|t| !t.is_empty())
+            .map(|t| Sha256::digest(t.as_bytes()).into());
         self
+    }
+
+    /// The registry events queue and its dead-letter queue, for the HTTP
+    /// door's deferred and rejected Distribution events.
+    pub fn with_registry_events(mut self, events: Arc<dyn RegistryEvents>) -> Self {
+        self.registry_events = Some(events);
+        self
+    }
+
+    /// Sets the manifest bytes one invocation may hold at once.
+    pub fn with_manifest_budget(mut self, bytes: usize) -> Self {
+        self.manifest_bytes = bytes;
+        self
+    }
+
+    /// True when the HTTP door is open (a token is set).
+    pub fn http_door_open(&self) -> bool {
+        self.token_hash.is_some()
     }
 
     /// The Lambda entry point: dispatches on the raw event's shape and
@@ -149,6 +188,7 @@ impl Ingest {
         if HttpRequest::matches(&event) {
             let outcome = match serde_json::from_value::<HttpRequest>(event) {
                 Ok(req) => self.handle_http(&req).await.response,
+                Err(_) if !self.http_door_open() => Self::closed_door(),
                 // The lenient request type only fails on wrongly typed fields.
                 Err(e) => {
                     Summary {
@@ -159,7 +199,7 @@ impl Ingest {
                     .log("http");
                     shared::function_url::HttpResponse::error(
                         400,
-                        format!("unreadable request: {e}"),
+                        format!("unreadable request: {}", bounded::bounded(&e.to_string())),
                     )
                 }
             };
