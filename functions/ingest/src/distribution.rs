@@ -24,8 +24,10 @@ use crate::manifest::{
     MAX_MANIFEST_BYTES,
 };
 
-/// Whole-request timeout of one manifest fetch. The registry waits for our
-/// answer (its own default timeout is 1 s, often raised), so keep it short.
+/// Timeout of one manifest fetch's answer head, and again of reading its
+/// body (the wait for room in the byte budget between the two is not the
+/// registry's time). The registry waits for our answer (its own default
+/// timeout is 1 s, often raised), so keep it short.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connect timeout; a registry that does not accept a connection this fast is down.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -48,7 +50,6 @@ impl DistributionFetcher {
         authorization: Option<&Sensitive>,
     ) -> Result<Self, IngestError> {
         let client = reqwest::Client::builder()
-            .timeout(FETCH_TIMEOUT)
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent("alin-webhooks-ingest")
             // A proxy from the environment would see the credentials and
@@ -131,7 +132,12 @@ impl DistributionFetcher {
             // `without_url`: the error must not carry a query string into logs.
             IngestError::ManifestFetch(format!("GET {location}: {}", e.without_url()))
         };
-        let mut resp = req.send().await.map_err(fail)?;
+        let timed_out =
+            |what: &str| IngestError::ManifestFetch(format!("GET {location}: {what} timed out"));
+        let mut resp = tokio::time::timeout(FETCH_TIMEOUT, req.send())
+            .await
+            .map_err(|_| timed_out("answer"))?
+            .map_err(fail)?;
         let status = resp.status();
         if !status.is_success() {
             let why = format!("GET {location}: HTTP {status}");
@@ -166,13 +172,19 @@ impl DistributionFetcher {
             Some(b) => Some(b.reserve(expected).await),
             None => None,
         };
-        let mut body = Vec::with_capacity(expected.min(64 * 1024));
-        while let Some(chunk) = resp.chunk().await.map_err(fail)? {
-            if body.len() + chunk.len() > expected {
-                return Err(too_large());
+        let read = async {
+            let mut body = Vec::with_capacity(expected.min(64 * 1024));
+            while let Some(chunk) = resp.chunk().await.map_err(fail)? {
+                if body.len() + chunk.len() > expected {
+                    return Err(too_large());
+                }
+                body.extend_from_slice(&chunk);
             }
-            body.extend_from_slice(&chunk);
-        }
+            Ok(body)
+        };
+        let body = tokio::time::timeout(FETCH_TIMEOUT, read)
+            .await
+            .map_err(|_| timed_out("body"))??;
         Ok((RawManifest { media_type, body }, permit))
     }
 }
