@@ -20,6 +20,9 @@ use tokio::sync::Semaphore;
 
 use crate::meter::{units_of, Units};
 use crate::stack::{self, function_env, start_function, Chain, Stack};
+
+/// The bearer token the benchmark's ingest takes.
+const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 use crate::workload;
 use crate::{Ctx, Res};
 
@@ -130,7 +133,13 @@ pub async fn run(ctx: &Ctx, pushes: usize, repos_n: usize, rate: f64) -> Res<Lat
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
 
     let ingest_pool = 4;
-    let ingest_env = function_env(&ctx.moto, &stack, &ingest_chain.endpoint(), &[]);
+    // ingest's HTTP door is closed without a token.
+    let ingest_env = function_env(
+        &ctx.moto,
+        &stack,
+        &ingest_chain.endpoint(),
+        &[("INGEST_TOKEN", BENCH_INGEST_TOKEN)],
+    );
     let mut ingests = Vec::new();
     for k in 0..ingest_pool {
         let (f, _) = start_function(
@@ -198,6 +207,7 @@ pub async fn run(ctx: &Ctx, pushes: usize, repos_n: usize, rate: f64) -> Res<Lat
             let resp = http
                 .post(target)
                 .header("content-type", "application/json")
+                .bearer_auth(BENCH_INGEST_TOKEN)
                 .body(body)
                 .send()
                 .await;

@@ -21,6 +21,7 @@ mod cost;
 mod deliver_bench;
 mod fake_dynamo;
 mod ingest_bench;
+mod ingest_memory;
 mod latency;
 mod meter;
 mod report;
@@ -212,6 +213,14 @@ async fn run(small: bool, out: Option<PathBuf>, only: Option<Vec<String>>) -> Re
         skipped()
     };
     report_err(&ctx, "ingest", &ingest);
+
+    ctx.progress("ingest peak memory on a hostile index");
+    if wanted("ingest-memory") {
+        match ingest_memory::run(&ctx).await {
+            Ok(m) => eprintln!("{}", m.summary()),
+            Err(e) => eprintln!("ingest memory: FAILED: {e}"),
+        }
+    }
 
     ctx.progress("push → webhook latency");
     let latency = if wanted("latency") {
