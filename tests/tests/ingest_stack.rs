@@ -317,7 +317,10 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "1",
     );
-    let r = ingest.handle(http_event(&body, Some(&bearer))).await.unwrap();
+    let r = ingest
+        .handle(http_event(&body, Some(&bearer)))
+        .await
+        .unwrap();
     assert_eq!(r["statusCode"], 202);
     assert_eq!(
         serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
@@ -334,7 +337,10 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &gone_digest,
         "2",
     );
-    let r = ingest.handle(http_event(&gone, Some(&bearer))).await.unwrap();
+    let r = ingest
+        .handle(http_event(&gone, Some(&bearer)))
+        .await
+        .unwrap();
     assert_eq!(r["statusCode"], 202);
     assert_eq!(
         serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["rejected"],
@@ -350,7 +356,10 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "3",
     );
-    let r = ingest.handle(http_event(&down, Some(&bearer))).await.unwrap();
+    let r = ingest
+        .handle(http_event(&down, Some(&bearer)))
+        .await
+        .unwrap();
     assert_eq!(r["statusCode"], 503);
 }
 

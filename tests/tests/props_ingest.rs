@@ -158,7 +158,12 @@ fn check_http(body: &str, answer: &Value, queued: usize) -> Result<(), TestCaseE
         let n = |k: &str| reply[k].as_u64().unwrap_or(u64::MAX);
         prop_assert_eq!(n("accepted"), n("dropped") + n("queued"), "{}", reply);
         prop_assert_eq!(n("queued") as usize, queued);
-        prop_assert_eq!(n("deferred"), 0, "nothing here fails transiently: {}", reply);
+        prop_assert_eq!(
+            n("deferred"),
+            0,
+            "nothing here fails transiently: {}",
+            reply
+        );
         if malformed {
             prop_assert!(n("rejected") >= 1, "a bad event is rejected: {}", reply);
         }
@@ -398,10 +403,8 @@ fn arb_rfc3339() -> impl Strategy<Value = String> {
         0u32..=60,
         prop_oneof![
             Just("Z".to_owned()),
-            (any::<bool>(), 0u32..=23, 0u32..=59).prop_map(|(neg, h, m)| format!(
-                "{}{h:02}:{m:02}",
-                if neg { '-' } else { '+' }
-            )),
+            (any::<bool>(), 0u32..=23, 0u32..=59)
+                .prop_map(|(neg, h, m)| format!("{}{h:02}:{m:02}", if neg { '-' } else { '+' })),
         ],
     )
         .prop_map(|(y, mo, d, h, mi, s, off)| {

@@ -41,6 +41,9 @@ const REGISTRY_AUTH: &str = "Bearer trust-registry-credential-77c1";
 
 // ------------------------------------------------------------ stub registry
 
+/// Requests seen: path and Authorization.
+type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 /// One canned answer.
 #[derive(Clone)]
 struct Route {
@@ -54,7 +57,7 @@ struct Route {
 struct StubRegistry {
     base: String,
     routes: Arc<Mutex<HashMap<String, Route>>>,
-    seen: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    seen: Seen,
 }
 
 impl StubRegistry {
@@ -62,7 +65,7 @@ impl StubRegistry {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
-        let seen: Arc<Mutex<Vec<(String, Option<String>)>>> = Arc::default();
+        let seen: Seen = Arc::default();
         let (r, s) = (routes.clone(), seen.clone());
         tokio::spawn(async move {
             while let Ok((mut sock, _)) = listener.accept().await {
@@ -174,8 +177,10 @@ fn image_manifest(layers: &[(String, u64)], pad: usize) -> Vec<u8> {
 fn index_manifest(children: &[String]) -> Vec<u8> {
     let manifests: Vec<Value> = children
         .iter()
-        .map(|d| json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1,
-                        "platform": {"os": "linux", "architecture": "amd64"}}))
+        .map(|d| {
+            json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1,
+                        "platform": {"os": "linux", "architecture": "amd64"}})
+        })
         .collect();
     json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
         .to_string()
@@ -272,7 +277,10 @@ impl Running {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn authorized(&self, body: &str) -> (u16, Value) {
@@ -286,7 +294,9 @@ impl Running {
             .invoke(event, Duration::from_secs(180))
             .await
             .unwrap();
-        inv.ok().cloned().unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
+        inv.ok()
+            .cloned()
+            .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
     }
 
     fn log(&self) -> String {
@@ -327,7 +337,10 @@ async fn without_a_token_the_http_door_is_closed_and_the_sqs_door_works() {
         let (status, body) = ingest.request(method, auth, &push).await;
         assert_eq!(status, 401, "{method} {auth:?}: {body}");
         assert!(
-            body["error"].as_str().unwrap_or("").contains("INGEST_TOKEN is not set"),
+            body["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("INGEST_TOKEN is not set"),
             "{body}"
         );
     }
@@ -367,7 +380,10 @@ async fn registry_auth_without_a_token_fails_the_cold_start_naming_both() {
         said.contains("REGISTRY_AUTH") && said.contains("INGEST_TOKEN"),
         "no error naming both variables:\n{said}"
     );
-    assert!(!said.contains("trust-registry-credential"), "credential in the log");
+    assert!(
+        !said.contains("trust-registry-credential"),
+        "credential in the log"
+    );
 }
 
 #[tokio::test]
@@ -435,8 +451,16 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["rejected"], 1, "{body}");
     assert_eq!(body["queued"], 0, "{body}");
-    assert!(attacker.seen().is_empty(), "attacker got {:?}", attacker.seen());
-    assert!(registry.seen().is_empty(), "registry got {:?}", registry.seen());
+    assert!(
+        attacker.seen().is_empty(),
+        "attacker got {:?}",
+        attacker.seen()
+    );
+    assert!(
+        registry.seen().is_empty(),
+        "registry got {:?}",
+        registry.seen()
+    );
 
     // WHEN an envelope names our origin with another path and a query
     let odd_path = format!(
@@ -481,7 +505,11 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
     // THEN it is not followed: rejected, nothing reaches the attacker
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["rejected"], 1, "{body}");
-    assert!(attacker.seen().is_empty(), "attacker got {:?}", attacker.seen());
+    assert!(
+        attacker.seen().is_empty(),
+        "attacker got {:?}",
+        attacker.seen()
+    );
     // AND the environment proxy never saw a request
     assert_eq!(proxy.count(), 0, "the proxy was used");
     assert!(!ingest.log().contains("trust-registry-credential"));
@@ -647,12 +675,18 @@ async fn out_of_range_times_are_bad_input_never_a_crash() {
     // Native over HTTP: 400
     let (status, body) = ingest.authorized(&far.to_string()).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("pushed_at"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("pushed_at"),
+        "{body}"
+    );
     // SQS: that record fails, the other goes through
     let answer = ingest
         .sqs(sqs_event(&[
             (Some("far"), far.to_string()),
-            (Some("fine"), native("alice/app", "2.0", "fine-1").to_string()),
+            (
+                Some("fine"),
+                native("alice/app", "2.0", "fine-1").to_string(),
+            ),
         ]))
         .await;
     assert_eq!(failed_ids(&answer), ["far"]);
@@ -667,10 +701,19 @@ async fn out_of_range_times_are_bad_input_never_a_crash() {
             "9999-12-31T23:59:59-23:59",
         )]))
         .await;
-    assert_eq!((status, body["rejected"].as_u64()), (202, Some(1)), "{body}");
+    assert_eq!(
+        (status, body["rejected"].as_u64()),
+        (202, Some(1)),
+        "{body}"
+    );
     // The same process answered everything: nothing crashed
     assert_eq!(ingest.function.pid(), pid);
-    assert!(ingest.function.process().try_exit_status().unwrap().is_none());
+    assert!(ingest
+        .function
+        .process()
+        .try_exit_status()
+        .unwrap()
+        .is_none());
     assert!(!ingest.log().contains("panicked"));
     assert_eq!(queued_jobs(&stack, 1).await.len(), 1);
 }
@@ -746,7 +789,10 @@ async fn sqs_records_without_a_message_id_are_acknowledged_not_failing_the_batch
     let answer = ingest
         .sqs(sqs_event(&[
             (None, "not json".to_owned()),
-            (Some("good"), native("alice/app", "1.0", "noid-1").to_string()),
+            (
+                Some("good"),
+                native("alice/app", "1.0", "noid-1").to_string(),
+            ),
             (Some("bad"), "{}".to_owned()),
         ]))
         .await;
@@ -768,7 +814,9 @@ async fn attacker_controlled_strings_are_cut_in_answers_and_logs() {
     assert!(error.len() < 1_000, "error of {} bytes", error.len());
     let mut sqs = native("alice/app", "1.0", "long-2");
     sqs["pushed_at"] = json!(format!("2026-{long}"));
-    let answer = ingest.sqs(sqs_event(&[(Some("long"), sqs.to_string())])).await;
+    let answer = ingest
+        .sqs(sqs_event(&[(Some("long"), sqs.to_string())]))
+        .await;
     assert_eq!(failed_ids(&answer), ["long"]);
     let log = ingest.log();
     assert!(

@@ -112,9 +112,13 @@ pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
         .await
         .map_err(|e| format!("invoking ingest: {e}; log:\n{}", stack::tail(&log, 20)))?;
     let duration = started.elapsed();
-    let answer = inv
-        .ok()
-        .ok_or_else(|| format!("ingest failed: {:?}; log:\n{}", inv.error(), stack::tail(&log, 20)))?;
+    let answer = inv.ok().ok_or_else(|| {
+        format!(
+            "ingest failed: {:?}; log:\n{}",
+            inv.error(),
+            stack::tail(&log, 20)
+        )
+    })?;
     let jobs_failed = answer["batchItemFailures"]
         .as_array()
         .map_or(EVENTS, Vec::len);
@@ -164,9 +168,11 @@ fn digest(body: &[u8]) -> String {
 fn index(children: &[String]) -> Vec<u8> {
     let manifests: Vec<Value> = children
         .iter()
-        .map(|d| json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+        .map(|d| {
+            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
                         "digest": d, "size": 1,
-                        "platform": {"os": "linux", "architecture": "amd64"}}))
+                        "platform": {"os": "linux", "architecture": "amd64"}})
+        })
         .collect();
     json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
            "manifests": manifests})
@@ -239,7 +245,11 @@ impl HostileRegistry {
                     req_count.fetch_add(1, Ordering::Relaxed);
                     let (status, ct, body) = match routes.get(path) {
                         Some((ct, body)) => ("200 OK", *ct, body.clone()),
-                        None => ("404 Not Found", "application/json", Arc::new(b"{}".to_vec())),
+                        None => (
+                            "404 Not Found",
+                            "application/json",
+                            Arc::new(b"{}".to_vec()),
+                        ),
                     };
                     byte_count.fetch_add(body.len() as u64, Ordering::Relaxed);
                     let resp = format!(
