@@ -1,4 +1,4 @@
-//! Typed configuration (CONTRACT §2), read once at cold start. Bad values
+//! Typed configuration (the contract's environment table), read once at cold start. Bad values
 //! fail the cold start with a message naming the variable, rather than
 //! surfacing later as odd behaviour.
 

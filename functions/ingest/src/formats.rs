@@ -2,7 +2,7 @@
 //! body) becomes the registry events it holds, each either a [`Push`] worth
 //! a webhook or an [`IgnoreReason`]. Three formats, told apart by shape:
 //!
-//! * native push event (CONTRACT §3): an object with `event`;
+//! * native push event (the contract's native event): an object with `event`;
 //! * CNCF Distribution envelope: an object with `events` (an array);
 //! * EventBridge "ECR Image Action": an object with `source` `aws.ecr` /
 //!   `detail-type` (SQS only: EventBridge cannot call a Function URL).
