@@ -175,7 +175,8 @@ def resolve_parameters(template: dict[str, Any], overrides: dict[str, str]) -> d
         elif "Default" in spec:
             value = _param_str(spec["Default"])
         else:
-            raise StackError(f"parameter {name} has no default; pass --param {name}=VALUE")
+            # No default (e.g. a NoEcho secret): an error only where a table or queue uses it.
+            continue
         _check_parameter(name, spec, value)
         values[name] = value
     return values
@@ -384,6 +385,8 @@ class Resolver:
             return self.pseudo[name]
         if name in self.parameters:
             return self.parameters[name]
+        if name in (self.template.get("Parameters") or {}):
+            raise StackError(f"{where}: parameter {name} has no default; pass --param {name}=VALUE")
         return self._attribute(name, "Ref", where)
 
     def _attribute(self, logical_id: str, attribute: str, where: str) -> Any:

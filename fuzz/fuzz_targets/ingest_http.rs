@@ -3,7 +3,8 @@
 //! type, base64 body encoding and the manifest the (fake) registry serves;
 //! the rest is `body [0xFF manifest]`. Memory store and queue, no network.
 //!
-//! Properties: never a panic; never a 5xx (nothing here can fail in a way a
+//! Properties: never a panic; never a 5xx; a Distribution envelope is a
+//! 202 (its bad events counted `rejected`) once the token is right (nothing here can fail in a way a
 //! retry fixes, so a 5xx would make the registry retry bad input forever);
 //! every refusal is a JSON `{"error": …}`; a 202 counts consistently
 //! (`accepted = dropped + queued`) and every queued job parses again.
@@ -105,6 +106,10 @@ fuzz_target!(|data: &[u8]| {
                 let n = |k: &str| body[k].as_u64().unwrap_or_else(|| panic!("{k} in {body}"));
                 assert_eq!(n("accepted"), n("dropped") + n("queued"), "{body}");
                 assert_eq!(n("queued") as usize, queue.jobs().len());
+                // Nothing here fails transiently, so nothing is deferred; a
+                // bad Distribution event is counted, never a 4xx.
+                assert_eq!(n("deferred"), 0, "{body}");
+                let _ = n("rejected");
                 for job in queue.jobs() {
                     DeliveryJob::parse(&job.to_json()).expect("a queued job parses again");
                 }

@@ -1,4 +1,4 @@
-//! Typed configuration (CONTRACT §2), read once at cold start. Bad values
+//! Typed configuration (the contract's environment table), read once at cold start. Bad values
 //! fail the cold start with a message naming the variable, rather than
 //! surfacing later as odd behaviour.
 
@@ -30,9 +30,21 @@ pub struct Config {
     pub webhooks_table: String,
     pub delivery_queue_url: String,
     pub registry_host: String,
+    /// `INGEST_TOKEN`, trimmed as the presented token is. `None` closes
+    /// ingest's HTTP door.
     pub ingest_token: Option<Sensitive>,
-    /// `Authorization` value ingest sends when fetching manifests.
+    /// `Authorization` value ingest sends when fetching manifests, only to
+    /// [`Config::registry_url`]'s origin.
     pub registry_auth: Option<Sensitive>,
+    /// `REGISTRY_URL`: the Distribution registry's origin (`scheme://host[:port]`,
+    /// nothing else). `None`: Distribution envelopes are rejected.
+    pub registry_url: Option<url::Url>,
+    /// `REGISTRY_EVENTS_QUEUE_URL`: ingest's own SQS trigger, where the HTTP
+    /// door defers Distribution events it cannot process now.
+    pub registry_events_queue_url: Option<String>,
+    /// `REGISTRY_EVENTS_DLQ_URL`: that queue's dead-letter queue, where the
+    /// HTTP door keeps Distribution events that can never be processed.
+    pub registry_events_dlq_url: Option<String>,
     pub failure_threshold: u32,
     pub delivery_timeout: Duration,
     pub delivery_concurrency: usize,
@@ -55,12 +67,29 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let required = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+        let ingest_token = get("INGEST_TOKEN").map(|t| Sensitive(t.trim().to_owned()));
+        let registry_auth = get("REGISTRY_AUTH").map(Sensitive);
+        if registry_auth.is_some() && ingest_token.is_none() {
+            // Without a token anyone reaching the function URL could make
+            // ingest fetch with the registry's credentials.
+            return Err(ConfigError::Invalid {
+                name: "REGISTRY_AUTH",
+                reason: "REGISTRY_AUTH is set but INGEST_TOKEN is not; set INGEST_TOKEN too \
+                         (or unset REGISTRY_AUTH)"
+                    .into(),
+            });
+        }
         Ok(Self {
             webhooks_table: required("WEBHOOKS_TABLE")?,
             delivery_queue_url: required("DELIVERY_QUEUE_URL")?,
             registry_host: get("REGISTRY_HOST").unwrap_or_else(|| "container.alin.io".into()),
-            ingest_token: get("INGEST_TOKEN").map(Sensitive),
-            registry_auth: get("REGISTRY_AUTH").map(Sensitive),
+            ingest_token,
+            registry_auth,
+            registry_url: get("REGISTRY_URL")
+                .map(|raw| registry_origin(&raw))
+                .transpose()?,
+            registry_events_queue_url: get("REGISTRY_EVENTS_QUEUE_URL").map(|v| v.trim().into()),
+            registry_events_dlq_url: get("REGISTRY_EVENTS_DLQ_URL").map(|v| v.trim().into()),
             failure_threshold: number(&get, "FAILURE_THRESHOLD", 5, 1, 1_000)?,
             delivery_timeout: Duration::from_secs(number(
                 &get,
@@ -82,6 +111,38 @@ impl Config {
             allow_private_targets: boolean(&get, "ALLOW_PRIVATE_TARGETS")?,
         })
     }
+}
+
+/// `REGISTRY_URL` must be an origin: http(s), a host, an optional port and
+/// nothing else (a path, query or credentials would be silently dropped or,
+/// worse, sent somewhere).
+fn registry_origin(raw: &str) -> Result<url::Url, ConfigError> {
+    let invalid = |reason: String| ConfigError::Invalid {
+        name: "REGISTRY_URL",
+        reason,
+    };
+    let url =
+        url::Url::parse(raw.trim()).map_err(|e| invalid(format!("{raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(format!(
+            "scheme {:?} is not http or https",
+            url.scheme()
+        )));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(invalid("no host".into()));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            "credentials in the URL (use REGISTRY_AUTH for the Authorization value)".into(),
+        ));
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            "only an origin is allowed (scheme://host[:port]), no path, query or fragment".into(),
+        ));
+    }
+    Ok(url)
 }
 
 fn number<T>(
@@ -146,6 +207,70 @@ mod tests {
         assert_eq!(c.max_attempts, 6);
         assert!(!c.allow_private_targets);
         assert!(c.ingest_token.is_none());
+        assert!(c.registry_url.is_none());
+        assert!(c.registry_events_queue_url.is_none());
+        assert!(c.registry_events_dlq_url.is_none());
+    }
+
+    #[test]
+    fn registry_auth_needs_an_ingest_token() {
+        let e = cfg(&[
+            ("WEBHOOKS_TABLE", "t"),
+            ("DELIVERY_QUEUE_URL", "q"),
+            ("REGISTRY_AUTH", "Basic eDp5"),
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("REGISTRY_AUTH") && e.contains("INGEST_TOKEN"),
+            "{e}"
+        );
+        let c = cfg(&[
+            ("WEBHOOKS_TABLE", "t"),
+            ("DELIVERY_QUEUE_URL", "q"),
+            ("REGISTRY_AUTH", "Basic eDp5"),
+            ("INGEST_TOKEN", "  tok-123 \n"),
+        ])
+        .unwrap();
+        assert_eq!(c.ingest_token, Some(Sensitive("tok-123".into())));
+    }
+
+    #[test]
+    fn registry_url_is_an_origin() {
+        let base = [("WEBHOOKS_TABLE", "t"), ("DELIVERY_QUEUE_URL", "q")];
+        let with = |v: &str| {
+            let mut pairs = base.to_vec();
+            pairs.push(("REGISTRY_URL", v));
+            cfg(&pairs)
+        };
+        for ok in [
+            "https://registry.example.com",
+            "http://127.0.0.1:5000/",
+            " https://REGISTRY.example.com:443 ",
+        ] {
+            let c = with(ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+            assert!(c.registry_url.is_some());
+        }
+        assert_eq!(
+            with("HTTPS://Registry.Example.com:443")
+                .unwrap()
+                .registry_url
+                .unwrap()
+                .as_str(),
+            "https://registry.example.com/"
+        );
+        for bad in [
+            "registry.example.com",
+            "ftp://registry.example.com",
+            "https://user:pw@registry.example.com",
+            "https://registry.example.com/v2",
+            "https://registry.example.com/?x=1",
+            "https://registry.example.com/#f",
+            "file:///etc/passwd",
+        ] {
+            let e = with(bad).unwrap_err().to_string();
+            assert!(e.contains("REGISTRY_URL"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -192,8 +192,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-async fn start_registry(binary: &Path, work: &Path, notify_url: &str) -> Registry {
-    let port = free_port();
+async fn start_registry(binary: &Path, work: &Path, notify_url: &str, port: u16) -> Registry {
     let config = format!(
         r#"version: 0.1
 log:
@@ -311,6 +310,12 @@ async fn skopeo_pushes_to_docker_registry_become_webhook_jobs() {
     hook(&stack, "alice/app").await;
     let mut env = stack.function_env();
     env.push(("INGEST_TOKEN".into(), TOKEN.into()));
+    // The registry's own origin: manifests are fetched only from there.
+    let registry_port = free_port();
+    env.push((
+        "REGISTRY_URL".into(),
+        format!("http://127.0.0.1:{registry_port}"),
+    ));
     let log = repo_root()
         .join(".devstack")
         .join("logs")
@@ -323,7 +328,13 @@ async fn skopeo_pushes_to_docker_registry_become_webhook_jobs() {
     );
     let url = FunctionUrl::serve(function.clone()).await.unwrap();
     let work = tempfile::tempdir().unwrap();
-    let registry = start_registry(&registry_bin, work.path(), &format!("{}/", url.url())).await;
+    let registry = start_registry(
+        &registry_bin,
+        work.path(),
+        &format!("{}/", url.url()),
+        registry_port,
+    )
+    .await;
     let dest = |tag: &str| format!("docker://127.0.0.1:{}/alice/app:{tag}", registry.port);
 
     // Two images sharing one layer: [base, app1] and [base, app2].

@@ -152,10 +152,13 @@ fn native(repo: &str, tag: &str, id: &str) -> String {
 
 // ---------------------------------------------------------------- helpers
 
-fn ingest_for(stack: &Stack, token: Option<&str>) -> Ingest {
+/// ingest over the stack, with the token set and `registry` (an origin, or
+/// none) as `REGISTRY_URL`.
+fn ingest_for(stack: &Stack, registry: Option<&str>) -> Ingest {
     let auth = Sensitive(REGISTRY_AUTH.into());
+    let registry = registry.map(|r| reqwest::Url::parse(r).unwrap());
     let manifests = ManifestSources {
-        distribution: Arc::new(DistributionFetcher::new(Some(&auth)).unwrap()),
+        distribution: Arc::new(DistributionFetcher::new(registry.as_ref(), Some(&auth)).unwrap()),
         ecr: Arc::new(EcrSource::from_config(&stack.sdk)),
     };
     Ingest::new(
@@ -163,7 +166,7 @@ fn ingest_for(stack: &Stack, token: Option<&str>) -> Ingest {
         Arc::new(stack.queue()),
         Arc::new(manifests),
     )
-    .with_token(token.map(|t| Sensitive(t.into())).as_ref())
+    .with_token(Some(&Sensitive(TOKEN.into())))
 }
 
 fn http_event(body: &str, authorization: Option<&str>) -> Value {
@@ -218,7 +221,7 @@ async fn events_become_jobs_on_the_real_queue() {
     let registry = StubRegistry::start().await;
     hook(&stack, "alice/app").await;
     hook(&stack, "bob/team/tools").await;
-    let ingest = ingest_for(&stack, Some(TOKEN));
+    let ingest = ingest_for(&stack, Some(&registry.base));
     let (a, b, c) = (layer("a", 1000), layer("b", 20), layer("c", 3));
     let amd64 = registry.put_image("alice/app", &[a.clone(), b.clone()]);
     let arm64 = registry.put_image("alice/app", &[b.clone(), c.clone()]);
@@ -243,7 +246,7 @@ async fn events_become_jobs_on_the_real_queue() {
         assert_eq!(r["statusCode"], 202, "{r}");
         assert_eq!(
             serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
-            json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1})
+            json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1, "rejected": 0, "deferred": 0})
         );
     }
     // AND a native event and an untagged push arrive through SQS
@@ -304,7 +307,8 @@ async fn events_become_jobs_on_the_real_queue() {
 async fn repositories_without_webhook_are_dropped_but_sized() {
     let stack = Stack::new("ingest-drop").await;
     let registry = StubRegistry::start().await;
-    let ingest = ingest_for(&stack, None);
+    let ingest = ingest_for(&stack, Some(&registry.base));
+    let bearer = format!("Bearer {TOKEN}");
     let digest = registry.put_image("carol/app", &[layer("x", 77), layer("y", 23)]);
     let body = envelope(
         "drop-1",
@@ -313,15 +317,18 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "1",
     );
-    let r = ingest.handle(http_event(&body, None)).await.unwrap();
+    let r = ingest
+        .handle(http_event(&body, Some(&bearer)))
+        .await
+        .unwrap();
     assert_eq!(r["statusCode"], 202);
     assert_eq!(
         serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
-        json!({"accepted": 1, "ignored": 0, "dropped": 1, "queued": 0})
+        json!({"accepted": 1, "ignored": 0, "dropped": 1, "queued": 0, "rejected": 0, "deferred": 0})
     );
     assert_eq!(stack.proxy.count("sqs:SendMessageBatch"), 0);
     assert_eq!(size_of(&stack, "carol/app").await, 100);
-    // A manifest the registry does not have (404) is ignored, not retried.
+    // A manifest the registry does not have (404) is rejected, not retried.
     let gone_digest = sha256_digest(b"gone").as_str().to_owned();
     let gone = envelope(
         "drop-2",
@@ -330,9 +337,18 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &gone_digest,
         "2",
     );
-    let r = ingest.handle(http_event(&gone, None)).await.unwrap();
+    let r = ingest
+        .handle(http_event(&gone, Some(&bearer)))
+        .await
+        .unwrap();
     assert_eq!(r["statusCode"], 202);
-    // A registry that does not answer at all: 500, so the registry retries.
+    assert_eq!(
+        serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["rejected"],
+        1
+    );
+    // A registry that does not answer at all, and no registry events queue
+    // to defer to: 503, so the registry retries.
+    let ingest = ingest_for(&stack, Some("http://127.0.0.1:9"));
     let down = envelope(
         "drop-3",
         &format!("http://127.0.0.1:9/v2/carol/app/manifests/{digest}"),
@@ -340,8 +356,11 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "3",
     );
-    let r = ingest.handle(http_event(&down, None)).await.unwrap();
-    assert_eq!(r["statusCode"], 500);
+    let r = ingest
+        .handle(http_event(&down, Some(&bearer)))
+        .await
+        .unwrap();
+    assert_eq!(r["statusCode"], 503);
 }
 
 #[tokio::test]
@@ -454,6 +473,7 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
     let mut env = stack.function_env();
     env.push(("INGEST_TOKEN".into(), TOKEN.into()));
     env.push(("REGISTRY_AUTH".into(), REGISTRY_AUTH.into()));
+    env.push(("REGISTRY_URL".into(), registry.base.clone()));
     env.push(("RUST_LOG".into(), "info".into()));
     let log = repo_root()
         .join(".devstack")
@@ -502,7 +522,7 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
     let answer: Value = serde_json::from_str(&ok.text().await.unwrap()).unwrap();
     assert_eq!(
         answer,
-        json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1})
+        json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1, "rejected": 0, "deferred": 0})
     );
     let jobs = queued_jobs(&stack, 1).await;
     assert_eq!(jobs.len(), 1);

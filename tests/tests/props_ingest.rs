@@ -4,10 +4,13 @@
 //! arbitrary and mutated native events, Distribution envelopes and ECR
 //! events, over both triggers, and on manifests with any layer sizes.
 //!
-//! What must hold for any input: no panic; over HTTP every malformed input is
-//! a 400 with a reason (never a 5xx: the registry would retry bad input
-//! forever) and a 202 counts consistently; over SQS exactly the malformed
-//! records are reported as batch item failures (so they reach the DLQ).
+//! What must hold for any input: no panic; over HTTP every malformed native
+//! input is a 400 with a reason, every Distribution envelope a 202 whose bad
+//! events are counted `rejected` (never a 5xx: the registry would retry bad
+//! input forever, and never a 4xx for an envelope: Distribution would stall),
+//! and a 202 counts consistently; over SQS exactly the malformed records are
+//! reported as batch item failures (so they reach the DLQ). Any RFC 3339
+//! time at any offset is either normalised or bad input, never a panic.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -147,7 +150,24 @@ fn check_http(body: &str, answer: &Value, queued: usize) -> Result<(), TestCaseE
         body
     );
     let malformed = parse_input(body.as_bytes(), Channel::Http).is_err();
-    if malformed {
+    let is_envelope = serde_json::from_str::<Value>(body)
+        .ok()
+        .is_some_and(|v| v.is_object() && v.get("events").is_some());
+    if is_envelope {
+        prop_assert_eq!(status, 202, "an envelope is always accepted: {}", answer);
+        let n = |k: &str| reply[k].as_u64().unwrap_or(u64::MAX);
+        prop_assert_eq!(n("accepted"), n("dropped") + n("queued"), "{}", reply);
+        prop_assert_eq!(n("queued") as usize, queued);
+        prop_assert_eq!(
+            n("deferred"),
+            0,
+            "nothing here fails transiently: {}",
+            reply
+        );
+        if malformed {
+            prop_assert!(n("rejected") >= 1, "a bad event is rejected: {}", reply);
+        }
+    } else if malformed {
         prop_assert_eq!(status, 400, "malformed input must be a 400: {}", answer);
         prop_assert!(reply["error"].is_string(), "a 400 says why: {}", answer);
         prop_assert_eq!(queued, 0);
@@ -369,4 +389,62 @@ fn an_index_of_many_children_is_bounded() {
             assert!(job.layers.len() <= 1, "layers counted once");
         }
     });
+}
+
+/// Any RFC 3339 date-time text, at any offset, including the edges of the
+/// year range where the UTC instant leaves it.
+fn arb_rfc3339() -> impl Strategy<Value = String> {
+    (
+        prop_oneof![0u32..=9999, Just(0u32), Just(9999u32)],
+        1u32..=12,
+        1u32..=31,
+        0u32..=23,
+        0u32..=59,
+        0u32..=60,
+        prop_oneof![
+            Just("Z".to_owned()),
+            (any::<bool>(), 0u32..=23, 0u32..=59)
+                .prop_map(|(neg, h, m)| format!("{}{h:02}:{m:02}", if neg { '-' } else { '+' })),
+        ],
+    )
+        .prop_map(|(y, mo, d, h, mi, s, off)| {
+            format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}{off}")
+        })
+}
+
+proptest! {
+    #![proptest_config(cases(256))]
+
+    /// A native push with any RFC 3339 `pushed_at`: 202 with the time in UTC
+    /// seconds, or 400 (out of range, impossible date); never a panic or 5xx.
+    /// The same time as a Distribution `timestamp` is a 202 either way.
+    #[test]
+    fn any_rfc3339_time_is_normalised_or_bad_input(t in arb_rfc3339()) {
+        rt().block_on(async {
+            let (digest, manifests) = standard_manifests();
+            let (ingest, queue) = ingest(manifests).await;
+            let headers = json!({"content-type": "application/json", "authorization": format!("Bearer {TOKEN}")});
+            let mut push = native();
+            push["pushed_at"] = json!(t);
+            let answer = ingest
+                .handle(http_event("POST", "/", headers.clone(), Some(&push.to_string())))
+                .await
+                .map_err(|e| TestCaseError::fail(format!("function error: {e}")))?;
+            let status = answer["statusCode"].as_u64().unwrap_or(0);
+            prop_assert!(status == 202 || status == 400, "{} for {}", answer, t);
+            if status == 202 {
+                let jobs = queue.jobs();
+                let at = jobs[0].pushed_at.clone().unwrap_or_default();
+                prop_assert!(at.ends_with('Z') && at.len() == 20, "{}", at);
+            }
+            let mut env = envelope(&digest);
+            env["events"][0]["timestamp"] = json!(t);
+            let answer = ingest
+                .handle(http_event("POST", "/", headers, Some(&env.to_string())))
+                .await
+                .map_err(|e| TestCaseError::fail(format!("function error: {e}")))?;
+            prop_assert_eq!(answer["statusCode"].as_u64(), Some(202), "{} for {}", answer, t);
+            Ok(())
+        })?;
+    }
 }

@@ -90,6 +90,9 @@ async fn full_run_logs_nothing_secret(level: Option<&str>) {
     .await
     .unwrap();
 
+    // Manifests are fetched only from REGISTRY_URL's origin.
+    let registry_url: &'static str =
+        Box::leak(format!("http://{}", registry.addr()).into_boxed_str());
     let mut log_env: Vec<(&str, &str)> = Vec::new();
     if let Some(l) = level {
         log_env.push(("AWS_LAMBDA_LOG_LEVEL", l));
@@ -117,6 +120,7 @@ async fn full_run_logs_nothing_secret(level: Option<&str>) {
         &with(&[
             ("INGEST_TOKEN", INGEST_TOKEN),
             ("REGISTRY_AUTH", REGISTRY_AUTH),
+            ("REGISTRY_URL", registry_url),
         ]),
         Duration::from_secs(30),
     )

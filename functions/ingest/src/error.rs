@@ -30,6 +30,14 @@ pub enum IngestError {
     #[error("manifest unusable: {0}")]
     ManifestUnusable(String),
 
+    /// Permanent: the event names a manifest ingest may never fetch: its
+    /// `target.url` has another origin than `REGISTRY_URL`, or `REGISTRY_URL`
+    /// is not set. No request is made. HTTP (Distribution): counted
+    /// `rejected` and kept in the registry events dead-letter queue; SQS: the
+    /// record fails and ends in the dead-letter queue.
+    #[error("event refused: {0}")]
+    Refused(String),
+
     /// Retryable: the registry or ECR could not be asked (connection error,
     /// timeout, 5xx, throttling, auth refused for now).
     #[error("manifest fetch failed: {0}")]
@@ -55,7 +63,8 @@ impl IngestError {
             Self::Malformed(_)
             | Self::UnsupportedInvocation(_)
             | Self::Config(_)
-            | Self::ManifestUnusable(_) => false,
+            | Self::ManifestUnusable(_)
+            | Self::Refused(_) => false,
             Self::ManifestFetch(_) | Self::NotQueued(_) => true,
             Self::Store(e) => e.is_retryable(),
             Self::Queue(e) => e.is_retryable(),
@@ -69,6 +78,7 @@ impl IngestError {
             Self::UnsupportedInvocation(_) => "UnsupportedInvocation",
             Self::Config(_) => "Config",
             Self::ManifestUnusable(_) => "ManifestUnusable",
+            Self::Refused(_) => "Refused",
             Self::ManifestFetch(_) => "ManifestFetch",
             Self::Store(_) => "Store",
             Self::Queue(_) => "Queue",
@@ -94,6 +104,7 @@ mod tests {
     fn retryable_and_permanent_are_explicit() {
         assert!(!IngestError::Malformed("x".into()).is_retryable());
         assert!(!IngestError::ManifestUnusable("x".into()).is_retryable());
+        assert!(!IngestError::Refused("x".into()).is_retryable());
         assert!(!IngestError::UnsupportedInvocation("x".into()).is_retryable());
         assert!(IngestError::ManifestFetch("x".into()).is_retryable());
         assert!(IngestError::NotQueued("x".into()).is_retryable());

@@ -2,7 +2,7 @@
 //! body) becomes the registry events it holds, each either a [`Push`] worth
 //! a webhook or an [`IgnoreReason`]. Three formats, told apart by shape:
 //!
-//! * native push event (CONTRACT §3): an object with `event`;
+//! * native push event (the contract's native event): an object with `event`;
 //! * CNCF Distribution envelope: an object with `events` (an array);
 //! * EventBridge "ECR Image Action": an object with `source` `aws.ecr` /
 //!   `detail-type` (SQS only: EventBridge cannot call a Function URL).
@@ -14,9 +14,10 @@
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use shared::domain::job::derive_webhook_id;
-use shared::domain::time::{parse_rfc3339, rfc3339};
+use shared::domain::time::normalize_rfc3339;
 use shared::domain::{Digest, RepositoryName, Tag};
 
+use crate::bounded::{bounded, MAX_SHOWN_CHARS};
 use crate::error::IngestError;
 use crate::manifest::{EcrReference, ManifestLocation};
 use crate::summary::IgnoreReason;
@@ -89,8 +90,11 @@ impl Parsed {
     }
 }
 
+/// A malformed-input error; its text is bounded (it quotes input, and serde's
+/// messages can too).
 fn malformed(why: impl Into<String>) -> IngestError {
-    IngestError::Malformed(why.into())
+    let why = why.into();
+    IngestError::Malformed(crate::bounded::bounded_to(&why, 2 * MAX_SHOWN_CHARS).into_owned())
 }
 
 /// Parses one input body, telling the format by its shape.
@@ -125,7 +129,7 @@ pub fn parse_input(body: &[u8], channel: Channel) -> Result<Parsed, IngestError>
 
 fn parse_repository(raw: &str) -> Result<RepositoryName, IngestError> {
     RepositoryName::from_registry_path(raw)
-        .map_err(|e| malformed(format!("repository {raw:?}: {e}")))
+        .map_err(|e| malformed(format!("repository {:?}: {e}", bounded(raw))))
 }
 
 fn parse_tag(raw: &str) -> Result<Tag, IngestError> {
@@ -137,11 +141,15 @@ fn parse_digest(raw: &str) -> Result<Digest, IngestError> {
 }
 
 /// Normalises a registry timestamp to RFC 3339 UTC seconds, the form
-/// webhooks and records use.
+/// webhooks and records use. A time whose UTC instant is out of range
+/// (`9999-12-31T23:00:00-01:00`) is malformed input, never a panic.
 fn timestamp(raw: &str, field: &str) -> Result<String, IngestError> {
-    parse_rfc3339(raw)
-        .map(rfc3339)
-        .ok_or_else(|| malformed(format!("{field} {raw:?} is not an RFC 3339 time")))
+    normalize_rfc3339(raw).ok_or_else(|| {
+        malformed(format!(
+            "{field} {:?} is not an RFC 3339 time between years 0000 and 9999 UTC",
+            bounded(raw)
+        ))
+    })
 }
 
 /// `None` for absent, null or empty strings (registries differ).
@@ -182,7 +190,8 @@ fn parse_native(obj: Map<String, Value>) -> Result<Parsed, IngestError> {
     let repository = RepositoryName::from_parts(&n.username, &n.repository).map_err(|e| {
         malformed(format!(
             "repository {:?}/{:?}: {e}",
-            n.username, n.repository
+            bounded(&n.username),
+            bounded(&n.repository)
         ))
     })?;
     let Some(raw_tag) = non_empty(n.tag) else {
@@ -295,13 +304,13 @@ fn distribution_event(e: DistEvent) -> Result<Result<Push, IgnoreReason>, Ingest
     let Some(raw_tag) = non_empty(t.tag) else {
         return Ok(Err(IgnoreReason::Untagged));
     };
-    let repository = parse_repository(
-        non_empty(t.repository)
-            .as_deref()
-            .ok_or_else(|| malformed("push event without `target.repository`"))?,
-    )?;
+    let raw_repository = non_empty(t.repository)
+        .ok_or_else(|| malformed("push event without `target.repository`"))?;
+    let repository = parse_repository(&raw_repository)?;
     let tag = parse_tag(&raw_tag)?;
-    let digest = non_empty(t.digest).map(|d| parse_digest(&d)).transpose()?;
+    let digest = non_empty(t.digest)
+        .ok_or_else(|| malformed("manifest push without `target.digest`"))
+        .and_then(|d| parse_digest(&d))?;
     let url = url.ok_or_else(|| malformed("manifest push without `target.url`"))?;
     let url = url::Url::parse(&url)
         .ok()
@@ -316,17 +325,24 @@ fn distribution_event(e: DistEvent) -> Result<Result<Push, IgnoreReason>, Ingest
             SOURCE_DISTRIBUTION,
             repository.as_str(),
             tag.as_str(),
-            digest.as_ref().map_or("", Digest::as_str),
+            digest.as_str(),
             pushed_at.as_deref().unwrap_or(""),
         ]),
     };
+    // The URL is only compared by origin; the request is built from the
+    // repository and digest (see `DistributionFetcher`).
+    let content = PushContent::Manifest(ManifestLocation::Distribution {
+        origin: crate::bounded::origin_url(&url),
+        repository: raw_repository,
+        digest: digest.clone(),
+    });
     Ok(Ok(Push {
         webhook_id,
         repository,
         tag,
-        digest,
+        digest: Some(digest),
         pushed_at,
-        content: PushContent::Manifest(ManifestLocation::Url(url)),
+        content,
     }))
 }
 
@@ -544,7 +560,8 @@ mod tests {
         assert_eq!(push.repository.as_str(), "library/hello-world");
         assert_eq!(push.webhook_id, derive_webhook_id(&["distribution", "i"]));
         assert!(
-            matches!(&push.content, PushContent::Manifest(ManifestLocation::Url(u)) if u.as_str() == url("manifests"))
+            matches!(&push.content, PushContent::Manifest(ManifestLocation::Distribution { origin, repository, digest })
+                if origin.as_str() == "http://r:5000/" && repository == "hello-world" && digest.as_str() == d('a'))
         );
     }
 

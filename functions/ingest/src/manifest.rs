@@ -1,4 +1,4 @@
-//! Manifests: where to find the one a push announced ([`ManifestLocation`]),
+//! Manifests: where to find the one a push origin ([`ManifestLocation`]),
 //! the port that fetches raw manifests ([`ManifestSource`]; Distribution over
 //! HTTP and ECR's BatchGetImage are its adapters, a map is the unit tests'
 //! fake), and [`resolve_layers`], which turns an image manifest or an index
@@ -44,6 +44,10 @@ pub const MAX_LAYER_SIZE: u64 = 1 << 53;
 /// Manifests fetched for one push at most (index + platforms + nested
 /// indexes): bounds the work a hostile or odd index can cause.
 pub const MAX_FETCHES_PER_PUSH: usize = 64;
+/// Distinct layers one push may have: what a delivery job can carry. A
+/// manifest or index beyond it is unusable, and refusing it early keeps a
+/// hostile index's parsed layers small.
+pub const MAX_LAYERS_PER_PUSH: usize = 1024;
 /// Index nesting followed at most (an index of indexes is legal but rare).
 const MAX_DEPTH: usize = 3;
 /// Platform manifests fetched concurrently for one index.
@@ -55,8 +59,17 @@ const REFERENCE_TYPE_ANNOTATION: &str = "vnd.docker.reference.type";
 /// Where a manifest lives.
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub enum ManifestLocation {
-    /// A Distribution (v2 API) manifest URL, `.../v2/<name>/manifests/<ref>`.
-    Url(url::Url),
+    /// A manifest in a Distribution (v2 API) registry. Only its repository
+    /// and digest are used to build the request URL, from `REGISTRY_URL`;
+    /// `origin` is the origin of the event's `target.url` (path, query and
+    /// credentials dropped), kept so the fetcher can refuse an event that
+    /// names another origin.
+    Distribution {
+        origin: url::Url,
+        /// The registry's repository path as the event gave it (validated).
+        repository: String,
+        digest: Digest,
+    },
     /// An image in ECR.
     Ecr {
         /// The registry (account) id.
@@ -78,16 +91,13 @@ impl ManifestLocation {
     /// The same repository's manifest with `digest` (an index's child).
     pub fn child(&self, digest: &Digest) -> Result<ManifestLocation, IngestError> {
         match self {
-            Self::Url(url) => {
-                let mut child = url.clone();
-                child.set_query(None);
-                child
-                    .path_segments_mut()
-                    .map_err(|_| IngestError::ManifestUnusable("manifest URL has no path".into()))?
-                    .pop()
-                    .push(digest.as_str());
-                Ok(Self::Url(child))
-            }
+            Self::Distribution {
+                origin, repository, ..
+            } => Ok(Self::Distribution {
+                origin: origin.clone(),
+                repository: repository.clone(),
+                digest: digest.clone(),
+            }),
             Self::Ecr {
                 registry_id,
                 repository,
@@ -100,32 +110,31 @@ impl ManifestLocation {
         }
     }
 
-    /// The digest a fetched manifest is checked against: the digest in a
-    /// Distribution URL. (ECR looks images up by digest through its own
+    /// The digest a fetched manifest is checked against: a Distribution
+    /// manifest's. (ECR looks images up by digest through its own
     /// authenticated API, so its answer is taken as is.)
     pub fn verifiable_digest(&self) -> Option<Digest> {
         match self {
-            Self::Url(url) => url
-                .path_segments()
-                .and_then(|mut s| s.next_back())
-                .and_then(|last| Digest::parse(last).ok()),
+            Self::Distribution { digest, .. } => Some(digest.clone()),
             Self::Ecr { .. } => None,
         }
     }
 }
 
-/// Shown in logs: never a URL's query string or credentials.
+/// Shown in logs: an origin and a validated path, never a query string or
+/// credentials, and never longer than the names it is made of.
 impl fmt::Display for ManifestLocation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Url(url) => write!(
+            Self::Distribution {
+                origin,
+                repository,
+                digest,
+            } => write!(
                 f,
-                "{}://{}{}",
-                url.scheme(),
-                url.host_str().unwrap_or(""),
-                url.port().map(|p| format!(":{p}")).unwrap_or_default()
-            )
-            .and_then(|_| f.write_str(url.path())),
+                "{}/v2/{repository}/manifests/{digest}",
+                crate::bounded::origin(origin)
+            ),
             Self::Ecr {
                 registry_id,
                 repository,
@@ -154,18 +163,93 @@ pub struct RawManifest {
     pub body: Vec<u8>,
 }
 
+/// The manifest bytes one invocation may hold at once (bodies being read or
+/// parsed). A hostile index of large manifests then waits for room instead of
+/// running ingest out of memory; parsed results are small (at most
+/// [`MAX_LAYERS_PER_PUSH`] layers a push).
+pub const MANIFEST_BYTES_IN_FLIGHT: usize = 8 * 1024 * 1024;
+
+/// A budget of manifest bytes in flight, made once per invocation. Each
+/// fetch reserves its body's size (the declared length, else the maximum)
+/// before reading it and gives it back once the body is parsed and dropped.
+#[derive(Clone)]
+pub struct ByteBudget {
+    bytes: Arc<tokio::sync::Semaphore>,
+    total: usize,
+}
+
+/// Bytes reserved from a [`ByteBudget`]; given back on drop.
+pub struct BudgetPermit {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl ByteBudget {
+    pub fn new(total: usize) -> Self {
+        let total = total.clamp(1, u32::MAX as usize);
+        Self {
+            bytes: Arc::new(tokio::sync::Semaphore::new(total)),
+            total,
+        }
+    }
+
+    /// Waits until `bytes` (clamped to the whole budget) are free and
+    /// reserves them.
+    pub async fn reserve(&self, bytes: usize) -> BudgetPermit {
+        let n = bytes.clamp(1, self.total) as u32;
+        // The semaphore is never closed, so acquiring fails only if it were;
+        // then run unbudgeted rather than refuse the event.
+        BudgetPermit {
+            _permit: self.bytes.clone().acquire_many_owned(n).await.ok(),
+        }
+    }
+
+    /// Bytes free right now (tests and the benchmark read it).
+    pub fn available(&self) -> usize {
+        self.bytes.available_permits()
+    }
+}
+
+impl Default for ByteBudget {
+    fn default() -> Self {
+        Self::new(MANIFEST_BYTES_IN_FLIGHT)
+    }
+}
+
 /// Fetches raw manifests. Implementations map "not there" to
-/// [`IngestError::ManifestUnusable`] and transient trouble to
+/// [`IngestError::ManifestUnusable`], "may never be fetched" to
+/// [`IngestError::Refused`] and transient trouble to
 /// [`IngestError::ManifestFetch`].
 #[async_trait]
 pub trait ManifestSource: Send + Sync {
     async fn fetch(&self, location: &ManifestLocation) -> Result<RawManifest, IngestError>;
+
+    /// [`fetch`](Self::fetch) within `budget`: the returned permit covers the
+    /// body until the caller drops it. The default reserves after the fetch
+    /// (right for sources whose answers are small and bounded by their API);
+    /// the Distribution fetcher reserves before it reads the body.
+    async fn fetch_within(
+        &self,
+        location: &ManifestLocation,
+        budget: &ByteBudget,
+    ) -> Result<(RawManifest, BudgetPermit), IngestError> {
+        let raw = self.fetch(location).await?;
+        let permit = budget.reserve(raw.body.len()).await;
+        Ok((raw, permit))
+    }
 }
 
 #[async_trait]
 impl<T: ManifestSource + ?Sized> ManifestSource for Arc<T> {
     async fn fetch(&self, location: &ManifestLocation) -> Result<RawManifest, IngestError> {
         (**self).fetch(location).await
+    }
+
+    async fn fetch_within(
+        &self,
+        location: &ManifestLocation,
+        budget: &ByteBudget,
+    ) -> Result<(RawManifest, BudgetPermit), IngestError> {
+        (**self).fetch_within(location, budget).await
     }
 }
 
@@ -179,8 +263,21 @@ pub struct ManifestSources {
 impl ManifestSource for ManifestSources {
     async fn fetch(&self, location: &ManifestLocation) -> Result<RawManifest, IngestError> {
         match location {
-            ManifestLocation::Url(_) => self.distribution.fetch(location).await,
+            ManifestLocation::Distribution { .. } => self.distribution.fetch(location).await,
             ManifestLocation::Ecr { .. } => self.ecr.fetch(location).await,
+        }
+    }
+
+    async fn fetch_within(
+        &self,
+        location: &ManifestLocation,
+        budget: &ByteBudget,
+    ) -> Result<(RawManifest, BudgetPermit), IngestError> {
+        match location {
+            ManifestLocation::Distribution { .. } => {
+                self.distribution.fetch_within(location, budget).await
+            }
+            ManifestLocation::Ecr { .. } => self.ecr.fetch_within(location, budget).await,
         }
     }
 }
@@ -254,8 +351,12 @@ fn is_image_type(t: &str) -> bool {
 /// the declared one; OCI lets both be absent, then the shape decides.
 pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
     let unusable = |why: String| IngestError::ManifestUnusable(why);
-    let doc: ManifestDoc = serde_json::from_slice(&raw.body)
-        .map_err(|e| unusable(format!("manifest is not valid JSON: {e}")))?;
+    let doc: ManifestDoc = serde_json::from_slice(&raw.body).map_err(|e| {
+        unusable(format!(
+            "manifest is not valid JSON: {}",
+            crate::bounded::bounded(&e.to_string())
+        ))
+    })?;
     let declared = doc
         .media_type
         .as_deref()
@@ -275,11 +376,16 @@ pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
         other => {
             return Err(unusable(format!(
                 "unsupported manifest type {}",
-                other.unwrap_or("(none)")
+                crate::bounded::bounded(other.unwrap_or("(none)"))
             )))
         }
     };
-    let bad_digest = |d: &str| unusable(format!("manifest names an invalid digest {d:?}"));
+    let bad_digest = |d: &str| {
+        unusable(format!(
+            "manifest names an invalid digest {:?}",
+            crate::bounded::bounded(d)
+        ))
+    };
     if is_index {
         let children = doc
             .manifests
@@ -288,11 +394,24 @@ pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
             .filter(|m| !m.is_attestation())
             .map(|m| Digest::parse(&m.digest).map_err(|_| bad_digest(&m.digest)))
             .collect::<Result<Vec<_>, _>>()?;
+        if children.len() > MAX_FETCHES_PER_PUSH {
+            return Err(unusable(format!(
+                "index has {} manifests (at most {MAX_FETCHES_PER_PUSH} are fetched)",
+                children.len()
+            )));
+        }
         Ok(Manifest::Index { children })
     } else {
         let layers = doc
             .layers
-            .ok_or_else(|| unusable("image manifest without layers".into()))?
+            .ok_or_else(|| unusable("image manifest without layers".into()))?;
+        if layers.len() > MAX_LAYERS_PER_PUSH {
+            return Err(unusable(format!(
+                "image manifest has {} layers (at most {MAX_LAYERS_PER_PUSH})",
+                layers.len()
+            )));
+        }
+        let layers = layers
             .into_iter()
             .map(|l| {
                 let digest = Digest::parse(&l.digest).map_err(|_| bad_digest(&l.digest))?;
@@ -320,17 +439,25 @@ pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
 /// first-seen order: for an index, those of its platform manifests in index
 /// order. A Distribution URL naming a `sha256` digest is checked against the
 /// bytes received.
+/// Manifest bodies are read within `bytes` and dropped as soon as parsed.
 pub async fn resolve_layers(
     source: &dyn ManifestSource,
     location: &ManifestLocation,
+    bytes: &ByteBudget,
 ) -> Result<Vec<LayerSize>, IngestError> {
     let budget = AtomicUsize::new(MAX_FETCHES_PER_PUSH);
-    let per_manifest = resolve_at(source, location, 0, &budget).await?;
+    let per_manifest = resolve_at(source, location, 0, &budget, bytes).await?;
     let mut seen = HashSet::new();
     let layers: Vec<LayerSize> = per_manifest
         .into_iter()
         .filter(|l| seen.insert(l.digest.clone()))
         .collect();
+    if layers.len() > MAX_LAYERS_PER_PUSH {
+        return Err(IngestError::ManifestUnusable(format!(
+            "the image has {} distinct layers (at most {MAX_LAYERS_PER_PUSH})",
+            layers.len()
+        )));
+    }
     if layers
         .iter()
         .try_fold(0u64, |a, l| a.checked_add(l.size))
@@ -354,6 +481,7 @@ fn resolve_at<'a>(
     location: &'a ManifestLocation,
     depth: usize,
     budget: &'a AtomicUsize,
+    bytes: &'a ByteBudget,
 ) -> futures::future::BoxFuture<'a, Result<Vec<LayerSize>, IngestError>> {
     Box::pin(async move {
         let taken = budget.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |b| b.checked_sub(1));
@@ -362,7 +490,7 @@ fn resolve_at<'a>(
                 "index needs more than {MAX_FETCHES_PER_PUSH} manifests"
             )));
         }
-        let raw = source.fetch(location).await?;
+        let (raw, permit) = source.fetch_within(location, bytes).await?;
         if raw.body.len() > MAX_MANIFEST_BYTES {
             return Err(IngestError::ManifestUnusable(format!(
                 "manifest is larger than {MAX_MANIFEST_BYTES} bytes"
@@ -378,7 +506,11 @@ fn resolve_at<'a>(
                 }
             }
         }
-        match parse_manifest(&raw)? {
+        let parsed = parse_manifest(&raw);
+        // The body and its reservation go before any child is fetched.
+        drop(raw);
+        drop(permit);
+        match parsed? {
             Manifest::Image { layers } => Ok(layers),
             Manifest::Index { children } => {
                 if depth + 1 >= MAX_DEPTH {
@@ -396,10 +528,20 @@ fn resolve_at<'a>(
                     let per_child = futures::future::try_join_all(
                         chunk
                             .iter()
-                            .map(|l| resolve_at(source, l, depth + 1, budget)),
+                            .map(|l| resolve_at(source, l, depth + 1, budget, bytes)),
                     )
                     .await?;
                     layers.extend(per_child.into_iter().flatten());
+                    // Duplicates across platforms are common; only distinct
+                    // ones count toward the bound, checked as we go so a
+                    // hostile index stops early.
+                    let distinct: HashSet<&str> =
+                        layers.iter().map(|l| l.digest.as_str()).collect();
+                    if distinct.len() > MAX_LAYERS_PER_PUSH {
+                        return Err(IngestError::ManifestUnusable(format!(
+                            "the index has more than {MAX_LAYERS_PER_PUSH} distinct layers"
+                        )));
+                    }
                 }
                 Ok(layers)
             }
@@ -415,41 +557,80 @@ mod tests {
         format!("sha256:{}", c.to_string().repeat(64))
     }
 
+    fn dist(origin: &str, digest: &str) -> ManifestLocation {
+        ManifestLocation::Distribution {
+            origin: crate::bounded::origin_url(&url::Url::parse(origin).unwrap()),
+            repository: "alice/app".into(),
+            digest: Digest::parse(digest).unwrap(),
+        }
+    }
+
     #[test]
-    fn child_location_replaces_the_last_segment() {
-        let url = url::Url::parse(&format!(
-            "http://127.0.0.1:5000/v2/alice/app/manifests/{}?x=1",
-            d('a')
-        ))
-        .unwrap();
-        let child = ManifestLocation::Url(url)
-            .child(&Digest::parse(&d('b')).unwrap())
-            .unwrap();
+    fn child_location_keeps_the_repository() {
+        let loc = dist(
+            "http://127.0.0.1:5000/v2/alice/app/manifests/x?x=1",
+            &d('a'),
+        );
+        let child = loc.child(&Digest::parse(&d('b')).unwrap()).unwrap();
         assert_eq!(
             child.to_string(),
             format!("http://127.0.0.1:5000/v2/alice/app/manifests/{}", d('b'))
         );
-        let ManifestLocation::Url(u) = &child else {
-            panic!()
-        };
-        assert_eq!(
-            u.as_str(),
-            format!("http://127.0.0.1:5000/v2/alice/app/manifests/{}", d('b'))
-        );
         assert_eq!(child.verifiable_digest().unwrap().as_str(), d('b'));
-        let tag = ManifestLocation::Url(
-            url::Url::parse("https://r.example/v2/alice/app/manifests/1.0").unwrap(),
-        );
-        assert_eq!(tag.verifiable_digest(), None);
     }
 
     #[test]
     fn display_hides_queries_and_credentials() {
-        let url = url::Url::parse("https://u:p@r.example:8443/v2/a/b/manifests/x?token=s").unwrap();
         assert_eq!(
-            ManifestLocation::Url(url).to_string(),
-            "https://r.example:8443/v2/a/b/manifests/x"
+            dist(
+                "https://u:p@r.example:8443/v2/a/b/manifests/x?token=s",
+                &d('a')
+            )
+            .to_string(),
+            format!("https://r.example:8443/v2/alice/app/manifests/{}", d('a'))
         );
+    }
+
+    #[tokio::test]
+    async fn the_byte_budget_blocks_until_bytes_are_given_back() {
+        let budget = ByteBudget::new(100);
+        let a = budget.reserve(60).await;
+        assert_eq!(budget.available(), 40);
+        // More than the whole budget is clamped to it, and waits for room.
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), budget.reserve(1000)).await;
+        assert!(waiting.is_err(), "reserved past the budget");
+        drop(a);
+        let all = budget.reserve(1000).await;
+        assert_eq!(budget.available(), 0);
+        drop(all);
+        assert_eq!(budget.available(), 100);
+    }
+
+    #[test]
+    fn too_many_layers_or_children_are_unusable() {
+        let layers: Vec<String> = (0..=MAX_LAYERS_PER_PUSH)
+            .map(|i| format!(r#"{{"digest":"sha256:{i:064x}","size":1}}"#))
+            .collect();
+        let raw = RawManifest {
+            media_type: Some(OCI_MANIFEST.into()),
+            body: format!(r#"{{"layers":[{}]}}"#, layers.join(",")).into_bytes(),
+        };
+        assert!(matches!(
+            parse_manifest(&raw),
+            Err(IngestError::ManifestUnusable(_))
+        ));
+        let children: Vec<String> = (0..=MAX_FETCHES_PER_PUSH)
+            .map(|i| format!(r#"{{"digest":"sha256:{i:064x}","size":1}}"#))
+            .collect();
+        let raw = RawManifest {
+            media_type: Some(OCI_INDEX.into()),
+            body: format!(r#"{{"manifests":[{}]}}"#, children.join(",")).into_bytes(),
+        };
+        assert!(matches!(
+            parse_manifest(&raw),
+            Err(IngestError::ManifestUnusable(_))
+        ));
     }
 
     #[test]

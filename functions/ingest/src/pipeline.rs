@@ -13,7 +13,7 @@ use shared::ports::LayerSize;
 
 use crate::error::IngestError;
 use crate::formats::{Parsed, Push, PushContent};
-use crate::manifest::{image_size, resolve_layers};
+use crate::manifest::{image_size, resolve_layers, ByteBudget};
 use crate::summary::{IgnoreReason, Summary};
 use crate::Ingest;
 
@@ -21,6 +21,16 @@ use crate::Ingest;
 const FETCH_CONCURRENCY: usize = 8;
 /// Repositories whose layers are counted at once.
 const STORE_CONCURRENCY: usize = 8;
+
+/// What an unusable manifest (gone, unsupported, too large) does to its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unusable {
+    /// Acknowledged and counted ignored (the SQS door, native over HTTP).
+    Ignore,
+    /// Fails the input permanently (a Distribution event over HTTP, which is
+    /// then counted rejected and kept in the dead-letter queue).
+    Fail,
+}
 
 /// What processing did for each input, and the invocation's counts.
 pub(crate) struct Processed {
@@ -54,7 +64,11 @@ impl Processed {
 
 impl Ingest {
     /// Turns parsed inputs into queued jobs; see the module docs.
-    pub(crate) async fn process(&self, inputs: Vec<Result<Parsed, IngestError>>) -> Processed {
+    pub(crate) async fn process(
+        &self,
+        inputs: Vec<Result<Parsed, IngestError>>,
+        unusable: Unusable,
+    ) -> Processed {
         let mut out = Processed {
             failures: inputs.iter().map(|_| None).collect(),
             summary: Summary::default(),
@@ -76,7 +90,7 @@ impl Ingest {
             }
         }
 
-        let work = self.resolve_manifests(work, &mut out).await;
+        let work = self.resolve_manifests(work, unusable, &mut out).await;
         let work = self.count_layers(work, &mut out).await;
         out.summary.accepted = work.len();
         let jobs = self.keep_webhooked(work, &mut out).await;
@@ -85,14 +99,23 @@ impl Ingest {
         out
     }
 
-    /// Fetches the manifests of Distribution and ECR pushes. Unusable ones
-    /// are ignored; retryable failures fail their input.
-    async fn resolve_manifests(&self, work: Vec<Work>, out: &mut Processed) -> Vec<Work> {
+    /// Fetches the manifests of Distribution and ECR pushes within one
+    /// invocation-wide budget of bytes in flight. Unusable ones are ignored or
+    /// fail their input (`unusable`); refused ones and retryable failures
+    /// fail their input.
+    async fn resolve_manifests(
+        &self,
+        work: Vec<Work>,
+        unusable: Unusable,
+        out: &mut Processed,
+    ) -> Vec<Work> {
+        let budget = ByteBudget::new(self.manifest_bytes);
+        let budget = &budget;
         let results: Vec<Option<Result<Vec<LayerSize>, IngestError>>> = stream::iter(&work)
             .map(|w| async move {
                 match &w.push.content {
                     PushContent::Manifest(location) => {
-                        Some(resolve_layers(self.manifests.as_ref(), location).await)
+                        Some(resolve_layers(self.manifests.as_ref(), location, budget).await)
                     }
                     PushContent::Known { .. } => None,
                 }
@@ -108,6 +131,24 @@ impl Ingest {
                     w.image_size = image_size(&layers);
                     w.layers = Some(layers);
                     kept.push(w);
+                }
+                Some(Err(e @ IngestError::Refused(_))) => {
+                    tracing::warn!(
+                        repository = %w.push.repository,
+                        tag = %w.push.tag,
+                        error = %e,
+                        "event refused; no manifest fetched"
+                    );
+                    out.fail(w.input, e);
+                }
+                Some(Err(e)) if !e.is_retryable() && unusable == Unusable::Fail => {
+                    tracing::warn!(
+                        repository = %w.push.repository,
+                        tag = %w.push.tag,
+                        error = %e,
+                        "manifest unusable; event rejected"
+                    );
+                    out.fail(w.input, e);
                 }
                 Some(Err(e)) if !e.is_retryable() => {
                     tracing::warn!(

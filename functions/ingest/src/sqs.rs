@@ -6,7 +6,9 @@ use std::time::Instant;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent};
 
+use crate::bounded::bounded;
 use crate::formats::{parse_input, Channel};
+use crate::pipeline::Unusable;
 use crate::summary::Summary;
 use crate::{Ingest, IngestError};
 
@@ -18,58 +20,51 @@ pub struct SqsOutcome {
 }
 
 impl Ingest {
-    /// Handles one SQS batch and logs the invocation's summary. `Err` (the
-    /// whole batch is retried) only when a failed record has no message id,
-    /// since an empty `itemIdentifier` would fail the batch anyway.
+    /// Handles one SQS batch and logs the invocation's summary. A record
+    /// without a `messageId` (never from real SQS) cannot be named in
+    /// `batchItemFailures`, and failing the whole batch for it would redo
+    /// every other record: it is acknowledged, logged at ERROR and counted
+    /// malformed, as deliver does.
     pub async fn handle_sqs(&self, event: SqsEvent) -> Result<SqsOutcome, IngestError> {
         let started = Instant::now();
-        let ids: Vec<Option<String>> = event
-            .records
-            .iter()
-            .map(|r| r.message_id.clone().filter(|id| !id.is_empty()))
-            .collect();
-        let inputs = event
-            .records
-            .iter()
-            .zip(&ids)
-            .map(|(record, id)| {
-                let span =
-                    tracing::info_span!("sqs_record", message_id = id.as_deref().unwrap_or(""));
-                let _entered = span.enter();
-                parse_input(
-                    record.body.as_deref().unwrap_or("").as_bytes(),
-                    Channel::Sqs,
-                )
-            })
-            .collect();
-        let processed = self.process(inputs).await;
+        let mut unnamed = 0;
+        let mut ids = Vec::with_capacity(event.records.len());
+        let mut inputs = Vec::with_capacity(event.records.len());
+        for record in &event.records {
+            let Some(id) = record.message_id.clone().filter(|id| !id.is_empty()) else {
+                unnamed += 1;
+                tracing::error!(
+                    body_bytes = record.body.as_deref().map_or(0, str::len),
+                    "SQS record without a messageId acknowledged unprocessed"
+                );
+                continue;
+            };
+            let span = tracing::info_span!("sqs_record", message_id = %bounded(&id));
+            let _entered = span.enter();
+            inputs.push(parse_input(
+                record.body.as_deref().unwrap_or("").as_bytes(),
+                Channel::Sqs,
+            ));
+            ids.push(id);
+        }
+        let processed = self.process(inputs, Unusable::Ignore).await;
         let mut summary = processed.summary;
+        summary.malformed += unnamed;
         let mut response = SqsBatchResponse::default();
-        let mut unidentified = 0;
         for (failure, id) in processed.failures.into_iter().zip(&ids) {
             let Some(e) = failure else { continue };
-            let message_id = id.as_deref().unwrap_or("");
+            let message_id = bounded(id);
             if e.is_retryable() {
-                tracing::warn!(message_id, error = %e, "record failed; it will be retried");
+                tracing::warn!(%message_id, error = %e, "record failed; it will be retried");
             } else {
-                tracing::error!(message_id, error = %e, "record refused; it goes to the dead-letter queue");
+                tracing::error!(%message_id, error = %e, "record refused; it goes to the dead-letter queue");
             }
-            match id {
-                Some(id) => {
-                    let mut item = BatchItemFailure::default();
-                    item.item_identifier = id.clone();
-                    response.batch_item_failures.push(item);
-                }
-                None => unidentified += 1,
-            }
+            let mut item = BatchItemFailure::default();
+            item.item_identifier = id.clone();
+            response.batch_item_failures.push(item);
         }
         summary.duration = started.elapsed();
         summary.log("sqs");
-        if unidentified > 0 {
-            return Err(IngestError::UnsupportedInvocation(format!(
-                "{unidentified} failed record(s) without a messageId; the whole batch is retried"
-            )));
-        }
         Ok(SqsOutcome { response, summary })
     }
 }

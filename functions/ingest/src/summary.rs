@@ -113,6 +113,15 @@ pub struct Summary {
     pub malformed: usize,
     /// Inputs reported failed (HTTP 4xx/5xx or SQS batch item failures).
     pub failed_inputs: usize,
+    /// Distribution events over HTTP that can never be processed (malformed,
+    /// refused origin, manifest gone or unusable): answered 2xx, logged and
+    /// kept in the registry events dead-letter queue.
+    pub rejected: usize,
+    /// Distribution events over HTTP that could not be processed now and were
+    /// put on the registry events queue for the SQS door to retry.
+    pub deferred: usize,
+    /// Messages put on the registry events dead-letter queue.
+    pub dead_lettered: usize,
     pub duration: Duration,
 }
 
@@ -124,6 +133,8 @@ impl Summary {
             "ignored": self.ignored.total(),
             "dropped": self.dropped_no_webhook,
             "queued": self.jobs_sent,
+            "rejected": self.rejected,
+            "deferred": self.deferred,
         })
     }
 
@@ -151,6 +162,9 @@ impl Summary {
             store_lookups = self.store_lookups,
             malformed = self.malformed,
             failed_inputs = self.failed_inputs,
+            rejected = self.rejected,
+            deferred = self.deferred,
+            dead_lettered = self.dead_lettered,
             duration_ms = self.duration.as_millis() as u64,
             "ingest invocation"
         );
@@ -173,7 +187,7 @@ mod tests {
         assert_eq!(s.ignored.get(IgnoreReason::Blob), 2);
         assert_eq!(
             s.http_body(),
-            json!({"accepted": 3, "ignored": 3, "dropped": 1, "queued": 2})
+            json!({"accepted": 3, "ignored": 3, "dropped": 1, "queued": 2, "rejected": 0, "deferred": 0})
         );
         assert_eq!(IgnoreReason::for_action("DELETE"), IgnoreReason::Delete);
         assert_eq!(IgnoreReason::for_action("scan"), IgnoreReason::OtherAction);

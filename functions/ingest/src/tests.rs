@@ -244,8 +244,17 @@ fn manifest_url(repo_path: &str, reference: &str) -> String {
     format!("{REGISTRY}/v2/{repo_path}/manifests/{reference}")
 }
 
+/// The location a Distribution manifest URL names (as an event's
+/// `target.url` would): its origin, repository path and digest.
 fn url_location(url: &str) -> ManifestLocation {
-    ManifestLocation::Url(url::Url::parse(url).unwrap())
+    let url = url::Url::parse(url).unwrap();
+    let path = url.path().strip_prefix("/v2/").unwrap();
+    let (repository, digest) = path.rsplit_once("/manifests/").unwrap();
+    ManifestLocation::Distribution {
+        origin: crate::bounded::origin_url(&url),
+        repository: repository.to_owned(),
+        digest: shared::domain::Digest::parse(digest).unwrap(),
+    }
 }
 
 /// A layer of `size` bytes whose digest is derived from `seed`.
@@ -347,13 +356,13 @@ async fn captured_distribution_push_makes_one_job_from_the_manifest() {
         assert_eq!(status, 202);
         assert_eq!(
             body(i),
-            json!({"accepted": 0, "ignored": 1, "dropped": 0, "queued": 0})
+            json!({"accepted": 0, "ignored": 1, "dropped": 0, "queued": 0, "rejected": 0, "deferred": 0})
         );
     }
     assert_eq!(answers[2].0, 202);
     assert_eq!(
         body(2),
-        json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1})
+        json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1, "rejected": 0, "deferred": 0})
     );
     let jobs = h.queue.jobs();
     assert_eq!(jobs.len(), 1);
@@ -496,7 +505,7 @@ async fn non_pushes_and_untagged_pushes_are_acknowledged_and_ignored() {
         assert_eq!(outcome.response.status_code, 202, "{name}");
         assert_eq!(
             outcome.response.body_json(),
-            json!({"accepted": 0, "ignored": 1, "dropped": 0, "queued": 0}),
+            json!({"accepted": 0, "ignored": 1, "dropped": 0, "queued": 0, "rejected": 0, "deferred": 0}),
             "{name}"
         );
         assert_eq!(outcome.summary.ignored.get(reason), 1, "{name}");
@@ -584,13 +593,46 @@ async fn token_is_required_when_configured() {
         .await
         .unwrap();
     assert_eq!(r["statusCode"], 202);
-    // Without a configured token the URL is open.
-    let open = Ingest::new(
-        Arc::new(MemoryStore::new()),
+    // Without a configured token (or a blank one) the door is closed: every
+    // request is 401 with a JSON error saying why, whatever it carries.
+    for token in [None, Some(Sensitive("  ".into()))] {
+        let closed = Ingest::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(FakeRegistry::default()),
+        )
+        .with_token(token.as_ref());
+        for (method, auth) in [
+            ("POST", None),
+            ("POST", Some("Bearer ")),
+            ("GET", Some("Bearer x")),
+        ] {
+            let r = closed
+                .handle(http_event(method, &body, auth))
+                .await
+                .unwrap();
+            assert_eq!(r["statusCode"], 401, "{method} {auth:?}");
+            let answer: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+            assert_eq!(answer["error"], crate::CLOSED_DOOR);
+        }
+        // The SQS door is unaffected.
+        let r = closed
+            .handle(sqs_event(&[("m", native("alice/app", "1", None))]))
+            .await
+            .unwrap();
+        assert_eq!(r["batchItemFailures"], json!([]));
+    }
+    // The configured token is trimmed like the presented one.
+    let padded = Ingest::new(
+        h.store.clone(),
         Arc::new(MemoryQueue::new()),
         Arc::new(FakeRegistry::default()),
-    );
-    let r = open.handle(http_event("POST", &body, None)).await.unwrap();
+    )
+    .with_token(Some(&Sensitive(format!(" {TOKEN}\n"))));
+    let r = padded
+        .handle(http_event("POST", &body, Some(&format!("Bearer {TOKEN}"))))
+        .await
+        .unwrap();
     assert_eq!(r["statusCode"], 202);
 }
 
@@ -712,7 +754,7 @@ async fn repositories_without_an_enabled_webhook_are_dropped_but_sized() {
     assert_eq!(status, 202);
     assert_eq!(
         body,
-        json!({"accepted": 1, "ignored": 0, "dropped": 1, "queued": 0})
+        json!({"accepted": 1, "ignored": 0, "dropped": 1, "queued": 0, "rejected": 0, "deferred": 0})
     );
     assert!(h.queue.jobs().is_empty());
     // The size is kept even without a webhook, for when one is set.
@@ -796,8 +838,9 @@ async fn retryable_failures_are_500_or_failed_records() {
     h.registry
         .down(url_location(&manifest_url("alice/app", digest)));
     let body = manifest_push("down-1", "alice/app", Some("1"), digest);
+    // No registry events queue to defer to: 503, so the registry retries.
     let (status, answer) = h.post(&body).await;
-    assert_eq!(status, 500, "{answer}");
+    assert_eq!(status, 503, "{answer}");
     let failed = h
         .sqs(&[
             ("down", body),
@@ -824,9 +867,14 @@ async fn retryable_failures_are_500_or_failed_records() {
         Arc::new(DownStore),
         Arc::new(MemoryQueue::new()),
         Arc::new(FakeRegistry::default()),
-    );
+    )
+    .with_token(Some(&Sensitive(TOKEN.into())));
     let r = down
-        .handle(http_event("POST", &native("alice/app", "1", None), None))
+        .handle(http_event(
+            "POST",
+            &native("alice/app", "1", None),
+            Some(&format!("Bearer {TOKEN}")),
+        ))
         .await
         .unwrap();
     assert_eq!(r["statusCode"], 500);
@@ -854,9 +902,11 @@ async fn gone_manifests_are_ignored_not_retried() {
         ))
         .await;
     assert_eq!(status, 202);
+    // Over HTTP a Distribution event whose manifest is gone is rejected
+    // (kept in the dead-letter queue when there is one), never retried.
     assert_eq!(
         body,
-        json!({"accepted": 0, "ignored": 1, "dropped": 0, "queued": 0})
+        json!({"accepted": 0, "ignored": 0, "dropped": 0, "queued": 0, "rejected": 1, "deferred": 0})
     );
     // A manifest whose bytes do not match the digest in its URL is unusable too.
     let wrong = image_manifest(&[layer("w", 1)]);
@@ -874,8 +924,17 @@ async fn gone_manifests_are_ignored_not_retried() {
         ))
         .await;
     assert_eq!(status, 202);
-    assert_eq!(body["ignored"], 1);
+    assert_eq!(body["rejected"], 1);
     assert!(h.queue.jobs().is_empty());
+    // Through SQS (e.g. a deferred event whose manifest has since gone) it
+    // is acknowledged and ignored, not retried.
+    let failed = h
+        .sqs(&[(
+            "gone",
+            manifest_push("gone-3", "alice/app", Some("1"), FIXTURE_DIGEST),
+        )])
+        .await;
+    assert!(failed.is_empty());
 }
 
 #[tokio::test]
@@ -888,13 +947,20 @@ async fn other_invocations_are_errors_not_panics() {
             "{event}: {e}"
         );
     }
-    // An SQS batch whose failed record has no message id fails as a whole.
-    let e = h
+    // A record without a message id cannot be named as failed: it is
+    // acknowledged (and logged) instead of failing the whole batch.
+    let r = h
         .ingest
-        .handle(json!({"Records": [{"body": "nope"}]}))
+        .handle(json!({"Records": [{"body": "nope"}, {"messageId": "", "body": "x"}]}))
         .await
-        .unwrap_err();
-    assert!(!e.to_string().is_empty());
+        .unwrap();
+    assert_eq!(r["batchItemFailures"], json!([]));
+    let outcome = h
+        .ingest
+        .handle_sqs(serde_json::from_value(json!({"Records": [{"body": "nope"}]})).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(outcome.summary.malformed, 1);
     // An empty batch is fine.
     let r = h.ingest.handle(json!({"Records": []})).await.unwrap();
     assert_eq!(r["batchItemFailures"], json!([]));
@@ -990,10 +1056,133 @@ async fn too_many_layers_is_ignored_for_manifests_and_refused_for_native_events(
         .post(&manifest_push("big-1", "alice/app", Some("1"), &digest))
         .await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body["ignored"], 1);
+    assert_eq!(body["rejected"], 1);
     let mut native: Value = serde_json::from_str(&native("alice/app", "1", Some("big"))).unwrap();
     native["layers"] = json!(layers.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>());
     let (status, _) = h.post(&native.to_string()).await;
     assert_eq!(status, 400);
+    assert!(h.queue.jobs().is_empty());
+}
+
+/// The registry events queues in memory; `fail` makes every send fail.
+#[derive(Default)]
+struct MemoryRegistryEvents {
+    deferred: Mutex<Vec<crate::SetAside>>,
+    kept: Mutex<Vec<crate::SetAside>>,
+    fail: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl crate::RegistryEvents for MemoryRegistryEvents {
+    async fn defer(&self, events: &[crate::SetAside]) -> Result<(), crate::RegistryEventsError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::RegistryEventsError::Retryable("throttled".into()));
+        }
+        self.deferred.lock().unwrap().extend_from_slice(events);
+        Ok(())
+    }
+    async fn keep_rejected(
+        &self,
+        events: &[crate::SetAside],
+    ) -> Result<bool, crate::RegistryEventsError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(crate::RegistryEventsError::Retryable("throttled".into()));
+        }
+        self.kept.lock().unwrap().extend_from_slice(events);
+        Ok(true)
+    }
+}
+
+#[tokio::test]
+async fn distribution_envelopes_are_always_202_with_each_event_processed_deferred_or_kept() {
+    // GIVEN a registry with one manifest, one that is down, one that is gone
+    let store = Arc::new(MemoryStore::new());
+    let queue = Arc::new(MemoryQueue::new());
+    let registry = Arc::new(FakeRegistry::default());
+    let events = Arc::new(MemoryRegistryEvents::default());
+    let ingest = Ingest::new(store.clone(), queue.clone(), registry.clone())
+        .with_token(Some(&Sensitive(TOKEN.into())))
+        .with_registry_events(events.clone());
+    let url = validate_webhook_url("https://hooks.example.com/x", false).unwrap();
+    store
+        .put_url(
+            &RepositoryName::parse("alice/app").unwrap(),
+            &url,
+            "2026-11-28T08:00:00Z",
+        )
+        .await
+        .unwrap();
+    let ok = put_image(&registry, "alice/app", &[layer("ok", 5)]);
+    let down = sha256_digest(b"down").as_str().to_owned();
+    registry.down(url_location(&manifest_url("alice/app", &down)));
+    let gone = sha256_digest(b"gone").as_str().to_owned();
+    let event = |id: &str, digest: &str, timestamp: &str| {
+        let mut e: Value =
+            serde_json::from_str::<Value>(&manifest_push(id, "alice/app", Some("1"), digest))
+                .unwrap()["events"][0]
+                .clone();
+        e["timestamp"] = json!(timestamp);
+        e
+    };
+    let envelope = json!({"events": [
+        event("e-ok", &ok, "2026-11-28T08:41:13Z"),
+        event("e-down", &down, "2026-11-28T08:41:13Z"),
+        event("e-gone", &gone, "2026-11-28T08:41:13Z"),
+        event("e-far", &ok, "9999-12-31T23:00:00-01:00"),
+        {"action": "push", "target": "not an object"},
+    ]})
+    .to_string();
+    let post = || async {
+        let r = ingest
+            .handle(http_event(
+                "POST",
+                &envelope,
+                Some(&format!("Bearer {TOKEN}")),
+            ))
+            .await
+            .unwrap();
+        let body: Value = serde_json::from_str(r["body"].as_str().unwrap()).unwrap();
+        (r["statusCode"].as_u64().unwrap(), body)
+    };
+
+    // WHEN the envelope arrives
+    let (status, body) = post().await;
+
+    // THEN 202: one queued, one deferred, three rejected and kept
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        body,
+        json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1, "rejected": 3, "deferred": 1})
+    );
+    assert_eq!(queue.jobs().len(), 1);
+    let deferred = events.deferred.lock().unwrap().clone();
+    assert_eq!(deferred.len(), 1);
+    // A deferred event is a one-event envelope the SQS door reads.
+    let d: Value = serde_json::from_str(&deferred[0].body).unwrap();
+    assert_eq!(d["events"][0]["id"], "e-down");
+    let kept = events.kept.lock().unwrap().clone();
+    let kept_ids: Vec<Value> = kept
+        .iter()
+        .map(|k| serde_json::from_str::<Value>(&k.body).unwrap()["events"][0]["id"].clone())
+        .collect();
+    assert_eq!(kept_ids, [json!("e-gone"), json!("e-far"), Value::Null]);
+    assert!(kept[1].reason.contains("RFC 3339"), "{}", kept[1].reason);
+
+    // AND when even setting events aside fails, 503 so the registry retries
+    events.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (status, _) = post().await;
+    assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn far_future_times_are_bad_input_not_panics() {
+    let h = harness();
+    h.hook("alice/app").await;
+    let mut far: Value = serde_json::from_str(&native("alice/app", "1", Some("far"))).unwrap();
+    far["pushed_at"] = json!("9999-12-31T23:00:00-01:00");
+    let (status, body) = h.post(&far.to_string()).await;
+    assert_eq!(status, 400, "{body}");
+    let failed = h.sqs(&[("far", far.to_string())]).await;
+    assert_eq!(failed, ["far"]);
     assert!(h.queue.jobs().is_empty());
 }

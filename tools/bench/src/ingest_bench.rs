@@ -34,7 +34,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
     stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
-    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &[]);
+    let token = crate::latency::BENCH_INGEST_TOKEN;
+    let env = function_env(
+        &ctx.moto,
+        &stack,
+        &proxy.endpoint(),
+        &[("INGEST_TOKEN", token)],
+    );
     let (f, log) = start_function("ingest", &env, &ctx.logs, "ingest-sqs", TIMEOUT).await?;
     proxy.reset_counts();
     let sqs = aws_sdk_sqs::Client::new(&direct);
@@ -107,6 +113,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         let resp = http
             .post(format!("{}/", url.url()))
             .header("content-type", "application/json")
+            .bearer_auth(token)
             .body(push(events + k).to_string())
             .send()
             .await

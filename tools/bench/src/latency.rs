@@ -22,6 +22,10 @@ use crate::stack::{self, function_env, start_function, tally, Stack};
 use crate::stats::{median, ms, percentile};
 use crate::{workload, Ctx, Res};
 
+/// The bearer token the benchmark's ingest takes (its HTTP door is closed
+/// without one).
+pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
+
 /// The emulated mapping's batching window (the template's is longer).
 pub const WINDOW: Duration = Duration::from_secs(1);
 const INGEST_POOL: usize = 4;
@@ -115,7 +119,12 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
 
-    let ingest_env = function_env(&ctx.moto, &stack, &proxies[0].endpoint(), &[]);
+    let ingest_env = function_env(
+        &ctx.moto,
+        &stack,
+        &proxies[0].endpoint(),
+        &[("INGEST_TOKEN", BENCH_INGEST_TOKEN)],
+    );
     let mut ingests = Vec::new();
     for k in 0..INGEST_POOL {
         let log = format!("latency-ingest-{k}");
@@ -185,6 +194,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         let req = http
             .post(format!("{}/", url.url()))
             .header("content-type", "application/json")
+            .bearer_auth(BENCH_INGEST_TOKEN)
             .body(body.to_string());
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();

@@ -16,6 +16,7 @@ mod cost;
 mod deliver_bench;
 mod fake_dynamo;
 mod ingest_bench;
+mod ingest_memory;
 mod latency;
 mod report;
 mod stack;
@@ -156,6 +157,10 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     }
     if wanted("ingest") {
         measure(&mut results, "ingest", ingest_bench::run(&ctx).await);
+    }
+    if wanted("ingest-memory") {
+        let m = ingest_memory::run(&ctx).await.map(|m| m.to_json());
+        measure(&mut results, "ingest_memory", m);
     }
     if wanted("latency") {
         measure(&mut results, "latency", latency::run(&ctx).await);

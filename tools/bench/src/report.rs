@@ -31,6 +31,7 @@ deliver SQS calls per failed job, 10% fail | /deliver/failing/sqs_per_failed_job
 visibility entries refused, 10% fail | /deliver/failing/aws/failed_entries | 0
 ingest SendMessageBatch per event | /ingest/per_event/sends | 3 | ≤ 0.1
 ingest BatchGetItem per event | /ingest/per_event/reads | 3
+ingest peak RSS on a hostile index, % of MemorySize | /ingest_memory/peak_rss_percent | 0 | ≤ 50
 cold start hello-lambda, ms (median) | /cold_start/binaries/hello-lambda/median_ms | 1
 cold start ingest / hello | /cold_start/binaries/ingest/vs_hello | 2 | ≤ 2
 cold start deliver / hello | /cold_start/binaries/deliver/vs_hello | 2 | ≤ 2

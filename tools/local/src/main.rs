@@ -120,6 +120,13 @@ async fn run() -> Res<()> {
         ]
         .map(|(k, v)| (k.to_owned(), v.to_owned())),
     );
+    // ingest fetches Distribution manifests only from REGISTRY_URL: the
+    // registry's port is chosen now so ingest knows its origin.
+    let registry_port = registry::free_port()?;
+    env.push((
+        "REGISTRY_URL".to_owned(),
+        format!("http://127.0.0.1:{registry_port}"),
+    ));
 
     step("starting ingest, deliver and settings through the Lambda Runtime API");
     let start = |name: &'static str| {
@@ -222,7 +229,15 @@ async fn run() -> Res<()> {
     print_and_verify(&root, req, &secret, &hook_url)?;
 
     if args.with_registry {
-        registry::push_real_image(&root, &ingest_url.url(), INGEST_TOKEN, &receiver, &logs).await?;
+        registry::push_real_image(
+            &root,
+            &ingest_url.url(),
+            INGEST_TOKEN,
+            &receiver,
+            &logs,
+            registry_port,
+        )
+        .await?;
     }
 
     println!(

@@ -18,10 +18,10 @@ pub async fn push_real_image(
     token: &str,
     receiver: &Receiver,
     logs: &Path,
+    port: u16,
 ) -> Result<(), String> {
     crate::step("starting docker-registry with notifications to ingest");
     let work = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let port = free_port()?;
     let config = format!(
         "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n\
          http:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    - name: alin-webhooks\n      \
@@ -101,7 +101,7 @@ pub async fn push_real_image(
     Ok(())
 }
 
-fn free_port() -> Result<u16, String> {
+pub fn free_port() -> Result<u16, String> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
