@@ -3,11 +3,16 @@
 //! `cargo lambda invoke <function> --data-file events/...` with the sample
 //! events, against a stack made from `template.yaml` in moto.
 //!
-//! The functions' `[package.metadata.lambda.watch.env]` point at the fixed
-//! local stack (moto on 127.0.0.1:5055); this test's stack is on a free port,
-//! so it overrides the table, queue and endpoint with `--env-var`, the way
-//! the docs tell users to point a function elsewhere. That the fixed values
-//! are the names the local stack really gets is checked separately below.
+//! Users pass `--env-file events/local.env` (the fixed local stack: moto on
+//! 127.0.0.1:5055, resources `local-<logical id>`); this test's stack is on a
+//! free port, so it writes the same kind of file for its own stack. That the
+//! fixed values are the names the local stack really gets is checked
+//! separately below.
+//!
+//! Why an env file and not `[package.metadata.lambda.watch.env]`: with
+//! cargo-lambda 1.9 a package's metadata env wins over `--env-var`,
+//! `--env-file` and `--global` (measured), so it could never be pointed at
+//! another stack; the test below keeps such a section from coming back.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -48,6 +53,14 @@ struct Watch {
 impl Watch {
     fn start(env: &[(String, String)]) -> Watch {
         let port = free_port();
+        let env_file = repo_root()
+            .join("target")
+            .join(format!("cargo-lambda-watch-{port}.env"));
+        let mut text = String::from("# written by tests/tests/cargo_lambda_tools.rs\n");
+        for (k, v) in env {
+            text.push_str(&format!("{k}={v}\n"));
+        }
+        std::fs::write(&env_file, text).expect("env file");
         let log = repo_root()
             .join("target")
             .join(format!("cargo-lambda-watch-{port}.log"));
@@ -58,9 +71,7 @@ impl Watch {
             .args(["lambda", "watch", "--ignore-changes", "--quiet"])
             .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(port.to_string());
-        for (k, v) in env {
-            cmd.arg("--env-var").arg(format!("{k}={v}"));
-        }
+        cmd.arg("--env-file").arg(&env_file);
         // Its own process group, so the functions it spawns go with it.
         use std::os::unix::process::CommandExt;
         cmd.process_group(0);
@@ -137,7 +148,7 @@ impl Watch {
 
 impl Drop for Watch {
     fn drop(&mut self) {
-        // SAFETY-free: kill the whole process group we created.
+        // The whole process group we created: watch and the functions it ran.
         let pgid = self.child.id();
         let _ = Command::new("kill")
             .args(["-TERM", "--", &format!("-{pgid}")])
@@ -226,10 +237,9 @@ async fn watch_and_invoke_each_function_with_the_sample_events() {
     assert_eq!(ids, vec!["9fb37c40-bdb0-4400-8b2f-9316333b8cc0"], "{batch}");
 }
 
-/// The fixed local stack in `[package.metadata.lambda.watch.env]` and
-/// `events/env.json` is what the stack script creates with prefix `local-`
-/// on moto at 127.0.0.1:5055, and each function's watch environment has
-/// what its cold start needs.
+/// The fixed local stack in `events/local.env` and `events/env.json` is
+/// what the stack script creates with prefix `local-` on moto at
+/// 127.0.0.1:5055, and nothing in the functions' manifests overrides it.
 #[tokio::test]
 async fn the_local_configurations_name_the_local_stack() {
     let stack = Stack::new("clnames").await;
@@ -249,6 +259,26 @@ async fn the_local_configurations_name_the_local_stack() {
         "{expected_queue}"
     );
 
+    let local_env =
+        std::fs::read_to_string(repo_root().join("events/local.env")).expect("events/local.env");
+    let value = |key: &str| -> Option<String> {
+        local_env.lines().find_map(|l| {
+            let (k, v) = l.split_once('=')?;
+            (k.trim() == key).then(|| v.trim().to_owned())
+        })
+    };
+    assert_eq!(
+        value("WEBHOOKS_TABLE").as_deref(),
+        Some("local-WebhooksTable")
+    );
+    assert_eq!(
+        value("DELIVERY_QUEUE_URL").as_deref(),
+        Some(expected_queue.as_str())
+    );
+    assert_eq!(value("AWS_ENDPOINT_URL").as_deref(), Some(LOCAL_ENDPOINT));
+    assert_eq!(value("INGEST_TOKEN").as_deref(), Some("local-ingest-token"));
+    assert!(value("AWS_REGION").is_some() && value("AWS_ACCESS_KEY_ID").is_some());
+
     let env_json: Value = serde_json::from_str(
         &std::fs::read_to_string(repo_root().join("events/env.json")).expect("events/env.json"),
     )
@@ -258,38 +288,6 @@ async fn the_local_configurations_name_the_local_stack() {
         ("deliver", "DeliverFunction"),
         ("settings", "SettingsFunction"),
     ] {
-        let manifest = repo_root()
-            .join("functions")
-            .join(function)
-            .join("Cargo.toml");
-        let text = std::fs::read_to_string(&manifest).expect("Cargo.toml");
-        let value = |key: &str| -> Option<String> {
-            let section = text.split("[package.metadata.lambda.watch.env]").nth(1)?;
-            let section = section.split("\n[").next()?;
-            section.lines().find_map(|l| {
-                let (k, v) = l.split_once('=')?;
-                (k.trim() == key).then(|| v.trim().trim_matches('"').to_owned())
-            })
-        };
-        assert_eq!(
-            value("WEBHOOKS_TABLE").as_deref(),
-            Some("local-WebhooksTable"),
-            "{function}"
-        );
-        assert_eq!(
-            value("DELIVERY_QUEUE_URL").as_deref(),
-            Some(expected_queue.as_str()),
-            "{function}"
-        );
-        assert_eq!(
-            value("AWS_ENDPOINT_URL").as_deref(),
-            Some(LOCAL_ENDPOINT),
-            "{function}"
-        );
-        assert!(
-            value("AWS_REGION").is_some() && value("AWS_ACCESS_KEY_ID").is_some(),
-            "{function}"
-        );
         assert_eq!(
             env_json[logical]["WEBHOOKS_TABLE"], "local-WebhooksTable",
             "{logical}"
@@ -299,12 +297,16 @@ async fn the_local_configurations_name_the_local_stack() {
             expected_queue.as_str(),
             "{logical}"
         );
-        // Nothing in the deploy configuration: `cargo lambda deploy` must not
-        // push local settings onto a real function.
+        // A package's lambda metadata env would win over --env-file (and
+        // deploy config would reach `cargo lambda deploy`).
+        let manifest = repo_root()
+            .join("functions")
+            .join(function)
+            .join("Cargo.toml");
+        let text = std::fs::read_to_string(&manifest).expect("Cargo.toml");
         assert!(
-            !text.contains("[package.metadata.lambda.env]")
-                && !text.contains("[package.metadata.lambda.deploy"),
-            "{function}: local settings would reach `cargo lambda deploy`"
+            !text.contains("[package.metadata.lambda"),
+            "{function}: a [package.metadata.lambda…] section would override --env-file"
         );
     }
 }
