@@ -29,6 +29,27 @@ fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
+/// `cargo lambda …` as a user's shell runs it: without the variables
+/// `cargo test` sets for this process (`CARGO_PKG_*`, `CARGO_MANIFEST_DIR`,
+/// `LD_LIBRARY_PATH`, …), which would make the nested build differ from a
+/// normal one and rebuild half the dependency tree on every switch.
+fn cargo_lambda() -> Command {
+    let mut cmd = Command::new(cargo());
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let keep = matches!(k, "CARGO" | "CARGO_HOME" | "CARGO_TARGET_DIR");
+        if !keep
+            && (k.starts_with("CARGO_") || k == "LD_LIBRARY_PATH" || k.starts_with("RUST_TEST"))
+        {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.current_dir(repo_root())
+        .env("PATH", path_with_venv())
+        .arg("lambda");
+    cmd
+}
+
 /// PATH with the project's `.venv/bin` first, where `cargo-lambda` lives.
 fn path_with_venv() -> String {
     let venv = repo_root().join(".venv/bin");
@@ -65,10 +86,8 @@ impl Watch {
             .join("target")
             .join(format!("cargo-lambda-watch-{port}.log"));
         let file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(cargo());
-        cmd.current_dir(repo_root())
-            .env("PATH", path_with_venv())
-            .args(["lambda", "watch", "--ignore-changes", "--quiet"])
+        let mut cmd = cargo_lambda();
+        cmd.args(["watch", "--ignore-changes", "--quiet"])
             .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(port.to_string());
         cmd.arg("--env-file").arg(&env_file);
@@ -99,10 +118,8 @@ impl Watch {
 
     /// `cargo lambda invoke FUNCTION --data-file events/FILE`: the answer.
     fn invoke(&self, function: &str, event: &str) -> Value {
-        let out = Command::new(cargo())
-            .current_dir(repo_root())
-            .env("PATH", path_with_venv())
-            .args(["lambda", "invoke", function, "--data-file", event])
+        let out = cargo_lambda()
+            .args(["invoke", function, "--data-file", event])
             .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
             .arg(self.port.to_string())
             .output()
@@ -122,10 +139,8 @@ impl Watch {
     fn invoke_first(&self, function: &str, event: &str) -> Value {
         let t0 = Instant::now();
         loop {
-            let out = Command::new(cargo())
-                .current_dir(repo_root())
-                .env("PATH", path_with_venv())
-                .args(["lambda", "invoke", function, "--data-file", event])
+            let out = cargo_lambda()
+                .args(["invoke", function, "--data-file", event])
                 .args(["--invoke-address", "127.0.0.1", "--invoke-port"])
                 .arg(self.port.to_string())
                 .output()
