@@ -38,7 +38,12 @@ fn text(v: &Value) -> String {
 
 /// Resolves the intrinsic functions the table and queues use, with the
 /// parameter values the stack was created with and its outputs for ARNs.
-fn resolve(t: &Value, v: &Value, params: &Map<String, Json>, outputs: &Map<String, Json>) -> String {
+fn resolve(
+    t: &Value,
+    v: &Value,
+    params: &Map<String, Json>,
+    outputs: &Map<String, Json>,
+) -> String {
     let Value::Tagged(tagged) = v else {
         return text(v);
     };
@@ -52,12 +57,19 @@ fn resolve(t: &Value, v: &Value, params: &Map<String, Json>, outputs: &Map<Strin
             }
         }
         "!GetAtt" => {
-            let (id, attribute) = text(args).split_once('.').map(|(a, b)| (a.to_owned(), b.to_owned())).expect("Id.Attr");
+            let (id, attribute) = text(args)
+                .split_once('.')
+                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+                .expect("Id.Attr");
             assert_eq!(attribute, "Arn", "only ARNs are referenced");
-            outputs[&format!("{id}Arn")].as_str().expect("ARN output").to_owned()
+            outputs[&format!("{id}Arn")]
+                .as_str()
+                .expect("ARN output")
+                .to_owned()
         }
         "!FindInMap" => {
-            let [map, key, attribute] = args.as_sequence().expect("three arguments").as_slice() else {
+            let [map, key, attribute] = args.as_sequence().expect("three arguments").as_slice()
+            else {
                 panic!("FindInMap takes three arguments");
             };
             let key = resolve(t, key, params, outputs);
@@ -71,7 +83,11 @@ fn resolve(t: &Value, v: &Value, params: &Map<String, Json>, outputs: &Map<Strin
 fn devstack_parameters_and_visibility_rule_are_the_templates() {
     let t = template();
     for (name, default) in devstack::stack::PARAMETERS {
-        assert_eq!(text(&t["Parameters"][name]["Default"]), default.to_string(), "{name} default");
+        assert_eq!(
+            text(&t["Parameters"][name]["Default"]),
+            default.to_string(),
+            "{name} default"
+        );
     }
     let allowed: Vec<u32> = t["Parameters"]["DeliverTimeoutSeconds"]["AllowedValues"]
         .as_sequence()
@@ -82,13 +98,19 @@ fn devstack_parameters_and_visibility_rule_are_the_templates() {
     assert_eq!(allowed, devstack::stack::DELIVER_TIMEOUTS);
     // devstack computes the delivery queue's visibility as 6 x the timeout;
     // the template looks it up: every row must agree.
-    let rows = t["Mappings"]["DeliverTimeouts"].as_mapping().expect("DeliverTimeouts");
+    let rows = t["Mappings"]["DeliverTimeouts"]
+        .as_mapping()
+        .expect("DeliverTimeouts");
     assert_eq!(rows.len(), allowed.len());
     for seconds in allowed {
         let overrides = [format!("DeliverTimeoutSeconds={seconds}")];
-        let params = devstack::stack::Params::parse(&[overrides[0].as_str()]).expect("allowed value");
+        let params =
+            devstack::stack::Params::parse(&[overrides[0].as_str()]).expect("allowed value");
         let row = &rows[seconds.to_string().as_str()];
-        assert_eq!(text(&row["QueueVisibilityTimeout"]), params.delivery_visibility_secs().to_string());
+        assert_eq!(
+            text(&row["QueueVisibilityTimeout"]),
+            params.delivery_visibility_secs().to_string()
+        );
     }
 }
 
@@ -96,7 +118,9 @@ async fn check_against_template(hint: &str, overrides: &[&str]) {
     let t = template();
     let stack = Stack::with_params(hint, overrides).await;
     let outputs = &stack.outputs;
-    let params = outputs["Parameters"].as_object().expect("Parameters output");
+    let params = outputs["Parameters"]
+        .as_object()
+        .expect("Parameters output");
 
     let tables = resources(&t, "AWS::DynamoDB::Table");
     assert_eq!(tables.len(), 1, "one table");
@@ -111,18 +135,48 @@ async fn check_against_template(hint: &str, overrides: &[&str]) {
         .table
         .expect("described");
     let pairs = |seq: &Value, a: &str, b: &str| -> BTreeSet<(String, String)> {
-        seq.as_sequence().expect("a list").iter().map(|e| (text(&e[a]), text(&e[b]))).collect()
+        seq.as_sequence()
+            .expect("a list")
+            .iter()
+            .map(|e| (text(&e[a]), text(&e[b])))
+            .collect()
     };
-    let live_keys: BTreeSet<_> =
-        table.key_schema().iter().map(|k| (k.attribute_name().to_owned(), k.key_type().as_str().to_owned())).collect();
-    assert_eq!(live_keys, pairs(&props["KeySchema"], "AttributeName", "KeyType"));
+    let live_keys: BTreeSet<_> = table
+        .key_schema()
+        .iter()
+        .map(|k| {
+            (
+                k.attribute_name().to_owned(),
+                k.key_type().as_str().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        live_keys,
+        pairs(&props["KeySchema"], "AttributeName", "KeyType")
+    );
     let live_attributes: BTreeSet<_> = table
         .attribute_definitions()
         .iter()
-        .map(|a| (a.attribute_name().to_owned(), a.attribute_type().as_str().to_owned()))
+        .map(|a| {
+            (
+                a.attribute_name().to_owned(),
+                a.attribute_type().as_str().to_owned(),
+            )
+        })
         .collect();
-    assert_eq!(live_attributes, pairs(&props["AttributeDefinitions"], "AttributeName", "AttributeType"));
-    let billing = table.billing_mode_summary().and_then(|b| b.billing_mode()).map(|m| m.as_str().to_owned());
+    assert_eq!(
+        live_attributes,
+        pairs(
+            &props["AttributeDefinitions"],
+            "AttributeName",
+            "AttributeType"
+        )
+    );
+    let billing = table
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .map(|m| m.as_str().to_owned());
     assert_eq!(billing, Some(text(&props["BillingMode"])));
     let ttl = stack
         .dynamodb
@@ -133,8 +187,14 @@ async fn check_against_template(hint: &str, overrides: &[&str]) {
         .expect("TTL described")
         .time_to_live_description
         .expect("TTL");
-    assert_eq!(ttl.attribute_name(), Some(text(&props["TimeToLiveSpecification"]["AttributeName"]).as_str()));
-    assert_eq!(ttl.time_to_live_status().map(|s| s.as_str()), Some("ENABLED"));
+    assert_eq!(
+        ttl.attribute_name(),
+        Some(text(&props["TimeToLiveSpecification"]["AttributeName"]).as_str())
+    );
+    assert_eq!(
+        ttl.time_to_live_status().map(|s| s.as_str()),
+        Some("ENABLED")
+    );
 
     let queues = resources(&t, "AWS::SQS::Queue");
     let declared: BTreeSet<&str> = queues.iter().map(|(id, _)| *id).collect();
@@ -144,9 +204,14 @@ async fn check_against_template(hint: &str, overrides: &[&str]) {
         .iter()
         .map(|q| q.logical_id)
         .collect();
-    assert_eq!(created, declared, "devstack creates exactly the template's queues");
+    assert_eq!(
+        created, declared,
+        "devstack creates exactly the template's queues"
+    );
     for (id, props) in queues {
-        let url = outputs[&format!("{id}Url")].as_str().expect("queue URL output");
+        let url = outputs[&format!("{id}Url")]
+            .as_str()
+            .expect("queue URL output");
         let mut live = stack
             .sqs
             .get_queue_attributes()
@@ -162,7 +227,11 @@ async fn check_against_template(hint: &str, overrides: &[&str]) {
             Some(v) => resolve(&t, v, params, outputs),
             None => default.to_owned(),
         };
-        assert_eq!(attribute(QueueAttributeName::VisibilityTimeout), expect("VisibilityTimeout", "30"), "{id}");
+        assert_eq!(
+            attribute(QueueAttributeName::VisibilityTimeout),
+            expect("VisibilityTimeout", "30"),
+            "{id}"
+        );
         assert_eq!(
             attribute(QueueAttributeName::MessageRetentionPeriod),
             expect("MessageRetentionPeriod", "345600"),
@@ -195,7 +264,11 @@ async fn provisioned_stack_matches_the_template_with_defaults() {
 
 #[tokio::test]
 async fn provisioned_stack_matches_the_template_with_overrides() {
-    check_against_template("drift-params", &["MaxAttempts=2", "DeliverTimeoutSeconds=15"]).await;
+    check_against_template(
+        "drift-params",
+        &["MaxAttempts=2", "DeliverTimeoutSeconds=15"],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -203,10 +276,22 @@ async fn retired_and_unknown_parameters() {
     // A test still passing the retired switch gets the queues all the same.
     let stack = Stack::with_params("drift-retired", &["EnableRegistryEventsQueue=false"]).await;
     for key in ["RegistryEventsQueueUrl", "RegistryEventsDeadLetterQueueUrl"] {
-        assert!(stack.outputs[key].as_str().is_some_and(|u| u.contains("drift-retired")), "{key}");
+        assert!(
+            stack.outputs[key]
+                .as_str()
+                .is_some_and(|u| u.contains("drift-retired")),
+            "{key}"
+        );
     }
     let moto = devstack::moto::Moto::shared().await.expect("moto");
-    for bad in ["NoSuchParameter=1", "DeliverTimeoutSeconds=16", "MaxAttempts=0"] {
-        assert!(moto.provision("drift-bad-", &[bad]).await.is_err(), "{bad} accepted");
+    for bad in [
+        "NoSuchParameter=1",
+        "DeliverTimeoutSeconds=16",
+        "MaxAttempts=0",
+    ] {
+        assert!(
+            moto.provision("drift-bad-", &[bad]).await.is_err(),
+            "{bad} accepted"
+        );
     }
 }

@@ -50,7 +50,10 @@ impl Stack {
     pub async fn with_params(hint: &str, params: &[&str]) -> Stack {
         let moto = Moto::shared().await.expect("moto starts");
         let prefix = format!("{hint}-{:08x}-", rand::random::<u32>());
-        let outputs = moto.provision(&prefix, params).await.expect("stack created");
+        let outputs = moto
+            .provision(&prefix, params)
+            .await
+            .expect("stack created");
         let proxy = AwsProxy::start(moto.endpoint())
             .await
             .expect("proxy starts");

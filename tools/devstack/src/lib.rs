@@ -39,8 +39,8 @@ pub mod stack;
 mod util;
 
 pub use error::DevstackError;
+pub use invoker::{invoker_fn, FnInvoker, Invoker};
 pub use moto::sdk_config;
+pub use runtime_api::{Invocation, Outcome};
 pub use signature::verify_standardwebhooks;
 pub use util::free_port;
-pub use invoker::{invoker_fn, FnInvoker, Invoker};
-pub use runtime_api::{Invocation, Outcome};

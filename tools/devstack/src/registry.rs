@@ -33,7 +33,10 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("sha256:{hex}")
 }
 
@@ -72,7 +75,8 @@ pub struct OciLayout {
 impl OciLayout {
     /// An empty layout at `dir`.
     pub fn new(dir: &Path) -> Result<OciLayout, DevstackError> {
-        std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(io("creating a layout"))?;
+        std::fs::create_dir_all(dir.join("blobs").join("sha256"))
+            .map_err(io("creating a layout"))?;
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(io("writing oci-layout"))?;
         Ok(OciLayout {
@@ -88,7 +92,10 @@ impl OciLayout {
 
     fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
         let digest = sha256(bytes);
-        let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let path = self
+            .dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
         std::fs::write(path, bytes).map_err(io("writing a blob"))?;
         Ok((digest, bytes.len() as u64))
     }
@@ -117,11 +124,19 @@ impl OciLayout {
     }
 
     /// Names a manifest or index `tag` in index.json; returns its digest.
-    fn tag(&mut self, tag: &str, media_type: &str, (digest, size): (String, u64)) -> Result<String, DevstackError> {
-        self.index.push(json!({"mediaType": media_type, "digest": digest, "size": size,
-                               "annotations": {"org.opencontainers.image.ref.name": tag}}));
+    fn tag(
+        &mut self,
+        tag: &str,
+        media_type: &str,
+        (digest, size): (String, u64),
+    ) -> Result<String, DevstackError> {
+        self.index.push(
+            json!({"mediaType": media_type, "digest": digest, "size": size,
+                               "annotations": {"org.opencontainers.image.ref.name": tag}}),
+        );
         let index = json!({"schemaVersion": 2, "manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), index.to_string()).map_err(io("writing index.json"))?;
+        std::fs::write(self.dir.join("index.json"), index.to_string())
+            .map_err(io("writing index.json"))?;
         Ok(digest)
     }
 
@@ -132,12 +147,18 @@ impl OciLayout {
     }
 
     /// A multi-platform image (an OCI index) tagged `tag`; returns the index digest.
-    pub fn add_index(&mut self, tag: &str, platforms: &[(&str, &[Layer])]) -> Result<String, DevstackError> {
+    pub fn add_index(
+        &mut self,
+        tag: &str,
+        platforms: &[(&str, &[Layer])],
+    ) -> Result<String, DevstackError> {
         let mut manifests = Vec::new();
         for (arch, layers) in platforms {
             let (digest, size) = self.image(arch, layers)?;
-            manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
-                                  "platform": {"architecture": arch, "os": "linux"}}));
+            manifests.push(
+                json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                                  "platform": {"architecture": arch, "os": "linux"}}),
+            );
         }
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
         let blob = self.blob(index.to_string().as_bytes())?;
@@ -156,9 +177,14 @@ pub struct Registry {
 impl Registry {
     /// Starts the registry with its storage and config under `work` and
     /// waits until `/v2/` answers.
-    pub async fn start(work: &Path, notify_url: &str, token: &str) -> Result<Registry, DevstackError> {
-        let binary = find_tool("docker-registry")
-            .ok_or_else(|| DevstackError::Tool("docker-registry (apt-get install docker-registry)".into()))?;
+    pub async fn start(
+        work: &Path,
+        notify_url: &str,
+        token: &str,
+    ) -> Result<Registry, DevstackError> {
+        let binary = find_tool("docker-registry").ok_or_else(|| {
+            DevstackError::Tool("docker-registry (apt-get install docker-registry)".into())
+        })?;
         let port = util::free_port()?;
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  \
@@ -169,7 +195,8 @@ impl Registry {
         );
         let config_path = work.join("registry.yml");
         std::fs::write(&config_path, config).map_err(io("writing registry.yml"))?;
-        let log = std::fs::File::create(work.join("registry.log")).map_err(io("creating registry.log"))?;
+        let log = std::fs::File::create(work.join("registry.log"))
+            .map_err(io("creating registry.log"))?;
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config_path)
@@ -178,11 +205,21 @@ impl Registry {
             .stderr(log)
             .spawn()
             .map_err(io("starting docker-registry"))?;
-        let registry = Registry { child, port, work: work.to_owned() };
+        let registry = Registry {
+            child,
+            port,
+            work: work.to_owned(),
+        };
         let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
             if started.elapsed() > Duration::from_secs(20) {
-                return Err(DevstackError::Tool(format!("docker-registry did not listen:\n{}", registry.log())));
+                return Err(DevstackError::Tool(format!(
+                    "docker-registry did not listen:\n{}",
+                    registry.log()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -201,17 +238,29 @@ impl Registry {
 
     /// Pushes `tag` of `layout` to `<repository>:<tag>` with `skopeo copy
     /// --all` (an index goes with every platform, as `docker buildx` pushes).
-    pub fn push(&self, layout: &OciLayout, tag: &str, repository: &str) -> Result<(), DevstackError> {
-        let skopeo = find_tool("skopeo").ok_or_else(|| DevstackError::Tool("skopeo (apt-get install skopeo)".into()))?;
+    pub fn push(
+        &self,
+        layout: &OciLayout,
+        tag: &str,
+        repository: &str,
+    ) -> Result<(), DevstackError> {
+        let skopeo = find_tool("skopeo")
+            .ok_or_else(|| DevstackError::Tool("skopeo (apt-get install skopeo)".into()))?;
         let policy = self.work.join("policy.json");
-        std::fs::write(&policy, r#"{"default":[{"type":"insecureAcceptAnything"}]}"#)
-            .map_err(io("writing policy.json"))?;
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .map_err(io("writing policy.json"))?;
         let out = Command::new(skopeo)
             .arg("--policy")
             .arg(&policy)
             .args(["copy", "--all", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:{tag}", layout.dir().display()))
-            .arg(format!("docker://127.0.0.1:{}/{repository}:{tag}", self.port))
+            .arg(format!(
+                "docker://127.0.0.1:{}/{repository}:{tag}",
+                self.port
+            ))
             .env("HOME", &self.work)
             .output()
             .map_err(io("running skopeo"))?;

@@ -30,7 +30,12 @@ pub fn verify_standardwebhooks(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| DevstackError::io(format!("running {} (run scripts/tools.sh)", script.display()), e))?;
+        .map_err(|e| {
+            DevstackError::io(
+                format!("running {} (run scripts/tools.sh)", script.display()),
+                e,
+            )
+        })?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(input.as_bytes())

@@ -63,7 +63,9 @@ impl Params {
         let mut values = PARAMETERS.to_vec();
         for o in overrides {
             let bad = |why: &str| DevstackError::CreateStack(format!("parameter {o:?}: {why}"));
-            let (name, value) = o.split_once('=').ok_or_else(|| bad("expected Name=Value"))?;
+            let (name, value) = o
+                .split_once('=')
+                .ok_or_else(|| bad("expected Name=Value"))?;
             if RETIRED.contains(&name) {
                 continue;
             }
@@ -75,7 +77,9 @@ impl Params {
         }
         let params = Params(values);
         if !(1..=1000).contains(&params.get("MaxAttempts")) {
-            return Err(DevstackError::CreateStack("MaxAttempts must be 1..=1000".into()));
+            return Err(DevstackError::CreateStack(
+                "MaxAttempts must be 1..=1000".into(),
+            ));
         }
         if !DELIVER_TIMEOUTS.contains(&params.get("DeliverTimeoutSeconds")) {
             return Err(DevstackError::CreateStack(format!(
@@ -149,15 +153,22 @@ pub async fn create(
     for queue in params.queues() {
         let name = format!("{prefix}{}", queue.logical_id);
         let mut attributes = vec![
-            (QueueAttributeName::MessageRetentionPeriod, queue.retention_secs.to_string()),
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                queue.retention_secs.to_string(),
+            ),
             (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
         ];
         if let Some(secs) = queue.visibility_secs {
             attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
         }
         if let Some((dlq, max_receive_count)) = queue.redrive {
-            let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
-            let policy = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+            let arn = outputs
+                .get(&format!("{dlq}Arn"))
+                .cloned()
+                .unwrap_or_default();
+            let policy =
+                json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
             attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
         }
         let (url, arn) = create_queue(&sqs, &name, attributes).await?;
@@ -165,7 +176,10 @@ pub async fn create(
         outputs.insert(format!("{}Arn", queue.logical_id), Value::String(arn));
         outputs.insert(format!("{}Name", queue.logical_id), Value::String(name));
     }
-    let rendered = params.0.iter().map(|(n, v)| ((*n).to_owned(), json!(v.to_string())));
+    let rendered = params
+        .0
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), json!(v.to_string())));
     outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
     Ok(outputs)
 }
@@ -182,7 +196,10 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), D
             .attribute_name(key)
             .attribute_type(ScalarAttributeType::S)
             .build();
-        let element = KeySchemaElement::builder().attribute_name(key).key_type(key_type).build();
+        let element = KeySchemaElement::builder()
+            .attribute_name(key)
+            .key_type(key_type)
+            .build();
         let (attribute, element) = attribute
             .and_then(|a| element.map(|k| (a, k)))
             .map_err(|e| failed("describing", e.to_string()))?;
@@ -220,7 +237,9 @@ async fn create_queue(
         .send()
         .await
         .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-    let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
+    let url = created
+        .queue_url
+        .ok_or_else(|| failed("no QueueUrl".into()))?;
     let described = sqs
         .get_queue_attributes()
         .queue_url(&url)
@@ -246,7 +265,13 @@ mod tests {
         assert_eq!(p.get("DeliverTimeoutSeconds"), 60);
         assert_eq!(p.delivery_visibility_secs(), 360);
         assert_eq!(p.queues()[2].redrive, Some(("DeliveryDeadLetterQueue", 2)));
-        for bad in ["MaxAttempts", "MaxAttempts=0", "DeliverTimeoutSeconds=16", "Nope=1", "MaxAttempts=x"] {
+        for bad in [
+            "MaxAttempts",
+            "MaxAttempts=0",
+            "DeliverTimeoutSeconds=16",
+            "Nope=1",
+            "MaxAttempts=x",
+        ] {
             assert!(Params::parse(&[bad]).is_err(), "{bad} accepted");
         }
     }

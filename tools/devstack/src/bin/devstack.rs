@@ -337,14 +337,19 @@ async fn push_real_image(ingest_url: &str, receiver: &Receiver) -> Res<()> {
             break req;
         }
         if Instant::now() > deadline {
-            return Err("no webhook for alice/app:2.0 within 60 s (see target/devstack-up/*.log)".into());
+            return Err(
+                "no webhook for alice/app:2.0 within 60 s (see target/devstack-up/*.log)".into(),
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     print_request(&req);
     let body = req.body_json().unwrap_or_default();
     if body["layers"] != json!([layer.digest]) {
-        return Err(format!("layers {} are not the pushed [{}]", body["layers"], layer.digest));
+        return Err(format!(
+            "layers {} are not the pushed [{}]",
+            body["layers"], layer.digest
+        ));
     }
     println!("   layers match the pushed image");
     Ok(())
