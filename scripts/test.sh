@@ -34,8 +34,8 @@ SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam build
 export ALIN_REQUIRE_ARM64=1
 
 step "tests"
-# Each test binary starts its own moto server (devstack::moto) and every
-# test works under its own resource prefix.
+# The integration tests are one binary (tests/it): one moto server for the
+# run (devstack::moto), every test under its own resource prefix.
 cargo test --workspace --locked --no-fail-fast
 
 if [ -f scripts/bench.sh ]; then

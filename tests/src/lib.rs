@@ -1,7 +1,8 @@
-//! Shared harness for the integration tests: a moto server per test binary,
-//! a fresh set of resources per test (created from `template.yaml` under a
-//! unique prefix), and a counting/fault-injecting proxy per test between the
-//! SDK and moto so every test can count its own AWS calls exactly.
+//! The integration tests' view of devstack: one moto per run (shared by the
+//! whole `it` binary), a fresh table and queues per test under a unique
+//! prefix (`devstack::stack`), and a counting/fault-injecting proxy per test
+//! between the SDK and moto so every test can count its own AWS calls
+//! exactly. Everything else is re-exported from devstack.
 
 use std::path::PathBuf;
 
@@ -49,13 +50,10 @@ impl Stack {
     pub async fn with_params(hint: &str, params: &[&str]) -> Stack {
         let moto = Moto::shared().await.expect("moto starts");
         let prefix = format!("{hint}-{:08x}-", rand::random::<u32>());
-        let outputs = if params.is_empty() {
-            moto.create_stack(&repo_root().join("template.yaml"), &prefix)
-                .await
-                .expect("stack created")
-        } else {
-            create_with_params(moto, &prefix, params)
-        };
+        let outputs = moto
+            .provision(&prefix, params)
+            .await
+            .expect("stack created");
         let proxy = AwsProxy::start(moto.endpoint())
             .await
             .expect("proxy starts");
@@ -123,68 +121,13 @@ impl Stack {
     }
 }
 
-fn create_with_params(moto: &Moto, prefix: &str, params: &[&str]) -> Map<String, Value> {
-    let root = repo_root();
-    let mut cmd = std::process::Command::new(root.join(".venv/bin/python"));
-    cmd.arg(root.join("scripts/stack_resources.py"))
-        .args(["create", "--endpoint", moto.endpoint(), "--template"])
-        .arg(root.join("template.yaml"))
-        .args(["--prefix", prefix]);
-    for p in params {
-        cmd.args(["--param", p]);
-    }
-    let out = cmd.output().expect("stack script runs");
-    assert!(
-        out.status.success(),
-        "stack script failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("stack script prints JSON")
-}
+pub use devstack::{free_port, sdk_config};
 
-/// An SDK configuration pointing at `endpoint` with test credentials.
-pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .endpoint_url(endpoint)
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
-            "testing", "testing", None, None, "tests",
-        ))
-        .load()
-        .await
-}
-
-/// Runs `scripts/verify_signature.py` (the PyPI `standardwebhooks` library)
-/// on a received request; `Ok` when it verifies.
+/// Verifies a received webhook with the PyPI `standardwebhooks` library.
 pub fn verify_with_standardwebhooks(
     secret: &str,
     headers: &[(String, String)],
     body: &str,
 ) -> Result<(), String> {
-    use std::io::Write as _;
-    let root = repo_root();
-    let headers: Map<String, Value> = headers
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let input =
-        serde_json::json!({ "secret": secret, "headers": headers, "body": body }).to_string();
-    let mut child = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("scripts/verify_signature.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(input.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
+    devstack::verify_standardwebhooks(secret, headers, body).map_err(|e| e.to_string())
 }

@@ -41,9 +41,16 @@ pub enum DevstackError {
     /// moto could not be started or did not answer.
     #[error("moto: {0}")]
     Moto(String),
-    /// The stack-creation script failed or printed something unexpected.
+    /// Creating the local stack's table or queues failed, or a parameter
+    /// override was refused.
     #[error("create_stack: {0}")]
     CreateStack(String),
+    /// The `standardwebhooks` library did not verify a webhook's signature.
+    #[error("signature not verified: {0}")]
+    NotVerified(String),
+    /// An outside tool (docker-registry, skopeo) is missing or failed.
+    #[error("{0}")]
+    Tool(String),
     /// An SQS call made by the event source mapping failed.
     #[error("sqs {operation}: {message}")]
     Sqs {

@@ -1,9 +1,11 @@
 //! devstack runs the alin-webhooks Lambda binaries locally as plain
 //! processes, with no Docker: it owns the emulations those binaries talk to
 //! (Lambda Runtime API, Function URL, SQS event source mapping), a moto
-//! server for AWS APIs, and programmable HTTP receivers standing in for
-//! webhook endpoints. Integration tests, the benchmark and the local-stack
-//! runner are its users; it never builds binaries itself.
+//! server for AWS APIs with the stack's table and queues ([`stack`]),
+//! programmable HTTP receivers standing in for webhook endpoints, the
+//! independent signature verifier and a real registry for end-to-end runs.
+//! Integration tests, the benchmark and `devstack up` (the local stack, its
+//! binary) are its users; it never builds binaries itself.
 //!
 //! Typical use from a test:
 //!
@@ -30,9 +32,15 @@ pub mod invoker;
 pub mod moto;
 pub mod paths;
 pub mod receiver;
+pub mod registry;
 pub mod runtime_api;
+pub mod signature;
+pub mod stack;
 mod util;
 
 pub use error::DevstackError;
 pub use invoker::{invoker_fn, FnInvoker, Invoker};
+pub use moto::sdk_config;
 pub use runtime_api::{Invocation, Outcome};
+pub use signature::verify_standardwebhooks;
+pub use util::free_port;

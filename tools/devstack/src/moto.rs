@@ -1,8 +1,8 @@
 //! A moto server (the project venv's `moto_server`) standing in for DynamoDB,
 //! SQS and the other AWS APIs: starting it on a free port, waiting until it
 //! answers, SDK configuration pointing at it, creating a test's stack
-//! resources through `scripts/stack_resources.py`, and making sure the
-//! server dies with the test process.
+//! resources (through [`crate::stack`]), and making sure the server dies
+//! with the test process.
 //!
 //! moto runs under a tiny `sh` watchdog whose stdin is a pipe from this
 //! process: when the pipe closes (the [`Moto`] is dropped, or the test
@@ -169,14 +169,7 @@ impl Moto {
     /// keep connection pools tied to the tokio runtime they first ran on,
     /// and each `#[tokio::test]` has its own.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .endpoint_url(&self.endpoint)
-            .region(aws_config::Region::new(REGION))
-            .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-                "testing", "testing", None, None, "devstack",
-            ))
-            .load()
-            .await
+        sdk_config(&self.endpoint).await
     }
 
     /// The environment a function needs to reach this moto with the SDK
@@ -191,56 +184,26 @@ impl Moto {
         ]
     }
 
-    /// The stack-creation script `create_stack` runs.
-    pub fn stack_script() -> PathBuf {
-        repo_root().join("scripts").join("stack_resources.py")
+    /// Creates the local stack's table and queues in this moto under
+    /// `prefix`, with template parameter overrides (`Name=Value`); see
+    /// [`crate::stack::create`] for the outputs. Give each test its own
+    /// prefix to share one moto safely.
+    pub async fn provision(
+        &self,
+        prefix: &str,
+        overrides: &[&str],
+    ) -> Result<Map<String, Value>, DevstackError> {
+        crate::stack::create(&self.sdk_config().await, prefix, overrides).await
     }
 
-    /// Creates the resources of `template` in this moto with names prefixed
-    /// by `prefix`, by running `scripts/stack_resources.py create`, and
-    /// returns the JSON object it prints (logical name → physical name, URL
-    /// or ARN). Give each test its own prefix to share one moto safely.
+    /// [`Moto::provision`] with the template's defaults; the template path
+    /// is no longer read (kept for callers written before `provision`).
     pub async fn create_stack(
         &self,
-        template: &Path,
+        _template: &Path,
         prefix: &str,
     ) -> Result<Map<String, Value>, DevstackError> {
-        let script = Self::stack_script();
-        if !script.is_file() {
-            return Err(DevstackError::CreateStack(format!(
-                "{} not found",
-                script.display()
-            )));
-        }
-        let output = tokio::process::Command::new(venv_python())
-            .arg(&script)
-            .arg("create")
-            .arg("--endpoint")
-            .arg(&self.endpoint)
-            .arg("--template")
-            .arg(template)
-            .arg("--prefix")
-            .arg(prefix)
-            .envs(self.function_env())
-            .stdin(Stdio::null())
-            .output()
-            .await
-            .map_err(|e| DevstackError::io(format!("running {}", script.display()), e))?;
-        let stdout = String::from_utf8_lossy(&output.stdout);
-        if !output.status.success() {
-            return Err(DevstackError::CreateStack(format!(
-                "{} exited with {}:\n{}\n{}",
-                script.display(),
-                output.status,
-                String::from_utf8_lossy(&output.stderr),
-                stdout
-            )));
-        }
-        parse_stack_output(&stdout).ok_or_else(|| {
-            DevstackError::CreateStack(format!(
-                "expected one JSON object on stdout, got:\n{stdout}"
-            ))
-        })
+        self.provision(prefix, &[]).await
     }
 }
 
@@ -269,19 +232,18 @@ impl Drop for Moto {
     }
 }
 
-/// The script prints one JSON object; tolerate chatter before it by falling
-/// back to the last line that parses as an object.
-fn parse_stack_output(stdout: &str) -> Option<Map<String, Value>> {
-    if let Ok(Value::Object(map)) = serde_json::from_str(stdout.trim()) {
-        return Some(map);
-    }
-    stdout
-        .lines()
-        .rev()
-        .find_map(|line| match serde_json::from_str(line.trim()) {
-            Ok(Value::Object(map)) => Some(map),
-            _ => None,
-        })
+/// An SDK configuration for the moto-compatible endpoint (moto itself, or
+/// an `AwsProxy` in front of it): us-east-1 and static `testing` credentials,
+/// nothing read from the developer's profile.
+pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_config::Region::new(REGION))
+        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
+            "testing", "testing", None, None, "devstack",
+        ))
+        .load()
+        .await
 }
 
 fn repo_root() -> PathBuf {
@@ -301,18 +263,9 @@ fn moto_server_bin() -> PathBuf {
 fn moto_command() -> Vec<PathBuf> {
     let wrapper = repo_root().join("scripts").join("moto_server.py");
     if std::env::var_os(MOTO_SERVER_BIN_ENV).is_none() && wrapper.is_file() {
-        vec![venv_python(), wrapper]
+        vec![paths::venv_python(), wrapper]
     } else {
         vec![moto_server_bin()]
-    }
-}
-
-fn venv_python() -> PathBuf {
-    let python = repo_root().join(".venv").join("bin").join("python");
-    if python.is_file() {
-        python
-    } else {
-        PathBuf::from("python3")
     }
 }
 
@@ -341,18 +294,4 @@ async fn answers_http(port: u16) -> bool {
         tokio::time::timeout(Duration::from_secs(3), attempt).await,
         Ok(Some(true))
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stack_output_parsing_tolerates_chatter() {
-        let map = parse_stack_output("creating...\n{\"WebhooksTable\":\"p-webhooks\"}\n")
-            .expect("object");
-        assert_eq!(map["WebhooksTable"], "p-webhooks");
-        assert!(parse_stack_output("[1,2]").is_none());
-        assert!(parse_stack_output("").is_none());
-    }
 }

@@ -53,6 +53,21 @@ pub fn repo_root() -> Option<PathBuf> {
     find_upwards(|dir| dir.join(".venv").is_dir()).or_else(workspace_root)
 }
 
+/// The project venv's Python (where moto, `standardwebhooks` and the other
+/// Python tools are installed), or `python3` when there is no venv.
+pub fn venv_python() -> PathBuf {
+    let python = repo_root()
+        .unwrap_or_default()
+        .join(".venv")
+        .join("bin")
+        .join("python");
+    if python.is_file() {
+        python
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
 /// The cargo target directory the current executable was built into.
 ///
 /// Test and bench executables live in `<target>/<profile>/deps`, examples in

@@ -72,7 +72,7 @@ pub(crate) fn epoch_millis(at: SystemTime) -> u64 {
 /// A TCP port on 127.0.0.1 that was free a moment ago, for child processes
 /// (moto) that must be told their port up front. Listeners of our own bind
 /// port 0 directly instead, which has no race.
-pub(crate) fn free_port() -> Result<u16, DevstackError> {
+pub fn free_port() -> Result<u16, DevstackError> {
     let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
         .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))?;
     listener

@@ -29,8 +29,7 @@ use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
 use futures::stream::{self, StreamExt};
 
-#[path = "reliability_common/mod.rs"]
-mod common;
+use crate::reliability_common as common;
 use common::*;
 
 const MAX_ATTEMPTS: u32 = 3;

@@ -19,8 +19,7 @@ use shared::domain::{validate_webhook_url, RepositoryName};
 use shared::function_url::HttpResponse;
 use shared::ports::WebhookStore;
 
-#[path = "props_common/mod.rs"]
-mod common;
+use crate::props_common as common;
 use common::*;
 
 fn cases(n: u32) -> ProptestConfig {

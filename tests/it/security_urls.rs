@@ -31,8 +31,7 @@ use shared::domain::{validate_webhook_url, RepositoryName};
 use shared::net::StaticLookup;
 use shared::ports::WebhookStore;
 
-#[path = "props_common/mod.rs"]
-mod common;
+use crate::props_common as common;
 use common::{http_event, sqs_event};
 
 fn ip(s: &str) -> IpAddr {

@@ -14,8 +14,7 @@ use alin_tests::Stack;
 use devstack::receiver::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
-#[path = "reliability_common/mod.rs"]
-mod common;
+use crate::reliability_common as common;
 use common::*;
 
 const THRESHOLD: u32 = 3;

@@ -1,5 +1,5 @@
-//! What the property and security tests share (included with `#[path]`; not a
-//! test target): arbitrary JSON, mutations of valid events, a resolver and a
+//! What the property and security tests share (a module of the `it` binary):
+//! arbitrary JSON, mutations of valid events, a resolver and a
 //! manifest source that never touch the network, and Function URL / SQS
 //! event builders.
 #![allow(dead_code)]

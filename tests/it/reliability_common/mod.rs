@@ -1,5 +1,5 @@
-//! What the reliability tests share (included with `#[path]`; not a test
-//! target): the function binaries as Lambda runs them (devstack
+//! What the reliability tests share (a module of the `it` binary):
+//! the function binaries as Lambda runs them (devstack
 //! `LocalFunction`), native pushes over the ingest Function URL with a
 //! registry's retry-on-5xx, webhooks in the stack's table, queue depths, the
 //! DLQ, and the deliver EMF lines.

@@ -1,4 +1,4 @@
-//! `alin-local`: the whole service on this machine, no Docker, no AWS.
+//! `devstack up`: the whole service on this machine, no Docker, no AWS.
 //!
 //! Starts moto, creates the table and queues from `template.yaml`, runs the
 //! three Lambda binaries through the Runtime API emulation, serves ingest and
@@ -12,10 +12,7 @@
 //! `--with-registry` also starts Debian's `docker-registry` with notifications
 //! to ingest and pushes a real image into it with `skopeo`.
 
-mod oci;
-mod registry;
-
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -23,6 +20,7 @@ use devstack::esm::EventSourceMapping;
 use devstack::function_url::FunctionUrl;
 use devstack::moto::Moto;
 use devstack::receiver::{Behaviour, Receiver, RecordedRequest};
+use devstack::registry::{Layer, OciLayout, Registry};
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use serde_json::{json, Value};
 
@@ -41,12 +39,16 @@ fn parse_args() -> Res<Args> {
         keep_running: false,
         with_registry: false,
     };
-    for arg in std::env::args().skip(1) {
+    let mut args = std::env::args().skip(1);
+    if args.next().as_deref() != Some("up") {
+        return Err("usage: devstack up [--keep-running] [--with-registry]".into());
+    }
+    for arg in args {
         match arg.as_str() {
             "--keep-running" => a.keep_running = true,
             "--with-registry" => a.with_registry = true,
             "-h" | "--help" => {
-                println!("usage: alin-local [--keep-running] [--with-registry]");
+                println!("usage: devstack up [--keep-running] [--with-registry]");
                 std::process::exit(0);
             }
             other => return Err(format!("unknown argument {other:?} (try --help)")),
@@ -60,7 +62,7 @@ async fn main() -> ExitCode {
     match run().await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("alin-local: FAILED: {e}");
+            eprintln!("devstack up: FAILED: {e}");
             ExitCode::FAILURE
         }
     }
@@ -91,13 +93,13 @@ async fn run() -> Res<()> {
     let args = parse_args()?;
     let started = Instant::now();
     let root = repo_root()?;
-    let logs = root.join("target").join("alin-local");
+    let logs = root.join("target").join("devstack-up");
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
 
     step("starting moto (DynamoDB + SQS) and creating the stack from template.yaml");
     let moto = Moto::start().await.map_err(|e| e.to_string())?;
     let stack = moto
-        .create_stack(&root.join("template.yaml"), "local-")
+        .provision("local-", &[])
         .await
         .map_err(|e| e.to_string())?;
     let table = out(&stack, "WebhooksTable")?;
@@ -122,7 +124,7 @@ async fn run() -> Res<()> {
     );
     // ingest fetches Distribution manifests only from REGISTRY_URL: the
     // registry's port is chosen now so ingest knows its origin.
-    let registry_port = registry::free_port()?;
+    let registry_port = devstack::free_port().map_err(|e| e.to_string())?;
     env.push((
         "REGISTRY_URL".to_owned(),
         format!("http://127.0.0.1:{registry_port}"),
@@ -226,18 +228,10 @@ async fn run() -> Res<()> {
         .await
         .map_err(|e| e.to_string())?;
     let req = got.first().ok_or("no webhook received")?;
-    print_and_verify(&root, req, &secret, &hook_url)?;
+    print_and_verify(req, &secret, &hook_url)?;
 
     if args.with_registry {
-        registry::push_real_image(
-            &root,
-            &ingest_url.url(),
-            INGEST_TOKEN,
-            &receiver,
-            &logs,
-            registry_port,
-        )
-        .await?;
+        push_real_image(&ingest_url.url(), &receiver, registry_port).await?;
     }
 
     println!(
@@ -299,7 +293,7 @@ fn redact_query(target: &str) -> String {
     }
 }
 
-fn print_and_verify(root: &Path, req: &RecordedRequest, secret: &str, hook_url: &str) -> Res<()> {
+fn print_and_verify(req: &RecordedRequest, secret: &str, hook_url: &str) -> Res<()> {
     step("the webhook the receiver got");
     print_request(req);
     let expected_target = hook_url
@@ -312,44 +306,58 @@ fn print_and_verify(root: &Path, req: &RecordedRequest, secret: &str, hook_url: 
             req.target
         ));
     }
-    verify_with_standardwebhooks(root, req, secret)?;
+    devstack::verify_standardwebhooks(secret, &req.headers, &req.body_text())
+        .map_err(|e| e.to_string())?;
     println!("   signature verified by the standardwebhooks library; query string kept");
     Ok(())
 }
 
-/// Runs scripts/verify_signature.py (the PyPI `standardwebhooks` library).
-pub(crate) fn verify_with_standardwebhooks(
-    root: &Path,
-    req: &RecordedRequest,
-    secret: &str,
-) -> Res<()> {
-    use std::io::Write as _;
-    let headers: serde_json::Map<String, Value> = req
-        .headers
-        .iter()
-        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-        .collect();
-    let input =
-        json!({ "secret": secret, "headers": headers, "body": req.body_text() }).to_string();
-    let mut child = std::process::Command::new(root.join(".venv/bin/python"))
-        .arg(root.join("scripts/verify_signature.py"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("running the verifier: {e} (run scripts/tools.sh)"))?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.as_bytes())
-            .map_err(|e| format!("writing to the verifier: {e}"))?;
-    }
-    let output = child
-        .wait_with_output()
-        .map_err(|e| format!("verifier: {e}"))?;
-    if !output.status.success() {
+/// `--with-registry`: docker-registry notifying ingest, alice/app:2.0 built
+/// here and pushed with skopeo, and its webhook checked at the receiver.
+async fn push_real_image(ingest_url: &str, receiver: &Receiver, port: u16) -> Res<()> {
+    step("starting docker-registry with notifications to ingest");
+    let work = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let registry = Registry::start(work.path(), port, &format!("{ingest_url}/"), INGEST_TOKEN)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!("   registry on 127.0.0.1:{}", registry.port());
+
+    step("pushing alice/app:2.0 with skopeo (an OCI image built here)");
+    let layer = Layer::new(b"hello from devstack up\n").map_err(|e| e.to_string())?;
+    let mut layout = OciLayout::new(&work.path().join("oci")).map_err(|e| e.to_string())?;
+    let digest = layout
+        .add_image("2.0", std::slice::from_ref(&layer))
+        .map_err(|e| e.to_string())?;
+    registry
+        .push(&layout, "2.0", "alice/app")
+        .map_err(|e| e.to_string())?;
+    println!("   pushed manifest {digest}");
+
+    step("waiting for the webhook of alice/app:2.0");
+    let deadline = Instant::now() + WAIT;
+    let req = loop {
+        let hit = receiver
+            .requests()
+            .into_iter()
+            .find(|r| r.header("x-alin-webhook") == Some("alice/app:2.0"));
+        if let Some(req) = hit {
+            break req;
+        }
+        if Instant::now() > deadline {
+            return Err(
+                "no webhook for alice/app:2.0 within 60 s (see target/devstack-up/*.log)".into(),
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    print_request(&req);
+    let body = req.body_json().unwrap_or_default();
+    if body["layers"] != json!([layer.digest]) {
         return Err(format!(
-            "signature NOT verified: {}",
-            String::from_utf8_lossy(&output.stdout).trim()
+            "layers {} are not the pushed [{}]",
+            body["layers"], layer.digest
         ));
     }
+    println!("   layers match the pushed image");
     Ok(())
 }

@@ -40,8 +40,7 @@ use devstack::receiver::{Behaviour, Receiver};
 use futures::stream::{self, StreamExt};
 use shared::ports::WebhookStore;
 
-#[path = "reliability_common/mod.rs"]
-mod common;
+use crate::reliability_common as common;
 use common::*;
 
 const REPOS: usize = 30;

@@ -30,11 +30,10 @@ use devstack::receiver::{Behaviour, Receiver};
 use devstack::runtime_api::LocalFunction;
 use ingest::manifest::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
 use serde_json::{json, Value};
+use crate::ingest_support as support;
 use support::{hook, ingest_binary, queued_jobs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[path = "ingest_support.rs"]
-mod support;
 
 const TOKEN: &str = "trust-ingest-token-0123456789abcdef";
 const REGISTRY_AUTH: &str = "Bearer trust-registry-credential-77c1";

@@ -21,8 +21,7 @@ use serde_json::{json, Value};
 use shared::domain::DeliveryJob;
 use support::{hook, ingest_binary, size_of};
 
-#[path = "ingest_support.rs"]
-mod support;
+use crate::ingest_support as support;
 
 const TOKEN: &str = "e2e-ingest-token";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";

@@ -21,8 +21,7 @@ use shared::domain::JobKind;
 use support::{hook, ingest_binary, queued_jobs, size_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-#[path = "ingest_support.rs"]
-mod support;
+use crate::ingest_support as support;
 
 const TOKEN: &str = "it-ingest-token";
 const REGISTRY_AUTH: &str = "Bearer it-registry-token";

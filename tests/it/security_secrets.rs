@@ -29,8 +29,7 @@ use devstack::receiver::{Behaviour, Receiver};
 use ingest::manifest::{sha256_digest, OCI_MANIFEST};
 use serde_json::{json, Value};
 
-#[path = "reliability_common/mod.rs"]
-mod common;
+use crate::reliability_common as common;
 use common::{native_push, start, wait_until_empty, INGEST_TOKEN};
 
 const REGISTRY_AUTH: &str = "Bearer reg-auth-secret-4be1d0c9";

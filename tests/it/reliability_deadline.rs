@@ -17,8 +17,7 @@ use devstack::esm::EventSourceMapping;
 use devstack::receiver::{Behaviour, Receiver};
 use serde_json::json;
 
-#[path = "reliability_common/mod.rs"]
-mod common;
+use crate::reliability_common as common;
 use common::*;
 
 fn job(id: &str, repo: &str, tag: &str) -> String {

@@ -23,8 +23,7 @@ use shared::domain::{
 };
 use shared::ports::WebhookStore;
 
-#[path = "props_common/mod.rs"]
-mod common;
+use crate::props_common as common;
 use common::*;
 
 fn job(id: &str, repo: &str, tag: &str) -> Value {

@@ -25,8 +25,7 @@ use shared::config::Sensitive;
 use shared::domain::{validate_webhook_url, DeliveryJob, RepositoryName};
 use shared::ports::WebhookStore;
 
-#[path = "props_common/mod.rs"]
-mod common;
+use crate::props_common as common;
 use common::*;
 
 const TOKEN: &str = "props-ingest-token";

@@ -1,0 +1,283 @@
+//! A real container registry for end-to-end runs: Debian's `docker-registry`
+//! (CNCF Distribution) with notifications to a URL, OCI image layouts written
+//! on the spot (no image download), and `skopeo` pushing them. Missing tools
+//! are reported by [`find_tool`] so callers can skip with a reason.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use crate::{util, DevstackError};
+
+/// OCI media types of the layouts written here.
+pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+/// An OCI image index (a multi-platform image).
+pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+
+fn io(context: &str) -> impl FnOnce(std::io::Error) -> DevstackError + '_ {
+    move |e| DevstackError::io(context, e)
+}
+
+/// `name` on PATH (or under /usr/bin), if installed.
+pub fn find_tool(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .chain([PathBuf::from("/usr/bin")])
+        .map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256(bytes: &[u8]) -> String {
+    let hex: String = Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
+
+/// A layer: its gzip bytes (a real gzip stream, so skopeo pushes it
+/// unchanged), their digest and size, and the digest of the content.
+#[derive(Debug, Clone)]
+pub struct Layer {
+    pub gz: Vec<u8>,
+    pub digest: String,
+    pub size: u64,
+    pub diff_id: String,
+}
+
+impl Layer {
+    /// A layer holding `content`.
+    pub fn new(content: &[u8]) -> Result<Layer, DevstackError> {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut gz, content).map_err(io("gzip"))?;
+        let gz = gz.finish().map_err(io("gzip"))?;
+        Ok(Layer {
+            digest: sha256(&gz),
+            size: gz.len() as u64,
+            diff_id: sha256(content),
+            gz,
+        })
+    }
+}
+
+/// An OCI image layout directory (`oci-layout`, `index.json`, `blobs/`), what
+/// `skopeo copy oci:DIR:TAG` reads.
+pub struct OciLayout {
+    dir: PathBuf,
+    index: Vec<Value>,
+}
+
+impl OciLayout {
+    /// An empty layout at `dir`.
+    pub fn new(dir: &Path) -> Result<OciLayout, DevstackError> {
+        std::fs::create_dir_all(dir.join("blobs").join("sha256"))
+            .map_err(io("creating a layout"))?;
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
+            .map_err(io("writing oci-layout"))?;
+        Ok(OciLayout {
+            dir: dir.to_owned(),
+            index: Vec::new(),
+        })
+    }
+
+    /// The layout's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
+        let digest = sha256(bytes);
+        let path = self
+            .dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
+        std::fs::write(path, bytes).map_err(io("writing a blob"))?;
+        Ok((digest, bytes.len() as u64))
+    }
+
+    /// Writes one platform's layers, config and manifest; returns the
+    /// manifest's digest and size.
+    fn image(&self, arch: &str, layers: &[Layer]) -> Result<(String, u64), DevstackError> {
+        for l in layers {
+            self.blob(&l.gz)?;
+        }
+        let diff_ids: Vec<&str> = layers.iter().map(|l| l.diff_id.as_str()).collect();
+        let config = json!({"architecture": arch, "os": "linux", "config": {},
+                            "rootfs": {"type": "layers", "diff_ids": diff_ids}});
+        let (config_digest, config_size) = self.blob(config.to_string().as_bytes())?;
+        let descriptors: Vec<Value> = layers
+            .iter()
+            .map(|l| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size}))
+            .collect();
+        let manifest = json!({
+            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": config_digest, "size": config_size},
+            "layers": descriptors
+        });
+        self.blob(manifest.to_string().as_bytes())
+    }
+
+    /// Names a manifest or index `tag` in index.json; returns its digest.
+    fn tag(
+        &mut self,
+        tag: &str,
+        media_type: &str,
+        (digest, size): (String, u64),
+    ) -> Result<String, DevstackError> {
+        self.index.push(
+            json!({"mediaType": media_type, "digest": digest, "size": size,
+                               "annotations": {"org.opencontainers.image.ref.name": tag}}),
+        );
+        let index = json!({"schemaVersion": 2, "manifests": self.index});
+        std::fs::write(self.dir.join("index.json"), index.to_string())
+            .map_err(io("writing index.json"))?;
+        Ok(digest)
+    }
+
+    /// A single-platform (amd64) image tagged `tag`; returns the manifest digest.
+    pub fn add_image(&mut self, tag: &str, layers: &[Layer]) -> Result<String, DevstackError> {
+        let manifest = self.image("amd64", layers)?;
+        self.tag(tag, OCI_MANIFEST, manifest)
+    }
+
+    /// A multi-platform image (an OCI index) tagged `tag`; returns the index digest.
+    pub fn add_index(
+        &mut self,
+        tag: &str,
+        platforms: &[(&str, &[Layer])],
+    ) -> Result<String, DevstackError> {
+        let mut manifests = Vec::new();
+        for (arch, layers) in platforms {
+            let (digest, size) = self.image(arch, layers)?;
+            manifests.push(
+                json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                                  "platform": {"architecture": arch, "os": "linux"}}),
+            );
+        }
+        let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+        let blob = self.blob(index.to_string().as_bytes())?;
+        self.tag(tag, OCI_INDEX, blob)
+    }
+}
+
+/// A `docker-registry serve` process notifying `notify_url` with a bearer
+/// token; killed on drop.
+pub struct Registry {
+    child: Child,
+    port: u16,
+    work: PathBuf,
+}
+
+impl Registry {
+    /// Starts the registry on 127.0.0.1:`port` (chosen by the caller, so
+    /// ingest can be told `REGISTRY_URL` before the registry exists) with its
+    /// storage and config under `work`, and waits until it listens.
+    pub async fn start(
+        work: &Path,
+        port: u16,
+        notify_url: &str,
+        token: &str,
+    ) -> Result<Registry, DevstackError> {
+        let binary = find_tool("docker-registry").ok_or_else(|| {
+            DevstackError::Tool("docker-registry (apt-get install docker-registry)".into())
+        })?;
+        let config = format!(
+            "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  \
+             delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    \
+             - name: ingest\n      url: {notify_url}\n      headers:\n        Authorization: [Bearer {token}]\n      \
+             timeout: 15s\n      threshold: 3\n      backoff: 500ms\n",
+            storage = work.join("storage").display()
+        );
+        let config_path = work.join("registry.yml");
+        std::fs::write(&config_path, config).map_err(io("writing registry.yml"))?;
+        let log = std::fs::File::create(work.join("registry.log"))
+            .map_err(io("creating registry.log"))?;
+        let child = Command::new(binary)
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(io("duplicating the log handle"))?)
+            .stderr(log)
+            .spawn()
+            .map_err(io("starting docker-registry"))?;
+        let registry = Registry {
+            child,
+            port,
+            work: work.to_owned(),
+        };
+        let started = Instant::now();
+        while tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_err()
+        {
+            if started.elapsed() > Duration::from_secs(20) {
+                return Err(DevstackError::Tool(format!(
+                    "docker-registry did not listen:\n{}",
+                    registry.log()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(registry)
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The registry's log so far.
+    pub fn log(&self) -> String {
+        util::log_tail(&self.work.join("registry.log"), 200)
+    }
+
+    /// Pushes `tag` of `layout` to `<repository>:<tag>` with `skopeo copy
+    /// --all` (an index goes with every platform, as `docker buildx` pushes).
+    pub fn push(
+        &self,
+        layout: &OciLayout,
+        tag: &str,
+        repository: &str,
+    ) -> Result<(), DevstackError> {
+        let skopeo = find_tool("skopeo")
+            .ok_or_else(|| DevstackError::Tool("skopeo (apt-get install skopeo)".into()))?;
+        let policy = self.work.join("policy.json");
+        std::fs::write(
+            &policy,
+            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
+        )
+        .map_err(io("writing policy.json"))?;
+        let out = Command::new(skopeo)
+            .arg("--policy")
+            .arg(&policy)
+            .args(["copy", "--all", "--dest-tls-verify=false"])
+            .arg(format!("oci:{}:{tag}", layout.dir().display()))
+            .arg(format!(
+                "docker://127.0.0.1:{}/{repository}:{tag}",
+                self.port
+            ))
+            .env("HOME", &self.work)
+            .output()
+            .map_err(io("running skopeo"))?;
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(DevstackError::Tool(format!(
+            "skopeo copy {repository}:{tag} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
