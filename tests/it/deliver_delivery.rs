@@ -1,7 +1,7 @@
 //! `deliver` in process (`deliver::Deliverer`) against moto — the real
 //! DynamoDB store and SQS queue adapters, through the counting proxy — and
 //! real local HTTP receivers (devstack): the exact request (checked with the
-//! Python `standardwebhooks` library), each outcome class of CONTRACT §5,
+//! Python `standardwebhooks` library), each outcome class of docs/webhook.md#outcomes,
 //! the retry visibility on the real queue, the dead-letter queue,
 //! disabling at the threshold and resetting on success, 410, coalescing,
 //! the deadline rule, and a burst of failures counting once.
@@ -224,7 +224,7 @@ print('verified')\n";
 }
 
 /// GIVEN a webhook URL with a query string and a push job on the queue
-/// THEN the receiver gets exactly the CONTRACT §4 request, the signature
+/// THEN the receiver gets exactly the docs/webhook.md#the-request request, the signature
 /// verifies with `standardwebhooks`, and a tampered one does not.
 #[tokio::test]
 async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
@@ -262,7 +262,7 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
         .map(|(n, _)| n.as_str())
         .filter(|n| *n != "host")
         .collect();
-    // CONTRACT §4's order exactly (hyper lowercases names; HTTP names are
+    // docs/webhook.md#the-request's order exactly (hyper lowercases names; HTTP names are
     // case-insensitive), Content-Length in its place and only once.
     assert_eq!(
         names,
@@ -315,7 +315,7 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
     assert_eq!(ld.at, when);
 }
 
-/// Each outcome class of CONTRACT §5 against real receivers, with the
+/// Each outcome class of docs/webhook.md#outcomes against real receivers, with the
 /// records in DynamoDB.
 #[tokio::test]
 async fn each_outcome_class_against_dynamodb() {

@@ -1,4 +1,4 @@
-//! Hostile webhook URLs (CONTRACT §6), at set time through the settings API
+//! Hostile webhook URLs (docs/settings-api.md), at set time through the settings API
 //! and at delivery time through the deliver handler and binary:
 //!
 //! - 50 URLs refused by `PUT /repositories/{name}/webhook`, each a 400 whose

@@ -4,132 +4,196 @@
 //! a request (every job drains to the dead-letter queue), and values above the
 //! code's caps (every cold start fails).
 //!
-//! The engine: `scripts/stack_resources.py`, which already provisions the
-//! local stack and the tests from `template.yaml` and, like CloudFormation,
-//! checks parameter constraints (`MinValue`, `MaxValue`, `AllowedValues`) and
-//! evaluates the `Rules` assertions before creating anything; so the local
-//! stack refuses exactly what a deploy would. cfn-lint was tried first: with
-//! `--parameters` it checks `AllowedValues` on plain CloudFormation templates
-//! only (not after the SAM transform), never `MinValue`/`MaxValue`, and it
-//! uses `Rules` only to prune condition scenarios, never to refuse values.
+//! The engine: CloudFormation checks parameter constraints (`MinValue`,
+//! `MaxValue`, `AllowedValues`, `MinLength`) and then evaluates the `Rules`
+//! assertions before it creates anything. No offline engine does both:
+//! cfn-lint's `--parameters` checks neither (it uses `Rules` only to prune
+//! condition scenarios) and moto ignores `Rules`. So this test applies them
+//! itself to template.yaml as parsed by serde_yaml, with the functions a Rule
+//! may use here (`Ref` to a parameter, `Fn::Equals`, `Fn::Not`, `Fn::And`,
+//! `Fn::Or`, `Fn::Contains`); an unknown function fails the test, so a new
+//! kind of Rule cannot pass unchecked.
 //! The caps are compared with `shared::config::Config`, the code itself.
 
 use std::collections::HashMap;
-use std::process::{Command, Output};
 
 use alin_tests::repo_root;
 use serde_json::Value;
+use serde_yaml::Value as Yaml;
 use shared::config::Config;
 
-/// A valid ingest token (the template may require one of at least 32
+/// A valid ingest token (the template requires one of at least 32
 /// characters), so every combination below differs only in what it tests.
 const TOKEN: &str = "IngestToken=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 
-fn python() -> std::path::PathBuf {
-    repo_root().join(".venv/bin/python")
+fn template() -> Yaml {
+    let text = std::fs::read_to_string(repo_root().join("template.yaml")).expect("template.yaml");
+    serde_yaml::from_str(&text).expect("template.yaml parses with its short tags")
 }
 
-/// `stack_resources.py describe` with these parameter overrides.
-fn describe(params: &[String]) -> Output {
-    let root = repo_root();
-    let mut cmd = Command::new(python());
-    cmd.arg(root.join("scripts/stack_resources.py"))
-        .args(["describe", "--template"])
-        .arg(root.join("template.yaml"))
-        .args(["--param", TOKEN]);
-    for p in params {
-        cmd.args(["--param", p]);
+fn scalar(v: &Yaml) -> Option<String> {
+    match v {
+        Yaml::String(s) => Some(s.clone()),
+        Yaml::Number(n) => Some(n.to_string()),
+        Yaml::Bool(b) => Some(b.to_string()),
+        _ => None,
     }
-    cmd.output()
-        .expect("stack_resources.py runs (run scripts/tools.sh)")
+}
+
+/// A function call as (name, argument), from either the short tag
+/// (`!Equals [...]`) or the long form (`{"Fn::Equals": [...]}`).
+fn call(v: &Yaml) -> Option<(String, &Yaml)> {
+    match v {
+        Yaml::Tagged(t) => Some((
+            t.tag.to_string().trim_start_matches('!').to_owned(),
+            &t.value,
+        )),
+        Yaml::Mapping(m) if m.len() == 1 => {
+            let (k, v) = m.iter().next()?;
+            let k = k.as_str()?;
+            Some((k.trim_start_matches("Fn::").to_owned(), v))
+        }
+        _ => None,
+    }
+}
+
+/// A Rule expression's value: a string, a list of strings, or a boolean.
+#[derive(Debug, PartialEq)]
+enum Val {
+    Str(String),
+    List(Vec<String>),
+    Bool(bool),
+}
+
+fn eval(v: &Yaml, params: &HashMap<String, String>) -> Val {
+    if let Some(s) = scalar(v) {
+        return Val::Str(s);
+    }
+    if let Yaml::Sequence(items) = v {
+        let strings = items
+            .iter()
+            .map(|i| scalar(i).expect("list items are strings"));
+        return Val::List(strings.collect());
+    }
+    let (name, arg) = call(v).unwrap_or_else(|| panic!("not a Rule expression: {v:?}"));
+    let args = || arg.as_sequence().expect("function arguments are a list");
+    let boolean = |v: &Yaml| match eval(v, params) {
+        Val::Bool(b) => b,
+        other => panic!("not a condition: {other:?}"),
+    };
+    match name.as_str() {
+        "Ref" => {
+            let p = arg.as_str().expect("Ref names a parameter");
+            Val::Str(
+                params
+                    .get(p)
+                    .unwrap_or_else(|| panic!("unknown parameter {p}"))
+                    .clone(),
+            )
+        }
+        "Equals" => Val::Bool(eval(&args()[0], params) == eval(&args()[1], params)),
+        "Not" => Val::Bool(!boolean(&args()[0])),
+        "And" => Val::Bool(args().iter().all(boolean)),
+        "Or" => Val::Bool(args().iter().any(boolean)),
+        "Contains" => match (eval(&args()[0], params), eval(&args()[1], params)) {
+            (Val::List(l), Val::Str(s)) => Val::Bool(l.contains(&s)),
+            other => panic!("Fn::Contains takes a list and a string: {other:?}"),
+        },
+        other => panic!("a Rule uses {other}, which this check does not know"),
+    }
+}
+
+/// What CloudFormation would say of these parameter overrides (`Name=Value`,
+/// the ingest token added): `None` = accepted, `Some(reason)` = refused.
+fn check(t: &Yaml, overrides: &[String]) -> Option<String> {
+    let declared = t["Parameters"].as_mapping().expect("Parameters");
+    let mut given: HashMap<String, String> = HashMap::new();
+    for o in std::iter::once(TOKEN.to_owned()).chain(overrides.iter().cloned()) {
+        let (k, v) = o.split_once('=').expect("Name=Value");
+        given.insert(k.to_owned(), v.to_owned());
+    }
+    let mut params = HashMap::new();
+    for (name, spec) in declared {
+        let name = name.as_str().expect("parameter name");
+        let Some(value) = given
+            .remove(name)
+            .or_else(|| spec.get("Default").and_then(scalar))
+        else {
+            return Some(format!("Parameter {name} has no value"));
+        };
+        let num = |k: &str| {
+            spec.get(k)
+                .and_then(scalar)
+                .map(|s| s.parse::<f64>().expect("number"))
+        };
+        if spec.get("Type").and_then(Yaml::as_str) == Some("Number") {
+            let Ok(n) = value.parse::<f64>() else {
+                return Some(format!("Parameter {name} must be a number"));
+            };
+            if num("MinValue").is_some_and(|m| n < m) {
+                return Some(format!("Parameter {name} is below its MinValue"));
+            }
+            if num("MaxValue").is_some_and(|m| n > m) {
+                return Some(format!("Parameter {name} is above its MaxValue"));
+            }
+        }
+        if num("MinLength").is_some_and(|m| (value.chars().count() as f64) < m) {
+            return Some(format!("Parameter {name} is shorter than its MinLength"));
+        }
+        if let Some(allowed) = spec.get("AllowedValues").and_then(Yaml::as_sequence) {
+            if !allowed.iter().filter_map(scalar).any(|a| a == value) {
+                return Some(format!("Parameter {name} is not one of its AllowedValues"));
+            }
+        }
+        params.insert(name.to_owned(), value);
+    }
+    if let Some(unknown) = given.keys().next() {
+        return Some(format!("Parameter {unknown} is not declared"));
+    }
+    let rules = t["Rules"].as_mapping().expect("Rules");
+    for (name, rule) in rules {
+        let applies = rule
+            .get("RuleCondition")
+            .is_none_or(|c| eval(c, &params) == Val::Bool(true));
+        if !applies {
+            continue;
+        }
+        for a in rule["Assertions"].as_sequence().expect("Assertions") {
+            if eval(&a["Assert"], &params) != Val::Bool(true) {
+                let why = a
+                    .get("AssertDescription")
+                    .and_then(Yaml::as_str)
+                    .unwrap_or("");
+                return Some(format!(
+                    "Rule {} refused: {why}",
+                    name.as_str().unwrap_or("?")
+                ));
+            }
+        }
+    }
+    None
 }
 
 fn refusal(params: &[String]) -> String {
-    let out = describe(params);
-    assert!(
-        !out.status.success(),
-        "{params:?} was accepted; it must be refused"
-    );
-    String::from_utf8_lossy(&out.stderr).into_owned()
+    check(&template(), params)
+        .unwrap_or_else(|| panic!("{params:?} was accepted; it must be refused"))
 }
 
 fn p(name: &str, value: impl std::fmt::Display) -> String {
     format!("{name}={value}")
 }
 
-/// Many combinations through the same functions `stack_resources.py
-/// describe`/`create` run (parameter checks, then Rules), in one Python
-/// process: `None` = accepted, `Some(reason)` = refused.
+/// Many combinations against one parse of the template.
 fn check_many(combos: &[Vec<String>]) -> Vec<Option<String>> {
-    let script = r#"
-import json, sys
-from pathlib import Path
-sys.path.insert(0, sys.argv[1])
-import stack_resources as sr
-template = sr.load_template(Path(sys.argv[2]))
-out = []
-for combo in json.load(sys.stdin):
-    try:
-        params = sr.resolve_parameters(template, sr.parse_params(combo))
-        sr.check_rules(template, sr.Resolver(template, params, "us-east-1", "local", describe_only=True))
-        out.append(None)
-    except sr.StackError as err:
-        out.append(str(err))
-print(json.dumps(out))
-"#;
-    let root = repo_root();
-    let combos: Vec<Vec<String>> = combos
-        .iter()
-        .map(|c| {
-            std::iter::once(TOKEN.to_owned())
-                .chain(c.iter().cloned())
-                .collect()
-        })
-        .collect();
-    let mut child = Command::new(python())
-        .args(["-c", script])
-        .arg(root.join("scripts"))
-        .arg(root.join("template.yaml"))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("python runs (run scripts/tools.sh)");
-    {
-        use std::io::Write;
-        let mut stdin = child.stdin.take().expect("stdin");
-        stdin
-            .write_all(&serde_json::to_vec(&combos).expect("json"))
-            .expect("write combos");
-    }
-    let out = child.wait_with_output().expect("python finishes");
-    assert!(
-        out.status.success(),
-        "rule check failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let results: Vec<Option<String>> = serde_json::from_slice(&out.stdout).expect("JSON list");
-    assert_eq!(results.len(), combos.len());
-    results
+    let t = template();
+    combos.iter().map(|c| check(&t, c)).collect()
 }
 
-/// The template's Parameters section, decoded by cfn-lint's own YAML loader
-/// (which understands the short `!Ref` forms).
+/// The template's Parameters section as JSON.
 fn template_parameters() -> HashMap<String, Value> {
-    let script = "import json,sys\nfrom cfnlint.decode import decode\n\
-                  t,m=decode(sys.argv[1])\nassert not m, m\n\
-                  print(json.dumps(t['Parameters'], default=str))";
-    let out = Command::new(python())
-        .args(["-c", script])
-        .arg(repo_root().join("template.yaml"))
-        .output()
-        .expect("python runs");
-    assert!(
-        out.status.success(),
-        "decoding template.yaml: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("parameters as JSON")
+    serde_json::to_value(&template()["Parameters"])
+        .and_then(serde_json::from_value)
+        .expect("Parameters as JSON")
 }
 
 fn number(v: &Value) -> u64 {
@@ -142,11 +206,10 @@ fn number(v: &Value) -> u64 {
 
 #[test]
 fn defaults_are_accepted() {
-    let out = describe(&[]);
-    assert!(
-        out.status.success(),
-        "the default parameters are refused: {}",
-        String::from_utf8_lossy(&out.stderr)
+    assert_eq!(
+        check(&template(), &[]),
+        None,
+        "the default parameters are refused"
     );
 }
 

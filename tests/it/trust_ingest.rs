@@ -24,16 +24,15 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::ingest_support as support;
 use alin_tests::{repo_root, Stack};
 use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
 use devstack::runtime_api::LocalFunction;
 use ingest::manifest::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
 use serde_json::{json, Value};
-use crate::ingest_support as support;
 use support::{hook, ingest_binary, queued_jobs};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
 
 const TOKEN: &str = "trust-ingest-token-0123456789abcdef";
 const REGISTRY_AUTH: &str = "Bearer trust-registry-credential-77c1";

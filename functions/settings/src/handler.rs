@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 use crate::error::ApiError;
 use crate::route::{self, Operation};
 
-/// Largest request body accepted (CONTRACT §6: over 16 KiB is a 413).
+/// Largest request body accepted (docs/settings-api.md#errors: over 16 KiB is a 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// How long the set-time DNS check may take. A lookup that does not answer
@@ -235,7 +235,7 @@ impl Settings {
         })
     }
 
-    /// The URL rule of CONTRACT §6: syntax and literal addresses first, then
+    /// The URL rule of docs/settings-api.md#webhook-urls: syntax and literal addresses first, then
     /// the addresses the name resolves to now (if it resolves at all).
     async fn validate_url(&self, raw: &str) -> Result<WebhookUrl, ApiError> {
         let url = validate_webhook_url(raw, self.allow_private)?;
@@ -255,7 +255,7 @@ impl Settings {
     }
 }
 
-/// The config's keys in CONTRACT §6 order. `RepoRecord::api_json` builds a
+/// The config's keys in the order of docs/settings-api.md#the-config-json. `RepoRecord::api_json` builds a
 /// `serde_json::Map`, which sorts keys unless serde_json's `preserve_order`
 /// is on, so the body is written in this order here.
 pub const CONFIG_KEYS: [&str; 10] = [

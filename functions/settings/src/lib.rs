@@ -1,5 +1,5 @@
 //! The `settings` function: the per-repository webhook settings API of
-//! CONTRACT §6, served over a Lambda Function URL (payload format 2.0, IAM
+//! docs/settings-api.md, served over a Lambda Function URL (payload format 2.0, IAM
 //! auth when deployed).
 //!
 //! | request | answer |

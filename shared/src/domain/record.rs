@@ -90,7 +90,7 @@ pub struct WebhookConfig {
 pub struct RepoRecord {
     pub repository: RepositoryName,
     pub webhook: Option<WebhookConfig>,
-    /// Sum of the sizes of the distinct layers ever pushed (CONTRACT §3).
+    /// Sum of the sizes of the distinct layers ever pushed (docs/events.md#native-push-event).
     pub repository_size: u64,
 }
 
@@ -100,7 +100,7 @@ impl RepoRecord {
         self.webhook.as_ref().filter(|w| w.enabled)
     }
 
-    /// The settings API's config JSON (CONTRACT §6), keys in contract order.
+    /// The settings API's config JSON (docs/settings-api.md#the-config-json), keys in its order.
     pub fn api_json(&self) -> Option<serde_json::Value> {
         let w = self.webhook.as_ref()?;
         let mut m = serde_json::Map::new();

@@ -1,4 +1,4 @@
-//! The webhook URL rule (CONTRACT §6), in one place for set time and delivery
+//! The webhook URL rule (docs/settings-api.md#webhook-urls), in one place for set time and delivery
 //! time: the syntactic checks, and the address classes a webhook may never
 //! reach (loopback, private, link-local, CGNAT, multicast, unspecified,
 //! reserved, IPv4-mapped) unless `ALLOW_PRIVATE_TARGETS` is on.
@@ -209,7 +209,7 @@ impl fmt::Display for WebhookUrl {
     }
 }
 
-/// Validates a webhook URL per CONTRACT §6. With `allow_private` the address
+/// Validates a webhook URL per docs/settings-api.md#webhook-urls. With `allow_private` the address
 /// classes are not checked (local development only).
 pub fn validate_webhook_url(raw: &str, allow_private: bool) -> Result<WebhookUrl, UrlError> {
     if raw.chars().count() > MAX_URL_LEN {

@@ -1,4 +1,4 @@
-//! The webhook request contract (CONTRACT §4): Standard Webhooks signing and
+//! The webhook request contract (docs/webhook.md#the-request): Standard Webhooks signing and
 //! the exact headers and body a receiver gets.
 
 pub mod request;

@@ -1,4 +1,4 @@
-//! Builds the webhook request of CONTRACT §4: the seed's headers in the
+//! Builds the webhook request of docs/webhook.md#the-request: the seed's headers in the
 //! seed's order, Standard Webhooks headers after them, and the JSON body with
 //! its keys in contract order (serde keeps struct field order).
 

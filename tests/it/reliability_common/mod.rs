@@ -103,7 +103,7 @@ pub fn expected_webhook_id(name: &str, tag: &str) -> String {
     derive_webhook_id(&["native", &event_id(name, tag)])
 }
 
-/// A native push event (CONTRACT §3) of `name:tag`.
+/// A native push event (docs/events.md#native-push-event) of `name:tag`.
 pub fn native_push(name: &str, tag: &str) -> String {
     let (user, rest) = name.split_once('/').unwrap();
     json!({"event": "push", "username": user, "repository": rest, "tag": tag,

@@ -59,29 +59,13 @@ impl IngestMemory {
             "seconds": self.duration.as_secs_f64(),
         })
     }
-
-    /// One line for the console.
-    pub fn summary(&self) -> String {
-        format!(
-            "ingest peak RSS {:.1} MiB of {} MiB configured ({:.0}%, target < 50%) on {} events \
-             of a hostile index: {} manifests, {:.0} MiB fetched in {:.1} s, {} failed",
-            self.peak_rss_mib,
-            self.memory_size_mib,
-            100.0 * self.peak_rss_mib / self.memory_size_mib as f64,
-            self.events,
-            self.manifests_fetched,
-            self.manifest_bytes as f64 / (1024.0 * 1024.0),
-            self.duration.as_secs_f64(),
-            self.jobs_failed
-        )
-    }
 }
 
 /// Runs the measurement.
 pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
     let stack = Stack::create(&ctx.moto, &ctx.root, "mem").await?;
     let chain = stack::proxy(ctx.moto.endpoint()).await?;
-    let sdk = stack::sdk(&chain.endpoint()).await;
+    let sdk = devstack::sdk_config(&chain.endpoint()).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &stack.table);
     let repo = RepositoryName::parse("alice/app").map_err(|e| e.to_string())?;
     stack::seed(&store, std::slice::from_ref(&repo), |_| {
