@@ -60,12 +60,23 @@ impl Moto {
     pub async fn start() -> Result<Moto, DevstackError> {
         let mut last_error = None;
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once().await {
+            match Self::start_once(None).await {
                 Ok(moto) => return Ok(moto),
                 Err(e) => last_error = Some(e),
             }
         }
         Err(last_error.unwrap_or_else(|| DevstackError::Moto("not started".into())))
+    }
+
+    /// Starts moto on a fixed `port` (the local stack that `events/local.env`
+    /// names), failing clearly when something already listens there.
+    pub async fn start_on(port: u16) -> Result<Moto, DevstackError> {
+        if answers_http(port).await {
+            return Err(DevstackError::Moto(format!(
+                "127.0.0.1:{port} is already in use (another `devstack up`?)"
+            )));
+        }
+        Self::start_once(Some(port)).await
     }
 
     /// A moto server shared by the whole process (started on first use), so
@@ -76,7 +87,7 @@ impl Moto {
         SHARED.get_or_try_init(Moto::start).await
     }
 
-    async fn start_once() -> Result<Moto, DevstackError> {
+    async fn start_once(port: Option<u16>) -> Result<Moto, DevstackError> {
         let server = moto_server_bin();
         if !server.is_file() {
             return Err(DevstackError::Moto(format!(
@@ -84,7 +95,10 @@ impl Moto {
                 server.display()
             )));
         }
-        let port = util::free_port()?;
+        let port = match port {
+            Some(port) => port,
+            None => util::free_port()?,
+        };
         let log_path = log_dir().join(format!("moto-{port}.log"));
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir)

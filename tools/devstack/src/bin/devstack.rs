@@ -26,6 +26,8 @@ use serde_json::{json, Value};
 
 const INGEST_TOKEN: &str = "local-ingest-token";
 const WAIT: Duration = Duration::from_secs(60);
+/// moto's port for `devstack up`: the one `events/local.env` names.
+const LOCAL_MOTO_PORT: u16 = 5055;
 
 type Res<T> = Result<T, String>;
 
@@ -97,7 +99,11 @@ async fn run() -> Res<()> {
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
 
     step("starting moto (DynamoDB + SQS) and creating the stack from template.yaml");
-    let moto = Moto::start().await.map_err(|e| e.to_string())?;
+    // A fixed port, so `cargo lambda watch --env-file events/local.env` finds
+    // this stack (docs/local-development.md).
+    let moto = Moto::start_on(LOCAL_MOTO_PORT)
+        .await
+        .map_err(|e| e.to_string())?;
     let stack = moto
         .provision("local-", &[])
         .await
