@@ -1,7 +1,7 @@
 //! The local stack's DynamoDB table and SQS queues, created with the SDK the
 //! way template.yaml declares them: the one provisioning path of the tests,
-//! the benchmark and `devstack up`. What the template says (key schema, TTL
-//! attribute, visibility timeouts, retention, redrive policies, parameter
+//! the benchmark and `devstack up`. What the template says (key schema,
+//! visibility timeouts, retention, redrive policies, parameter
 //! defaults) is restated here once, and a drift test in the integration
 //! tests (`stack_template`) reads template.yaml and fails when the two part.
 //!
@@ -11,7 +11,7 @@
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    SseSpecification, TimeToLiveSpecification,
+    SseSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Map, Value};
@@ -36,8 +36,6 @@ pub const DELIVER_TIMEOUTS: [u32; 9] = [15, 30, 60, 90, 120, 180, 300, 600, 900]
 pub const TABLE: &str = "WebhooksTable";
 /// Hash and range key attribute names (both strings).
 pub const KEYS: [&str; 2] = ["pk", "sk"];
-/// The TTL attribute (epoch seconds).
-pub const TTL_ATTRIBUTE: &str = "expires_at";
 
 /// One queue as the template declares it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,17 +207,6 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), D
         .send()
         .await
         .map_err(|e| failed("creating", DisplayErrorContext(e).to_string()))?;
-    let ttl = TimeToLiveSpecification::builder()
-        .attribute_name(TTL_ATTRIBUTE)
-        .enabled(true)
-        .build()
-        .map_err(|e| failed("describing TTL of", e.to_string()))?;
-    db.update_time_to_live()
-        .table_name(name)
-        .time_to_live_specification(ttl)
-        .send()
-        .await
-        .map_err(|e| failed("enabling TTL on", DisplayErrorContext(e).to_string()))?;
     Ok(())
 }
 

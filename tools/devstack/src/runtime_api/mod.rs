@@ -248,15 +248,16 @@ impl RuntimeApi {
         let queued = dispatched_at.saturating_duration_since(enqueued_at);
 
         let deadline = tokio::time::Instant::from_std(dispatched_at + timeout);
+        let finished = |request_id, outcome, timed_out| Invocation {
+            request_id,
+            outcome,
+            duration: dispatched_at.elapsed(),
+            queued,
+            started_at: dispatched_at,
+            timed_out,
+        };
         match tokio::time::timeout_at(deadline, &mut done_rx).await {
-            Ok(Ok(outcome)) => Ok(Invocation {
-                request_id,
-                outcome,
-                duration: dispatched_at.elapsed(),
-                queued,
-                started_at: dispatched_at,
-                timed_out: false,
-            }),
+            Ok(Ok(outcome)) => Ok(finished(request_id, outcome, false)),
             Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
             Err(_) => {
                 let was_pending = lock(&self.shared.in_flight).remove(&request_id).is_some();
@@ -264,29 +265,16 @@ impl RuntimeApi {
                     lock(&self.shared.abandoned).insert(request_id.clone());
                 } else if let Ok(outcome) = done_rx.try_recv() {
                     // The answer raced the deadline and won by a hair: keep it.
-                    return Ok(Invocation {
-                        request_id,
-                        outcome,
-                        duration: dispatched_at.elapsed(),
-                        queued,
-                        started_at: dispatched_at,
-                        timed_out: false,
-                    });
+                    return Ok(finished(request_id, outcome, false));
                 }
-                Ok(Invocation {
-                    request_id,
-                    outcome: Outcome::FunctionError(json!({
-                        "errorType": "Sandbox.Timedout",
-                        "errorMessage": format!(
-                            "Task timed out after {:.2} seconds",
-                            timeout.as_secs_f64()
-                        ),
-                    })),
-                    duration: dispatched_at.elapsed(),
-                    queued,
-                    started_at: dispatched_at,
-                    timed_out: true,
-                })
+                let timed_out = Outcome::FunctionError(json!({
+                    "errorType": "Sandbox.Timedout",
+                    "errorMessage": format!(
+                        "Task timed out after {:.2} seconds",
+                        timeout.as_secs_f64()
+                    ),
+                }));
+                Ok(finished(request_id, timed_out, true))
             }
         }
     }
