@@ -491,65 +491,6 @@ async fn sends_the_contract_request_exactly() {
     );
 }
 
-/// Several pushes of one tag send one webhook, the newest; pings are never
-/// coalesced; superseded jobs are acknowledged.
-#[tokio::test]
-async fn coalesces_pushes_of_one_tag() {
-    let rx = Receiver::start(Reply::status(204)).await;
-    let rig = Rig::new(settings());
-    rig.webhook("alice/app", &rx.url("/a")).await;
-    let at = |s: &str| format!("2026-11-28T08:00:{s}Z");
-    let msgs = vec![
-        msg(
-            "m1",
-            &job_body("evt_1", "alice/app", "1.0", "push", Some(&at("01"))),
-            1,
-        ),
-        msg(
-            "m2",
-            &job_body("evt_2", "alice/app", "1.0", "push", Some(&at("09"))),
-            1,
-        ),
-        msg(
-            "m3",
-            &job_body("evt_3", "alice/app", "1.0", "push", Some(&at("05"))),
-            1,
-        ),
-        msg(
-            "m4",
-            &job_body("evt_4", "alice/app", "2.0", "push", None),
-            1,
-        ),
-        msg(
-            "m5",
-            &job_body("evt_5", "alice/app", "2.0", "push", None),
-            1,
-        ),
-        msg(
-            "m6",
-            &job_body("evt_6", "alice/app", "ping", "ping", None),
-            1,
-        ),
-        msg(
-            "m7",
-            &job_body("evt_7", "alice/app", "ping", "push", None),
-            1,
-        ),
-    ];
-    let (failed, f) = rig.run(msgs).await;
-    assert!(failed.is_empty());
-    assert_eq!((f.superseded, f.delivered), (3, 4));
-    let mut ids: Vec<String> = rx
-        .received()
-        .iter()
-        .map(|r| r.header("webhook-id").unwrap().to_owned())
-        .collect();
-    ids.sort();
-    assert_eq!(ids, ["evt_2", "evt_5", "evt_6", "evt_7"]);
-    // one write for the repository, however many jobs
-    assert_eq!(rig.store.calls().1, 2); // put_url + one outcome
-}
-
 /// A malformed job is reported failed (visibility 0, so it reaches the DLQ
 /// after MAX_ATTEMPTS receives) and never holds up the rest.
 #[tokio::test]

@@ -40,7 +40,7 @@ fn one_root_store(dir: &Path) -> Option<[(String, String); 2]> {
 }
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
-    let stack = Stack::create(&ctx.moto, &ctx.root, "cs").await?;
+    let stack = Stack::create(&ctx.moto, "cs").await?;
     // A real configuration (init reads it and builds the AWS clients); no
     // AWS call is made before the first poll.
     let env = function_env(

@@ -247,7 +247,7 @@ fn write_bare_requests(
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (jobs_n, repos_n) = (ctx.sizes.jobs, ctx.sizes.repos);
-    let stack = Stack::create(&ctx.moto, &ctx.root, "tp").await?;
+    let stack = Stack::create(&ctx.moto, "tp").await?;
     let direct = ctx.moto.sdk_config().await;
     let sink = Arc::new(Sink::start(HOSTS).await.map_err(|e| format!("sink: {e}"))?);
     let repos = workload::repos("tp", repos_n)?;

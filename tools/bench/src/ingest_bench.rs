@@ -26,7 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (events, repos_n) = (ctx.sizes.ingest_events, ctx.sizes.repos);
-    let stack = Stack::create(&ctx.moto, &ctx.root, "in").await?;
+    let stack = Stack::create(&ctx.moto, "in").await?;
     let proxy = stack::proxy(ctx.moto.endpoint()).await?;
     let direct = ctx.moto.sdk_config().await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);

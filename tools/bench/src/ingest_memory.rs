@@ -63,7 +63,7 @@ impl IngestMemory {
 
 /// Runs the measurement.
 pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
-    let stack = Stack::create(&ctx.moto, &ctx.root, "mem").await?;
+    let stack = Stack::create(&ctx.moto, "mem").await?;
     let chain = stack::proxy(ctx.moto.endpoint()).await?;
     let sdk = devstack::sdk_config(&chain.endpoint()).await;
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &stack.table);
@@ -139,13 +139,7 @@ pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
 fn ingest_memory_size(root: &std::path::Path) -> Res<u64> {
     let template = std::fs::read_to_string(root.join("template.yaml"))
         .map_err(|e| format!("reading template.yaml: {e}"))?;
-    let from = template
-        .find("  IngestFunction:")
-        .ok_or("no IngestFunction in template.yaml")?;
-    template[from..]
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("MemorySize:"))
-        .and_then(|v| v.trim().parse().ok())
+    devstack::stack::template_memory_size(&template, "IngestFunction")
         .ok_or_else(|| "no MemorySize for IngestFunction".to_owned())
 }
 

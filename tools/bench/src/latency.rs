@@ -104,7 +104,7 @@ impl Invoker for Pool {
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (pushes, repos_n, rate) = (ctx.sizes.pushes, ctx.sizes.push_repos, ctx.sizes.push_rate);
-    let stack = Stack::create(&ctx.moto, &ctx.root, "lt").await?;
+    let stack = Stack::create(&ctx.moto, "lt").await?;
     let proxies = [
         stack::proxy(ctx.moto.endpoint()).await?,
         stack::proxy(ctx.moto.endpoint()).await?,

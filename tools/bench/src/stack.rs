@@ -33,10 +33,10 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub async fn create(moto: &Moto, root: &Path, prefix: &str) -> Res<Stack> {
+    pub async fn create(moto: &Moto, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
         let outputs = moto
-            .create_stack(&root.join("template.yaml"), &prefix)
+            .provision(&prefix, &[])
             .await
             .map_err(|e| format!("creating the stack: {e}"))?;
         let param = |name: &str| {

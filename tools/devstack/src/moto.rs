@@ -209,16 +209,6 @@ impl Moto {
     ) -> Result<Map<String, Value>, DevstackError> {
         crate::stack::create(&self.sdk_config().await, prefix, overrides).await
     }
-
-    /// [`Moto::provision`] with the template's defaults; the template path
-    /// is no longer read (kept for callers written before `provision`).
-    pub async fn create_stack(
-        &self,
-        _template: &Path,
-        prefix: &str,
-    ) -> Result<Map<String, Value>, DevstackError> {
-        self.provision(prefix, &[]).await
-    }
 }
 
 impl Drop for Moto {

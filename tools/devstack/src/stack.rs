@@ -241,9 +241,44 @@ async fn create_queue(
     Ok((url, arn))
 }
 
+/// The `MemorySize` (MiB) template.yaml gives the function with logical id
+/// `function`: its own, else the `Globals` one. Read as text (the template's
+/// short tags need no YAML engine for this one key).
+pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
+    // The lines of the block that starts at `header` (at `indent` spaces)
+    // and runs until the next line at that indent or less.
+    let block = |header: &str, indent: usize| -> Option<Vec<&str>> {
+        let mut lines = template.lines().skip_while(|l| l.trim_end() != header);
+        lines.next()?;
+        Some(
+            lines
+                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                .collect(),
+        )
+    };
+    let memory = |lines: Vec<&str>| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("MemorySize:"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    block(&format!("  {function}:"), 2)
+        .and_then(memory)
+        .or_else(|| block("Globals:", 0).and_then(memory))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn memory_size_is_the_functions_own_else_the_globals() {
+        let t = "Globals:\n  Function:\n    MemorySize: 128\nResources:\n  A:\n    Type: X\n    \
+                 Properties:\n      MemorySize: 512\n  B:\n    Type: X\n";
+        assert_eq!(template_memory_size(t, "A"), Some(512));
+        assert_eq!(template_memory_size(t, "B"), Some(128));
+        assert_eq!(template_memory_size("Resources:\n  B:\n", "B"), None);
+    }
 
     #[test]
     fn overrides_replace_defaults_and_bad_ones_are_refused() {
