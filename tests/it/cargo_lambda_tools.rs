@@ -74,7 +74,7 @@ impl Watch {
         let env_file = repo_root()
             .join("target")
             .join(format!("cargo-lambda-watch-{port}.env"));
-        let mut text = String::from("# written by tests/tests/cargo_lambda_tools.rs\n");
+        let mut text = String::from("# written by tests/it/cargo_lambda_tools.rs\n");
         for (k, v) in env {
             text.push_str(&format!("{k}={v}\n"));
         }
