@@ -18,18 +18,18 @@ use serde_json::Value;
 use shared::domain::{validate_webhook_url, RepositoryName, WebhookConfig};
 use shared::ports::WebhookStore;
 
-fn repo(name: &str) -> RepositoryName {
+pub(crate) fn repo(name: &str) -> RepositoryName {
     RepositoryName::parse(name).unwrap()
 }
 
-fn push(id: &str, repository: &str, tag: &str) -> String {
+pub(crate) fn push(id: &str, repository: &str, tag: &str) -> String {
     format!(
         r#"{{"v":1,"webhook_id":"{id}","kind":"push","repository":"{repository}","tag":"{tag}","image_size":126,"layers":["sha256:{d}"],"repository_size":4096}}"#,
         d = "d".repeat(64)
     )
 }
 
-async fn start(
+pub(crate) async fn start(
     stack: &Stack,
     name: &str,
     extra: &[(&str, &str)],
@@ -55,7 +55,7 @@ async fn start(
     (f, log)
 }
 
-async fn webhook(stack: &Stack, name: &str, url: &str) {
+pub(crate) async fn webhook(stack: &Stack, name: &str, url: &str) {
     let url = validate_webhook_url(url, true).unwrap();
     stack
         .store()
@@ -64,7 +64,7 @@ async fn webhook(stack: &Stack, name: &str, url: &str) {
         .unwrap();
 }
 
-async fn config(stack: &Stack, name: &str) -> WebhookConfig {
+pub(crate) async fn config(stack: &Stack, name: &str) -> WebhookConfig {
     stack
         .store()
         .get(&repo(name))
@@ -74,7 +74,7 @@ async fn config(stack: &Stack, name: &str) -> WebhookConfig {
         .unwrap()
 }
 
-async fn enqueue(stack: &Stack, bodies: &[String]) {
+pub(crate) async fn enqueue(stack: &Stack, bodies: &[String]) {
     for body in bodies {
         stack
             .sqs

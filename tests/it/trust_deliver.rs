@@ -8,82 +8,13 @@
 
 use std::time::{Duration, Instant};
 
-use alin_tests::{repo_root, Stack};
+use alin_tests::Stack;
 use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
 use devstack::receiver::{Behaviour, Receiver};
-use devstack::runtime_api::{workspace_binary, LocalFunction};
+use devstack::runtime_api::LocalFunction;
 use serde_json::Value;
-use shared::domain::{validate_webhook_url, RepositoryName, WebhookConfig};
-use shared::ports::WebhookStore;
 
-fn repo(name: &str) -> RepositoryName {
-    RepositoryName::parse(name).unwrap()
-}
-
-fn push(id: &str, repository: &str, tag: &str) -> String {
-    format!(
-        r#"{{"v":1,"webhook_id":"{id}","kind":"push","repository":"{repository}","tag":"{tag}","image_size":126,"layers":["sha256:{d}"],"repository_size":4096}}"#,
-        d = "d".repeat(64)
-    )
-}
-
-async fn start(
-    stack: &Stack,
-    name: &str,
-    extra: &[(&str, &str)],
-    timeout: Duration,
-) -> (LocalFunction, std::path::PathBuf) {
-    let binary = workspace_binary("deliver");
-    assert!(
-        binary.is_file(),
-        "{} is missing: run `cargo build -p deliver` first",
-        binary.display()
-    );
-    let mut env = stack.function_env();
-    env.push(("ALLOW_PRIVATE_TARGETS".into(), "true".into()));
-    env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-    let log = repo_root()
-        .join(".devstack")
-        .join("logs")
-        .join(format!("trust-deliver-{name}-{}.log", stack.table));
-    let f = LocalFunction::start(&binary, &env, &log)
-        .await
-        .expect("deliver starts")
-        .with_timeout(timeout);
-    (f, log)
-}
-
-async fn webhook(stack: &Stack, name: &str, url: &str) {
-    let url = validate_webhook_url(url, true).unwrap();
-    stack
-        .store()
-        .put_url(&repo(name), &url, "2026-11-28T08:00:00Z")
-        .await
-        .unwrap();
-}
-
-async fn config(stack: &Stack, name: &str) -> WebhookConfig {
-    stack
-        .store()
-        .get(&repo(name))
-        .await
-        .unwrap()
-        .and_then(|r| r.webhook)
-        .unwrap()
-}
-
-async fn enqueue(stack: &Stack, bodies: &[String]) {
-    for body in bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
-}
+use crate::deliver_binary::{config, enqueue, push, start, webhook};
 
 fn receive_count(m: &Message) -> u32 {
     m.attributes()
