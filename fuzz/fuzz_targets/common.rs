@@ -8,9 +8,14 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::OnceLock;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
-use ingest::{IngestError, ManifestLocation, ManifestSource, RawManifest};
+use ingest::{Ingest, IngestError, ManifestLocation, ManifestSource, RawManifest};
+use shared::adapters::{MemoryQueue, MemoryStore};
+use shared::domain::{validate_webhook_url, RepositoryName};
 use shared::net::NameLookup;
+use shared::ports::WebhookStore;
 
 /// One runtime per fuzzing process (building one per input would dominate).
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -61,6 +66,47 @@ impl ManifestSource for FuzzManifests {
                 "GET {location}: HTTP 404"
             ))),
         }
+    }
+}
+
+/// A memory store where each `(repository, url)` has that webhook
+/// (validated, private addresses allowed when `allow_private`).
+pub async fn store_with(webhooks: &[(&str, &str)], allow_private: bool) -> Arc<MemoryStore> {
+    let store = Arc::new(MemoryStore::new());
+    for (repo, url) in webhooks {
+        let url = validate_webhook_url(url, allow_private).expect("a valid seed URL");
+        let repo = RepositoryName::parse(repo).expect("a valid seed repository");
+        store
+            .put_url(&repo, &url, "2026-11-28T08:00:00Z")
+            .await
+            .expect("the memory store accepts a URL");
+    }
+    store
+}
+
+/// Ingest over memory adapters: `repos` have a webhook, the registry serves
+/// `manifest` (or 404s); returns the handler and its queue.
+pub async fn ingest_with(
+    repos: &[&str],
+    url: &str,
+    manifest: Option<RawManifest>,
+) -> (Ingest, Arc<MemoryQueue>) {
+    let webhooks: Vec<(&str, &str)> = repos.iter().map(|r| (*r, url)).collect();
+    let queue = Arc::new(MemoryQueue::new());
+    let ingest = Ingest::new(
+        store_with(&webhooks, false).await,
+        queue.clone(),
+        Arc::new(FuzzManifests { manifest }),
+    );
+    (ingest, queue)
+}
+
+/// The fuzz-chosen manifest bytes, with the media type `pick` chooses.
+pub fn manifest(pick: usize, body: &[u8]) -> RawManifest {
+    RawManifest {
+        media_type: Some(MEDIA_TYPES[pick % MEDIA_TYPES.len()].to_owned())
+            .filter(|t| !t.is_empty()),
+        body: body.to_vec(),
     }
 }
 

@@ -26,31 +26,25 @@ use deliver::{Config, Deliverer};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
-use shared::domain::{
-    validate_webhook_url, BatchOutcome, LastDelivery, OutcomeKind, QueuedJob, RepositoryName,
-};
+use shared::domain::{BatchOutcome, LastDelivery, OutcomeKind, QueuedJob, RepositoryName};
 use shared::ports::WebhookStore;
 
 async fn store() -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
-    let put = |repo: &'static str, url: &'static str| {
-        let store = store.clone();
-        async move {
-            let url = validate_webhook_url(url, true).unwrap();
-            store
-                .put_url(
-                    &RepositoryName::parse(repo).unwrap(),
-                    &url,
-                    "2026-11-28T08:00:00Z",
-                )
-                .await
-                .unwrap()
-        }
-    };
-    put("alice/app", "http://hooks.test/h?token=s3cr3t").await;
-    put("carol/app", "http://10.0.0.1/h").await;
-    put("dave/app", "http://[::ffff:10.0.0.1]/h").await;
-    let bob = put("bob/app", "http://hooks.test/bob").await;
+    let store = common::store_with(
+        &[
+            ("alice/app", "http://hooks.test/h?token=s3cr3t"),
+            ("carol/app", "http://10.0.0.1/h"),
+            ("dave/app", "http://[::ffff:10.0.0.1]/h"),
+            ("bob/app", "http://hooks.test/bob"),
+        ],
+        true,
+    )
+    .await;
+    let bob = store
+        .get(&RepositoryName::parse("bob/app").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let version = bob.webhook.map(|w| w.url_version).unwrap_or(0);
     let outcome = BatchOutcome {
         url_version: version,

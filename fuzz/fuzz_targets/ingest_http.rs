@@ -13,16 +13,11 @@
 #[path = "common.rs"]
 mod common;
 
-use std::sync::Arc;
-
 use base64::Engine as _;
-use ingest::{Ingest, RawManifest};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use shared::adapters::{MemoryQueue, MemoryStore};
 use shared::config::Sensitive;
-use shared::domain::{validate_webhook_url, DeliveryJob, RepositoryName};
-use shared::ports::WebhookStore;
+use shared::domain::DeliveryJob;
 
 const TOKEN: &str = "fuzz-ingest-token";
 const METHODS: [&str; 6] = ["POST", "POST", "POST", "GET", "PUT", "post"];
@@ -39,11 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let rest = data.get(2..).unwrap_or(&[]);
     let p = common::parts(rest, 2);
     let body = p.first().copied().unwrap_or(&[]);
-    let manifest = p.get(1).map(|m| RawManifest {
-        media_type: Some(common::MEDIA_TYPES[f1 % common::MEDIA_TYPES.len()].to_owned())
-            .filter(|t| !t.is_empty()),
-        body: m.to_vec(),
-    });
+    let manifest = p.get(1).map(|m| common::manifest(f1, m));
     let method = METHODS[f0 % METHODS.len()];
     let auth = match (f0 / 8) % 4 {
         0 => Some(format!("Bearer {TOKEN}")),
@@ -72,25 +63,13 @@ fuzz_target!(|data: &[u8]| {
     });
 
     common::runtime().block_on(async move {
-        let store = Arc::new(MemoryStore::new());
-        for repo in ["alice/app", "library/hello-world", "team/app"] {
-            let url = validate_webhook_url("https://hooks.example.com/h?token=x", false).unwrap();
-            store
-                .put_url(
-                    &RepositoryName::parse(repo).unwrap(),
-                    &url,
-                    "2026-11-28T08:00:00Z",
-                )
-                .await
-                .unwrap();
-        }
-        let queue = Arc::new(MemoryQueue::new());
-        let ingest = Ingest::new(
-            store,
-            queue.clone(),
-            Arc::new(common::FuzzManifests { manifest }),
+        let (ingest, queue) = common::ingest_with(
+            &["alice/app", "library/hello-world", "team/app"],
+            "https://hooks.example.com/h?token=x",
+            manifest,
         )
-        .with_token(Some(&Sensitive(TOKEN.into())));
+        .await;
+        let ingest = ingest.with_token(Some(&Sensitive(TOKEN.into())));
         let answer = ingest
             .handle(event)
             .await

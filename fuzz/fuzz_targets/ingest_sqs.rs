@@ -13,26 +13,18 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::sync::Arc;
 
 use ingest::formats::{parse_input, Channel};
-use ingest::{Ingest, RawManifest};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
-use shared::adapters::{MemoryQueue, MemoryStore};
-use shared::domain::{validate_webhook_url, DeliveryJob, RepositoryName};
-use shared::ports::WebhookStore;
+use shared::domain::DeliveryJob;
 
 fuzz_target!(|data: &[u8]| {
     let f0 = common::pick(data, 0, 256);
     let rest = data.get(1..).unwrap_or(&[]);
     let mut p = common::parts(rest, 9);
     let manifest = if f0 % 2 == 1 && p.len() > 1 {
-        p.pop().map(|m| RawManifest {
-            media_type: Some(common::MEDIA_TYPES[(f0 / 2) % common::MEDIA_TYPES.len()].to_owned())
-                .filter(|t| !t.is_empty()),
-            body: m.to_vec(),
-        })
+        p.pop().map(|m| common::manifest(f0 / 2, m))
     } else {
         None
     };
@@ -54,24 +46,12 @@ fuzz_target!(|data: &[u8]| {
         .collect();
 
     common::runtime().block_on(async move {
-        let store = Arc::new(MemoryStore::new());
-        for repo in ["alice/app", "library/my-repo", "team/app"] {
-            let url = validate_webhook_url("https://hooks.example.com/h", false).unwrap();
-            store
-                .put_url(
-                    &RepositoryName::parse(repo).unwrap(),
-                    &url,
-                    "2026-11-28T08:00:00Z",
-                )
-                .await
-                .unwrap();
-        }
-        let queue = Arc::new(MemoryQueue::new());
-        let ingest = Ingest::new(
-            store,
-            queue.clone(),
-            Arc::new(common::FuzzManifests { manifest }),
-        );
+        let (ingest, queue) = common::ingest_with(
+            &["alice/app", "library/my-repo", "team/app"],
+            "https://hooks.example.com/h",
+            manifest,
+        )
+        .await;
         let answer = ingest
             .handle(json!({ "Records": records }))
             .await
