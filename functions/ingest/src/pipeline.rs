@@ -132,41 +132,31 @@ impl Ingest {
                     w.layers = Some(layers);
                     kept.push(w);
                 }
-                Some(Err(e @ IngestError::Refused(_))) => {
-                    tracing::warn!(
-                        repository = %w.push.repository,
-                        tag = %w.push.tag,
-                        error = %e,
-                        "event refused; no manifest fetched"
-                    );
-                    out.fail(w.input, e);
-                }
-                Some(Err(e)) if !e.is_retryable() && unusable == Unusable::Fail => {
-                    tracing::warn!(
-                        repository = %w.push.repository,
-                        tag = %w.push.tag,
-                        error = %e,
-                        "manifest unusable; event rejected"
-                    );
-                    out.fail(w.input, e);
-                }
-                Some(Err(e)) if !e.is_retryable() => {
-                    tracing::warn!(
-                        repository = %w.push.repository,
-                        tag = %w.push.tag,
-                        error = %e,
-                        "manifest unusable; event ignored"
-                    );
-                    out.summary.ignored.add(IgnoreReason::ManifestUnusable);
-                }
                 Some(Err(e)) => {
+                    let refused = matches!(e, IngestError::Refused(_));
+                    let verdict = if refused {
+                        "event refused; no manifest fetched"
+                    } else if e.is_retryable() {
+                        "manifest fetch failed; the event will be retried"
+                    } else if unusable == Unusable::Fail {
+                        "manifest unusable; event rejected"
+                    } else {
+                        "manifest unusable; event ignored"
+                    };
                     tracing::warn!(
                         repository = %w.push.repository,
                         tag = %w.push.tag,
                         error = %e,
-                        "manifest fetch failed; the event will be retried"
+                        "{verdict}"
                     );
-                    out.fail(w.input, e);
+                    // Only an unusable manifest where `Unusable::Ignore`
+                    // applies is acknowledged; a refusal or a retryable
+                    // failure always fails its input.
+                    if !refused && !e.is_retryable() && unusable == Unusable::Ignore {
+                        out.summary.ignored.add(IgnoreReason::ManifestUnusable);
+                    } else {
+                        out.fail(w.input, e);
+                    }
                 }
             }
         }
