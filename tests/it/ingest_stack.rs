@@ -548,3 +548,81 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
         "no summary line in:\n{logged}"
     );
 }
+
+/// A hot repository: 8 ingest execution environments (8 processes, as 8
+/// concurrent Lambda invocations) take 200 pushes of new-layer images to ONE
+/// repository at once, so their size transactions collide. Every push is
+/// answered 202 (a conflict is retried inside the invocation, never a 5xx
+/// the registry would have to retry), every push becomes exactly one job,
+/// and the size counts each distinct layer once: a base layer all images
+/// share plus each image's own layer.
+#[tokio::test]
+async fn a_hot_repository_takes_concurrent_pushes_without_5xx_or_lost_counts() {
+    const ENVIRONMENTS: usize = 8;
+    const PUSHES: usize = 200;
+    const BASE: u64 = 1_000;
+    let stack = Stack::new("ingest-hot").await;
+    let registry = StubRegistry::start().await;
+    hook(&stack, "alice/hot").await;
+    let mut env = stack.function_env();
+    env.push(("INGEST_TOKEN".into(), TOKEN.into()));
+    env.push(("REGISTRY_URL".into(), registry.base.clone()));
+    let mut functions = Vec::new();
+    for i in 0..ENVIRONMENTS {
+        let log = repo_root()
+            .join(".devstack")
+            .join("logs")
+            .join(format!("ingest-hot-{i}-{}.log", stack.table));
+        functions.push(Arc::new(
+            LocalFunction::start(&ingest_binary(), &env, &log)
+                .await
+                .expect("ingest starts"),
+        ));
+    }
+    let mut bodies = Vec::new();
+    for p in 0..PUSHES {
+        let own = layer(&format!("hot-{p}"), p as u64 + 1);
+        let digest = registry.put_image("alice/hot", &[layer("hot-base", BASE), own]);
+        let url = registry.url("alice/hot", &digest);
+        bodies.push(envelope(
+            &format!("hot-{p}"),
+            &url,
+            "alice/hot",
+            &digest,
+            &format!("t{p}"),
+        ));
+    }
+    let auth = format!("Bearer {TOKEN}");
+    let runs = functions.iter().enumerate().map(|(i, function)| {
+        let mine: Vec<Value> = bodies
+            .iter()
+            .skip(i)
+            .step_by(ENVIRONMENTS)
+            .map(|b| http_event(b, Some(&auth)))
+            .collect();
+        let function = function.clone();
+        async move {
+            let mut statuses = Vec::new();
+            for event in mine {
+                let done = function
+                    .invoke(event, Duration::from_secs(60))
+                    .await
+                    .expect("ingest answers");
+                let answer = done.ok().cloned().unwrap_or_default();
+                statuses.push((answer["statusCode"].as_u64(), answer["body"].clone()));
+            }
+            statuses
+        }
+    });
+    let answers: Vec<_> = futures::future::join_all(runs).await.concat();
+    assert_eq!(answers.len(), PUSHES);
+    for (status, body) in &answers {
+        assert_eq!(*status, Some(202), "a push answered {status:?}: {body}");
+    }
+    let jobs = queued_jobs(&stack, PUSHES).await;
+    let tags: std::collections::HashSet<_> =
+        jobs.iter().map(|j| j.tag.as_str().to_owned()).collect();
+    assert_eq!(tags.len(), PUSHES, "one job per push");
+    let own: u64 = (1..=PUSHES as u64).sum();
+    assert_eq!(size_of(&stack, "alice/hot").await, BASE + own);
+}

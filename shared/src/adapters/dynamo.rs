@@ -578,6 +578,9 @@ impl WebhookStore for DynamoStore {
             .collect();
         for round in 0..MAX_ROUNDS {
             if round > 0 {
+                // Another writer counted first (a hot repository): said at
+                // info so that contention can be counted from the logs.
+                tracing::info!(repository = %repo, round, "repository size changed meanwhile; reading it again");
                 backoff(round).await;
             }
             let mut keys = vec![Self::repo_key(repo)];
@@ -704,6 +707,10 @@ impl DynamoStore {
                 Cancelled::Lost => return Ok(false),
                 Cancelled::Conflict if conflicts < TRANSACTION_CONFLICT_RETRIES => {
                     conflicts += 1;
+                    tracing::info!(
+                        retry = conflicts,
+                        "size transaction conflicted; trying it again"
+                    );
                     backoff(conflicts).await;
                 }
                 Cancelled::Conflict | Cancelled::Other => {
