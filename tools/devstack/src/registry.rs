@@ -238,13 +238,14 @@ impl Registry {
         paths::log_tail(&self.work.join("registry.log"), 200)
     }
 
-    /// Pushes `tag` of `layout` to `<repository>:<tag>` with `skopeo copy
-    /// --all` (an index goes with every platform, as `docker buildx` pushes).
+    /// Pushes `tag` of `layout` to `destination` (`repository:tag`) with
+    /// `skopeo copy --all` (an index goes with every platform, as `docker
+    /// buildx` pushes it).
     pub fn push(
         &self,
         layout: &OciLayout,
         tag: &str,
-        repository: &str,
+        destination: &str,
     ) -> Result<(), DevstackError> {
         let skopeo = find_tool("skopeo")
             .ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
@@ -259,10 +260,7 @@ impl Registry {
             .arg(&policy)
             .args(["copy", "--all", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:{tag}", layout.dir().display()))
-            .arg(format!(
-                "docker://127.0.0.1:{}/{repository}:{tag}",
-                self.port
-            ))
+            .arg(format!("docker://127.0.0.1:{}/{destination}", self.port))
             .env("HOME", &self.work)
             .output()
             .map_err(io("running skopeo"))?;
@@ -270,7 +268,7 @@ impl Registry {
             return Ok(());
         }
         Err(DevstackError::Setup(format!(
-            "skopeo copy {repository}:{tag} failed: {}",
+            "skopeo copy {tag} to {destination} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         )))
     }
