@@ -105,24 +105,10 @@ impl Rig {
             .unwrap()
     }
 
-    /// Sends raw bodies to the delivery queue (malformed ones included).
-    async fn enqueue(&self, bodies: &[String]) {
-        for body in bodies {
-            self.stack
-                .sqs
-                .send_message()
-                .queue_url(&self.stack.queue_url)
-                .message_body(body)
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-
     /// Receives what is visible and builds the event Lambda would send.
     async fn receive(&self, max: usize) -> (Vec<Message>, SqsEvent) {
         let msgs = self.stack.drain(&self.stack.queue_url, max).await;
-        let event = to_event(&msgs, &self.stack.queue_arn);
+        let event = serde_json::from_value(self.stack.sqs_event(&msgs)).unwrap();
         (msgs, event)
     }
 
@@ -133,16 +119,11 @@ impl Rig {
     /// Enqueues, receives and delivers one batch; returns the message ids
     /// reported failed, in body order.
     async fn round(&self, bodies: &[String]) -> (Vec<String>, BatchReport, Vec<Message>) {
-        self.enqueue(bodies).await;
-        let (msgs, event) = self.receive(bodies.len()).await;
-        assert_eq!(msgs.len(), bodies.len(), "all messages received");
+        let msgs = self.stack.enqueue_and_receive(bodies).await;
+        let event = serde_json::from_value(self.stack.sqs_event(&msgs)).unwrap();
         let report = self.deliver(event).await;
         (failed_bodies(&report, &msgs), report, msgs)
     }
-}
-
-fn to_event(msgs: &[Message], queue_arn: &str) -> SqsEvent {
-    serde_json::from_value(devstack::esm::event::event(msgs, queue_arn)).unwrap()
 }
 
 /// The bodies of the messages reported failed (message ids are random).
@@ -304,7 +285,7 @@ async fn each_outcome_class_against_dynamodb() {
         bodies.push(push(&format!("evt_{i}"), name, "1.0"));
         receivers.push(rx);
     }
-    rig.enqueue(&bodies).await;
+    rig.stack.enqueue(&bodies).await;
     let (msgs, event) = rig.receive(bodies.len()).await;
     assert_eq!(msgs.len(), bodies.len());
     let started = Instant::now();
@@ -425,7 +406,8 @@ async fn exhausted_and_malformed_jobs_end_in_the_dead_letter_queue() {
     s.retry_base_delay = Duration::ZERO;
     let rig = Rig::with_params("deliver-dlq", s, &["MaxAttempts=2"]).await;
     rig.webhook("alice/app", &rx.url("/h")).await;
-    rig.enqueue(&[push("evt_dlq", "alice/app", "1.0"), "{\"v\":1".to_owned()])
+    rig.stack
+        .enqueue(&[push("evt_dlq", "alice/app", "1.0"), "{\"v\":1".to_owned()])
         .await;
     let mut rounds = Vec::new();
     for _ in 0..4 {
@@ -593,13 +575,13 @@ async fn deadline_rule() {
     let late: Vec<String> = (0..4)
         .map(|i| push(&format!("evt_l{i}"), "alice/late", &format!("t{i}")))
         .collect();
-    rig.enqueue(&early).await;
-    rig.enqueue(&late).await;
+    rig.stack.enqueue(&early).await;
+    rig.stack.enqueue(&late).await;
     let (mut msgs, _) = rig.receive(7).await;
     assert_eq!(msgs.len(), 7);
     // early jobs first in the batch
     msgs.sort_by_key(|m| webhook_id_of(m.body().unwrap_or_default()));
-    let event = to_event(&msgs, &rig.stack.queue_arn);
+    let event = serde_json::from_value(rig.stack.sqs_event(&msgs)).unwrap();
 
     let mut ctx = Context::default();
     ctx.request_id = "it-deadline".into();
@@ -674,7 +656,7 @@ async fn a_burst_of_failures_counts_once() {
     let bodies: Vec<String> = (0..10)
         .map(|i| push(&format!("evt_b{i}"), "alice/app", &format!("t{i}")))
         .collect();
-    rig.enqueue(&bodies).await;
+    rig.stack.enqueue(&bodies).await;
     let (msgs, event) = rig.receive(10).await;
     assert_eq!(msgs.len(), 10);
     rig.stack.proxy.reset_counts();
@@ -701,7 +683,9 @@ async fn a_replaced_url_is_not_blamed() {
     .unwrap();
     let rig = Rig::new("deliver-stale", settings()).await;
     rig.webhook("alice/app", &rx.url("/old")).await;
-    rig.enqueue(&[push("evt_s", "alice/app", "1.0")]).await;
+    rig.stack
+        .enqueue(&[push("evt_s", "alice/app", "1.0")])
+        .await;
     let (_, event) = rig.receive(1).await;
     let replace = async {
         rx.wait_for(1, Duration::from_secs(5)).await.unwrap();

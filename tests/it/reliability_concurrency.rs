@@ -42,25 +42,11 @@ async fn round_events(stack: &Stack, round: usize, repos: &[String]) -> [Value; 
             }
         }
     }
-    for b in &bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(b)
-            .send()
-            .await
-            .unwrap();
-    }
-    let msgs = stack.drain(&stack.queue_url, bodies.len()).await;
-    assert_eq!(msgs.len(), bodies.len());
+    let msgs = stack.enqueue_and_receive(&bodies).await;
     let (a, b): (Vec<_>, Vec<_>) = msgs
         .into_iter()
         .partition(|m| m.body().unwrap_or_default().contains("_f0_"));
-    [
-        devstack::esm::event::event(&a, &stack.queue_arn),
-        devstack::esm::event::event(&b, &stack.queue_arn),
-    ]
+    [stack.sqs_event(&a), stack.sqs_event(&b)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -50,19 +50,8 @@ async fn jobs_not_started_before_the_deadline_come_back_uncounted() {
             bodies.push(job(&id, r, &format!("t{t}")));
         }
     }
-    for b in &bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(b)
-            .send()
-            .await
-            .unwrap();
-    }
-    let msgs = stack.drain(&stack.queue_url, bodies.len()).await;
-    assert_eq!(msgs.len(), bodies.len());
-    let event = devstack::esm::event::event(&msgs, &stack.queue_arn);
+    let msgs = stack.enqueue_and_receive(&bodies).await;
+    let event = stack.sqs_event(&msgs);
 
     // DELIVERY_TIMEOUT_SECS=1 + the 2 s margin: with a 4 s deadline only the
     // first second may start requests.
