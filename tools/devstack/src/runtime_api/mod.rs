@@ -7,8 +7,7 @@
 //! `invoke()`. Like one execution environment it serves one invocation at a
 //! time: the next event is handed out only when the function polls again.
 //!
-//! The function process and the two together ([`LocalFunction`]) live in
-//! [`process`].
+//! The function process polling it, [`LocalFunction`], lives in [`process`].
 
 pub mod process;
 
@@ -30,7 +29,7 @@ use crate::paths::{self, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
-pub use process::{FunctionProcess, LocalFunction, ProcessReport};
+pub use process::{LocalFunction, ProcessReport};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -89,7 +88,7 @@ impl Invocation {
 
     /// True when the function succeeded.
     pub fn is_ok(&self) -> bool {
-        matches!(self.outcome, Outcome::Ok(_))
+        self.ok().is_some()
     }
 }
 
