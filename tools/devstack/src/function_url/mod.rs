@@ -153,11 +153,14 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(is_textual);
-    req.is_base64_encoded = !body.is_empty() && !(textual && std::str::from_utf8(body).is_ok());
-    req.body = match (body.is_empty(), req.is_base64_encoded) {
-        (true, _) => None,
-        (false, true) => Some(STANDARD.encode(body)),
-        (false, false) => Some(String::from_utf8_lossy(body).into_owned()),
+    req.is_base64_encoded = !body.is_empty();
+    req.body = match std::str::from_utf8(body) {
+        _ if body.is_empty() => None,
+        Ok(text) if textual => {
+            req.is_base64_encoded = false;
+            Some(text.to_owned())
+        }
+        _ => Some(STANDARD.encode(body)),
     };
     req.cookies = (!cookies.is_empty()).then_some(cookies);
     req.version = Some("2.0".into());
