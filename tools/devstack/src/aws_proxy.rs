@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use crate::http_server::{self, Reply, ServerHandle};
+use crate::paths::lock;
 use crate::DevstackError;
 
 /// What an injected fault does.
@@ -135,11 +136,6 @@ impl AwsProxy {
     pub fn injected(&self) -> u64 {
         self.state.injected.load(Ordering::Relaxed)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these; the data stays usable if it did.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {

@@ -6,6 +6,7 @@
 use std::env;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::DevstackError;
@@ -91,6 +92,12 @@ pub fn free_port() -> Result<u16, DevstackError> {
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
+}
+
+/// Locks `m`. No code here panics while holding a lock; if some did, the data
+/// (maps, lists, counters) is still consistent, so carry on with it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The last `lines` lines of a log file, for error messages.

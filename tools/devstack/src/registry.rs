@@ -8,19 +8,18 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::paths::{self, lock};
 use crate::receiver::{Behaviour, Receiver, RecordedRequest};
-use crate::{paths, DevstackError};
+use crate::DevstackError;
 
-/// OCI media types of the layouts written here.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// An OCI image index (a multi-platform image).
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> DevstackError + '_ {
@@ -228,11 +227,6 @@ impl Registry {
         Ok(registry)
     }
 
-    /// The port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The registry's log so far.
     pub fn log(&self) -> String {
         paths::log_tail(&self.work.join("registry.log"), 200)
@@ -296,8 +290,7 @@ impl StubRegistry {
         let routes: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
         let table = routes.clone();
         let receiver = Receiver::start(Behaviour::per_request(move |req| {
-            let routes = table.lock().unwrap_or_else(PoisonError::into_inner);
-            routes.get(&req.path).cloned().unwrap_or_else(|| {
+            lock(&table).get(&req.path).cloned().unwrap_or_else(|| {
                 Behaviour::status(404)
                     .with_header("content-type", "application/json")
                     .with_body("{}")
@@ -324,8 +317,7 @@ impl StubRegistry {
 
     /// Answers requests for `path` as `behaviour` says from now on.
     pub fn answer(&self, path: &str, behaviour: Behaviour) {
-        let mut routes = self.routes.lock().unwrap_or_else(PoisonError::into_inner);
-        routes.insert(path.to_owned(), behaviour);
+        lock(&self.routes).insert(path.to_owned(), behaviour);
     }
 
     /// Serves `manifest` as `media_type` under its digest in `repository`;

@@ -8,7 +8,7 @@ pub mod sink;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,6 +19,7 @@ use hyper::Request;
 use tokio::sync::watch;
 
 use crate::http_server::{self, response, ConnInfo, Reply, ServerHandle};
+use crate::paths::lock;
 use crate::DevstackError;
 
 pub use sink::Sink;
@@ -135,10 +136,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.header_all(name).first().copied()
     }
 
     /// All values of header `name` (case-insensitive), in order.
@@ -162,15 +160,10 @@ impl RecordedRequest {
 }
 
 struct State {
-    behaviour: RwLock<Behaviour>,
+    behaviour: Mutex<Behaviour>,
     requests: Mutex<Vec<RecordedRequest>>,
     per_path: Mutex<HashMap<String, usize>>,
     count: watch::Sender<usize>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these; the data stays usable if it did.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A recording, programmable HTTP receiver on 127.0.0.1; stopped on drop.
@@ -183,7 +176,7 @@ impl Receiver {
     /// Starts a receiver that treats every request as `behaviour` says.
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
         let state = Arc::new(State {
-            behaviour: RwLock::new(behaviour),
+            behaviour: Mutex::new(behaviour),
             requests: Mutex::new(Vec::new()),
             per_path: Mutex::new(HashMap::new()),
             count: watch::channel(0).0,
@@ -210,8 +203,7 @@ impl Receiver {
 
     /// Replaces the behaviour for requests arriving from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
-        let current = self.state.behaviour.write();
-        *current.unwrap_or_else(PoisonError::into_inner) = behaviour;
+        *lock(&self.state.behaviour) = behaviour;
     }
 
     /// Every request recorded so far, in arrival order.
@@ -244,13 +236,6 @@ impl Receiver {
             }),
         }
     }
-}
-
-/// The current behaviour; a separate function so the lock guard is gone
-/// before the handler awaits anything.
-fn read_behaviour(state: &State) -> Behaviour {
-    let current = state.behaviour.read();
-    current.unwrap_or_else(PoisonError::into_inner).clone()
 }
 
 async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Reply {
@@ -292,7 +277,7 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Re
     lock(&state.requests).push(recorded.clone());
     state.count.send_modify(|count| *count += 1);
 
-    let mut behaviour = read_behaviour(&state);
+    let mut behaviour = lock(&state.behaviour).clone();
     loop {
         behaviour = match behaviour {
             Behaviour::Script(script) => script(&recorded),

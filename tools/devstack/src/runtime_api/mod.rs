@@ -11,9 +11,9 @@
 
 pub mod process;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::http_server::{self, json_response, Body, ConnInfo, Reply, ServerHandle};
-use crate::paths::{self, ACCOUNT_ID, REGION};
+use crate::paths::{self, lock, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
@@ -106,18 +106,12 @@ struct Pending {
 struct Shared {
     function_arn: String,
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
+    /// Invocations handed out and not answered yet. A timed-out one stays
+    /// here, so its late answer is accepted (and the runtime carries on to
+    /// `/next`) and dropped.
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    /// Request ids that timed out: a late answer for them is accepted (so the
-    /// runtime carries on to `/next`) and dropped.
-    abandoned: Mutex<HashSet<String>>,
     first_poll: watch::Sender<Option<Instant>>,
     init_error: watch::Sender<Option<Value>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // No code here panics while holding these locks; if it did, the data
-    // (maps of channels) is still consistent, so keep going.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A running Runtime API endpoint on 127.0.0.1; stopped on drop.
@@ -136,7 +130,6 @@ impl RuntimeApi {
             function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"),
             queue: tokio::sync::Mutex::new(queue_rx),
             in_flight: Mutex::new(HashMap::new()),
-            abandoned: Mutex::new(HashSet::new()),
             first_poll: watch::channel(None).0,
             init_error: watch::channel(None).0,
         });
@@ -158,11 +151,6 @@ impl RuntimeApi {
         self.server.addr()
     }
 
-    /// The ARN sent in `Lambda-Runtime-Invoked-Function-Arn`.
-    pub fn function_arn(&self) -> &str {
-        &self.shared.function_arn
-    }
-
     /// Changes how long an invocation waits for the function to take it.
     pub fn set_dispatch_timeout(&mut self, timeout: Duration) {
         self.dispatch_timeout = timeout;
@@ -178,14 +166,14 @@ impl RuntimeApi {
     pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
         let mut rx = self.shared.first_poll.subscribe();
         let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        match waited {
-            Ok(Ok(at)) => (*at).ok_or(DevstackError::RuntimeApiStopped),
-            Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
-            Err(_) => Err(DevstackError::Timeout {
-                what: "the function's first /next poll".into(),
-                after: timeout,
-            }),
-        }
+        let polled = waited.map_err(|_| DevstackError::Timeout {
+            what: "the function's first /next poll".into(),
+            after: timeout,
+        })?;
+        polled
+            .ok()
+            .and_then(|at| *at)
+            .ok_or(DevstackError::RuntimeApiStopped)
     }
 
     /// The document the function posted to `/init/error`, if it did.
@@ -253,10 +241,7 @@ impl RuntimeApi {
             Ok(Ok(outcome)) => Ok(finished(request_id, outcome, false)),
             Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
             Err(_) => {
-                let was_pending = lock(&self.shared.in_flight).remove(&request_id).is_some();
-                if was_pending {
-                    lock(&self.shared.abandoned).insert(request_id.clone());
-                } else if let Ok(outcome) = done_rx.try_recv() {
+                if let Ok(outcome) = done_rx.try_recv() {
                     // The answer raced the deadline and won by a hair: keep it.
                     return Ok(finished(request_id, outcome, false));
                 }
@@ -352,11 +337,10 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
     let waiter = lock(&shared.in_flight).remove(id);
     match waiter {
         Some(done) => {
-            // A dropped receiver means invoke() was cancelled; nothing to do.
+            // A dropped receiver: invoke() timed out or was cancelled; drop the answer.
             let _ = done.send(outcome);
             accepted()
         }
-        None if lock(&shared.abandoned).remove(id) => accepted(),
         None => json_response(
             400,
             &json!({"errorType": "InvalidRequestID", "errorMessage": format!("unknown request id {id}")}),

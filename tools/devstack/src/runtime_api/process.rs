@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 
 use super::{Invocation, RuntimeApi};
 use crate::invoker::Invoker;
-use crate::paths::{self, REGION};
+use crate::paths::{self, lock, REGION};
 use crate::DevstackError;
 
 /// Lambda's default is 3 s; our functions are configured longer, and debug
@@ -111,8 +111,7 @@ impl LocalFunction {
 
     /// The exit status if the process has ended, without waiting.
     pub fn try_exit_status(&self) -> Result<Option<ExitStatus>, DevstackError> {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        child
+        lock(&self.child)
             .try_wait()
             .map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
     }
