@@ -7,7 +7,8 @@
 //! `invoke()`. Like one execution environment it serves one invocation at a
 //! time: the next event is handed out only when the function polls again.
 //!
-//! The function process polling it, [`LocalFunction`], lives in [`process`].
+//! The function process and the two together ([`LocalFunction`]) live in
+//! [`process`].
 
 pub mod process;
 
@@ -29,7 +30,7 @@ use crate::paths::{self, lock, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
-pub use process::{LocalFunction, ProcessReport};
+pub use process::{FunctionProcess, LocalFunction, ProcessReport};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -88,7 +89,7 @@ impl Invocation {
 
     /// True when the function succeeded.
     pub fn is_ok(&self) -> bool {
-        self.ok().is_some()
+        matches!(self.outcome, Outcome::Ok(_))
     }
 }
 

@@ -1,9 +1,7 @@
 //! A Lambda function running locally: a binary spawned as a child process
 //! with the environment Lambda would give it, polling its own [`RuntimeApi`]
 //! (one execution environment), its output appended to a log file, its
-//! memory high-water mark read from `/proc`, and killed when dropped. This
-//! is what tests, the benchmark and the local stack hand to a Function URL
-//! or an event source mapping.
+//! memory high-water mark read from `/proc`, and killed when dropped.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
@@ -35,35 +33,29 @@ pub struct ProcessReport {
     pub status: Option<ExitStatus>,
 }
 
-/// A Lambda binary running against its own Runtime API (one execution
-/// environment); the process is killed on drop.
-pub struct LocalFunction {
-    // Field order matters for drop: kill the process before the API goes away,
-    // so the function never sees its Runtime API vanish mid-request.
+/// A Lambda binary running against a Runtime API; killed on drop.
+pub struct FunctionProcess {
     child: Mutex<Child>,
     pid: u32,
     spawned_at: Instant,
     log_path: PathBuf,
-    api: RuntimeApi,
-    timeout: Duration,
 }
 
-impl LocalFunction {
-    /// Starts a Runtime API named after the binary's file stem and `binary`
-    /// against it, with the environment Lambda gives a function. Inherited
-    /// `AWS_*` variables are removed first so the developer's own
+impl FunctionProcess {
+    /// Starts `binary` with the Lambda environment pointing at `api`.
+    /// Inherited `AWS_*` variables are removed first so the developer's own
     /// credentials or profile never leak into a local function; then come
     /// the Lambda defaults, then `env`, which wins over both. stdout and
     /// stderr are appended to `log_path` (its directory is created).
-    pub async fn start(
+    pub fn spawn(
         binary: &Path,
+        api: &RuntimeApi,
         env: &[(String, String)],
         log_path: &Path,
-    ) -> Result<LocalFunction, DevstackError> {
+    ) -> Result<FunctionProcess, DevstackError> {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));
         }
-        let api = RuntimeApi::start(&stem(binary)).await?;
         let log = open_log(log_path, binary)?;
         let log_err = log
             .try_clone()
@@ -77,7 +69,7 @@ impl LocalFunction {
                 cmd.env_remove(&key);
             }
         }
-        cmd.envs(lambda_env(&stem(binary), &api))
+        cmd.envs(lambda_env(&stem(binary), api))
             .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -87,14 +79,12 @@ impl LocalFunction {
         let child = cmd
             .spawn()
             .map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
-        Ok(LocalFunction {
+        Ok(FunctionProcess {
             // None only once the child has been reaped, which cannot have happened yet.
             pid: child.id().unwrap_or(0),
             child: Mutex::new(child),
             spawned_at,
             log_path: log_path.to_path_buf(),
-            api,
-            timeout: DEFAULT_TIMEOUT,
         })
     }
 
@@ -115,6 +105,33 @@ impl LocalFunction {
             .try_wait()
             .map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
     }
+}
+
+/// A function binary and its Runtime API; the process is killed on drop.
+pub struct LocalFunction {
+    // Field order matters for drop: kill the process before the API goes away,
+    // so the function never sees its Runtime API vanish mid-request.
+    process: FunctionProcess,
+    api: RuntimeApi,
+    timeout: Duration,
+}
+
+impl LocalFunction {
+    /// Starts a Runtime API named after the binary's file stem and the binary
+    /// against it. `env` is added to (and overrides) the Lambda environment.
+    pub async fn start(
+        binary: &Path,
+        env: &[(String, String)],
+        log_path: &Path,
+    ) -> Result<LocalFunction, DevstackError> {
+        let api = RuntimeApi::start(&stem(binary)).await?;
+        let process = FunctionProcess::spawn(binary, &api, env, log_path)?;
+        Ok(LocalFunction {
+            process,
+            api,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
 
     /// Sets the timeout used when invoked through [`Invoker`] (Function URL,
     /// event source mapping).
@@ -128,9 +145,14 @@ impl LocalFunction {
         &self.api
     }
 
+    /// The running process.
+    pub fn process(&self) -> &FunctionProcess {
+        &self.process
+    }
+
     /// The process id.
     pub fn pid(&self) -> u32 {
-        self.pid
+        self.process.pid
     }
 
     /// Peak resident set size in KiB (`VmHWM` of `/proc/<pid>/status`);
@@ -158,10 +180,10 @@ impl LocalFunction {
                 biased;
                 result = &mut invocation => return result,
                 _ = ticker.tick() => {
-                    if let Some(status) = self.try_exit_status()? {
+                    if let Some(status) = self.process.try_exit_status()? {
                         return Err(DevstackError::ProcessExited {
                             status: status.to_string(),
-                            log_tail: self.log_tail(40),
+                            log_tail: self.process.log_tail(40),
                         });
                     }
                 }
@@ -174,7 +196,7 @@ impl LocalFunction {
     /// equivalent) and waits for it to end.
     pub async fn stop(self) -> Result<ProcessReport, DevstackError> {
         let peak_rss_kib = self.peak_rss_kib();
-        let mut child = (self.child)
+        let mut child = (self.process.child)
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
         // kill() on an already ended child is a no-op that still reaps it.
