@@ -159,7 +159,7 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State)
         Err(_) => return Reply::Reset,
     };
     let probe = Request::from_parts(parts, ());
-    let op = operation(&probe, &body);
+    let op = operation(&probe);
     *lock(&st.counts).entry(op.clone()).or_default() += 1;
     let record = |status: u16, resp: &[u8]| {
         let (items, failed_entries) = carried(&op, &body, resp);
@@ -175,26 +175,18 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State)
     };
     if let Some(kind) = pick_fault(st, &op) {
         st.injected.fetch_add(1, Ordering::Relaxed);
-        let (status, body) = match kind {
+        let (status, error) = match kind {
             FaultKind::Drop => {
                 record(0, b"");
                 return Reply::Reset;
             }
-            FaultKind::Throttle => (
-                400,
-                r#"{"__type":"ThrottlingException","message":"injected by devstack aws_proxy"}"#,
-            ),
-            FaultKind::ServerError => (
-                500,
-                r#"{"__type":"InternalServerError","message":"injected by devstack aws_proxy"}"#,
-            ),
+            FaultKind::Throttle => (400, "ThrottlingException"),
+            FaultKind::ServerError => (500, "InternalServerError"),
         };
         record(status, b"");
-        return Reply::Response(http_server::response(
-            status,
-            "application/x-amz-json-1.0",
-            body,
-        ));
+        let body = format!(r#"{{"__type":"{error}","message":"injected by devstack aws_proxy"}}"#);
+        let content_type = "application/x-amz-json-1.0";
+        return Reply::Response(http_server::response(status, content_type, body));
     }
     match forward(probe, body.clone(), upstream).await {
         Ok((parts, bytes)) => {
@@ -212,32 +204,26 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State)
     }
 }
 
-/// `dynamodb:BatchGetItem` from `X-Amz-Target: DynamoDB_20120810.BatchGetItem`;
-/// `query:<Action>` for query-protocol calls.
-fn operation(req: &Request<()>, body: &[u8]) -> String {
-    if let Some(target) = req
+/// `dynamodb:BatchGetItem` from `X-Amz-Target: DynamoDB_20120810.BatchGetItem`
+/// (the JSON protocol every SDK client here speaks), `unknown` without one.
+fn operation(req: &Request<()>) -> String {
+    let target = req
         .headers()
         .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-    {
-        let (service, op) = target.split_once('.').unwrap_or(("unknown", target));
-        let service = if service.starts_with("DynamoDB") {
-            "dynamodb"
-        } else if service.starts_with("AmazonSQS") {
-            "sqs"
-        } else if service.contains("EC2ContainerRegistry") {
-            "ecr"
-        } else {
-            service
-        };
-        return format!("{service}:{op}");
+        .and_then(|v| v.to_str().ok());
+    let (service, op) = target
+        .and_then(|t| t.split_once('.'))
+        .unwrap_or(("", "unknown"));
+    let known = [
+        ("DynamoDB", "dynamodb"),
+        ("AmazonSQS", "sqs"),
+        ("AmazonEC2ContainerRegistry", "ecr"),
+    ];
+    match known.iter().find(|(prefix, _)| service.starts_with(prefix)) {
+        Some((_, short)) => format!("{short}:{op}"),
+        None if service.is_empty() => op.to_owned(),
+        None => format!("{service}:{op}"),
     }
-    let text = String::from_utf8_lossy(body);
-    let action = text
-        .split('&')
-        .find_map(|kv| kv.strip_prefix("Action="))
-        .unwrap_or("unknown");
-    format!("query:{action}")
 }
 
 async fn forward(
