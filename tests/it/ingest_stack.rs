@@ -68,6 +68,20 @@ fn ingest_for(stack: &Stack, registry: Option<&str>) -> Ingest {
     .with_token(Some(&Sensitive(TOKEN.into())))
 }
 
+/// Posts `body` to the handler with the ingest token: the status and the
+/// JSON body of the answer.
+async fn post(ingest: &Ingest, body: &str) -> (Value, Value) {
+    let bearer = format!("Bearer {TOKEN}");
+    let r = ingest
+        .handle(http_event(body, Some(&bearer)))
+        .await
+        .unwrap();
+    let answer = r["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok());
+    (r["statusCode"].clone(), answer.unwrap_or(Value::Null))
+}
+
 fn http_event(body: &str, authorization: Option<&str>) -> Value {
     let mut headers = json!({"content-type": "application/vnd.docker.distribution.events.v1+json"});
     if let Some(a) = authorization {
@@ -138,13 +152,10 @@ async fn events_become_jobs_on_the_real_queue() {
 
     // WHEN the Distribution envelope arrives over HTTP (twice: a redelivery)
     for _ in 0..2 {
-        let r = ingest
-            .handle(http_event(&body, Some(&format!("Bearer {TOKEN}"))))
-            .await
-            .unwrap();
-        assert_eq!(r["statusCode"], 202, "{r}");
+        let (status, answer) = post(&ingest, &body).await;
+        assert_eq!(status, 202, "{answer}");
         assert_eq!(
-            serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
+            answer,
             json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1, "rejected": 0, "deferred": 0})
         );
     }
@@ -207,7 +218,6 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
     let stack = Stack::new("ingest-drop").await;
     let registry = StubRegistry::start().await.unwrap();
     let ingest = ingest_for(&stack, Some(&registry.base()));
-    let bearer = format!("Bearer {TOKEN}");
     let digest = put_image(&registry, "carol/app", &[layer("x", 77), layer("y", 23)]);
     let body = envelope(
         "drop-1",
@@ -216,13 +226,10 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "1",
     );
-    let r = ingest
-        .handle(http_event(&body, Some(&bearer)))
-        .await
-        .unwrap();
-    assert_eq!(r["statusCode"], 202);
+    let (status, answer) = post(&ingest, &body).await;
+    assert_eq!(status, 202);
     assert_eq!(
-        serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
+        answer,
         json!({"accepted": 1, "ignored": 0, "dropped": 1, "queued": 0, "rejected": 0, "deferred": 0})
     );
     assert_eq!(stack.proxy.count("sqs:SendMessageBatch"), 0);
@@ -236,15 +243,9 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &gone_digest,
         "2",
     );
-    let r = ingest
-        .handle(http_event(&gone, Some(&bearer)))
-        .await
-        .unwrap();
-    assert_eq!(r["statusCode"], 202);
-    assert_eq!(
-        serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["rejected"],
-        1
-    );
+    let (status, answer) = post(&ingest, &gone).await;
+    assert_eq!(status, 202);
+    assert_eq!(answer["rejected"], 1);
     // A registry that does not answer at all, and no registry events queue
     // to defer to: 503, so the registry retries.
     let ingest = ingest_for(&stack, Some("http://127.0.0.1:9"));
@@ -255,11 +256,7 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "3",
     );
-    let r = ingest
-        .handle(http_event(&down, Some(&bearer)))
-        .await
-        .unwrap();
-    assert_eq!(r["statusCode"], 503);
+    assert_eq!(post(&ingest, &down).await.0, 503);
 }
 
 #[tokio::test]
