@@ -96,9 +96,11 @@ async fn handle<I: Invoker>(
     Reply::Response(from_result(invoker.invoke_event(event).await))
 }
 
-/// The payload-format-2.0 event for one request.
-fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
-    let mut req = LambdaFunctionUrlRequest::default();
+/// The headers as Lambda passes them and the cookies: names lowercased,
+/// repeated headers joined with commas, `cookie` moved to `cookies`, and the
+/// forwarding headers its front end adds.
+fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> (HeaderMap, Vec<String>) {
+    let mut headers = HeaderMap::new();
     let mut cookies = Vec::new();
     for value in parts.headers.get_all(COOKIE) {
         let text = String::from_utf8_lossy(value.as_bytes());
@@ -109,8 +111,6 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
                 .map(str::to_owned),
         );
     }
-    // Lambda lowercases names, joins repeated headers with commas and moves
-    // cookies to `cookies`; its front end adds the forwarding headers.
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
         let values: Vec<_> = parts
             .headers
@@ -119,7 +119,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
-            req.headers.insert(name, value);
+            headers.insert(name, value);
         }
     }
     let forwarded = [
@@ -129,13 +129,18 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
         ("x-amzn-trace-id", paths::trace_header()),
     ];
     for (name, value) in forwarded {
-        if let (false, Ok(value)) = (
-            req.headers.contains_key(name),
-            HeaderValue::from_str(&value),
-        ) {
-            req.headers.insert(name, value);
+        if let (false, Ok(value)) = (headers.contains_key(name), HeaderValue::from_str(&value)) {
+            headers.insert(name, value);
         }
     }
+    (headers, cookies)
+}
+
+/// The payload-format-2.0 event for one request.
+fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
+    let mut req = LambdaFunctionUrlRequest::default();
+    let (headers, cookies) = lambda_headers(parts, info);
+    req.headers = headers;
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         let joined = req
