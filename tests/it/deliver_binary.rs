@@ -239,12 +239,7 @@ async fn binary_delivers_a_real_sqs_batch() {
 #[tokio::test]
 async fn binary_stops_starting_requests_near_the_deadline() {
     let stack = Stack::new("deliver-bin-deadline").await;
-    let slow = Receiver::start(Behaviour::delay(
-        Duration::from_millis(400),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let slow = alin_tests::slow_receiver(400, Behaviour::ok()).await;
     webhook(&stack, "alice/early", &slow.url("/e")).await;
     webhook(&stack, "alice/late", &slow.url("/l")).await;
     let mut bodies: Vec<String> = (0..4)

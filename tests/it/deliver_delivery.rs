@@ -555,12 +555,7 @@ async fn coalesces_pushes_of_one_tag() {
 /// nothing; the host's turns alternate between the repositories.
 #[tokio::test]
 async fn deadline_rule() {
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(400),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(400, Behaviour::ok()).await;
     let mut s = settings();
     s.delivery_timeout = Duration::from_secs(1);
     s.deadline_margin = Duration::from_millis(500);
@@ -675,12 +670,7 @@ async fn a_burst_of_failures_counts_once() {
 /// against the new URL.
 #[tokio::test]
 async fn a_replaced_url_is_not_blamed() {
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(300),
-        Behaviour::status(500),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(300, Behaviour::status(500)).await;
     let rig = Rig::new("deliver-stale", settings()).await;
     rig.webhook("alice/app", &rx.url("/old")).await;
     rig.stack

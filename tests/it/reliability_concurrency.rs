@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use alin_tests::Stack;
-use devstack::receiver::{Behaviour, Receiver};
+use devstack::receiver::Behaviour;
 use serde_json::{json, Value};
 
 use crate::reliability_common as common;
@@ -52,12 +52,7 @@ async fn round_events(stack: &Stack, round: usize, repos: &[String]) -> [Value; 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_invocations_at_once_count_exactly_and_disable_once() {
     let stack = Stack::with_params("rel-conc", &["MaxAttempts=5"]).await;
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(300),
-        Behaviour::status(503),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(300, Behaviour::status(503)).await;
     let repos: Vec<String> = (0..REPOS).map(|i| format!("conc{i}/app")).collect();
     for r in &repos {
         webhook(&stack, r, &rx.url(&format!("/{r}"))).await;

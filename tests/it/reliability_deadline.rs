@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use alin_tests::Stack;
 use devstack::esm::EventSourceMapping;
-use devstack::receiver::{Behaviour, Receiver};
+use devstack::receiver::Behaviour;
 use serde_json::json;
 
 use crate::reliability_common as common;
@@ -29,12 +29,7 @@ fn job(id: &str, repo: &str, tag: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_not_started_before_the_deadline_come_back_uncounted() {
     let stack = Stack::with_params("rel-deadline", &["MaxAttempts=3"]).await;
-    let slow = Receiver::start(Behaviour::delay(
-        Duration::from_millis(600),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let slow = alin_tests::slow_receiver(600, Behaviour::ok()).await;
     let repos: Vec<String> = (0..10).map(|i| format!("deadline{i}/app")).collect();
     for r in &repos {
         webhook(&stack, r, &slow.url(&format!("/{r}"))).await;

@@ -180,12 +180,7 @@ fn blockers_first(mut msgs: Vec<Message>, id: &str) -> Vec<Message> {
 #[tokio::test]
 async fn a_job_that_keeps_missing_the_deadline_is_still_delivered() {
     let stack = Stack::with_params("trust-misses", &["MaxAttempts=2"]).await;
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(600),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(600, Behaviour::ok()).await;
     webhook(&stack, "busy/app", &rx.url("/busy")).await;
     let short = short_deadline(&stack, "misses-short", "2").await;
     stack.enqueue(&[push("evt_j", "busy/app", "j")]).await;
@@ -311,12 +306,7 @@ async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
 #[tokio::test]
 async fn a_slow_repository_does_not_starve_another_on_its_host() {
     let stack = Stack::new("trust-fair").await;
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(1000),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(1000, Behaviour::ok()).await;
     webhook(&stack, "slow/app", &rx.url("/slow")).await;
     webhook(&stack, "other/app", &rx.url("/other")).await;
     let mut bodies: Vec<String> = (0..8)

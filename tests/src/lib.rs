@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use aws_sdk_sqs::types::Message;
 use devstack::aws_proxy::AwsProxy;
 use devstack::moto::Moto;
+use devstack::receiver::{Behaviour, Receiver};
 use serde_json::{Map, Value};
 
 /// The resources of one test and the clients to reach them through its proxy.
@@ -145,6 +146,13 @@ impl Stack {
 }
 
 pub use devstack::{free_port, sdk_config};
+
+/// A receiver that waits `millis` before answering as `then` says: a slow
+/// webhook endpoint.
+pub async fn slow_receiver(millis: u64, then: Behaviour) -> Receiver {
+    let slow = Behaviour::delay(std::time::Duration::from_millis(millis), then);
+    Receiver::start(slow).await.expect("receiver starts")
+}
 
 /// Verifies a received webhook with the PyPI `standardwebhooks` library.
 pub fn verify_with_standardwebhooks(
