@@ -2,7 +2,8 @@
 //! whole `it` binary), a fresh table and queues per test under a unique
 //! prefix (`devstack::stack`), and a counting/fault-injecting proxy per test
 //! between the SDK and moto so every test can count its own AWS calls
-//! exactly. Everything else is re-exported from devstack.
+//! exactly; the delivery queue's jobs as real messages and the SQS event
+//! Lambda builds from them; slow receivers; the independent signature check.
 
 use std::path::PathBuf;
 
