@@ -4,7 +4,6 @@
 # stack's table and queues + the binaries through the Lambda Runtime API + the
 # SQS event source mapping + a receiver; one push in, one verified webhook out.
 #   --keep-running   leave the stack up for manual use (prints curl commands)
-#   --with-registry  also push a real image through docker-registry + skopeo
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/tools.sh

@@ -74,17 +74,14 @@ pub(crate) async fn config(stack: &Stack, name: &str) -> WebhookConfig {
         .unwrap()
 }
 
-pub(crate) async fn enqueue(stack: &Stack, bodies: &[String]) {
-    for body in bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(body)
-            .send()
-            .await
-            .unwrap();
-    }
+/// Invokes `f` with `event` within `timeout`: its answer, which must come
+/// before the deadline and not be a function error.
+pub(crate) async fn answer(f: &LocalFunction, event: Value, timeout: Duration) -> Value {
+    let inv = f.invoke(event, timeout).await.unwrap();
+    assert!(!inv.timed_out, "answered before the deadline");
+    inv.ok()
+        .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
+        .clone()
 }
 
 fn body_of(msgs: &[Message], message_id: &str) -> String {
@@ -95,7 +92,7 @@ fn body_of(msgs: &[Message], message_id: &str) -> String {
         .to_owned()
 }
 
-fn receive_count(m: &Message) -> u32 {
+pub(crate) fn receive_count(m: &Message) -> u32 {
     m.attributes()
         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
         .and_then(|v| v.parse().ok())
@@ -103,7 +100,7 @@ fn receive_count(m: &Message) -> u32 {
 }
 
 /// The last EMF line the function printed.
-fn last_emf(log: &std::path::Path) -> Value {
+pub(crate) fn last_emf(log: &std::path::Path) -> Value {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     text.lines()
         .rev()
@@ -112,7 +109,7 @@ fn last_emf(log: &std::path::Path) -> Value {
         .unwrap_or_else(|| panic!("no EMF line in {}:\n{text}", log.display()))
 }
 
-fn failed_ids(response: &Value) -> Vec<String> {
+pub(crate) fn failed_ids(response: &Value) -> Vec<String> {
     let mut ids: Vec<String> = response["batchItemFailures"]
         .as_array()
         .expect("batchItemFailures")
@@ -136,18 +133,14 @@ async fn binary_delivers_a_real_sqs_batch() {
     let busy = Receiver::start(Behaviour::status(503)).await.unwrap();
     webhook(&stack, "alice/app", &ok.url("/hook?token=t0k")).await;
     webhook(&stack, "bob/app", &busy.url("/hook")).await;
-    enqueue(
-        &stack,
-        &[
+    let msgs = stack
+        .enqueue_and_receive(&[
             push("evt_ok", "alice/app", "1.0"),
             push("evt_busy", "bob/app", "2.0"),
             "not a job".to_owned(),
-        ],
-    )
-    .await;
-    let msgs = stack.drain(&stack.queue_url, 3).await;
-    assert_eq!(msgs.len(), 3);
-    let event = devstack::esm::event::event(&msgs, &stack.queue_arn);
+        ])
+        .await;
+    let event = stack.sqs_event(&msgs);
 
     let (f, log) = start(
         &stack,
@@ -160,12 +153,8 @@ async fn binary_delivers_a_real_sqs_batch() {
     )
     .await;
     stack.proxy.reset_counts();
-    let inv = f.invoke(event, Duration::from_secs(30)).await.unwrap();
+    let response = answer(&f, event, Duration::from_secs(30)).await;
     let answered = Instant::now();
-    let response = inv
-        .ok()
-        .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
-        .clone();
     let mut failed: Vec<String> = failed_ids(&response)
         .iter()
         .map(|id| body_of(&msgs, id))
@@ -250,23 +239,16 @@ async fn binary_delivers_a_real_sqs_batch() {
 #[tokio::test]
 async fn binary_stops_starting_requests_near_the_deadline() {
     let stack = Stack::new("deliver-bin-deadline").await;
-    let slow = Receiver::start(Behaviour::delay(
-        Duration::from_millis(400),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let slow = alin_tests::slow_receiver(400, Behaviour::ok()).await;
     webhook(&stack, "alice/early", &slow.url("/e")).await;
     webhook(&stack, "alice/late", &slow.url("/l")).await;
     let mut bodies: Vec<String> = (0..4)
         .map(|i| push(&format!("evt_e{i}"), "alice/early", &format!("t{i}")))
         .collect();
     bodies.extend((0..4).map(|i| push(&format!("evt_l{i}"), "alice/late", &format!("t{i}"))));
-    enqueue(&stack, &bodies).await;
-    let mut msgs = stack.drain(&stack.queue_url, 8).await;
-    assert_eq!(msgs.len(), 8);
+    let mut msgs = stack.enqueue_and_receive(&bodies).await;
     msgs.sort_by_key(|m| m.body().unwrap_or_default().contains("evt_l"));
-    let event = devstack::esm::event::event(&msgs, &stack.queue_arn);
+    let event = stack.sqs_event(&msgs);
 
     let (f, log) = start(
         &stack,
@@ -284,9 +266,7 @@ async fn binary_stops_starting_requests_near_the_deadline() {
         .wait_for_first_poll(Duration::from_secs(30))
         .await
         .unwrap();
-    let inv = f.invoke(event, Duration::from_secs(4)).await.unwrap();
-    assert!(!inv.timed_out, "answered before the deadline");
-    let response = inv.ok().unwrap().clone();
+    let response = answer(&f, event, Duration::from_secs(4)).await;
     let failed = failed_ids(&response);
     let started = slow.count();
     assert!((1..=4).contains(&started), "requests started: {started}");
@@ -342,7 +322,7 @@ async fn binary_under_the_event_source_mapping_retries_until_delivered() {
         100,
         Duration::from_millis(300),
     );
-    enqueue(&stack, &[push("evt_esm", "alice/app", "1.0")]).await;
+    stack.enqueue(&[push("evt_esm", "alice/app", "1.0")]).await;
     let reqs = rx.wait_for(2, Duration::from_secs(20)).await.unwrap();
     let stats = esm
         .wait_until(Duration::from_secs(10), |s| s.deleted == 1)

@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use alin_tests::{repo_root, Stack};
+use alin_tests::{verify_with_standardwebhooks, Stack};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::Message;
 use deliver::{BatchReport, Config, Deliverer};
@@ -105,24 +105,10 @@ impl Rig {
             .unwrap()
     }
 
-    /// Sends raw bodies to the delivery queue (malformed ones included).
-    async fn enqueue(&self, bodies: &[String]) {
-        for body in bodies {
-            self.stack
-                .sqs
-                .send_message()
-                .queue_url(&self.stack.queue_url)
-                .message_body(body)
-                .send()
-                .await
-                .unwrap();
-        }
-    }
-
     /// Receives what is visible and builds the event Lambda would send.
     async fn receive(&self, max: usize) -> (Vec<Message>, SqsEvent) {
         let msgs = self.stack.drain(&self.stack.queue_url, max).await;
-        let event = to_event(&msgs, &self.stack.queue_arn);
+        let event = serde_json::from_value(self.stack.sqs_event(&msgs)).unwrap();
         (msgs, event)
     }
 
@@ -133,16 +119,11 @@ impl Rig {
     /// Enqueues, receives and delivers one batch; returns the message ids
     /// reported failed, in body order.
     async fn round(&self, bodies: &[String]) -> (Vec<String>, BatchReport, Vec<Message>) {
-        self.enqueue(bodies).await;
-        let (msgs, event) = self.receive(bodies.len()).await;
-        assert_eq!(msgs.len(), bodies.len(), "all messages received");
+        let msgs = self.stack.enqueue_and_receive(bodies).await;
+        let event = serde_json::from_value(self.stack.sqs_event(&msgs)).unwrap();
         let report = self.deliver(event).await;
         (failed_bodies(&report, &msgs), report, msgs)
     }
-}
-
-fn to_event(msgs: &[Message], queue_arn: &str) -> SqsEvent {
-    serde_json::from_value(devstack::esm::event::event(msgs, queue_arn)).unwrap()
 }
 
 /// The bodies of the messages reported failed (message ids are random).
@@ -178,49 +159,6 @@ fn receive_count(m: &Message) -> u32 {
         })
         .and_then(|v| v.parse().ok())
         .unwrap_or(0)
-}
-
-/// Verifies with the PyPI `standardwebhooks` library (the project venv).
-fn verify_standardwebhooks(
-    secret: &str,
-    headers: &[(String, String)],
-    body: &[u8],
-) -> Result<(), String> {
-    use std::io::Write as _;
-    const SCRIPT: &str = "import json, sys\n\
-from standardwebhooks import Webhook\n\
-req = json.load(sys.stdin)\n\
-Webhook(req['secret']).verify(req['body'].encode(), req['headers'])\n\
-print('verified')\n";
-    let headers: serde_json::Map<String, serde_json::Value> = headers
-        .iter()
-        .map(|(k, v)| (k.to_ascii_lowercase(), serde_json::Value::String(v.clone())))
-        .collect();
-    let input = serde_json::json!({
-        "secret": secret,
-        "headers": headers,
-        "body": String::from_utf8(body.to_vec()).map_err(|e| e.to_string())?,
-    });
-    let mut child = std::process::Command::new(repo_root().join(".venv/bin/python"))
-        .arg("-c")
-        .arg(SCRIPT)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| e.to_string())?;
-    child
-        .stdin
-        .take()
-        .ok_or("no stdin")?
-        .write_all(input.to_string().as_bytes())
-        .map_err(|e| e.to_string())?;
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    if out.status.success() && String::from_utf8_lossy(&out.stdout).contains("verified") {
-        Ok(())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).into_owned())
-    }
 }
 
 /// GIVEN a webhook URL with a query string and a push job on the queue
@@ -294,10 +232,12 @@ async fn sends_the_exact_request_and_standardwebhooks_verifies_it() {
     assert_eq!(r.header_all("content-length").len(), 1);
     assert!(r.header("webhook-signature").unwrap().starts_with("v1,"));
 
-    verify_standardwebhooks(&secret, &r.headers, &r.body).expect("standardwebhooks verifies");
+    verify_with_standardwebhooks(&secret, &r.headers, &r.body_text())
+        .expect("standardwebhooks verifies");
     let mut tampered = r.body.to_vec();
     tampered[10] ^= 1;
-    assert!(verify_standardwebhooks(&secret, &r.headers, &tampered).is_err());
+    let tampered = String::from_utf8(tampered).unwrap();
+    assert!(verify_with_standardwebhooks(&secret, &r.headers, &tampered).is_err());
 
     let w = rig.config("alice/team/app").await;
     assert_eq!(w.consecutive_failures, 0);
@@ -345,7 +285,7 @@ async fn each_outcome_class_against_dynamodb() {
         bodies.push(push(&format!("evt_{i}"), name, "1.0"));
         receivers.push(rx);
     }
-    rig.enqueue(&bodies).await;
+    rig.stack.enqueue(&bodies).await;
     let (msgs, event) = rig.receive(bodies.len()).await;
     assert_eq!(msgs.len(), bodies.len());
     let started = Instant::now();
@@ -466,7 +406,8 @@ async fn exhausted_and_malformed_jobs_end_in_the_dead_letter_queue() {
     s.retry_base_delay = Duration::ZERO;
     let rig = Rig::with_params("deliver-dlq", s, &["MaxAttempts=2"]).await;
     rig.webhook("alice/app", &rx.url("/h")).await;
-    rig.enqueue(&[push("evt_dlq", "alice/app", "1.0"), "{\"v\":1".to_owned()])
+    rig.stack
+        .enqueue(&[push("evt_dlq", "alice/app", "1.0"), "{\"v\":1".to_owned()])
         .await;
     let mut rounds = Vec::new();
     for _ in 0..4 {
@@ -614,12 +555,7 @@ async fn coalesces_pushes_of_one_tag() {
 /// nothing; the host's turns alternate between the repositories.
 #[tokio::test]
 async fn deadline_rule() {
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(400),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(400, Behaviour::ok()).await;
     let mut s = settings();
     s.delivery_timeout = Duration::from_secs(1);
     s.deadline_margin = Duration::from_millis(500);
@@ -634,13 +570,13 @@ async fn deadline_rule() {
     let late: Vec<String> = (0..4)
         .map(|i| push(&format!("evt_l{i}"), "alice/late", &format!("t{i}")))
         .collect();
-    rig.enqueue(&early).await;
-    rig.enqueue(&late).await;
+    rig.stack.enqueue(&early).await;
+    rig.stack.enqueue(&late).await;
     let (mut msgs, _) = rig.receive(7).await;
     assert_eq!(msgs.len(), 7);
     // early jobs first in the batch
     msgs.sort_by_key(|m| webhook_id_of(m.body().unwrap_or_default()));
-    let event = to_event(&msgs, &rig.stack.queue_arn);
+    let event = serde_json::from_value(rig.stack.sqs_event(&msgs)).unwrap();
 
     let mut ctx = Context::default();
     ctx.request_id = "it-deadline".into();
@@ -715,7 +651,7 @@ async fn a_burst_of_failures_counts_once() {
     let bodies: Vec<String> = (0..10)
         .map(|i| push(&format!("evt_b{i}"), "alice/app", &format!("t{i}")))
         .collect();
-    rig.enqueue(&bodies).await;
+    rig.stack.enqueue(&bodies).await;
     let (msgs, event) = rig.receive(10).await;
     assert_eq!(msgs.len(), 10);
     rig.stack.proxy.reset_counts();
@@ -734,15 +670,12 @@ async fn a_burst_of_failures_counts_once() {
 /// against the new URL.
 #[tokio::test]
 async fn a_replaced_url_is_not_blamed() {
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(300),
-        Behaviour::status(500),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(300, Behaviour::status(500)).await;
     let rig = Rig::new("deliver-stale", settings()).await;
     rig.webhook("alice/app", &rx.url("/old")).await;
-    rig.enqueue(&[push("evt_s", "alice/app", "1.0")]).await;
+    rig.stack
+        .enqueue(&[push("evt_s", "alice/app", "1.0")])
+        .await;
     let (_, event) = rig.receive(1).await;
     let replace = async {
         rx.wait_for(1, Duration::from_secs(5)).await.unwrap();

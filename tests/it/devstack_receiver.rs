@@ -130,8 +130,9 @@ async fn script_counts_per_path_and_redirect() {
         503
     );
     let indexes: Vec<usize> = receiver
-        .requests_for("/x")
+        .requests()
         .iter()
+        .filter(|r| r.path == "/x")
         .map(|r| r.index_for_path)
         .collect();
     assert_eq!(indexes, [0, 1, 2]);

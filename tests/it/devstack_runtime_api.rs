@@ -162,7 +162,7 @@ async fn process_exit_fails_the_invocation_with_the_log_tail() {
 
 #[tokio::test]
 async fn missing_binary_is_a_clear_error() {
-    let api = RuntimeApi::start().await.unwrap();
+    let api = RuntimeApi::start("missing").await.unwrap();
     let missing = std::path::Path::new("/nonexistent/devstack-nope");
     match FunctionProcess::spawn(missing, &api, &[], &log_path("rt-missing")) {
         Err(DevstackError::BinaryNotFound(p)) => assert_eq!(p, missing),
@@ -175,7 +175,7 @@ async fn missing_binary_is_a_clear_error() {
 /// protocol details a well-behaved `lambda_runtime` never exercises.
 #[tokio::test]
 async fn raw_protocol_headers_non_json_bodies_and_stale_events() {
-    let mut api = RuntimeApi::start_named("raw").await.unwrap();
+    let mut api = RuntimeApi::start("raw").await.unwrap();
     api.set_dispatch_timeout(Duration::from_millis(200));
     let base = format!("http://{}/2018-06-01/runtime", api.addr());
     let http = reqwest::Client::new();

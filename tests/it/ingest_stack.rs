@@ -5,12 +5,12 @@
 //! Lambda Runtime API behind the Function URL emulation. The binary test
 //! needs `cargo build -p ingest` first (scripts/test.sh builds every binary).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use alin_tests::{repo_root, Stack};
 use devstack::function_url::FunctionUrl;
+use devstack::registry::StubRegistry;
 use devstack::runtime_api::LocalFunction;
 use ingest::manifest::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
 use ingest::{DistributionFetcher, EcrSource, Ingest, ManifestSources};
@@ -18,114 +18,14 @@ use serde_json::{json, Value};
 use shared::config::Sensitive;
 use shared::domain::job::derive_webhook_id;
 use shared::domain::JobKind;
-use support::{hook, ingest_binary, queued_jobs, size_of};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{
+    authorizations, hook, image_manifest, ingest_binary, layer, put_image, queued_jobs, size_of,
+};
 
 use crate::ingest_support as support;
 
 const TOKEN: &str = "it-ingest-token";
 const REGISTRY_AUTH: &str = "Bearer it-registry-token";
-
-// ------------------------------------------------------------ stub registry
-
-/// Manifests by request path: (content type, body).
-type Manifests = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
-
-/// A Distribution registry's manifest endpoint on 127.0.0.1: serves the
-/// manifests put into it by path and records each request's Authorization.
-struct StubRegistry {
-    base: String,
-    manifests: Manifests,
-    authorizations: Arc<Mutex<Vec<Option<String>>>>,
-}
-
-impl StubRegistry {
-    async fn start() -> StubRegistry {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let manifests: Manifests = Arc::default();
-        let authorizations: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
-        let (m, a) = (manifests.clone(), authorizations.clone());
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (m, a) = (m.clone(), a.clone());
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let auth = head.lines().find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("authorization")
-                            .then(|| v.trim().to_owned())
-                    });
-                    a.lock().unwrap().push(auth);
-                    let found = m.lock().unwrap().get(&path).cloned();
-                    let (status, ct, body) = match found {
-                        Some((ct, body)) => ("200 OK", ct, body),
-                        None => ("404 Not Found", "application/json".into(), b"{}".to_vec()),
-                    };
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: {ct}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                    let _ = sock.write_all(&body).await;
-                });
-            }
-        });
-        StubRegistry {
-            base,
-            manifests,
-            authorizations,
-        }
-    }
-
-    fn url(&self, repo_path: &str, digest: &str) -> String {
-        format!("{}/v2/{repo_path}/manifests/{digest}", self.base)
-    }
-
-    fn put(&self, repo_path: &str, media_type: &str, body: Vec<u8>) -> String {
-        let digest = sha256_digest(&body).as_str().to_owned();
-        self.manifests.lock().unwrap().insert(
-            format!("/v2/{repo_path}/manifests/{digest}"),
-            (media_type.to_owned(), body),
-        );
-        digest
-    }
-
-    /// An OCI image manifest with these layers; returns its digest.
-    fn put_image(&self, repo_path: &str, layers: &[(String, u64)]) -> String {
-        self.put(repo_path, OCI_MANIFEST, image_manifest(layers))
-    }
-
-    fn authorizations(&self) -> Vec<Option<String>> {
-        self.authorizations.lock().unwrap().clone()
-    }
-}
-
-fn image_manifest(layers: &[(String, u64)]) -> Vec<u8> {
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|(d, s)| json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": s}))
-        .collect();
-    json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                      "digest": sha256_digest(b"{}").as_str(), "size": 2},
-           "layers": layers})
-    .to_string()
-    .into_bytes()
-}
-
-fn layer(seed: &str, size: u64) -> (String, u64) {
-    (sha256_digest(seed.as_bytes()).as_str().to_owned(), size)
-}
 
 /// A Distribution 2.8 envelope with one manifest push by tag.
 fn envelope(id: &str, url: &str, repo_path: &str, digest: &str, tag: &str) -> String {
@@ -166,6 +66,20 @@ fn ingest_for(stack: &Stack, registry: Option<&str>) -> Ingest {
         Arc::new(manifests),
     )
     .with_token(Some(&Sensitive(TOKEN.into())))
+}
+
+/// Posts `body` to the handler with the ingest token: the status and the
+/// JSON body of the answer.
+async fn post(ingest: &Ingest, body: &str) -> (Value, Value) {
+    let bearer = format!("Bearer {TOKEN}");
+    let r = ingest
+        .handle(http_event(body, Some(&bearer)))
+        .await
+        .unwrap();
+    let answer = r["body"]
+        .as_str()
+        .and_then(|b| serde_json::from_str(b).ok());
+    (r["statusCode"].clone(), answer.unwrap_or(Value::Null))
 }
 
 fn http_event(body: &str, authorization: Option<&str>) -> Value {
@@ -217,13 +131,13 @@ async fn ecr_call(stack: &Stack, operation: &str, body: Value) -> Value {
 async fn events_become_jobs_on_the_real_queue() {
     // GIVEN webhooks for two repositories and a registry serving an index
     let stack = Stack::new("ingest-a").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     hook(&stack, "alice/app").await;
     hook(&stack, "bob/team/tools").await;
-    let ingest = ingest_for(&stack, Some(&registry.base));
+    let ingest = ingest_for(&stack, Some(&registry.base()));
     let (a, b, c) = (layer("a", 1000), layer("b", 20), layer("c", 3));
-    let amd64 = registry.put_image("alice/app", &[a.clone(), b.clone()]);
-    let arm64 = registry.put_image("alice/app", &[b.clone(), c.clone()]);
+    let amd64 = put_image(&registry, "alice/app", &[a.clone(), b.clone()]);
+    let arm64 = put_image(&registry, "alice/app", &[b.clone(), c.clone()]);
     let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
         {"mediaType": OCI_MANIFEST, "digest": amd64, "size": 1, "platform": {"os": "linux", "architecture": "amd64"}},
         {"mediaType": OCI_MANIFEST, "digest": arm64, "size": 1, "platform": {"os": "linux", "architecture": "arm64"}}]});
@@ -238,13 +152,10 @@ async fn events_become_jobs_on_the_real_queue() {
 
     // WHEN the Distribution envelope arrives over HTTP (twice: a redelivery)
     for _ in 0..2 {
-        let r = ingest
-            .handle(http_event(&body, Some(&format!("Bearer {TOKEN}"))))
-            .await
-            .unwrap();
-        assert_eq!(r["statusCode"], 202, "{r}");
+        let (status, answer) = post(&ingest, &body).await;
+        assert_eq!(status, 202, "{answer}");
         assert_eq!(
-            serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
+            answer,
             json!({"accepted": 1, "ignored": 0, "dropped": 0, "queued": 1, "rejected": 0, "deferred": 0})
         );
     }
@@ -297,7 +208,7 @@ async fn events_become_jobs_on_the_real_queue() {
     assert_eq!(tools.webhook_id, derive_webhook_id(&["native", "nat-1"]));
     assert_eq!(size_of(&stack, "bob/team/tools").await, 0);
     // REGISTRY_AUTH went with every manifest fetch (index + 2 platforms, twice)
-    let auths = registry.authorizations();
+    let auths = authorizations(&registry);
     assert_eq!(auths.len(), 6);
     assert!(auths.iter().all(|a| a.as_deref() == Some(REGISTRY_AUTH)));
 }
@@ -305,10 +216,9 @@ async fn events_become_jobs_on_the_real_queue() {
 #[tokio::test]
 async fn repositories_without_webhook_are_dropped_but_sized() {
     let stack = Stack::new("ingest-drop").await;
-    let registry = StubRegistry::start().await;
-    let ingest = ingest_for(&stack, Some(&registry.base));
-    let bearer = format!("Bearer {TOKEN}");
-    let digest = registry.put_image("carol/app", &[layer("x", 77), layer("y", 23)]);
+    let registry = StubRegistry::start().await.unwrap();
+    let ingest = ingest_for(&stack, Some(&registry.base()));
+    let digest = put_image(&registry, "carol/app", &[layer("x", 77), layer("y", 23)]);
     let body = envelope(
         "drop-1",
         &registry.url("carol/app", &digest),
@@ -316,13 +226,10 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "1",
     );
-    let r = ingest
-        .handle(http_event(&body, Some(&bearer)))
-        .await
-        .unwrap();
-    assert_eq!(r["statusCode"], 202);
+    let (status, answer) = post(&ingest, &body).await;
+    assert_eq!(status, 202);
     assert_eq!(
-        serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap(),
+        answer,
         json!({"accepted": 1, "ignored": 0, "dropped": 1, "queued": 0, "rejected": 0, "deferred": 0})
     );
     assert_eq!(stack.proxy.count("sqs:SendMessageBatch"), 0);
@@ -336,15 +243,9 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &gone_digest,
         "2",
     );
-    let r = ingest
-        .handle(http_event(&gone, Some(&bearer)))
-        .await
-        .unwrap();
-    assert_eq!(r["statusCode"], 202);
-    assert_eq!(
-        serde_json::from_str::<Value>(r["body"].as_str().unwrap()).unwrap()["rejected"],
-        1
-    );
+    let (status, answer) = post(&ingest, &gone).await;
+    assert_eq!(status, 202);
+    assert_eq!(answer["rejected"], 1);
     // A registry that does not answer at all, and no registry events queue
     // to defer to: 503, so the registry retries.
     let ingest = ingest_for(&stack, Some("http://127.0.0.1:9"));
@@ -355,11 +256,7 @@ async fn repositories_without_webhook_are_dropped_but_sized() {
         &digest,
         "3",
     );
-    let r = ingest
-        .handle(http_event(&down, Some(&bearer)))
-        .await
-        .unwrap();
-    assert_eq!(r["statusCode"], 503);
+    assert_eq!(post(&ingest, &down).await.0, 503);
 }
 
 #[tokio::test]
@@ -376,7 +273,7 @@ async fn ecr_push_reads_the_manifest_from_ecr() {
     )
     .await;
     let manifest =
-        String::from_utf8(image_manifest(&[layer("e1", 300), layer("e2", 700)])).unwrap();
+        String::from_utf8(image_manifest(&[layer("e1", 300), layer("e2", 700)], 0)).unwrap();
     let put = ecr_call(
         &stack,
         "PutImage",
@@ -467,12 +364,12 @@ async fn many_events_cost_one_lookup_per_100_repositories_and_one_send_per_10_jo
 #[tokio::test]
 async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
     let stack = Stack::new("ingest-bin").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     hook(&stack, "alice/app").await;
     let mut env = stack.function_env();
     env.push(("INGEST_TOKEN".into(), TOKEN.into()));
     env.push(("REGISTRY_AUTH".into(), REGISTRY_AUTH.into()));
-    env.push(("REGISTRY_URL".into(), registry.base.clone()));
+    env.push(("REGISTRY_URL".into(), registry.base()));
     env.push(("RUST_LOG".into(), "info".into()));
     let log = repo_root()
         .join(".devstack")
@@ -485,7 +382,7 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
             .with_timeout(Duration::from_secs(30)),
     );
     let url = FunctionUrl::serve(function.clone()).await.unwrap();
-    let digest = registry.put_image("alice/app", &[layer("bin", 126)]);
+    let digest = put_image(&registry, "alice/app", &[layer("bin", 126)]);
     let body = envelope(
         "bin-evt",
         &registry.url("alice/app", &digest),
@@ -533,7 +430,7 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
         derive_webhook_id(&["distribution", "bin-evt"])
     );
     assert_eq!(
-        registry.authorizations(),
+        authorizations(&registry),
         vec![Some(REGISTRY_AUTH.to_owned())]
     );
     // The token never reaches the log; the invocation's summary line does.

@@ -1,13 +1,15 @@
-//! Helpers shared by the ingest integration tests (included with `#[path]`
-//! by `ingest_stack.rs` and `ingest_registry.rs`; as a test target of its
-//! own it holds no tests): webhooks in the stack's table, the delivery
-//! queue's jobs, and the `ingest` binary.
+//! Helpers shared by the ingest integration tests (`ingest_*`, `trust_ingest`):
+//! webhooks in the stack's table, the delivery queue's jobs, OCI manifests
+//! for devstack's stub registry, and the `ingest` binary.
 #![allow(dead_code)]
 
 use std::time::Duration;
 
 use alin_tests::{repo_root, Stack};
+use devstack::registry::StubRegistry;
 use devstack::runtime_api::workspace_binary;
+use ingest::manifest::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
+use serde_json::{json, Value};
 use shared::domain::{validate_webhook_url, DeliveryJob, RepositoryName};
 use shared::ports::WebhookStore;
 
@@ -23,6 +25,57 @@ pub async fn hook(stack: &Stack, repo: &str) {
         )
         .await
         .unwrap();
+}
+
+/// A layer descriptor: a digest made from `seed`, and `size`.
+pub fn layer(seed: &str, size: u64) -> (String, u64) {
+    (sha256_digest(seed.as_bytes()).as_str().to_owned(), size)
+}
+
+/// An OCI image manifest; `pad` bytes of annotation on each layer make it large.
+pub fn image_manifest(layers: &[(String, u64)], pad: usize) -> Vec<u8> {
+    let filler = "p".repeat(pad);
+    let layers: Vec<Value> = layers
+        .iter()
+        .map(|(d, s)| {
+            let mut l = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                               "digest": d, "size": s});
+            if pad > 0 {
+                l["annotations"] = json!({"org.example.pad": filler});
+            }
+            l
+        })
+        .collect();
+    json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                      "digest": sha256_digest(b"{}").as_str(), "size": 2},
+           "layers": layers})
+    .to_string()
+    .into_bytes()
+}
+
+/// An OCI image index of amd64 children.
+pub fn index_manifest(children: &[String]) -> Vec<u8> {
+    let manifests: Vec<Value> = children
+        .iter()
+        .map(|d| {
+            json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1,
+                        "platform": {"os": "linux", "architecture": "amd64"}})
+        })
+        .collect();
+    json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
+        .to_string()
+        .into_bytes()
+}
+
+/// Serves an image manifest with these layers in `registry`; its digest.
+pub fn put_image(registry: &StubRegistry, repo: &str, layers: &[(String, u64)]) -> String {
+    registry.put(repo, OCI_MANIFEST, image_manifest(layers, 0))
+}
+
+/// The `Authorization` each request to `registry` presented, in order.
+pub fn authorizations(registry: &StubRegistry) -> Vec<Option<String>> {
+    registry.seen().into_iter().map(|(_, auth)| auth).collect()
 }
 
 /// The repository size DynamoDB holds for `repo` (0 without a record).

@@ -35,7 +35,6 @@ use alin_tests::Stack;
 use aws_sdk_sqs::types::QueueAttributeName;
 use devstack::aws_proxy::{Fault, FaultKind};
 use devstack::esm::EventSourceMapping;
-use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
 use futures::stream::{self, StreamExt};
 use shared::ports::WebhookStore;
@@ -122,23 +121,7 @@ async fn no_event_is_lost_when_aws_fails() {
         100,
         Duration::from_millis(300),
     );
-    let mut function_urls = Vec::new();
-    for n in 0..4 {
-        let (f, _) = start(
-            &stack,
-            "rel-aws",
-            "ingest",
-            n,
-            &[("INGEST_TOKEN", INGEST_TOKEN)],
-            Duration::from_secs(30),
-        )
-        .await;
-        function_urls.push(FunctionUrl::serve(f).await.unwrap());
-    }
-    let ingest_urls: Vec<String> = function_urls
-        .iter()
-        .map(|u| format!("{}/", u.url()))
-        .collect();
+    let (function_urls, ingest_urls) = ingest_behind_urls(&stack, "rel-aws", 4).await;
 
     // Faults on from the first push; the windows while pushes are flowing.
     stack.proxy.reset_counts();

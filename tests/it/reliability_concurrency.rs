@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use alin_tests::Stack;
-use devstack::receiver::{Behaviour, Receiver};
+use devstack::receiver::Behaviour;
 use serde_json::{json, Value};
 
 use crate::reliability_common as common;
@@ -42,36 +42,17 @@ async fn round_events(stack: &Stack, round: usize, repos: &[String]) -> [Value; 
             }
         }
     }
-    for b in &bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(b)
-            .send()
-            .await
-            .unwrap();
-    }
-    let msgs = stack.drain(&stack.queue_url, bodies.len()).await;
-    assert_eq!(msgs.len(), bodies.len());
+    let msgs = stack.enqueue_and_receive(&bodies).await;
     let (a, b): (Vec<_>, Vec<_>) = msgs
         .into_iter()
         .partition(|m| m.body().unwrap_or_default().contains("_f0_"));
-    [
-        devstack::esm::event::event(&a, &stack.queue_arn),
-        devstack::esm::event::event(&b, &stack.queue_arn),
-    ]
+    [stack.sqs_event(&a), stack.sqs_event(&b)]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_invocations_at_once_count_exactly_and_disable_once() {
     let stack = Stack::with_params("rel-conc", &["MaxAttempts=5"]).await;
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(300),
-        Behaviour::status(503),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(300, Behaviour::status(503)).await;
     let repos: Vec<String> = (0..REPOS).map(|i| format!("conc{i}/app")).collect();
     for r in &repos {
         webhook(&stack, r, &rx.url(&format!("/{r}"))).await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use alin_tests::Stack;
 use devstack::esm::EventSourceMapping;
-use devstack::receiver::{Behaviour, Receiver};
+use devstack::receiver::Behaviour;
 use serde_json::json;
 
 use crate::reliability_common as common;
@@ -29,12 +29,7 @@ fn job(id: &str, repo: &str, tag: &str) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn jobs_not_started_before_the_deadline_come_back_uncounted() {
     let stack = Stack::with_params("rel-deadline", &["MaxAttempts=3"]).await;
-    let slow = Receiver::start(Behaviour::delay(
-        Duration::from_millis(600),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let slow = alin_tests::slow_receiver(600, Behaviour::ok()).await;
     let repos: Vec<String> = (0..10).map(|i| format!("deadline{i}/app")).collect();
     for r in &repos {
         webhook(&stack, r, &slow.url(&format!("/{r}"))).await;
@@ -50,19 +45,8 @@ async fn jobs_not_started_before_the_deadline_come_back_uncounted() {
             bodies.push(job(&id, r, &format!("t{t}")));
         }
     }
-    for b in &bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(b)
-            .send()
-            .await
-            .unwrap();
-    }
-    let msgs = stack.drain(&stack.queue_url, bodies.len()).await;
-    assert_eq!(msgs.len(), bodies.len());
-    let event = devstack::esm::event::event(&msgs, &stack.queue_arn);
+    let msgs = stack.enqueue_and_receive(&bodies).await;
+    let event = stack.sqs_event(&msgs);
 
     // DELIVERY_TIMEOUT_SECS=1 + the 2 s margin: with a 4 s deadline only the
     // first second may start requests.

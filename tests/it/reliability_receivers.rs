@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use alin_tests::Stack;
 use devstack::esm::EventSourceMapping;
-use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
 use futures::stream::{self, StreamExt};
 
@@ -207,26 +206,8 @@ async fn pushes_survive_failing_receivers_end_to_end() {
         100,
         Duration::from_millis(300),
     );
-    let ingest_env = [("INGEST_TOKEN", INGEST_TOKEN)];
-    // Two ingest execution environments, each behind its own Function URL
-    // (a server stops when its FunctionUrl is dropped: they live to the end).
-    let mut function_urls = Vec::new();
-    for n in 0..2 {
-        let (f, _log) = start(
-            &stack,
-            "rel-rx",
-            "ingest",
-            n,
-            &ingest_env,
-            Duration::from_secs(30),
-        )
-        .await;
-        function_urls.push(FunctionUrl::serve(f).await.unwrap());
-    }
-    let ingest_urls: Vec<String> = function_urls
-        .iter()
-        .map(|u| format!("{}/", u.url()))
-        .collect();
+    // Two ingest execution environments, each behind its own Function URL.
+    let (function_urls, ingest_urls) = ingest_behind_urls(&stack, "rel-rx", 2).await;
 
     // Pushes: the always-503 repositories' events in one burst first, then
     // round after round over all the others.

@@ -154,70 +154,30 @@ async fn full_run_logs_nothing_secret(level: Option<&str>) {
     // settings: set, read, replace, enable, test, refuse
     let alice_url = alice_rx.url(&format!("/hooks/{PATH_TOKEN}/alin?token={QUERY_TOKEN}&x=1"));
     let bob_url = bob_rx.url(&format!("/hook?token={QUERY_TOKEN_2}"));
-    let (s, alice) = settings_call(
-        &http,
-        &base,
-        Method::PUT,
-        "/repositories/alice/app/webhook",
-        Some(json!({"url": alice_url})),
-    )
-    .await;
+    let put = |url: &str| Some(json!({ "url": url }));
+    let alice_path = "/repositories/alice/app/webhook";
+    let (s, alice) = settings_call(&http, &base, Method::PUT, alice_path, put(&alice_url)).await;
     assert_eq!(s, 200, "{alice}");
-    let (s, bob) = settings_call(
-        &http,
-        &base,
-        Method::PUT,
-        "/repositories/bob/app/webhook",
-        Some(json!({"url": bob_url})),
-    )
-    .await;
+    let bob_path = "/repositories/bob/app/webhook";
+    let (s, bob) = settings_call(&http, &base, Method::PUT, bob_path, put(&bob_url)).await;
     assert_eq!(s, 200, "{bob}");
-    let (s, _) = settings_call(
-        &http,
-        &base,
-        Method::GET,
-        "/repositories/alice/app/webhook",
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _) = settings_call(
-        &http,
-        &base,
-        Method::PUT,
-        "/repositories/alice/app/webhook",
-        Some(json!({"url": alice_url})),
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _) = settings_call(
-        &http,
-        &base,
-        Method::POST,
-        "/repositories/alice/app/webhook/enable",
-        None,
-    )
-    .await;
-    assert_eq!(s, 200);
-    let (s, _) = settings_call(
-        &http,
-        &base,
-        Method::POST,
-        "/repositories/alice/app/webhook/test",
-        None,
-    )
-    .await;
-    assert_eq!(s, 202);
     let bad = format!("ftp://ci.example.com/hook?token={BAD_URL_TOKEN}");
-    let (s, _) = settings_call(
-        &http,
-        &base,
-        Method::PUT,
-        "/repositories/carol/app/webhook",
-        Some(json!({"url": bad})),
-    )
-    .await;
-    assert_eq!(s, 400);
+    let steps = [
+        (Method::GET, alice_path.to_owned(), None, 200),
+        (Method::PUT, alice_path.to_owned(), put(&alice_url), 200),
+        (Method::POST, format!("{alice_path}/enable"), None, 200),
+        (Method::POST, format!("{alice_path}/test"), None, 202),
+        (
+            Method::PUT,
+            "/repositories/carol/app/webhook".to_owned(),
+            put(&bad),
+            400,
+        ),
+    ];
+    for (method, path, body, expected) in steps {
+        let (s, answer) = settings_call(&http, &base, method.clone(), &path, body).await;
+        assert_eq!(s, expected, "{method} {path}: {answer}");
+    }
     let secrets: Vec<String> = [&alice, &bob]
         .iter()
         .map(|c| c["secret"].as_str().unwrap().to_owned())

@@ -319,19 +319,7 @@ async fn deliver_binary(stack: &Stack, name: &str, allow_private: bool) -> Local
 /// The SQS event Lambda would send for `bodies`, received from the real
 /// delivery queue.
 async fn received_event(stack: &Stack, bodies: &[String]) -> Value {
-    for b in bodies {
-        stack
-            .sqs
-            .send_message()
-            .queue_url(&stack.queue_url)
-            .message_body(b)
-            .send()
-            .await
-            .unwrap();
-    }
-    let msgs = stack.drain(&stack.queue_url, bodies.len()).await;
-    assert_eq!(msgs.len(), bodies.len());
-    devstack::esm::event::event(&msgs, &stack.queue_arn)
+    stack.sqs_event(&stack.enqueue_and_receive(bodies).await)
 }
 
 /// GIVEN receivers that answer 302 to the metadata service and to another

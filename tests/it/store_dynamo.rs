@@ -8,6 +8,7 @@ use alin_tests::Stack;
 use shared::adapters::dynamo::{PK, SK};
 use shared::domain::{
     validate_webhook_url, BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepositoryName,
+    WebhookConfig,
 };
 use shared::ports::{LayerSize, WebhookStore};
 
@@ -36,6 +37,27 @@ fn outcome(version: u64, kind: OutcomeKind) -> BatchOutcome {
         },
         now: "2026-11-28T08:00:00Z".into(),
     }
+}
+
+/// Sets `r`'s webhook URL at `now`; the webhook as stored.
+async fn set_url(
+    store: &impl WebhookStore,
+    r: &RepositoryName,
+    u: &str,
+    now: &str,
+) -> WebhookConfig {
+    let rec = store.put_url(r, &url(u), now).await.unwrap();
+    rec.webhook.expect("a webhook after put_url")
+}
+
+/// Records `kind` for URL version `v` of `r` (threshold 3).
+async fn record(
+    store: &impl WebhookStore,
+    r: &RepositoryName,
+    v: u64,
+    kind: OutcomeKind,
+) -> OutcomeApplied {
+    store.record_outcome(r, &outcome(v, kind), 3).await.unwrap()
 }
 
 fn failed() -> OutcomeKind {
@@ -232,18 +254,11 @@ async fn threshold_success_reset_and_gone() {
     let stack = Stack::new("policy").await;
     let store = stack.store();
     let r = repo("alice/app");
-    let v = store
-        .put_url(&r, &url("https://ci.example.com/h"), "t0")
+    let v = set_url(&store, &r, "https://ci.example.com/h", "t0")
         .await
-        .unwrap()
-        .webhook
-        .unwrap()
         .url_version;
     for i in 1..=2 {
-        let res = store
-            .record_outcome(&r, &outcome(v, failed()), 3)
-            .await
-            .unwrap();
+        let res = record(&store, &r, v, failed()).await;
         assert_eq!(
             res,
             OutcomeApplied::Applied {
@@ -252,10 +267,7 @@ async fn threshold_success_reset_and_gone() {
             }
         );
     }
-    let res = store
-        .record_outcome(&r, &outcome(v, OutcomeKind::Delivered), 3)
-        .await
-        .unwrap();
+    let res = record(&store, &r, v, OutcomeKind::Delivered).await;
     assert_eq!(
         res,
         OutcomeApplied::Applied {
@@ -264,10 +276,7 @@ async fn threshold_success_reset_and_gone() {
         }
     );
     for i in 1..=3 {
-        let res = store
-            .record_outcome(&r, &outcome(v, failed()), 3)
-            .await
-            .unwrap();
+        let res = record(&store, &r, v, failed()).await;
         assert_eq!(
             res,
             OutcomeApplied::Applied {
@@ -283,10 +292,7 @@ async fn threshold_success_reset_and_gone() {
     let rec = store.enable(&r, "t1").await.unwrap().unwrap();
     let w = rec.webhook.unwrap();
     assert!(w.enabled && w.consecutive_failures == 0 && w.disabled_at.is_none());
-    let res = store
-        .record_outcome(&r, &outcome(w.url_version, OutcomeKind::Gone), 3)
-        .await
-        .unwrap();
+    let res = record(&store, &r, w.url_version, OutcomeKind::Gone).await;
     assert!(matches!(
         res,
         OutcomeApplied::Applied {
@@ -307,39 +313,20 @@ async fn a_failure_for_a_replaced_url_never_counts_against_the_new_one() {
     let stack = Stack::new("stale").await;
     let store = stack.store();
     let r = repo("alice/app");
-    let old = store
-        .put_url(&r, &url("https://old.example.com/h"), "t0")
-        .await
-        .unwrap()
-        .webhook
-        .unwrap();
+    let old = set_url(&store, &r, "https://old.example.com/h", "t0").await;
     for _ in 0..2 {
-        store
-            .record_outcome(&r, &outcome(old.url_version, failed()), 3)
-            .await
-            .unwrap();
+        record(&store, &r, old.url_version, failed()).await;
     }
-    let new = store
-        .put_url(&r, &url("https://new.example.com/h"), "t1")
-        .await
-        .unwrap()
-        .webhook
-        .unwrap();
+    let new = set_url(&store, &r, "https://new.example.com/h", "t1").await;
     assert_eq!(
         new.consecutive_failures, 0,
         "replacing the URL resets the count"
     );
     for _ in 0..5 {
-        let res = store
-            .record_outcome(&r, &outcome(old.url_version, failed()), 3)
-            .await
-            .unwrap();
+        let res = record(&store, &r, old.url_version, failed()).await;
         assert_eq!(res, OutcomeApplied::Stale);
     }
-    let res = store
-        .record_outcome(&r, &outcome(old.url_version, OutcomeKind::Gone), 3)
-        .await
-        .unwrap();
+    let res = record(&store, &r, old.url_version, OutcomeKind::Gone).await;
     assert_eq!(res, OutcomeApplied::Stale);
     let w = store.get(&r).await.unwrap().unwrap().webhook.unwrap();
     assert!(w.enabled);
@@ -347,10 +334,7 @@ async fn a_failure_for_a_replaced_url_never_counts_against_the_new_one() {
     assert_eq!(w.url, "https://new.example.com/h");
     // After a delete, outcomes of the deleted webhook are stale too.
     assert!(store.delete(&r).await.unwrap());
-    let res = store
-        .record_outcome(&r, &outcome(new.url_version, failed()), 3)
-        .await
-        .unwrap();
+    let res = record(&store, &r, new.url_version, failed()).await;
     assert_eq!(res, OutcomeApplied::Stale);
 }
 

@@ -9,40 +9,14 @@
 use std::time::{Duration, Instant};
 
 use alin_tests::Stack;
-use aws_sdk_sqs::types::{Message, MessageSystemAttributeName};
+use aws_sdk_sqs::types::Message;
 use devstack::receiver::{Behaviour, Receiver};
 use devstack::runtime_api::LocalFunction;
 use serde_json::Value;
 
-use crate::deliver_binary::{config, enqueue, push, start, webhook};
-
-fn receive_count(m: &Message) -> u32 {
-    m.attributes()
-        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
-}
-
-fn failed_ids(response: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = response["batchItemFailures"]
-        .as_array()
-        .expect("batchItemFailures")
-        .iter()
-        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
-        .collect();
-    ids.sort();
-    ids
-}
-
-/// The last EMF line the function printed.
-fn last_emf(log: &std::path::Path) -> Value {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .filter_map(|l| serde_json::from_str::<Value>(l.trim()).ok())
-        .find(|v| v.get("_aws").is_some())
-        .unwrap_or_else(|| panic!("no EMF line in {}:\n{text}", log.display()))
-}
+use crate::deliver_binary::{
+    answer, config, failed_ids, last_emf, push, receive_count, start, webhook,
+};
 
 /// GIVEN a webhook whose host name does not resolve (`.invalid` never does)
 /// WHEN the binary delivers a job for it
@@ -53,10 +27,10 @@ fn last_emf(log: &std::path::Path) -> Value {
 async fn a_name_that_does_not_resolve_is_retried_with_backoff() {
     let stack = Stack::new("trust-dns").await;
     webhook(&stack, "alice/app", "http://hooks.moved.invalid:9/h").await;
-    enqueue(&stack, &[push("evt_dns", "alice/app", "1.0")]).await;
-    let msgs = stack.drain(&stack.queue_url, 1).await;
-    assert_eq!(msgs.len(), 1);
-    let event = devstack::esm::event::event(&msgs, &stack.queue_arn);
+    let msgs = stack
+        .enqueue_and_receive(&[push("evt_dns", "alice/app", "1.0")])
+        .await;
+    let event = stack.sqs_event(&msgs);
     let (f, log) = start(
         &stack,
         "dns",
@@ -67,12 +41,8 @@ async fn a_name_that_does_not_resolve_is_retried_with_backoff() {
         Duration::from_secs(30),
     )
     .await;
-    let inv = f.invoke(event, Duration::from_secs(30)).await.unwrap();
+    let response = answer(&f, event, Duration::from_secs(30)).await;
     let answered = Instant::now();
-    let response = inv
-        .ok()
-        .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
-        .clone();
     assert_eq!(
         failed_ids(&response),
         [msgs[0].message_id().unwrap().to_owned()],
@@ -111,13 +81,7 @@ struct Func(LocalFunction, Duration);
 /// mapping does with the answer: deletes every message not reported failed.
 /// Returns the failed message ids.
 async fn round(stack: &Stack, f: &Func, msgs: &[Message]) -> Vec<String> {
-    let event = devstack::esm::event::event(msgs, &stack.queue_arn);
-    let inv = f.0.invoke(event, f.1).await.unwrap();
-    assert!(!inv.timed_out, "answered before the deadline");
-    let response = inv
-        .ok()
-        .unwrap_or_else(|| panic!("function error: {:?}", inv.error()))
-        .clone();
+    let response = answer(&f.0, stack.sqs_event(msgs), f.1).await;
     let failed = failed_ids(&response);
     for m in msgs {
         if !failed.iter().any(|id| Some(id.as_str()) == m.message_id()) {
@@ -216,20 +180,15 @@ fn blockers_first(mut msgs: Vec<Message>, id: &str) -> Vec<Message> {
 #[tokio::test]
 async fn a_job_that_keeps_missing_the_deadline_is_still_delivered() {
     let stack = Stack::with_params("trust-misses", &["MaxAttempts=2"]).await;
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(600),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(600, Behaviour::ok()).await;
     webhook(&stack, "busy/app", &rx.url("/busy")).await;
     let short = short_deadline(&stack, "misses-short", "2").await;
-    enqueue(&stack, &[push("evt_j", "busy/app", "j")]).await;
+    stack.enqueue(&[push("evt_j", "busy/app", "j")]).await;
     for r in 0..3 {
         let blockers: Vec<String> = (0..2)
             .map(|b| push(&format!("evt_b{r}{b}"), "busy/app", &format!("b{r}{b}")))
             .collect();
-        enqueue(&stack, &blockers).await;
+        stack.enqueue(&blockers).await;
         let msgs = receive(&stack, "evt_j", 3, Duration::from_secs(10)).await;
         let msgs = blockers_first(msgs, "evt_j");
         assert!(msgs.len() >= 3, "round {r}: the job and its blockers");
@@ -284,7 +243,7 @@ async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
             .count()
     };
     let f = normal(&stack, "dlq-normal", "2").await;
-    enqueue(&stack, &[push("evt_j", "flaky/app", "j")]).await;
+    stack.enqueue(&[push("evt_j", "flaky/app", "j")]).await;
     let msgs = receive(&stack, "evt_j", 1, Duration::from_secs(10)).await;
     assert_eq!(round(&stack, &f, &msgs).await.len(), 1, "attempt 1 failed");
     assert_eq!(hits(), 1);
@@ -295,14 +254,12 @@ async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
         Duration::from_millis(600),
         Behaviour::ok(),
     ));
-    enqueue(
-        &stack,
-        &[
+    stack
+        .enqueue(&[
             push("evt_b0", "flaky/app", "b0"),
             push("evt_b1", "flaky/app", "b1"),
-        ],
-    )
-    .await;
+        ])
+        .await;
     let short = short_deadline(&stack, "dlq-short", "2").await;
     let msgs = receive(&stack, "evt_j", 3, Duration::from_secs(10)).await;
     let msgs = blockers_first(msgs, "evt_j");
@@ -349,19 +306,14 @@ async fn a_failing_job_reaches_the_dlq_after_exactly_max_attempts() {
 #[tokio::test]
 async fn a_slow_repository_does_not_starve_another_on_its_host() {
     let stack = Stack::new("trust-fair").await;
-    let rx = Receiver::start(Behaviour::delay(
-        Duration::from_millis(1000),
-        Behaviour::ok(),
-    ))
-    .await
-    .unwrap();
+    let rx = alin_tests::slow_receiver(1000, Behaviour::ok()).await;
     webhook(&stack, "slow/app", &rx.url("/slow")).await;
     webhook(&stack, "other/app", &rx.url("/other")).await;
     let mut bodies: Vec<String> = (0..8)
         .map(|i| push(&format!("evt_s{i}"), "slow/app", &format!("t{i}")))
         .collect();
     bodies.push(push("evt_o", "other/app", "1.0"));
-    enqueue(&stack, &bodies).await;
+    stack.enqueue(&bodies).await;
     let (f, _log) = start(
         &stack,
         "fair-short",

@@ -19,175 +19,22 @@
 //! * SQS records without a `messageId` are acknowledged, not failing the batch;
 //! * attacker-controlled strings are cut in answers and logs.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::ingest_support as support;
 use alin_tests::{repo_root, Stack};
 use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
+use devstack::registry::StubRegistry;
 use devstack::runtime_api::LocalFunction;
 use ingest::manifest::{sha256_digest, OCI_INDEX, OCI_MANIFEST};
 use serde_json::{json, Value};
-use support::{hook, ingest_binary, queued_jobs};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{hook, image_manifest, index_manifest, ingest_binary, layer, put_image, queued_jobs};
 
 const TOKEN: &str = "trust-ingest-token-0123456789abcdef";
 const REGISTRY_AUTH: &str = "Bearer trust-registry-credential-77c1";
-
-// ------------------------------------------------------------ stub registry
-
-/// Requests seen: path and Authorization.
-type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
-
-/// One canned answer.
-#[derive(Clone)]
-struct Route {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Arc<Vec<u8>>,
-}
-
-/// A registry on 127.0.0.1 answering by request path (404 otherwise) and
-/// recording each request's path and Authorization.
-struct StubRegistry {
-    base: String,
-    routes: Arc<Mutex<HashMap<String, Route>>>,
-    seen: Seen,
-}
-
-impl StubRegistry {
-    async fn start() -> StubRegistry {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let routes: Arc<Mutex<HashMap<String, Route>>> = Arc::default();
-        let seen: Seen = Arc::default();
-        let (r, s) = (routes.clone(), seen.clone());
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (r, s) = (r.clone(), s.clone());
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("").to_owned();
-                    let auth = head.lines().find_map(|l| {
-                        let (k, v) = l.split_once(':')?;
-                        k.eq_ignore_ascii_case("authorization")
-                            .then(|| v.trim().to_owned())
-                    });
-                    s.lock().unwrap().push((path.clone(), auth));
-                    let route = r.lock().unwrap().get(&path).cloned().unwrap_or(Route {
-                        status: 404,
-                        headers: vec![],
-                        body: Arc::new(b"{}".to_vec()),
-                    });
-                    let mut resp = format!(
-                        "HTTP/1.1 {} X\r\ncontent-length: {}\r\nconnection: close\r\n",
-                        route.status,
-                        route.body.len()
-                    );
-                    for (k, v) in &route.headers {
-                        resp.push_str(&format!("{k}: {v}\r\n"));
-                    }
-                    resp.push_str("\r\n");
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                    let _ = sock.write_all(&route.body).await;
-                });
-            }
-        });
-        StubRegistry { base, routes, seen }
-    }
-
-    fn path(repo: &str, digest: &str) -> String {
-        format!("/v2/{repo}/manifests/{digest}")
-    }
-
-    fn url(&self, repo: &str, digest: &str) -> String {
-        format!("{}{}", self.base, Self::path(repo, digest))
-    }
-
-    fn answer(&self, path: &str, status: u16, headers: &[(&str, &str)], body: Vec<u8>) {
-        self.routes.lock().unwrap().insert(
-            path.to_owned(),
-            Route {
-                status,
-                headers: headers
-                    .iter()
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect(),
-                body: Arc::new(body),
-            },
-        );
-    }
-
-    /// Serves `body` as a manifest of `media_type` under its digest.
-    fn put(&self, repo: &str, media_type: &str, body: Vec<u8>) -> String {
-        let digest = sha256_digest(&body).as_str().to_owned();
-        self.answer(
-            &Self::path(repo, &digest),
-            200,
-            &[("content-type", media_type)],
-            body,
-        );
-        digest
-    }
-
-    fn put_image(&self, repo: &str, layers: &[(String, u64)]) -> String {
-        self.put(repo, OCI_MANIFEST, image_manifest(layers, 0))
-    }
-
-    fn seen(&self) -> Vec<(String, Option<String>)> {
-        self.seen.lock().unwrap().clone()
-    }
-}
-
-/// An OCI image manifest; `pad` bytes of annotation on each layer make it large.
-fn image_manifest(layers: &[(String, u64)], pad: usize) -> Vec<u8> {
-    let filler = "p".repeat(pad);
-    let layers: Vec<Value> = layers
-        .iter()
-        .map(|(d, s)| {
-            let mut l = json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                               "digest": d, "size": s});
-            if pad > 0 {
-                l["annotations"] = json!({"org.example.pad": filler});
-            }
-            l
-        })
-        .collect();
-    json!({"schemaVersion": 2, "mediaType": OCI_MANIFEST,
-           "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                      "digest": sha256_digest(b"{}").as_str(), "size": 2},
-           "layers": layers})
-    .to_string()
-    .into_bytes()
-}
-
-fn index_manifest(children: &[String]) -> Vec<u8> {
-    let manifests: Vec<Value> = children
-        .iter()
-        .map(|d| {
-            json!({"mediaType": OCI_MANIFEST, "digest": d, "size": 1,
-                        "platform": {"os": "linux", "architecture": "amd64"}})
-        })
-        .collect();
-    json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests})
-        .to_string()
-        .into_bytes()
-}
-
-fn layer(seed: &str, size: u64) -> (String, u64) {
-    (sha256_digest(seed.as_bytes()).as_str().to_owned(), size)
-}
 
 /// One Distribution event (a manifest push by tag).
 fn dist_event(id: &str, url: &str, repo: &str, digest: &str, timestamp: &str) -> Value {
@@ -412,10 +259,13 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
     // 127.0.0.1 bypass it through NO_PROXY)
     let stack = Stack::new("trust-origin").await;
     hook(&stack, "alice/app").await;
-    let mut registry = StubRegistry::start().await;
-    registry.base = registry.base.replace("127.0.0.1", "localhost");
-    let mut attacker = StubRegistry::start().await;
-    attacker.base = attacker.base.replace("127.0.0.1", "localhost");
+    let registry = StubRegistry::start().await.unwrap();
+    let attacker = StubRegistry::start().await.unwrap();
+    // Both named `localhost`, where the environment proxy would apply.
+    let base = |r: &StubRegistry| r.base().replace("127.0.0.1", "localhost");
+    let url = |r: &StubRegistry, digest: &str| {
+        format!("{}{}", base(r), StubRegistry::path("alice/app", digest))
+    };
     let proxy = Receiver::start(Behaviour::status(502)).await.unwrap();
     let proxy_url = format!("http://{}", proxy.addr());
     let ingest = start_ingest(
@@ -424,7 +274,7 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
         &[
             ("INGEST_TOKEN", TOKEN),
             ("REGISTRY_AUTH", REGISTRY_AUTH),
-            ("REGISTRY_URL", &registry.base),
+            ("REGISTRY_URL", &base(&registry)),
             ("HTTP_PROXY", &proxy_url),
             ("http_proxy", &proxy_url),
             ("ALL_PROXY", &proxy_url),
@@ -433,13 +283,13 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
         ],
     )
     .await;
-    let digest = registry.put_image("alice/app", &[layer("o1", 10)]);
-    attacker.put_image("alice/app", &[layer("o1", 10)]);
+    let digest = put_image(&registry, "alice/app", &[layer("o1", 10)]);
+    put_image(&attacker, "alice/app", &[layer("o1", 10)]);
 
     // WHEN an envelope names the attacker's origin
     let forged = envelope(vec![dist_event(
         "forged",
-        &attacker.url("alice/app", &digest),
+        &url(&attacker, &digest),
         "alice/app",
         &digest,
         "2026-11-28T08:41:13Z",
@@ -463,7 +313,7 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
     // WHEN an envelope names our origin with another path and a query
     let odd_path = format!(
         "{}/v2/elsewhere/manifests/{digest}?next=http://169.254.169.254/",
-        registry.base
+        base(&registry)
     );
     let genuine = envelope(vec![dist_event(
         "genuine",
@@ -485,16 +335,14 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
 
     // WHEN our registry answers with a redirect to the attacker
     let moved = sha256_digest(b"moved").as_str().to_owned();
-    let location = attacker.url("alice/app", &digest);
+    let location = url(&attacker, &digest);
     registry.answer(
         &StubRegistry::path("alice/app", &moved),
-        307,
-        &[("location", location.as_str())],
-        Vec::new(),
+        Behaviour::status(307).with_header("location", &location),
     );
     let redirected = envelope(vec![dist_event(
         "redirected",
-        &registry.url("alice/app", &moved),
+        &url(&registry, &moved),
         "alice/app",
         &moved,
         "2026-11-28T08:41:13Z",
@@ -517,9 +365,9 @@ async fn manifests_come_only_from_registry_url_never_elsewhere() {
 async fn without_registry_url_distribution_envelopes_are_rejected_and_the_cold_start_says_so() {
     let stack = Stack::new("trust-nourl").await;
     hook(&stack, "alice/app").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     let ingest = start_ingest(&stack, "nourl", &[("INGEST_TOKEN", TOKEN)]).await;
-    let digest = registry.put_image("alice/app", &[layer("u1", 10)]);
+    let digest = put_image(&registry, "alice/app", &[layer("u1", 10)]);
     let body = envelope(vec![dist_event(
         "nourl",
         &registry.url("alice/app", &digest),
@@ -542,7 +390,7 @@ async fn distribution_is_never_stalled_transient_events_are_deferred_permanent_o
     // GIVEN ingest with the registry events queue and its dead-letter queue
     let stack = Stack::new("trust-stall").await;
     hook(&stack, "alice/app").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     let events_queue = output(&stack, "RegistryEventsQueueUrl");
     let events_dlq = output(&stack, "RegistryEventsDeadLetterQueueUrl");
     let ingest = start_ingest(
@@ -550,20 +398,18 @@ async fn distribution_is_never_stalled_transient_events_are_deferred_permanent_o
         "stall",
         &[
             ("INGEST_TOKEN", TOKEN),
-            ("REGISTRY_URL", &registry.base),
+            ("REGISTRY_URL", &registry.base()),
             ("REGISTRY_EVENTS_QUEUE_URL", &events_queue),
             ("REGISTRY_EVENTS_DLQ_URL", &events_dlq),
         ],
     )
     .await;
-    let ok = registry.put_image("alice/app", &[layer("s-ok", 7)]);
+    let ok = put_image(&registry, "alice/app", &[layer("s-ok", 7)]);
     let later_body = image_manifest(&[layer("s-later", 9)], 0);
     let later = sha256_digest(&later_body).as_str().to_owned();
     registry.answer(
         &StubRegistry::path("alice/app", &later),
-        503,
-        &[],
-        b"{}".to_vec(),
+        Behaviour::status(503).with_body("{}"),
     );
     let gone = sha256_digest(b"gone").as_str().to_owned();
     let event = |id: &str, digest: &str| {
@@ -631,7 +477,7 @@ async fn distribution_is_never_stalled_transient_events_are_deferred_permanent_o
         "stall-broken",
         &[
             ("INGEST_TOKEN", TOKEN),
-            ("REGISTRY_URL", &registry.base),
+            ("REGISTRY_URL", &registry.base()),
             (
                 "REGISTRY_EVENTS_QUEUE_URL",
                 &format!("{events_queue}-does-not-exist"),
@@ -643,9 +489,7 @@ async fn distribution_is_never_stalled_transient_events_are_deferred_permanent_o
     let down = sha256_digest(b"down").as_str().to_owned();
     registry.answer(
         &StubRegistry::path("alice/app", &down),
-        503,
-        &[],
-        b"{}".to_vec(),
+        Behaviour::status(503).with_body("{}"),
     );
     let (status, answer) = broken
         .authorized(&envelope(vec![event("st-down", &down)]))
@@ -659,11 +503,11 @@ async fn distribution_is_never_stalled_transient_events_are_deferred_permanent_o
 async fn out_of_range_times_are_bad_input_never_a_crash() {
     let stack = Stack::new("trust-time").await;
     hook(&stack, "alice/app").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     let ingest = start_ingest(
         &stack,
         "time",
-        &[("INGEST_TOKEN", TOKEN), ("REGISTRY_URL", &registry.base)],
+        &[("INGEST_TOKEN", TOKEN), ("REGISTRY_URL", &registry.base())],
     )
     .await;
     let pid = ingest.function.pid();
@@ -689,7 +533,7 @@ async fn out_of_range_times_are_bad_input_never_a_crash() {
         .await;
     assert_eq!(failed_ids(&answer), ["far"]);
     // Distribution: rejected, 2xx
-    let digest = registry.put_image("alice/app", &[layer("t1", 1)]);
+    let digest = put_image(&registry, "alice/app", &[layer("t1", 1)]);
     let (status, body) = ingest
         .authorized(&envelope(vec![dist_event(
             "far-dist",
@@ -732,7 +576,7 @@ async fn a_hostile_index_of_large_manifests_stays_under_half_the_memory_size() {
     // large annotations), announced by 4 events in one SQS batch
     let stack = Stack::new("trust-memory").await;
     hook(&stack, "alice/app").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     let layers: Vec<(String, u64)> = (0..1000).map(|i| layer(&format!("m{i}"), 1)).collect();
     let leaf = registry.put("alice/app", OCI_MANIFEST, image_manifest(&layers, 2500));
     let mid = registry.put("alice/app", OCI_INDEX, index_manifest(&vec![leaf; 4]));
@@ -740,7 +584,7 @@ async fn a_hostile_index_of_large_manifests_stays_under_half_the_memory_size() {
     let ingest = start_ingest(
         &stack,
         "memory",
-        &[("INGEST_TOKEN", TOKEN), ("REGISTRY_URL", &registry.base)],
+        &[("INGEST_TOKEN", TOKEN), ("REGISTRY_URL", &registry.base())],
     )
     .await;
     let records: Vec<(Option<&str>, String)> = ["a", "b", "c", "d"]

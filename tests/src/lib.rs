@@ -2,12 +2,15 @@
 //! whole `it` binary), a fresh table and queues per test under a unique
 //! prefix (`devstack::stack`), and a counting/fault-injecting proxy per test
 //! between the SDK and moto so every test can count its own AWS calls
-//! exactly. Everything else is re-exported from devstack.
+//! exactly; the delivery queue's jobs as real messages and the SQS event
+//! Lambda builds from them; slow receivers; the independent signature check.
 
 use std::path::PathBuf;
 
+use aws_sdk_sqs::types::Message;
 use devstack::aws_proxy::AwsProxy;
 use devstack::moto::Moto;
+use devstack::receiver::{Behaviour, Receiver};
 use serde_json::{Map, Value};
 
 /// The resources of one test and the clients to reach them through its proxy.
@@ -94,8 +97,30 @@ impl Stack {
         shared::adapters::SqsQueue::new(self.sqs.clone(), &self.queue_url)
     }
 
+    /// Sends `bodies` to the delivery queue.
+    pub async fn enqueue(&self, bodies: &[String]) {
+        for body in bodies {
+            let send = self.sqs.send_message().queue_url(&self.queue_url);
+            send.message_body(body).send().await.expect("send");
+        }
+    }
+
+    /// Sends `bodies` to the delivery queue and receives them back: real
+    /// messages, whose receipt handles work.
+    pub async fn enqueue_and_receive(&self, bodies: &[String]) -> Vec<Message> {
+        self.enqueue(bodies).await;
+        let msgs = self.drain(&self.queue_url, bodies.len()).await;
+        assert_eq!(msgs.len(), bodies.len(), "every job received back");
+        msgs
+    }
+
+    /// The SQS event Lambda's event source mapping sends for `msgs`.
+    pub fn sqs_event(&self, msgs: &[Message]) -> Value {
+        devstack::esm::event::event(msgs, &self.queue_arn)
+    }
+
     /// Receives every message currently visible on `queue_url` (up to `max`).
-    pub async fn drain(&self, queue_url: &str, max: usize) -> Vec<aws_sdk_sqs::types::Message> {
+    pub async fn drain(&self, queue_url: &str, max: usize) -> Vec<Message> {
         let mut all = Vec::new();
         let mut empty_rounds = 0;
         while all.len() < max && empty_rounds < 2 {
@@ -122,6 +147,13 @@ impl Stack {
 }
 
 pub use devstack::{free_port, sdk_config};
+
+/// A receiver that waits `millis` before answering as `then` says: a slow
+/// webhook endpoint.
+pub async fn slow_receiver(millis: u64, then: Behaviour) -> Receiver {
+    let slow = Behaviour::delay(std::time::Duration::from_millis(millis), then);
+    Receiver::start(slow).await.expect("receiver starts")
+}
 
 /// Verifies a received webhook with the PyPI `standardwebhooks` library.
 pub fn verify_with_standardwebhooks(

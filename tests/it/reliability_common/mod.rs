@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use alin_tests::{repo_root, Stack};
 use aws_sdk_sqs::types::QueueAttributeName;
+use devstack::function_url::FunctionUrl;
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use serde_json::{json, Value};
 use shared::domain::job::derive_webhook_id;
@@ -67,6 +68,27 @@ pub async fn start(
             )
         });
     (f, log)
+}
+
+/// `instances` ingest execution environments, each behind its own Function
+/// URL (a server stops when its `FunctionUrl` is dropped: keep them to the
+/// end), and the URLs to push to.
+pub async fn ingest_behind_urls(
+    stack: &Stack,
+    test: &str,
+    instances: usize,
+) -> (Vec<FunctionUrl>, Vec<String>) {
+    let mut function_urls = Vec::new();
+    for n in 0..instances {
+        let env = [("INGEST_TOKEN", INGEST_TOKEN)];
+        let (f, _log) = start(stack, test, "ingest", n, &env, Duration::from_secs(30)).await;
+        function_urls.push(FunctionUrl::serve(f).await.unwrap());
+    }
+    let urls = function_urls
+        .iter()
+        .map(|u| format!("{}/", u.url()))
+        .collect();
+    (function_urls, urls)
 }
 
 pub fn repo(name: &str) -> RepositoryName {

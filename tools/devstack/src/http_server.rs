@@ -33,7 +33,7 @@ pub(crate) enum Reply {
     Reset,
 }
 
-/// Facts about the connection a request arrived on.
+/// The two ends of the connection a request arrived on.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
@@ -106,19 +106,18 @@ async fn accept_loop(listener: TcpListener, resettable: bool, handler: Handler) 
 }
 
 async fn serve_connection(stream: TcpStream, peer: SocketAddr, resettable: bool, handler: Handler) {
-    let local = match stream.local_addr() {
-        Ok(addr) => addr,
-        Err(_) => return,
+    let Ok(local) = stream.local_addr() else {
+        return;
     };
     // Benchmarks send many small requests; Nagle would add 40 ms stalls.
     let _ = stream.set_nodelay(true);
     // A second descriptor for the same socket, so a reset can be forced after
     // hyper has taken ownership of the stream (SO_LINGER=0 then close => RST).
     let (stream, twin) = if resettable {
-        match split_twin(stream) {
-            Ok((stream, twin)) => (stream, Some(twin)),
-            Err(_) => return,
-        }
+        let Ok((stream, twin)) = split_twin(stream) else {
+            return;
+        };
+        (stream, Some(twin))
     } else {
         (stream, None)
     };
@@ -169,13 +168,16 @@ fn split_twin(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
     Ok((TcpStream::from_std(std_stream)?, TcpStream::from_std(twin)?))
 }
 
-/// A response with a status, content type and body; used by every emulation
-/// for its own small replies.
+/// A response with a status, content type (none when empty) and body; used
+/// by every emulation for its own small replies.
 pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    if let Ok(value) = http::HeaderValue::from_str(content_type) {
+    if let (false, Ok(value)) = (
+        content_type.is_empty(),
+        http::HeaderValue::from_str(content_type),
+    ) {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     resp

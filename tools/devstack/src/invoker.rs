@@ -5,18 +5,18 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::runtime_api::{Invocation, Outcome};
-use crate::{util, DevstackError};
+use crate::{paths, DevstackError};
 
 /// Something that can be invoked with an event, like a Lambda function.
 pub trait Invoker: Send + Sync + 'static {
-    /// Invokes with `event` and reports how it went. `Err` means the
-    /// invocation could not be carried out at all (process gone, …), not
-    /// that the function failed; that is an `Outcome::FunctionError`.
+    /// Invokes with `event`. `Err` means the invocation could not be carried
+    /// out at all (process gone, …); a failing function is an
+    /// `Outcome::FunctionError`.
     fn invoke_event(
         &self,
         event: Value,
@@ -37,12 +37,6 @@ pub struct FnInvoker<F>(F);
 
 /// Wraps `f` as an [`Invoker`]: each invocation calls `f(event)` and reports
 /// its [`Outcome`] with a fresh request id and the measured duration.
-///
-/// ```
-/// use devstack::{invoker_fn, Outcome};
-/// let echo = invoker_fn(|event| async move { Outcome::Ok(event) });
-/// # let _ = echo;
-/// ```
 pub fn invoker_fn<F, Fut>(f: F) -> FnInvoker<F>
 where
     F: Fn(Value) -> Fut + Send + Sync + 'static,
@@ -60,16 +54,15 @@ where
         &self,
         event: Value,
     ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
-        let started = Instant::now();
+        let started_at = Instant::now();
         let fut = (self.0)(event);
         async move {
-            let outcome = fut.await;
             Ok(Invocation {
-                request_id: util::uuid_v4(),
-                outcome,
-                duration: started.elapsed(),
-                queued: std::time::Duration::ZERO,
-                started_at: started,
+                outcome: fut.await,
+                request_id: paths::uuid_v4(),
+                duration: started_at.elapsed(),
+                queued: Duration::ZERO,
+                started_at,
                 timed_out: false,
             })
         }

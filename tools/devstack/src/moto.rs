@@ -1,8 +1,8 @@
-//! A moto server (the project venv's `moto_server`) standing in for DynamoDB,
-//! SQS and the other AWS APIs: starting it on a free port, waiting until it
-//! answers, SDK configuration pointing at it, creating a test's stack
-//! resources (through [`crate::stack`]), and making sure the server dies
-//! with the test process.
+//! A moto server (`scripts/moto_server.py` under the project venv: moto with
+//! DynamoDB writes applied atomically, as the real service does) standing in
+//! for DynamoDB and SQS: started on a free port, awaited until it answers,
+//! SDK configuration and function environment pointing at it, the stack's
+//! resources created in it ([`crate::stack`]), and killed with the process.
 //!
 //! moto runs under a tiny `sh` watchdog whose stdin is a pipe from this
 //! process: when the pipe closes (the [`Moto`] is dropped, or the test
@@ -10,21 +10,17 @@
 //! That is what lets [`Moto::shared`] live in a `static` that is never
 //! dropped without leaking a server per test run.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::sync::OnceCell;
 
-use crate::util::{self, REGION};
-use crate::{paths, DevstackError};
+use crate::paths::{self, REGION};
+use crate::DevstackError;
 
-/// Overrides the moto server executable.
-pub const MOTO_SERVER_BIN_ENV: &str = "MOTO_SERVER_BIN";
 /// How long moto may take to answer after being started.
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// Port races (another process grabbing our probed port) are retried.
@@ -58,75 +54,64 @@ pub struct Moto {
 impl Moto {
     /// Starts a private moto server and waits until it answers.
     pub async fn start() -> Result<Moto, DevstackError> {
-        let mut last_error = None;
+        let mut last_error = DevstackError::Setup("moto not started".into());
         for _ in 0..START_ATTEMPTS {
-            match Self::start_once(None).await {
+            match Self::start_on(paths::free_port()?).await {
                 Ok(moto) => return Ok(moto),
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = e,
             }
         }
-        Err(last_error.unwrap_or_else(|| DevstackError::Moto("not started".into())))
-    }
-
-    /// Starts moto on a fixed `port` (the local stack that `events/local.env`
-    /// names), failing clearly when something already listens there.
-    pub async fn start_on(port: u16) -> Result<Moto, DevstackError> {
-        if answers_http(port).await {
-            return Err(DevstackError::Moto(format!(
-                "127.0.0.1:{port} is already in use (another `devstack up`?)"
-            )));
-        }
-        Self::start_once(Some(port)).await
+        Err(last_error)
     }
 
     /// A moto server shared by the whole process (started on first use), so
     /// a test binary pays the start-up once. Tests isolate themselves by
-    /// using their own resource names/prefixes. If starting fails, the next
-    /// call tries again.
+    /// resource name prefixes. If starting fails, the next call tries again.
     pub async fn shared() -> Result<&'static Moto, DevstackError> {
         SHARED.get_or_try_init(Moto::start).await
     }
 
-    async fn start_once(port: Option<u16>) -> Result<Moto, DevstackError> {
-        let server = moto_server_bin();
-        if !server.is_file() {
-            return Err(DevstackError::Moto(format!(
-                "{} not found (run scripts/tools.sh, or set {MOTO_SERVER_BIN_ENV})",
-                server.display()
+    /// Starts moto on a fixed `port` (`devstack up` uses the one
+    /// `events/local.env` names), failing clearly when something already
+    /// answers there.
+    pub async fn start_on(port: u16) -> Result<Moto, DevstackError> {
+        let endpoint = format!("http://127.0.0.1:{port}");
+        if answers_http(&endpoint).await {
+            return Err(DevstackError::Setup(format!(
+                "127.0.0.1:{port} is already in use (another `devstack up`?)"
             )));
         }
-        let port = match port {
-            Some(port) => port,
-            None => util::free_port()?,
-        };
-        let log_path = log_dir().join(format!("moto-{port}.log"));
-        if let Some(dir) = log_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| DevstackError::io(format!("creating {}", dir.display()), e))?;
-        }
-        let log = std::fs::File::create(&log_path)
+        let script = paths::in_repo("scripts/moto_server.py");
+        let log_path = paths::in_repo(".devstack/logs").join(format!("moto-{port}.log"));
+        let log = log_path
+            .parent()
+            .map_or(Ok(()), std::fs::create_dir_all)
+            .and_then(|()| std::fs::File::create(&log_path))
+            .and_then(|log| Ok((log.try_clone()?, log)))
             .map_err(|e| DevstackError::io(format!("creating {}", log_path.display()), e))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| DevstackError::io("duplicating the moto log handle", e))?;
-        let port_text = port.to_string();
         let mut child = Command::new("sh")
-            .arg("-c")
-            .arg(WATCHDOG)
-            .arg("devstack-moto")
-            .args(moto_command())
-            .args(["-H", "127.0.0.1", "-p", &port_text])
+            .args(["-c", WATCHDOG, "devstack-moto"])
+            .arg(paths::venv_python())
+            .arg(&script)
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::piped())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
+            .stdout(log.0)
+            .stderr(log.1)
             .spawn()
-            .map_err(|e| DevstackError::io(format!("spawning {}", server.display()), e))?;
+            .map_err(|e| {
+                DevstackError::io(
+                    format!("spawning {} (run scripts/tools.sh)", script.display()),
+                    e,
+                )
+            })?;
         let Some(stdin) = child.stdin.take() else {
             let _ = child.kill();
-            return Err(DevstackError::Moto("watchdog has no stdin pipe".into()));
+            return Err(DevstackError::Setup(
+                "moto watchdog has no stdin pipe".into(),
+            ));
         };
         let moto = Moto {
-            endpoint: format!("http://127.0.0.1:{port}"),
+            endpoint,
             port,
             log_path,
             watchdog: Mutex::new(Some((child, stdin))),
@@ -138,28 +123,28 @@ impl Moto {
     /// Polls until moto answers HTTP, failing fast if it exits.
     async fn wait_ready(&self) -> Result<(), DevstackError> {
         let started = Instant::now();
-        while started.elapsed() < READY_TIMEOUT {
-            if let Some(status) = self.exit_status() {
-                return Err(DevstackError::Moto(format!(
-                    "moto_server exited ({status}) before answering; log:\n{}",
-                    util::log_tail(&self.log_path, 20)
-                )));
+        let why = loop {
+            let exited = {
+                let mut guard = self.watchdog.lock().unwrap_or_else(PoisonError::into_inner);
+                guard
+                    .as_mut()
+                    .and_then(|(child, _)| child.try_wait().ok().flatten())
+            };
+            if let Some(status) = exited {
+                break format!("exited ({status}) before answering");
             }
-            if answers_http(self.port).await {
+            if answers_http(&self.endpoint).await {
                 return Ok(());
             }
+            if started.elapsed() > READY_TIMEOUT {
+                break format!("did not answer within {READY_TIMEOUT:?}");
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        Err(DevstackError::Moto(format!(
-            "moto_server did not answer within {READY_TIMEOUT:?}; log:\n{}",
-            util::log_tail(&self.log_path, 20)
+        };
+        let log = paths::log_tail(&self.log_path, 20);
+        Err(DevstackError::Setup(format!(
+            "moto {why} (run scripts/tools.sh); log:\n{log}"
         )))
-    }
-
-    fn exit_status(&self) -> Option<std::process::ExitStatus> {
-        let mut guard = self.watchdog.lock().unwrap_or_else(PoisonError::into_inner);
-        let (child, _) = guard.as_mut()?;
-        child.try_wait().ok().flatten()
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -172,16 +157,10 @@ impl Moto {
         self.port
     }
 
-    /// Where moto's output goes.
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
-    /// An SDK configuration for moto: its endpoint, us-east-1 and static
-    /// `testing` credentials (nothing is read from the developer's profile).
-    /// Build clients from it inside the runtime that uses them: SDK clients
-    /// keep connection pools tied to the tokio runtime they first ran on,
-    /// and each `#[tokio::test]` has its own.
+    /// An SDK configuration for this moto (see [`sdk_config`]). Build clients
+    /// from it inside the runtime that uses them: SDK clients keep
+    /// connection pools tied to the tokio runtime they first ran on, and
+    /// each `#[tokio::test]` has its own.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         sdk_config(&self.endpoint).await
     }
@@ -189,13 +168,15 @@ impl Moto {
     /// The environment a function needs to reach this moto with the SDK
     /// (`AWS_ENDPOINT_URL` and test credentials), for `LocalFunction::start`.
     pub fn function_env(&self) -> Vec<(String, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL".into(), self.endpoint.clone()),
-            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ("AWS_REGION".into(), REGION.into()),
-            ("AWS_DEFAULT_REGION".into(), REGION.into()),
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_REGION", REGION),
+            ("AWS_DEFAULT_REGION", REGION),
         ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .to_vec()
     }
 
     /// Creates the local stack's table and queues in this moto under
@@ -213,12 +194,11 @@ impl Moto {
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let taken = self
+        let watchdog = self
             .watchdog
             .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        let Some((mut child, stdin)) = taken else {
+            .unwrap_or_else(PoisonError::into_inner);
+        let Some((mut child, stdin)) = watchdog.take() else {
             return;
         };
         // EOF on the watchdog's stdin makes it kill moto and exit.
@@ -236,66 +216,32 @@ impl Drop for Moto {
     }
 }
 
-/// An SDK configuration for the moto-compatible endpoint (moto itself, or
-/// an `AwsProxy` in front of it): us-east-1 and static `testing` credentials,
+/// An SDK configuration for a moto-compatible endpoint (moto itself, or an
+/// `AwsProxy` in front of it): us-east-1 and static `testing` credentials,
 /// nothing read from the developer's profile.
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    let credentials =
+        aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(REGION))
-        .credentials_provider(aws_sdk_sqs::config::Credentials::new(
-            "testing", "testing", None, None, "devstack",
-        ))
+        .credentials_provider(credentials)
         .load()
         .await
 }
 
-fn repo_root() -> PathBuf {
-    paths::repo_root().unwrap_or_else(|| PathBuf::from("."))
-}
-
-fn moto_server_bin() -> PathBuf {
-    match std::env::var_os(MOTO_SERVER_BIN_ENV) {
-        Some(bin) => PathBuf::from(bin),
-        None => repo_root().join(".venv").join("bin").join("moto_server"),
-    }
-}
-
-/// The command that runs moto: `scripts/moto_server.py` (moto with DynamoDB
-/// writes applied atomically, as the real service does) under the venv's
-/// Python, unless `MOTO_SERVER_BIN` names another server.
-fn moto_command() -> Vec<PathBuf> {
-    let wrapper = repo_root().join("scripts").join("moto_server.py");
-    if std::env::var_os(MOTO_SERVER_BIN_ENV).is_none() && wrapper.is_file() {
-        vec![paths::venv_python(), wrapper]
-    } else {
-        vec![moto_server_bin()]
-    }
-}
-
-/// moto logs go under the repo's ignored `.devstack/` so CI can show them.
-fn log_dir() -> PathBuf {
-    match paths::repo_root() {
-        Some(root) => root.join(".devstack").join("logs"),
-        None => std::env::temp_dir().join("devstack-logs"),
-    }
-}
-
-/// True when something on `port` answers an HTTP request.
-async fn answers_http(port: u16) -> bool {
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    let attempt = async {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
-        stream
-            .write_all(b"GET /moto-api/ HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+/// True when something at `endpoint` answers an HTTP request.
+async fn answers_http(endpoint: &str) -> bool {
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build();
+    match client {
+        Ok(client) => client
+            .get(format!("{endpoint}/moto-api/"))
+            .send()
             .await
-            .ok()?;
-        let mut head = [0u8; 5];
-        stream.read_exact(&mut head).await.ok()?;
-        Some(&head == b"HTTP/")
-    };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(3), attempt).await,
-        Ok(Some(true))
-    )
+            .is_ok(),
+        Err(_) => false,
+    }
 }

@@ -1,131 +1,153 @@
-//! Locating things on disk: the repository root (the directory holding the
-//! project's `.venv`), the Cargo workspace root and target directory, and the
-//! Lambda binaries the caller has built there. Nothing here builds anything.
+//! Locating things on disk (the workspace root, where the project venv and
+//! scripts live; the target directory and the Lambda binaries the caller
+//! built there) and the small AWS-shaped values the emulations share: ids,
+//! trace headers, epoch times, free ports, log tails. Nothing here builds.
 
 use std::env;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::DevstackError;
 
 /// Environment variable that points [`workspace_binary`] at another directory
 /// (for example `target/release` for the benchmark, or a cross-build output).
 pub const BIN_DIR_ENV: &str = "DEVSTACK_BIN_DIR";
+/// The account id moto and the emulated ARNs use (moto's default, so ARNs
+/// built here and ARNs returned by moto agree).
+pub(crate) const ACCOUNT_ID: &str = "123456789012";
+/// The only region the local stack pretends to run in.
+pub(crate) const REGION: &str = "us-east-1";
 
-/// Where the search for the repository starts: the running test's package
-/// (cargo sets `CARGO_MANIFEST_DIR` for `cargo test`/`cargo run`), the current
-/// directory, then this crate's own source location as a last resort, so a
-/// binary started from anywhere inside the checkout still finds its way.
-fn start_points() -> Vec<PathBuf> {
-    let mut starts = Vec::new();
-    if let Some(dir) = env::var_os("CARGO_MANIFEST_DIR") {
-        starts.push(PathBuf::from(dir));
-    }
-    if let Ok(dir) = env::current_dir() {
-        starts.push(dir);
-    }
-    starts.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
-    starts
-}
-
-fn find_upwards(pred: impl Fn(&Path) -> bool) -> Option<PathBuf> {
-    start_points().into_iter().find_map(|start| {
+/// The Cargo workspace root: the nearest ancestor with a `[workspace]`
+/// `Cargo.toml`, searched from the running package (`CARGO_MANIFEST_DIR`,
+/// set by `cargo test`/`cargo run`), the current directory, then this
+/// crate's own source location, so a binary started from anywhere inside
+/// the checkout finds its way.
+pub fn workspace_root() -> Option<PathBuf> {
+    let starts = [
+        env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        env::current_dir().ok(),
+        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
+    ];
+    starts.into_iter().flatten().find_map(|start| {
         start
             .ancestors()
-            .find(|dir| pred(dir))
+            .find(|dir| {
+                std::fs::read_to_string(dir.join("Cargo.toml"))
+                    .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+            })
             .map(Path::to_path_buf)
     })
 }
 
-fn is_workspace_root(dir: &Path) -> bool {
-    std::fs::read_to_string(dir.join("Cargo.toml"))
-        .map(|text| text.lines().any(|line| line.trim() == "[workspace]"))
-        .unwrap_or(false)
+/// `path` under the workspace root (or the current directory).
+pub(crate) fn in_repo(path: &str) -> PathBuf {
+    workspace_root().unwrap_or_default().join(path)
 }
 
-/// The Cargo workspace root: the nearest ancestor whose `Cargo.toml` has a
-/// `[workspace]` table.
-pub fn workspace_root() -> Option<PathBuf> {
-    find_upwards(is_workspace_root)
-}
-
-/// The repository root: the nearest ancestor holding the project venv
-/// (`.venv`), falling back to the workspace root so error messages can still
-/// name the path where the venv was expected.
-pub fn repo_root() -> Option<PathBuf> {
-    find_upwards(|dir| dir.join(".venv").is_dir()).or_else(workspace_root)
-}
-
-/// The project venv's Python (where moto, `standardwebhooks` and the other
-/// Python tools are installed), or `python3` when there is no venv.
-pub fn venv_python() -> PathBuf {
-    let python = repo_root()
-        .unwrap_or_default()
-        .join(".venv")
-        .join("bin")
-        .join("python");
-    if python.is_file() {
-        python
-    } else {
-        PathBuf::from("python3")
-    }
+/// The project venv's Python (moto, `standardwebhooks`), else `python3`.
+pub(crate) fn venv_python() -> PathBuf {
+    Some(in_repo(".venv/bin/python"))
+        .filter(|p| p.is_file())
+        .unwrap_or_else(|| PathBuf::from("python3"))
 }
 
 /// The cargo target directory the current executable was built into.
 ///
 /// Test and bench executables live in `<target>/<profile>/deps`, examples in
-/// `<target>/<profile>/examples`; deriving the target directory from them
-/// honours `CARGO_TARGET_DIR` and `--target-dir` without having to know them.
+/// `<target>/<profile>/examples`; deriving the directory from them honours
+/// `CARGO_TARGET_DIR` and `--target-dir` without having to know them.
 pub fn target_dir() -> Option<PathBuf> {
-    let from_exe = env::current_exe().ok().and_then(|exe| {
-        let parent = exe.parent()?;
+    let exe = env::current_exe().ok();
+    let from_exe = exe.as_deref().and_then(Path::parent).and_then(|parent| {
         let name = parent.file_name()?.to_str()?;
-        if name == "deps" || name == "examples" {
-            Some(parent.parent()?.parent()?.to_path_buf())
-        } else {
-            None
-        }
+        matches!(name, "deps" | "examples")
+            .then(|| parent.parent()?.parent().map(Path::to_path_buf))?
     });
     from_exe
-        .or_else(|| {
-            env::var_os("CARGO_TARGET_DIR").map(|dir| {
-                let dir = PathBuf::from(dir);
-                match (dir.is_relative(), workspace_root()) {
-                    (true, Some(root)) => root.join(dir),
-                    _ => dir,
-                }
-            })
-        })
+        .or_else(|| env::var_os("CARGO_TARGET_DIR").map(|dir| in_repo("").join(dir)))
         .or_else(|| workspace_root().map(|root| root.join("target")))
 }
 
 /// Path of a workspace binary built by the caller: `$DEVSTACK_BIN_DIR/<name>`
-/// when that variable is set, else `<target dir>/debug/<name>`.
-///
-/// The path is returned even if nothing is there yet; spawning it reports a
-/// clear "build it first" error.
+/// when that variable is set, else `<target dir>/debug/<name>`. Spawning a
+/// path where nothing is yet reports a clear "build it first" error.
 pub fn workspace_binary(name: &str) -> PathBuf {
-    if let Some(dir) = env::var_os(BIN_DIR_ENV) {
-        return PathBuf::from(dir).join(name);
+    match env::var_os(BIN_DIR_ENV) {
+        Some(dir) => PathBuf::from(dir).join(name),
+        None => target_dir()
+            .unwrap_or_else(|| "target".into())
+            .join("debug")
+            .join(name),
     }
-    target_dir()
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("debug")
-        .join(name)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+/// A TCP port on 127.0.0.1 that was free a moment ago, for child processes
+/// (moto, docker-registry) that must be told their port up front. Our own
+/// listeners bind port 0 directly instead, which has no race.
+pub fn free_port() -> Result<u16, DevstackError> {
+    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
+}
 
-    #[test]
-    fn finds_the_workspace_that_contains_this_crate() {
-        let root = workspace_root().expect("inside a workspace");
-        assert!(is_workspace_root(&root));
-        assert!(Path::new(env!("CARGO_MANIFEST_DIR")).starts_with(&root));
-    }
+/// Locks `m`. No code here panics while holding a lock; if some did, the data
+/// (maps, lists, counters) is still consistent, so carry on with it.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
-    #[test]
-    fn unit_test_binary_lives_under_the_target_dir() {
-        let target = target_dir().expect("target dir");
-        let exe = env::current_exe().expect("exe");
-        assert!(exe.starts_with(&target), "{exe:?} not under {target:?}");
+/// The last `lines` lines of a log file, for error messages.
+pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(e) => format!("(cannot read {}: {e})", path.display()),
     }
+}
+
+/// Random lowercase hex of `bytes` bytes.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
+}
+
+/// A random UUID v4 string, the shape Lambda uses for request ids.
+pub(crate) fn uuid_v4() -> String {
+    let mut b: [u8; 16] = rand::random();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = format!("{:032x}", u128::from_be_bytes(b));
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// An X-Ray trace header like the one Lambda passes in
+/// `Lambda-Runtime-Trace-Id` (`Root=1-<epoch hex>-<96 bit>;Parent=…;Sampled=0`).
+pub(crate) fn trace_header() -> String {
+    let secs = epoch_millis(SystemTime::now()) / 1000;
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        random_hex(12),
+        random_hex(8)
+    )
+}
+
+/// Milliseconds since the Unix epoch (0 for times before it).
+pub(crate) fn epoch_millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -1,21 +1,25 @@
-//! A real container registry for end-to-end runs: Debian's `docker-registry`
-//! (CNCF Distribution) with notifications to a URL, OCI image layouts written
-//! on the spot (no image download), and `skopeo` pushing them. Missing tools
-//! are reported by [`find_tool`] so callers can skip with a reason.
+//! Registries for ingest to fetch manifests from. A real one for end-to-end
+//! runs: Debian's `docker-registry` (CNCF Distribution) with notifications to
+//! a URL, OCI image layouts written on the spot (no image download), and
+//! `skopeo` pushing them; missing tools are reported by [`find_tool`] so
+//! callers can skip with a reason. And a [`StubRegistry`] for exact answers:
+//! manifests served by digest, any path scripted, every request logged.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
 
-use crate::{util, DevstackError};
+use crate::paths::{self, lock};
+use crate::receiver::{Behaviour, Receiver, RecordedRequest};
+use crate::DevstackError;
 
-/// OCI media types of the layouts written here.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-/// An OCI image index (a multi-platform image).
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const OCI_LAYER: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 fn io(context: &str) -> impl FnOnce(std::io::Error) -> DevstackError + '_ {
@@ -33,11 +37,7 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
 
 /// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
-    let hex: String = Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("sha256:{hex}")
+    format!("sha256:{:x}", Sha256::digest(bytes))
 }
 
 /// A layer: its gzip bytes (a real gzip stream, so skopeo pushes it
@@ -185,7 +185,7 @@ impl Registry {
         token: &str,
     ) -> Result<Registry, DevstackError> {
         let binary = find_tool("docker-registry").ok_or_else(|| {
-            DevstackError::Tool("docker-registry (apt-get install docker-registry)".into())
+            DevstackError::Setup("docker-registry (apt-get install docker-registry)".into())
         })?;
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  \
@@ -217,7 +217,7 @@ impl Registry {
             .is_err()
         {
             if started.elapsed() > Duration::from_secs(20) {
-                return Err(DevstackError::Tool(format!(
+                return Err(DevstackError::Setup(format!(
                     "docker-registry did not listen:\n{}",
                     registry.log()
                 )));
@@ -227,26 +227,22 @@ impl Registry {
         Ok(registry)
     }
 
-    /// The port it listens on (127.0.0.1).
-    pub fn port(&self) -> u16 {
-        self.port
-    }
-
     /// The registry's log so far.
     pub fn log(&self) -> String {
-        util::log_tail(&self.work.join("registry.log"), 200)
+        paths::log_tail(&self.work.join("registry.log"), 200)
     }
 
-    /// Pushes `tag` of `layout` to `<repository>:<tag>` with `skopeo copy
-    /// --all` (an index goes with every platform, as `docker buildx` pushes).
+    /// Pushes `tag` of `layout` to `destination` (`repository:tag`) with
+    /// `skopeo copy --all` (an index goes with every platform, as `docker
+    /// buildx` pushes it).
     pub fn push(
         &self,
         layout: &OciLayout,
         tag: &str,
-        repository: &str,
+        destination: &str,
     ) -> Result<(), DevstackError> {
         let skopeo = find_tool("skopeo")
-            .ok_or_else(|| DevstackError::Tool("skopeo (apt-get install skopeo)".into()))?;
+            .ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
         let policy = self.work.join("policy.json");
         std::fs::write(
             &policy,
@@ -258,18 +254,15 @@ impl Registry {
             .arg(&policy)
             .args(["copy", "--all", "--dest-tls-verify=false"])
             .arg(format!("oci:{}:{tag}", layout.dir().display()))
-            .arg(format!(
-                "docker://127.0.0.1:{}/{repository}:{tag}",
-                self.port
-            ))
+            .arg(format!("docker://127.0.0.1:{}/{destination}", self.port))
             .env("HOME", &self.work)
             .output()
             .map_err(io("running skopeo"))?;
         if out.status.success() {
             return Ok(());
         }
-        Err(DevstackError::Tool(format!(
-            "skopeo copy {repository}:{tag} failed: {}",
+        Err(DevstackError::Setup(format!(
+            "skopeo copy {tag} to {destination} failed: {}",
             String::from_utf8_lossy(&out.stderr)
         )))
     }
@@ -279,5 +272,72 @@ impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A Distribution registry's manifest endpoint on 127.0.0.1 (a devstack
+/// [`Receiver`]): serves the manifests put into it under their digests,
+/// answers any other path as a test scripts it (`404 {}` by default), and
+/// logs every request with the credentials it presented.
+pub struct StubRegistry {
+    receiver: Receiver,
+    routes: Arc<Mutex<HashMap<String, Behaviour>>>,
+}
+
+impl StubRegistry {
+    /// Starts an empty registry.
+    pub async fn start() -> Result<StubRegistry, DevstackError> {
+        let routes: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
+        let table = routes.clone();
+        let receiver = Receiver::start(Behaviour::per_request(move |req| {
+            lock(&table).get(&req.path).cloned().unwrap_or_else(|| {
+                Behaviour::status(404)
+                    .with_header("content-type", "application/json")
+                    .with_body("{}")
+            })
+        }))
+        .await?;
+        Ok(StubRegistry { receiver, routes })
+    }
+
+    /// `http://127.0.0.1:PORT`, what ingest's `REGISTRY_URL` names.
+    pub fn base(&self) -> String {
+        self.receiver.url("").trim_end_matches('/').to_owned()
+    }
+
+    /// The manifest path of `reference` (a digest or tag) in `repository`.
+    pub fn path(repository: &str, reference: &str) -> String {
+        format!("/v2/{repository}/manifests/{reference}")
+    }
+
+    /// The manifest URL of `reference` in `repository`.
+    pub fn url(&self, repository: &str, reference: &str) -> String {
+        self.receiver.url(&Self::path(repository, reference))
+    }
+
+    /// Answers requests for `path` as `behaviour` says from now on.
+    pub fn answer(&self, path: &str, behaviour: Behaviour) {
+        lock(&self.routes).insert(path.to_owned(), behaviour);
+    }
+
+    /// Serves `manifest` as `media_type` under its digest in `repository`;
+    /// returns the digest.
+    pub fn put(&self, repository: &str, media_type: &str, manifest: Vec<u8>) -> String {
+        let digest = sha256(&manifest);
+        let served = Behaviour::ok().with_header("content-type", media_type);
+        self.answer(&Self::path(repository, &digest), served.with_body(manifest));
+        digest
+    }
+
+    /// Every request so far, in arrival order.
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.receiver.requests()
+    }
+
+    /// Each request's path and the `Authorization` it presented, in order.
+    pub fn seen(&self) -> Vec<(String, Option<String>)> {
+        let auth = |r: &RecordedRequest| r.header("authorization").map(str::to_owned);
+        let requests = self.receiver.requests().into_iter();
+        requests.map(|r| (r.path.clone(), auth(&r))).collect()
     }
 }

@@ -60,7 +60,7 @@ impl Params {
     pub fn parse(overrides: &[&str]) -> Result<Params, DevstackError> {
         let mut values = PARAMETERS.to_vec();
         for o in overrides {
-            let bad = |why: &str| DevstackError::CreateStack(format!("parameter {o:?}: {why}"));
+            let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
             let (name, value) = o
                 .split_once('=')
                 .ok_or_else(|| bad("expected Name=Value"))?;
@@ -75,12 +75,10 @@ impl Params {
         }
         let params = Params(values);
         if !(1..=1000).contains(&params.get("MaxAttempts")) {
-            return Err(DevstackError::CreateStack(
-                "MaxAttempts must be 1..=1000".into(),
-            ));
+            return Err(DevstackError::Setup("MaxAttempts must be 1..=1000".into()));
         }
         if !DELIVER_TIMEOUTS.contains(&params.get("DeliverTimeoutSeconds")) {
-            return Err(DevstackError::CreateStack(format!(
+            return Err(DevstackError::Setup(format!(
                 "DeliverTimeoutSeconds must be one of {DELIVER_TIMEOUTS:?}"
             )));
         }
@@ -183,7 +181,7 @@ pub async fn create(
 }
 
 async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), DevstackError> {
-    let failed = |what: &str, e: String| DevstackError::CreateStack(format!("{what} {name}: {e}"));
+    let failed = |what: &str, e: String| DevstackError::Setup(format!("{what} {name}: {e}"));
     let mut request = db
         .create_table()
         .table_name(name)
@@ -216,7 +214,7 @@ async fn create_queue(
     name: &str,
     attributes: Vec<(QueueAttributeName, String)>,
 ) -> Result<(String, String), DevstackError> {
-    let failed = |e: String| DevstackError::CreateStack(format!("creating queue {name}: {e}"));
+    let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
     let created = sqs
         .create_queue()
         .queue_name(name)
@@ -265,36 +263,4 @@ pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
     block(&format!("  {function}:"), 2)
         .and_then(memory)
         .or_else(|| block("Globals:", 0).and_then(memory))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn memory_size_is_the_functions_own_else_the_globals() {
-        let t = "Globals:\n  Function:\n    MemorySize: 128\nResources:\n  A:\n    Type: X\n    \
-                 Properties:\n      MemorySize: 512\n  B:\n    Type: X\n";
-        assert_eq!(template_memory_size(t, "A"), Some(512));
-        assert_eq!(template_memory_size(t, "B"), Some(128));
-        assert_eq!(template_memory_size("Resources:\n  B:\n", "B"), None);
-    }
-
-    #[test]
-    fn overrides_replace_defaults_and_bad_ones_are_refused() {
-        let p = Params::parse(&["MaxAttempts=2", "EnableRegistryEventsQueue=false"]).unwrap();
-        assert_eq!(p.get("MaxAttempts"), 2);
-        assert_eq!(p.get("DeliverTimeoutSeconds"), 60);
-        assert_eq!(p.delivery_visibility_secs(), 360);
-        assert_eq!(p.queues()[2].redrive, Some(("DeliveryDeadLetterQueue", 2)));
-        for bad in [
-            "MaxAttempts",
-            "MaxAttempts=0",
-            "DeliverTimeoutSeconds=16",
-            "Nope=1",
-            "MaxAttempts=x",
-        ] {
-            assert!(Params::parse(&[bad]).is_err(), "{bad} accepted");
-        }
-    }
 }

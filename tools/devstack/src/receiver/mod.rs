@@ -1,14 +1,14 @@
 //! Programmable local HTTP receivers standing in for webhook endpoints: a
 //! [`Receiver`] records every request exactly as received and answers it as
-//! its [`Behaviour`] says (status, delay, connection reset, redirect, or a
-//! per-request script); a [`Sink`] just counts, for benchmarks.
+//! its [`Behaviour`] says (status, delay, connection reset, or a per-request
+//! script); a [`Sink`] just counts, for benchmarks; and
+//! [`verify_standardwebhooks`], the independent check of what arrived.
 
-pub mod behaviour;
 pub mod sink;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -19,10 +19,96 @@ use hyper::Request;
 use tokio::sync::watch;
 
 use crate::http_server::{self, response, ConnInfo, Reply, ServerHandle};
+use crate::paths::lock;
 use crate::DevstackError;
 
-pub use behaviour::{Behaviour, Script};
 pub use sink::Sink;
+
+/// How a receiver treats a request.
+#[derive(Clone)]
+pub enum Behaviour {
+    /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
+    Respond {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Bytes,
+    },
+    /// Wait, then behave as the inner behaviour.
+    Delay(Duration, Box<Behaviour>),
+    /// Close the connection with a TCP reset, answering nothing.
+    Reset,
+    /// Decide per request, from the request as recorded.
+    Script(Arc<dyn Fn(&RecordedRequest) -> Behaviour + Send + Sync>),
+}
+
+impl Behaviour {
+    /// Answer `status` with an empty body.
+    pub fn status(status: u16) -> Behaviour {
+        Behaviour::Respond {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    /// `200 OK`.
+    pub fn ok() -> Behaviour {
+        Behaviour::status(200)
+    }
+
+    /// Adds a response header (only to `Respond`; others are unchanged).
+    pub fn with_header(mut self, name: &str, value: &str) -> Behaviour {
+        if let Behaviour::Respond { headers, .. } = &mut self {
+            headers.push((name.to_owned(), value.to_owned()));
+        }
+        self
+    }
+
+    /// Sets the response body (only for `Respond`).
+    pub fn with_body(mut self, new_body: impl Into<Bytes>) -> Behaviour {
+        if let Behaviour::Respond { body, .. } = &mut self {
+            *body = new_body.into();
+        }
+        self
+    }
+
+    /// Waits `delay`, then does `then`.
+    pub fn delay(delay: Duration, then: Behaviour) -> Behaviour {
+        Behaviour::Delay(delay, Box::new(then))
+    }
+
+    /// Resets the connection.
+    pub fn reset() -> Behaviour {
+        Behaviour::Reset
+    }
+
+    /// Redirects with 302 to `location`.
+    pub fn redirect(location: impl Into<String>) -> Behaviour {
+        Behaviour::status(302).with_header("location", &location.into())
+    }
+
+    /// Decides per request with `f(index)`, the index of the request among
+    /// those for the same path, e.g. "503 twice then 200":
+    /// `Behaviour::script(|i| if i < 2 { Behaviour::status(503) } else { Behaviour::ok() })`.
+    pub fn script(f: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> Behaviour {
+        Behaviour::per_request(move |req| f(req.index_for_path))
+    }
+
+    /// Decides per request from the whole request (path, headers, body).
+    pub fn per_request(
+        f: impl Fn(&RecordedRequest) -> Behaviour + Send + Sync + 'static,
+    ) -> Behaviour {
+        Behaviour::Script(Arc::new(f))
+    }
+
+    /// Shorthand script: the behaviours in order, the last one repeating.
+    pub fn sequence(steps: Vec<Behaviour>) -> Behaviour {
+        Behaviour::script(move |i| {
+            let step = steps.get(i).or_else(|| steps.last());
+            step.cloned().unwrap_or_else(Behaviour::ok)
+        })
+    }
+}
 
 /// One request as the receiver saw it.
 #[derive(Clone, Debug)]
@@ -50,10 +136,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// The first value of header `name` (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.header_all(name).first().copied()
     }
 
     /// All values of header `name` (case-insensitive), in order.
@@ -77,15 +160,10 @@ impl RecordedRequest {
 }
 
 struct State {
-    behaviour: RwLock<Behaviour>,
+    behaviour: Mutex<Behaviour>,
     requests: Mutex<Vec<RecordedRequest>>,
     per_path: Mutex<HashMap<String, usize>>,
     count: watch::Sender<usize>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // Nothing panics while holding these; the data stays usable if it did.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A recording, programmable HTTP receiver on 127.0.0.1; stopped on drop.
@@ -98,7 +176,7 @@ impl Receiver {
     /// Starts a receiver that treats every request as `behaviour` says.
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
         let state = Arc::new(State {
-            behaviour: RwLock::new(behaviour),
+            behaviour: Mutex::new(behaviour),
             requests: Mutex::new(Vec::new()),
             per_path: Mutex::new(HashMap::new()),
             count: watch::channel(0).0,
@@ -125,25 +203,12 @@ impl Receiver {
 
     /// Replaces the behaviour for requests arriving from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
-        *self
-            .state
-            .behaviour
-            .write()
-            .unwrap_or_else(PoisonError::into_inner) = behaviour;
+        *lock(&self.state.behaviour) = behaviour;
     }
 
     /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state.requests).clone()
-    }
-
-    /// The requests recorded for `path`.
-    pub fn requests_for(&self, path: &str) -> Vec<RecordedRequest> {
-        lock(&self.state.requests)
-            .iter()
-            .filter(|r| r.path == path)
-            .cloned()
-            .collect()
     }
 
     /// Number of requests recorded so far.
@@ -176,75 +241,60 @@ impl Receiver {
 async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Reply {
     let received_at = Instant::now();
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(collected) => collected.to_bytes(),
+    let Ok(body) = body.collect().await.map(|collected| collected.to_bytes()) else {
         // The client went away mid-body: there is nobody left to answer.
-        Err(_) => return Reply::Reset,
+        return Reply::Reset;
     };
     let path = parts.uri.path().to_owned();
     let target = parts
         .uri
         .path_and_query()
-        .map(|pq| pq.as_str().to_owned())
-        .unwrap_or_else(|| parts.uri.to_string());
+        .map_or(path.clone(), |pq| pq.as_str().to_owned());
     let index_for_path = {
         let mut per_path = lock(&state.per_path);
         let next = per_path.entry(path.clone()).or_insert(0);
-        let index = *next;
         *next += 1;
-        index
+        *next - 1
     };
-    let headers = parts
-        .headers
-        .iter()
-        .map(|(n, v)| {
-            (
-                n.as_str().to_owned(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
-    lock(&state.requests).push(RecordedRequest {
+    let headers = parts.headers.iter();
+    let recorded = RecordedRequest {
         method: parts.method.as_str().to_owned(),
         target,
         path,
-        headers,
+        headers: headers
+            .map(|(n, v)| {
+                (
+                    n.to_string(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
         body,
         received_at,
         index_for_path,
         peer: info.peer,
-    });
+    };
+    lock(&state.requests).push(recorded.clone());
     state.count.send_modify(|count| *count += 1);
 
-    let mut behaviour = state
-        .behaviour
-        .read()
-        .unwrap_or_else(PoisonError::into_inner)
-        .clone();
+    let mut behaviour = lock(&state.behaviour).clone();
     loop {
         behaviour = match behaviour {
-            Behaviour::Script(script) => script(index_for_path),
+            Behaviour::Script(script) => script(&recorded),
             Behaviour::Delay(delay, then) => {
                 tokio::time::sleep(delay).await;
                 *then
             }
             Behaviour::Reset => return Reply::Reset,
-            Behaviour::Redirect(location) => {
-                let mut resp = response(302, "text/plain", "");
-                match HeaderValue::from_str(&location) {
-                    Ok(value) => {
-                        resp.headers_mut().insert(http::header::LOCATION, value);
-                    }
-                    Err(_) => *resp.status_mut() = http::StatusCode::INTERNAL_SERVER_ERROR,
-                }
-                return Reply::Response(resp);
-            }
             Behaviour::Respond {
                 status,
                 headers,
                 body,
             } => {
-                let mut resp = response(status, "text/plain", body);
+                let typed = headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+                let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
                 for (name, value) in headers {
                     if let (Ok(name), Ok(value)) = (
                         HeaderName::from_bytes(name.as_bytes()),
@@ -256,5 +306,48 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Re
                 return Reply::Response(resp);
             }
         };
+    }
+}
+
+/// `Ok` when the PyPI `standardwebhooks` library (`scripts/verify_signature.py`
+/// under the project venv) verifies `body` with `headers` under `secret`
+/// (`whsec_…`), so our signer is never checked only by our own code; the
+/// library's reason otherwise.
+pub fn verify_standardwebhooks(
+    secret: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<(), DevstackError> {
+    use std::io::Write as _;
+    let script = crate::paths::in_repo("scripts/verify_signature.py");
+    let headers: serde_json::Map<String, serde_json::Value> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
+    let input = serde_json::json!({ "secret": secret, "headers": headers, "body": body });
+    let mut child = std::process::Command::new(crate::paths::venv_python())
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| {
+            DevstackError::io(
+                format!("running {} (run scripts/tools.sh)", script.display()),
+                e,
+            )
+        })?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .map_err(|e| DevstackError::io("writing to the verifier", e))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| DevstackError::io("waiting for the verifier", e))?;
+    match out.status.success() {
+        true => Ok(()),
+        false => Err(DevstackError::NotVerified(
+            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
+        )),
     }
 }

@@ -7,18 +7,18 @@
 //! `invoke()`. Like one execution environment it serves one invocation at a
 //! time: the next event is handed out only when the function polls again.
 //!
-//! Process management lives in [`process`] and the two together in [`local`].
+//! The function process and the two together ([`LocalFunction`]) live in
+//! [`process`].
 
-pub mod local;
 pub mod process;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::{HeaderValue, Method, Response};
+use http::{Method, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::Request;
@@ -26,12 +26,11 @@ use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::http_server::{self, json_response, Body, ConnInfo, Reply, ServerHandle};
-use crate::util::{self, ACCOUNT_ID, REGION};
+use crate::paths::{self, lock, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
-pub use local::LocalFunction;
-pub use process::{FunctionProcess, ProcessReport};
+pub use process::{FunctionProcess, LocalFunction, ProcessReport};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -108,18 +107,12 @@ struct Pending {
 struct Shared {
     function_arn: String,
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
+    /// Invocations handed out and not answered yet. A timed-out one stays
+    /// here, so its late answer is accepted (and the runtime carries on to
+    /// `/next`) and dropped.
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    /// Request ids that timed out: a late answer for them is accepted (so the
-    /// runtime carries on to `/next`) and dropped.
-    abandoned: Mutex<HashSet<String>>,
     first_poll: watch::Sender<Option<Instant>>,
     init_error: watch::Sender<Option<Value>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // No code here panics while holding these locks; if it did, the data
-    // (maps of channels) is still consistent, so keep going.
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A running Runtime API endpoint on 127.0.0.1; stopped on drop.
@@ -131,19 +124,13 @@ pub struct RuntimeApi {
 }
 
 impl RuntimeApi {
-    /// Starts an endpoint for a function called `devstack-function`.
-    pub async fn start() -> Result<RuntimeApi, DevstackError> {
-        Self::start_named("devstack-function").await
-    }
-
     /// Starts an endpoint whose invoked-function ARN names `function_name`.
-    pub async fn start_named(function_name: &str) -> Result<RuntimeApi, DevstackError> {
+    pub async fn start(function_name: &str) -> Result<RuntimeApi, DevstackError> {
         let (queue_tx, queue_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"),
             queue: tokio::sync::Mutex::new(queue_rx),
             in_flight: Mutex::new(HashMap::new()),
-            abandoned: Mutex::new(HashSet::new()),
             first_poll: watch::channel(None).0,
             init_error: watch::channel(None).0,
         });
@@ -165,11 +152,6 @@ impl RuntimeApi {
         self.server.addr()
     }
 
-    /// The ARN sent in `Lambda-Runtime-Invoked-Function-Arn`.
-    pub fn function_arn(&self) -> &str {
-        &self.shared.function_arn
-    }
-
     /// Changes how long an invocation waits for the function to take it.
     pub fn set_dispatch_timeout(&mut self, timeout: Duration) {
         self.dispatch_timeout = timeout;
@@ -185,14 +167,14 @@ impl RuntimeApi {
     pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
         let mut rx = self.shared.first_poll.subscribe();
         let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        match waited {
-            Ok(Ok(at)) => (*at).ok_or(DevstackError::RuntimeApiStopped),
-            Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
-            Err(_) => Err(DevstackError::Timeout {
-                what: "the function's first /next poll".into(),
-                after: timeout,
-            }),
-        }
+        let polled = waited.map_err(|_| DevstackError::Timeout {
+            what: "the function's first /next poll".into(),
+            after: timeout,
+        })?;
+        polled
+            .ok()
+            .and_then(|at| *at)
+            .ok_or(DevstackError::RuntimeApiStopped)
     }
 
     /// The document the function posted to `/init/error`, if it did.
@@ -210,7 +192,7 @@ impl RuntimeApi {
         event: Value,
         timeout: Duration,
     ) -> Result<Invocation, DevstackError> {
-        let request_id = util::uuid_v4();
+        let request_id = paths::uuid_v4();
         let (dispatched_tx, dispatched_rx) = oneshot::channel();
         let (done_tx, mut done_rx) = oneshot::channel();
         let enqueued_at = Instant::now();
@@ -260,10 +242,7 @@ impl RuntimeApi {
             Ok(Ok(outcome)) => Ok(finished(request_id, outcome, false)),
             Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
             Err(_) => {
-                let was_pending = lock(&self.shared.in_flight).remove(&request_id).is_some();
-                if was_pending {
-                    lock(&self.shared.abandoned).insert(request_id.clone());
-                } else if let Ok(outcome) = done_rx.try_recv() {
+                if let Ok(outcome) = done_rx.try_recv() {
                     // The answer raced the deadline and won by a hair: keep it.
                     return Ok(finished(request_id, outcome, false));
                 }
@@ -281,105 +260,77 @@ impl RuntimeApi {
 }
 
 async fn handle(shared: Arc<Shared>, req: Request<Incoming>, _info: ConnInfo) -> Reply {
-    let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let error_type = req
-        .headers()
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let Some(route) = path.strip_prefix(PREFIX) else {
-        return Reply::Response(not_found(&path));
-    };
-    let segments: Vec<&str> = route.split('/').collect();
-    let resp = match (method, segments.as_slice()) {
-        (Method::GET, ["invocation", "next"]) => next(&shared).await,
-        (Method::POST, ["invocation", id, "response"]) => match read_body(req).await {
-            Ok(body) => complete(&shared, id, Outcome::Ok(parse_response(&body))),
-            Err(resp) => resp,
-        },
-        (Method::POST, ["invocation", id, "error"]) => match read_body(req).await {
-            Ok(body) => complete(
-                &shared,
-                id,
-                Outcome::FunctionError(parse_error(&body, error_type)),
-            ),
-            Err(resp) => resp,
-        },
-        (Method::POST, ["init", "error"]) => match read_body(req).await {
-            Ok(body) => {
-                let doc = parse_error(&body, error_type);
-                shared.init_error.send_replace(Some(doc));
-                accepted()
-            }
-            Err(resp) => resp,
-        },
-        _ => not_found(&path),
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path();
+    let header = parts.headers.get("lambda-runtime-function-error-type");
+    let error_type = header.and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
+    // Only POSTs carry a body; a broken one reads as empty, which the
+    // waiting invoke() then reports.
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
+    let segments: Vec<&str> = path.strip_prefix(PREFIX).unwrap_or("").split('/').collect();
+    let resp = match (&parts.method, segments.as_slice()) {
+        (&Method::GET, ["invocation", "next"]) => next(&shared).await,
+        (&Method::POST, ["invocation", id, "response"]) => {
+            // JSON for every handler we run; anything else is kept as a
+            // string so a test can still see what came back.
+            let value = serde_json::from_slice(&body)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            complete(&shared, id, Outcome::Ok(value))
+        }
+        (&Method::POST, ["invocation", id, "error"]) => complete(
+            &shared,
+            id,
+            Outcome::FunctionError(error_doc(&body, error_type)),
+        ),
+        (&Method::POST, ["init", "error"]) => {
+            shared
+                .init_error
+                .send_replace(Some(error_doc(&body, error_type)));
+            accepted()
+        }
+        _ => json_response(
+            404,
+            &json!({"errorType": "NotFound", "errorMessage": format!("no such Runtime API route: {path}")}),
+        ),
     };
     Reply::Response(resp)
 }
 
 /// `GET /next`: long-polls the queue and hands out the next live invocation.
 async fn next(shared: &Shared) -> Response<Body> {
-    shared.first_poll.send_if_modified(|first| {
-        if first.is_none() {
-            *first = Some(Instant::now());
-            true
-        } else {
-            false
-        }
-    });
+    if shared.first_poll.borrow().is_none() {
+        shared.first_poll.send_replace(Some(Instant::now()));
+    }
     // Only the function's single runtime loop polls; the lock serialises any
     // stray second poller instead of splitting the FIFO between them.
     let mut queue = shared.queue.lock().await;
-    loop {
-        let Some(pending) = queue.recv().await else {
-            // The RuntimeApi was dropped: make the runtime loop fail and exit.
-            return json_response(
-                500,
-                &json!({"errorType": "ServiceException", "errorMessage": "devstack Runtime API stopped"}),
-            );
-        };
-        let Pending {
-            request_id,
-            event,
-            timeout,
-            dispatched,
-            done,
-        } = pending;
-        if done.is_closed() {
+    // None: the RuntimeApi was dropped; the 500 makes the runtime loop exit.
+    while let Some(pending) = queue.recv().await {
+        let deadline_ms = paths::epoch_millis(SystemTime::now() + pending.timeout);
+        if pending.dispatched.send(Instant::now()).is_err() {
+            // The caller gave up waiting (NotPolled): skip the stale event.
             continue;
         }
-        lock(&shared.in_flight).insert(request_id.clone(), done);
-        let now = Instant::now();
-        let deadline_ms = util::epoch_millis(SystemTime::now() + timeout);
-        if dispatched.send(now).is_err() {
-            // The caller stopped waiting between our checks; skip the event.
-            lock(&shared.in_flight).remove(&request_id);
-            continue;
-        }
-        let mut resp = Response::new(Full::new(event));
-        let headers = resp.headers_mut();
-        headers.insert(
-            http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
-        let pairs = [
-            ("lambda-runtime-aws-request-id", request_id),
-            ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
-            (
-                "lambda-runtime-invoked-function-arn",
-                shared.function_arn.clone(),
-            ),
-            ("lambda-runtime-trace-id", util::trace_header()),
-        ];
-        for (name, value) in pairs {
-            if let Ok(value) = HeaderValue::from_str(&value) {
-                headers.insert(name, value);
-            }
-        }
-        return resp;
+        let id = pending.request_id;
+        lock(&shared.in_flight).insert(id.clone(), pending.done);
+        let resp = Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header("lambda-runtime-aws-request-id", &id)
+            .header("lambda-runtime-deadline-ms", deadline_ms)
+            .header("lambda-runtime-invoked-function-arn", &shared.function_arn)
+            .header("lambda-runtime-trace-id", paths::trace_header())
+            .body(Full::new(pending.event));
+        return resp
+            .unwrap_or_else(|e| json_response(500, &json!({"errorMessage": e.to_string()})));
     }
+    json_response(
+        500,
+        &json!({"errorType": "ServiceException", "errorMessage": "devstack Runtime API stopped"}),
+    )
 }
 
 /// Delivers the function's answer to the waiting `invoke()`.
@@ -387,11 +338,10 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
     let waiter = lock(&shared.in_flight).remove(id);
     match waiter {
         Some(done) => {
-            // A dropped receiver means invoke() was cancelled; nothing to do.
+            // A dropped receiver: invoke() timed out or was cancelled; drop the answer.
             let _ = done.send(outcome);
             accepted()
         }
-        None if lock(&shared.abandoned).remove(id) => accepted(),
         None => json_response(
             400,
             &json!({"errorType": "InvalidRequestID", "errorMessage": format!("unknown request id {id}")}),
@@ -399,65 +349,14 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
     }
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-    match req.into_body().collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) => Err(json_response(
-            400,
-            &json!({"errorType": "InvalidRequest", "errorMessage": e.to_string()}),
-        )),
-    }
-}
-
-/// A response body is JSON for every handler we run; anything else is kept
-/// as a string so a test can still see what came back.
-fn parse_response(body: &[u8]) -> Value {
-    serde_json::from_slice(body)
-        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(body).into_owned()))
-}
-
 /// An error body is normally `{"errorType","errorMessage"}`; a non-JSON one
 /// is wrapped in that shape using the error-type header.
-fn parse_error(body: &[u8], error_type: Option<String>) -> Value {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(doc) => doc,
-        Err(_) => json!({
-            "errorType": error_type.unwrap_or_else(|| "Unhandled".into()),
-            "errorMessage": String::from_utf8_lossy(body),
-        }),
-    }
+fn error_doc(body: &[u8], error_type: &str) -> Value {
+    serde_json::from_slice(body).unwrap_or_else(
+        |_| json!({"errorType": error_type, "errorMessage": String::from_utf8_lossy(body)}),
+    )
 }
 
 fn accepted() -> Response<Body> {
     json_response(202, &json!({"status": "OK"}))
-}
-
-fn not_found(path: &str) -> Response<Body> {
-    json_response(
-        404,
-        &json!({"errorType": "NotFound", "errorMessage": format!("no such Runtime API route: {path}")}),
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn non_json_response_is_kept_as_a_string() {
-        assert_eq!(parse_response(br#"{"a":1}"#), json!({"a": 1}));
-        assert_eq!(parse_response(b"plain text"), json!("plain text"));
-    }
-
-    #[test]
-    fn non_json_error_is_wrapped_with_the_header_type() {
-        assert_eq!(
-            parse_error(b"boom", Some("Runtime.ExitError".into())),
-            json!({"errorType": "Runtime.ExitError", "errorMessage": "boom"})
-        );
-        assert_eq!(
-            parse_error(br#"{"errorMessage":"x"}"#, None),
-            json!({"errorMessage": "x"})
-        );
-    }
 }

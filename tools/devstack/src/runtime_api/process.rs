@@ -1,19 +1,28 @@
-//! Running a Lambda binary as a child process wired to a [`RuntimeApi`]: the
-//! environment Lambda would give it, its output appended to a log file, its
-//! memory high-water mark, and killing it when the handle is dropped.
+//! A Lambda function running locally: a binary spawned as a child process
+//! with the environment Lambda would give it, polling its own [`RuntimeApi`]
+//! (one execution environment), its output appended to a log file, its
+//! memory high-water mark read from `/proc`, and killed when dropped.
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::sync::{Mutex, PoisonError};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
+use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use super::RuntimeApi;
-use crate::util::{self, REGION};
+use super::{Invocation, RuntimeApi};
+use crate::invoker::Invoker;
+use crate::paths::{self, lock, REGION};
 use crate::DevstackError;
+
+/// Lambda's default is 3 s; our functions are configured longer, and debug
+/// builds are slow, so local invocations default to 30 s.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a waiting invoke checks that the process is still alive.
+const LIVENESS_POLL: Duration = Duration::from_millis(50);
 
 /// What a stopped process left behind.
 #[derive(Clone, Debug)]
@@ -24,22 +33,20 @@ pub struct ProcessReport {
     pub status: Option<ExitStatus>,
 }
 
-/// A Lambda binary running locally against a Runtime API; killed on drop.
+/// A Lambda binary running against a Runtime API; killed on drop.
 pub struct FunctionProcess {
     child: Mutex<Child>,
     pid: u32,
     spawned_at: Instant,
-    name: String,
     log_path: PathBuf,
 }
 
 impl FunctionProcess {
     /// Starts `binary` with the Lambda environment pointing at `api`.
-    ///
     /// Inherited `AWS_*` variables are removed first so the developer's own
-    /// credentials or profile never leak into a local function; then come the
-    /// Lambda defaults, then `env`, which wins over both. stdout and stderr
-    /// are appended to `log_path` (its directory is created).
+    /// credentials or profile never leak into a local function; then come
+    /// the Lambda defaults, then `env`, which wins over both. stdout and
+    /// stderr are appended to `log_path` (its directory is created).
     pub fn spawn(
         binary: &Path,
         api: &RuntimeApi,
@@ -49,16 +56,10 @@ impl FunctionProcess {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));
         }
-        let name = binary
-            .file_stem()
-            .and_then(|s| s.to_str())
-            .unwrap_or("function")
-            .to_owned();
         let log = open_log(log_path, binary)?;
         let log_err = log
             .try_clone()
             .map_err(|e| DevstackError::io(format!("duplicating log {}", log_path.display()), e))?;
-
         let mut cmd = Command::new(binary);
         for (key, _) in std::env::vars_os() {
             if key
@@ -68,13 +69,9 @@ impl FunctionProcess {
                 cmd.env_remove(&key);
             }
         }
-        for (key, value) in lambda_env(&name, api) {
-            cmd.env(key, value);
-        }
-        for (key, value) in env {
-            cmd.env(key, value);
-        }
-        cmd.stdin(Stdio::null())
+        cmd.envs(lambda_env(&stem(binary), api))
+            .envs(env.iter().cloned())
+            .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
@@ -82,21 +79,13 @@ impl FunctionProcess {
         let child = cmd
             .spawn()
             .map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
-        // id() is None only once the child has been reaped, which cannot
-        // have happened yet.
-        let pid = child.id().unwrap_or(0);
         Ok(FunctionProcess {
+            // None only once the child has been reaped, which cannot have happened yet.
+            pid: child.id().unwrap_or(0),
             child: Mutex::new(child),
-            pid,
             spawned_at,
-            name,
             log_path: log_path.to_path_buf(),
         })
-    }
-
-    /// The OS process id.
-    pub fn pid(&self) -> u32 {
-        self.pid
     }
 
     /// The instant just before the process was spawned; with
@@ -105,59 +94,113 @@ impl FunctionProcess {
         self.spawned_at
     }
 
-    /// The function name (the binary's file stem).
-    pub fn function_name(&self) -> &str {
-        &self.name
-    }
-
-    /// Where the process output goes.
-    pub fn log_path(&self) -> &Path {
-        &self.log_path
-    }
-
     /// The last `lines` lines of the log.
     pub fn log_tail(&self, lines: usize) -> String {
-        util::log_tail(&self.log_path, lines)
-    }
-
-    /// Peak resident set size in KiB (`VmHWM` of `/proc/<pid>/status`);
-    /// `None` once the process is gone. Read it before dropping the handle.
-    pub fn peak_rss_kib(&self) -> Option<u64> {
-        proc_status_kib(self.pid, "VmHWM:")
-    }
-
-    /// Current resident set size in KiB (`VmRSS`).
-    pub fn rss_kib(&self) -> Option<u64> {
-        proc_status_kib(self.pid, "VmRSS:")
+        paths::log_tail(&self.log_path, lines)
     }
 
     /// The exit status if the process has ended, without waiting.
     pub fn try_exit_status(&self) -> Result<Option<ExitStatus>, DevstackError> {
-        let mut child = self.child.lock().unwrap_or_else(PoisonError::into_inner);
-        child
+        lock(&self.child)
             .try_wait()
             .map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
     }
+}
 
-    /// Reads the peak RSS, kills the process and waits for it to end.
+/// A function binary and its Runtime API; the process is killed on drop.
+pub struct LocalFunction {
+    // Field order matters for drop: kill the process before the API goes away,
+    // so the function never sees its Runtime API vanish mid-request.
+    process: FunctionProcess,
+    api: RuntimeApi,
+    timeout: Duration,
+}
+
+impl LocalFunction {
+    /// Starts a Runtime API named after the binary's file stem and the binary
+    /// against it. `env` is added to (and overrides) the Lambda environment.
+    pub async fn start(
+        binary: &Path,
+        env: &[(String, String)],
+        log_path: &Path,
+    ) -> Result<LocalFunction, DevstackError> {
+        let api = RuntimeApi::start(&stem(binary)).await?;
+        let process = FunctionProcess::spawn(binary, &api, env, log_path)?;
+        Ok(LocalFunction {
+            process,
+            api,
+            timeout: DEFAULT_TIMEOUT,
+        })
+    }
+
+    /// Sets the timeout used when invoked through [`Invoker`] (Function URL,
+    /// event source mapping).
+    pub fn with_timeout(mut self, timeout: Duration) -> LocalFunction {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The Runtime API the process polls.
+    pub fn api(&self) -> &RuntimeApi {
+        &self.api
+    }
+
+    /// The running process.
+    pub fn process(&self) -> &FunctionProcess {
+        &self.process
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.process.pid
+    }
+
+    /// Peak resident set size in KiB (`VmHWM` of `/proc/<pid>/status`);
+    /// `None` once the process is gone.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+        line.split_whitespace().next()?.parse().ok()
+    }
+
+    /// Invokes the function with `event`; like [`RuntimeApi::invoke`], but a
+    /// process that exits while the invocation is outstanding fails it
+    /// promptly with [`DevstackError::ProcessExited`] (and its log tail)
+    /// instead of waiting out the timeout.
+    pub async fn invoke(
+        &self,
+        event: Value,
+        timeout: Duration,
+    ) -> Result<Invocation, DevstackError> {
+        let invocation = self.api.invoke(event, timeout);
+        tokio::pin!(invocation);
+        let mut ticker = tokio::time::interval(LIVENESS_POLL);
+        loop {
+            tokio::select! {
+                biased;
+                result = &mut invocation => return result,
+                _ = ticker.tick() => {
+                    if let Some(status) = self.process.try_exit_status()? {
+                        return Err(DevstackError::ProcessExited {
+                            status: status.to_string(),
+                            log_tail: self.process.log_tail(40),
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the peak RSS, kills the process (Lambda freezes or kills
+    /// environments without a graceful signal; SIGKILL is the faithful
+    /// equivalent) and waits for it to end.
     pub async fn stop(self) -> Result<ProcessReport, DevstackError> {
         let peak_rss_kib = self.peak_rss_kib();
-        let mut child = self
-            .child
+        let mut child = (self.process.child)
             .into_inner()
             .unwrap_or_else(PoisonError::into_inner);
-        if child
-            .try_wait()
-            .map_err(|e| DevstackError::io("checking the function process", e))?
-            .is_none()
-        {
-            // Lambda freezes/kills environments without a graceful signal;
-            // a SIGKILL is the faithful equivalent.
-            child
-                .kill()
-                .await
-                .map_err(|e| DevstackError::io("killing the function process", e))?;
-        }
+        // kill() on an already ended child is a no-op that still reaps it.
+        let _ = child.start_kill();
         let status = child
             .wait()
             .await
@@ -169,19 +212,25 @@ impl FunctionProcess {
     }
 }
 
+impl Invoker for LocalFunction {
+    async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
+        self.invoke(event, self.timeout).await
+    }
+}
+
+fn stem(binary: &Path) -> String {
+    let stem = binary.file_stem().and_then(|s| s.to_str());
+    stem.unwrap_or("function").to_owned()
+}
+
 /// The variables the Lambda service sets for a function (those
 /// `lambda_runtime` requires, plus region and dummy credentials that an
 /// explicit `env` entry overrides).
-fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(String, String)> {
+fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
     let date = time::OffsetDateTime::now_utc().date();
-    let stream = format!(
-        "{:04}/{:02}/{:02}/[$LATEST]{}",
-        date.year(),
-        u8::from(date.month()),
-        date.day(),
-        util::random_hex(16)
-    );
-    [
+    let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
+    let stream = format!("{y:04}/{m:02}/{d:02}/[$LATEST]{}", paths::random_hex(16));
+    vec![
         ("AWS_LAMBDA_RUNTIME_API", api.addr().to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
         ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
@@ -194,58 +243,24 @@ fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(String, String)> {
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
     ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect()
 }
 
+/// Opens `log_path` for appending, with a banner showing where this run starts.
 fn open_log(log_path: &Path, binary: &Path) -> Result<std::fs::File, DevstackError> {
+    let failed = |e| DevstackError::io(format!("opening log {}", log_path.display()), e);
     if let Some(dir) = log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| {
-            DevstackError::io(format!("creating log directory {}", dir.display()), e)
-        })?;
+        std::fs::create_dir_all(dir).map_err(failed)?;
     }
     let mut log = OpenOptions::new()
         .create(true)
         .append(true)
         .open(log_path)
-        .map_err(|e| DevstackError::io(format!("opening log {}", log_path.display()), e))?;
-    // Logs are appended across runs; a banner shows where each run starts.
-    let stamp = util::epoch_millis(std::time::SystemTime::now());
-    writeln!(
-        log,
+        .map_err(failed)?;
+    let stamp = paths::epoch_millis(SystemTime::now());
+    let banner = format!(
         "=== devstack: starting {} (epoch ms {stamp}) ===",
         binary.display()
-    )
-    .map_err(|e| DevstackError::io(format!("writing log {}", log_path.display()), e))?;
+    );
+    writeln!(log, "{banner}").map_err(failed)?;
     Ok(log)
-}
-
-fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    parse_status_kib(&status, field)
-}
-
-fn parse_status_kib(status: &str, field: &str) -> Option<u64> {
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line[field.len()..].split_whitespace().next()?.parse().ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_vmhwm_from_proc_status() {
-        let status = "Name:\tx\nVmPeak:\t  10000 kB\nVmHWM:\t    4321 kB\nVmRSS:\t 4000 kB\n";
-        assert_eq!(parse_status_kib(status, "VmHWM:"), Some(4321));
-        assert_eq!(parse_status_kib(status, "VmRSS:"), Some(4000));
-        assert_eq!(parse_status_kib(status, "VmSwap:"), None);
-    }
-
-    #[test]
-    fn own_process_has_a_peak_rss() {
-        let kib = proc_status_kib(std::process::id(), "VmHWM:").expect("linux /proc");
-        assert!(kib > 100, "{kib}");
-    }
 }
