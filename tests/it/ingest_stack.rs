@@ -459,11 +459,11 @@ async fn a_hot_repository_takes_concurrent_pushes_without_5xx_or_lost_counts() {
     const PUSHES: usize = 200;
     const BASE: u64 = 1_000;
     let stack = Stack::new("ingest-hot").await;
-    let registry = StubRegistry::start().await;
+    let registry = StubRegistry::start().await.unwrap();
     hook(&stack, "alice/hot").await;
     let mut env = stack.function_env();
     env.push(("INGEST_TOKEN".into(), TOKEN.into()));
-    env.push(("REGISTRY_URL".into(), registry.base.clone()));
+    env.push(("REGISTRY_URL".into(), registry.base()));
     let mut functions = Vec::new();
     for i in 0..ENVIRONMENTS {
         let log = repo_root()
@@ -479,7 +479,7 @@ async fn a_hot_repository_takes_concurrent_pushes_without_5xx_or_lost_counts() {
     let mut bodies = Vec::new();
     for p in 0..PUSHES {
         let own = layer(&format!("hot-{p}"), p as u64 + 1);
-        let digest = registry.put_image("alice/hot", &[layer("hot-base", BASE), own]);
+        let digest = support::put_image(&registry, "alice/hot", &[layer("hot-base", BASE), own]);
         let url = registry.url("alice/hot", &digest);
         bodies.push(envelope(
             &format!("hot-{p}"),
