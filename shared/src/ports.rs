@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use crate::domain::{
     BatchOutcome, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord, RepositoryName, WebhookUrl,
 };
+use crate::webhook::{CustomHeaders, PayloadFormat};
 
 /// A store failure, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +50,15 @@ pub struct LayerSize {
     pub size: u64,
 }
 
+/// What a settings `PUT` sets: the URL, the format, and the custom headers
+/// (`None` keeps the stored ones, `Some` replaces them, empty clears them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUpdate {
+    pub url: WebhookUrl,
+    pub format: PayloadFormat,
+    pub headers: Option<CustomHeaders>,
+}
+
 /// Where repositories' webhooks, failure counts and sizes live.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
@@ -70,6 +80,23 @@ pub trait WebhookStore: Send + Sync {
         url: &WebhookUrl,
         now: &str,
     ) -> Result<RepoRecord, StoreError>;
+
+    /// Like [`WebhookStore::put_url`], also setting the format and (when
+    /// given) the custom headers. Stores that keep neither accept only the
+    /// plain `alin` update that keeps the headers.
+    async fn put_webhook(
+        &self,
+        repo: &RepositoryName,
+        update: &WebhookUpdate,
+        now: &str,
+    ) -> Result<RepoRecord, StoreError> {
+        if update.format != PayloadFormat::Alin || update.headers.is_some() {
+            return Err(StoreError::Permanent(
+                "this store keeps no payload formats or custom headers".into(),
+            ));
+        }
+        self.put_url(repo, &update.url, now).await
+    }
 
     /// Removes the webhook (the repository size stays). `false` if none.
     async fn delete(&self, repo: &RepositoryName) -> Result<bool, StoreError>;

@@ -17,6 +17,7 @@ mod devstack_function_url;
 mod devstack_moto;
 mod devstack_receiver;
 mod devstack_runtime_api;
+mod formats;
 mod ingest_registry;
 mod ingest_stack;
 mod ingest_support;

@@ -1049,3 +1049,146 @@ async fn a_url_accepted_at_set_time_is_refused_at_delivery_when_it_resolves_insi
     );
     assert_error(&app_now.put("alice/app", &url).await, 400, "loopback");
 }
+
+async fn put_json(app: &App, name: &str, body: Value) -> HttpResponse {
+    let path = format!("/repositories/{name}/webhook");
+    app.call("PUT", &path, Some(&body.to_string())).await
+}
+
+/// GIVEN a PUT with a format and custom headers
+/// THEN the record keeps both, the answer shows the format and the header
+/// names only, a PUT without "headers" keeps them (the format defaults to
+/// alin again), and `"headers": {}` clears them.
+#[tokio::test]
+async fn formats_and_write_only_headers_are_kept_and_cleared() {
+    let app = app();
+    let url = "https://ci.example.com/hook";
+    let r = put_json(
+        &app,
+        "alice/app",
+        json!({"url": url, "format": "github-dispatch",
+               "headers": {"Authorization": "Bearer s3cr3t-token", "X-Team": "blue"}}),
+    )
+    .await;
+    assert_eq!(r.status_code, 200, "{:?}", r.body);
+    let body = r.body.clone().unwrap();
+    assert!(!body.contains("s3cr3t-token"), "{body}");
+    let config = r.body_json();
+    assert_eq!(config["format"], "github-dispatch");
+    assert_eq!(config["headers"], json!(["Authorization", "X-Team"]));
+    let w = app.record("alice/app").await.unwrap().webhook.unwrap();
+    assert_eq!(
+        w.headers.iter().collect::<Vec<_>>(),
+        [("Authorization", "Bearer s3cr3t-token"), ("X-Team", "blue")]
+    );
+    let got = app
+        .call("GET", "/repositories/alice/app/webhook", None)
+        .await;
+    assert!(!got.body.clone().unwrap().contains("s3cr3t-token"));
+    assert_eq!(
+        got.body_json()["headers"],
+        json!(["Authorization", "X-Team"])
+    );
+
+    // A new URL without "headers" keeps them; no "format" means alin.
+    let r = app.put("alice/app", "https://other.example.com/hook").await;
+    assert_eq!(r.body_json()["format"], "alin");
+    assert_eq!(r.body_json()["headers"], json!(["Authorization", "X-Team"]));
+
+    let r = put_json(&app, "alice/app", json!({"url": url, "headers": {}})).await;
+    assert_eq!(r.body_json()["headers"], json!([]));
+    assert!(app
+        .record("alice/app")
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .headers
+        .is_empty());
+}
+
+/// Every refusal is a 400 naming the rule and the header, never its value.
+#[tokio::test]
+async fn bad_formats_and_headers_are_400_without_the_value() {
+    let app = app();
+    let url = "https://ci.example.com/hook";
+    let r = put_json(&app, "alice/app", json!({"url": url, "format": "xml"})).await;
+    assert_error(&r, 400, "\"alin\", \"github-dispatch\", \"cloudevents\"");
+    let r = put_json(&app, "alice/app", json!({"url": url, "format": 1})).await;
+    assert_error(&r, 400, "\"format\" must be one of");
+    let r = put_json(&app, "alice/app", json!({"url": url, "headers": ["a"]})).await;
+    assert_error(&r, 400, "\"headers\" must be an object");
+    let cases = [
+        (
+            json!({"Host": "s3cr3t"}),
+            "alin",
+            "Host is set by the service",
+        ),
+        (
+            json!({"webhook-signature": "s3cr3t"}),
+            "alin",
+            "set by the service",
+        ),
+        (
+            json!({"X-Alin-Webhook": "s3cr3t"}),
+            "alin",
+            "set by the service",
+        ),
+        (
+            json!({"accept": "s3cr3t"}),
+            "github-dispatch",
+            "set by the github-dispatch format",
+        ),
+        (
+            json!({"X-A": "s3cr3t\r\nX-B: y"}),
+            "alin",
+            "control character",
+        ),
+        (json!({"X-A": 5}), "alin", "must be a string"),
+        (
+            json!({"bad name": "s3cr3t"}),
+            "alin",
+            "not a valid HTTP header name",
+        ),
+        (
+            json!({"X-A": "s3cr3t".repeat(400)}),
+            "alin",
+            "longer than 2048 bytes",
+        ),
+    ];
+    for (headers, format, why) in cases {
+        let r = put_json(
+            &app,
+            "alice/app",
+            json!({"url": url, "format": format, "headers": headers}),
+        )
+        .await;
+        assert_error(&r, 400, why);
+        assert!(!error_of(&r).contains("s3cr3t"), "{}", error_of(&r));
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..11).map(|i| (format!("X-{i}"), json!("v"))).collect();
+    let r = put_json(&app, "alice/app", json!({"url": url, "headers": many})).await;
+    assert_error(&r, 400, "at most 10 custom headers");
+    assert!(
+        app.record("alice/app").await.is_none(),
+        "nothing was stored"
+    );
+
+    // An Accept kept from an alin webhook cannot ride into github-dispatch.
+    let r = put_json(
+        &app,
+        "alice/app",
+        json!({"url": url, "headers": {"Accept": "text/plain"}}),
+    )
+    .await;
+    assert_eq!(r.status_code, 200);
+    let r = put_json(
+        &app,
+        "alice/app",
+        json!({"url": url, "format": "github-dispatch"}),
+    )
+    .await;
+    assert_error(&r, 400, "Accept is set by the github-dispatch format");
+    assert!(!error_of(&r).contains("text/plain"));
+}

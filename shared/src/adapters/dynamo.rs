@@ -18,8 +18,8 @@ use crate::domain::{
     BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName,
     WebhookConfig, WebhookUrl,
 };
-use crate::ports::{LayerSize, StoreError, WebhookStore};
-use crate::webhook::signing::WebhookSecret;
+use crate::ports::{LayerSize, StoreError, WebhookStore, WebhookUpdate};
+use crate::webhook::{CustomHeaders, PayloadFormat, WebhookSecret};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -143,9 +143,16 @@ impl DynamoStore {
         if let Some(c) = condition {
             req = req.condition_expression(c);
         }
-        // `url` is a DynamoDB reserved word.
-        if update.contains("#url_attr") || condition.is_some_and(|c| c.contains("#url_attr")) {
-            req = req.expression_attribute_names("#url_attr", "url");
+        // `url` and `format` are DynamoDB reserved words; `headers` is
+        // aliased alike so no future reserved word can break the write.
+        for (alias, name) in [
+            ("#url_attr", "url"),
+            ("#fmt_attr", "format"),
+            ("#hdr_attr", "headers"),
+        ] {
+            if update.contains(alias) || condition.is_some_and(|c| c.contains(alias)) {
+                req = req.expression_attribute_names(alias, name);
+            }
         }
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
@@ -358,6 +365,19 @@ fn record_from_item(repo: &RepositoryName, item: &Item) -> Result<RepoRecord, St
             })?;
             let last_delivery = text(item, "last_delivery")
                 .and_then(|j| serde_json::from_str::<LastDelivery>(&j).ok());
+            // Records written before formats and headers existed are `alin`
+            // without headers.
+            let format = match text(item, "format") {
+                None => PayloadFormat::Alin,
+                Some(f) => PayloadFormat::parse(&f).map_err(|_| {
+                    StoreError::Permanent(format!("stored payload format for {repo} is unknown"))
+                })?,
+            };
+            let headers = match text(item, "headers") {
+                None => CustomHeaders::default(),
+                Some(h) => CustomHeaders::from_stored(&h)
+                    .map_err(|why| StoreError::Permanent(format!("{why} ({repo})")))?,
+            };
             Some(WebhookConfig {
                 url,
                 secret,
@@ -369,6 +389,8 @@ fn record_from_item(repo: &RepositoryName, item: &Item) -> Result<RepoRecord, St
                 created_at: text(item, "created_at").unwrap_or_default(),
                 updated_at: text(item, "updated_at").unwrap_or_default(),
                 url_version: num(item, "url_version"),
+                format,
+                headers,
             })
         }
     };
@@ -428,27 +450,49 @@ impl WebhookStore for DynamoStore {
         url: &WebhookUrl,
         now: &str,
     ) -> Result<RepoRecord, StoreError> {
+        let update = WebhookUpdate {
+            url: url.clone(),
+            format: PayloadFormat::Alin,
+            headers: None,
+        };
+        self.put_webhook(repo, &update, now).await
+    }
+
+    async fn put_webhook(
+        &self,
+        repo: &RepositoryName,
+        update: &WebhookUpdate,
+        now: &str,
+    ) -> Result<RepoRecord, StoreError> {
         let secret = WebhookSecret::generate();
+        let mut values = vec![
+            (":u", s(update.url.as_str())),
+            (":t", AttributeValue::Bool(true)),
+            (":zero", n(0)),
+            (":one", n(1)),
+            (":now", s(now)),
+            (":s", s(secret.expose())),
+            (":r", s(repo.as_str())),
+            (":fmt", s(update.format.as_str())),
+        ];
+        // Headers: absent keeps them, empty removes them, else replaced.
+        let (set_headers, remove_headers) = match &update.headers {
+            None => ("", ""),
+            Some(h) if h.is_empty() => ("", ", #hdr_attr"),
+            Some(h) => {
+                values.push((":h", s(h.to_stored())));
+                (", #hdr_attr = :h", "")
+            }
+        };
+        let expression = format!(
+            "SET #url_attr = :u, enabled = :t, consecutive_failures = :zero, updated_at = :now, \
+             created_at = if_not_exists(created_at, :now), secret = if_not_exists(secret, :s), \
+             repository = :r, url_version = if_not_exists(url_version, :zero) + :one, \
+             repository_size = if_not_exists(repository_size, :zero), #fmt_attr = :fmt{set_headers} \
+             REMOVE disabled_at, disabled_reason{remove_headers}"
+        );
         let res = self
-            .update_repo(
-                repo,
-                "SET #url_attr = :u, enabled = :t, consecutive_failures = :zero, updated_at = :now, \
-                 created_at = if_not_exists(created_at, :now), secret = if_not_exists(secret, :s), \
-                 repository = :r, url_version = if_not_exists(url_version, :zero) + :one, \
-                 repository_size = if_not_exists(repository_size, :zero) \
-                 REMOVE disabled_at, disabled_reason",
-                None,
-                vec![
-                    (":u", s(url.as_str())),
-                    (":t", AttributeValue::Bool(true)),
-                    (":zero", n(0)),
-                    (":one", n(1)),
-                    (":now", s(now)),
-                    (":s", s(secret.expose())),
-                    (":r", s(repo.as_str())),
-                ],
-                ReturnValue::AllNew,
-            )
+            .update_repo(repo, &expression, None, values, ReturnValue::AllNew)
             .await?;
         let item = res
             .map_err(|_| {
@@ -465,7 +509,7 @@ impl WebhookStore for DynamoStore {
             .update_repo(
                 repo,
                 "REMOVE #url_attr, secret, enabled, consecutive_failures, disabled_at, disabled_reason, \
-                 last_delivery, created_at, updated_at SET url_version = url_version + :one",
+                 last_delivery, created_at, updated_at, #fmt_attr, #hdr_attr SET url_version = url_version + :one",
                 Some("attribute_exists(#url_attr)"),
                 vec![(":one", n(1))],
                 ReturnValue::None,

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::names::RepositoryName;
-use crate::webhook::signing::WebhookSecret;
+use crate::webhook::{CustomHeaders, PayloadFormat, WebhookSecret};
 
 /// What the last delivery attempt did; kept on the record as history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,6 +83,10 @@ pub struct WebhookConfig {
     /// Bumped on every URL change so that outcomes recorded against an old
     /// URL never count against the new one.
     pub url_version: u64,
+    /// How the request is shaped (`alin` for records written before formats).
+    pub format: PayloadFormat,
+    /// Sent after the service's headers; values are secrets (write-only).
+    pub headers: CustomHeaders,
 }
 
 /// Everything the store keeps for one repository.
@@ -117,6 +121,12 @@ impl RepoRecord {
         );
         m.insert("created_at".into(), w.created_at.clone().into());
         m.insert("updated_at".into(), w.updated_at.clone().into());
+        m.insert("format".into(), w.format.as_str().into());
+        // Names only: the values are write-only secrets.
+        m.insert(
+            "headers".into(),
+            w.headers.names().collect::<Vec<_>>().into(),
+        );
         Some(serde_json::Value::Object(m))
     }
 }
