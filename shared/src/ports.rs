@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord, RepositoryName, WebhookUrl,
+    BatchOutcome, DeliveryAttempt, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord,
+    RepositoryName, WebhookUrl,
 };
 use crate::webhook::{CustomHeaders, PayloadFormat};
 
@@ -117,6 +118,21 @@ pub trait WebhookStore: Send + Sync {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError>;
+
+    /// Like [`WebhookStore::record_outcome`], also replacing the delivery
+    /// history with `history` (newest first, bounded) in the same write, so
+    /// history costs no write of its own. `None` leaves it as it is. Stores
+    /// without history record the outcome only.
+    async fn record_outcome_with_history(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        history: Option<&[DeliveryAttempt]>,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
+        let _ = history;
+        self.record_outcome(repo, outcome, threshold).await
+    }
 
     /// Counts each distinct layer once into the repository size and returns
     /// the size afterwards. Idempotent: a layer seen before adds nothing.

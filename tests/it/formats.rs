@@ -44,6 +44,11 @@ pub(crate) struct Services {
 
 impl Services {
     pub async fn start(hint: &str) -> Services {
+        Self::start_with(hint, &[]).await
+    }
+
+    /// Like [`Services::start`], with more environment for both functions.
+    pub async fn start_with(hint: &str, extra: &[(&str, &str)]) -> Services {
         let stack = Stack::new(hint).await;
         let logs = repo_root().join(".devstack").join("logs");
         let settings_log = logs.join(format!("settings-{}.log", stack.table));
@@ -54,6 +59,7 @@ impl Services {
         env.push(("RUST_LOG".into(), LOG_FILTER.into()));
         env.push(("RETRY_BASE_DELAY_SECS".into(), "1".into()));
         env.push(("DELIVERY_TIMEOUT_SECS".into(), "3".into()));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let settings = Arc::new(
             LocalFunction::start(&binary("settings"), &env, &settings_log)
                 .await
@@ -108,7 +114,19 @@ impl Services {
     /// Receives what is on the delivery queue and hands it to `deliver` as
     /// one SQS batch; the function's response.
     pub async fn deliver_queued(&self, expect: usize) -> Value {
-        let msgs = self.stack.drain(&self.stack.queue_url, expect).await;
+        let mut msgs = Vec::new();
+        // Retried jobs become visible again after their backoff (seconds).
+        let until = std::time::Instant::now() + Duration::from_secs(15);
+        while msgs.len() < expect && std::time::Instant::now() < until {
+            msgs.extend(
+                self.stack
+                    .drain(&self.stack.queue_url, expect - msgs.len())
+                    .await,
+            );
+            if msgs.len() < expect {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
         assert_eq!(msgs.len(), expect, "jobs on the queue");
         let event = devstack::esm::event::event(&msgs, &self.stack.queue_arn);
         let inv = self.deliver.invoke(event, TIMEOUT).await.unwrap();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
-use shared::domain::{DeliveryJob, UrlError, WebhookConfig};
+use shared::domain::{DeliveryAttempt, DeliveryJob, UrlError, WebhookConfig};
 use shared::webhook::{build_request_as, CustomHeaders, PayloadFormat, WebhookSecret};
 use time::OffsetDateTime;
 
@@ -27,6 +27,9 @@ pub(crate) struct Target {
     pub secret: WebhookSecret,
     pub format: PayloadFormat,
     pub headers: CustomHeaders,
+    /// The delivery history as read at the start of the batch: this
+    /// batch's attempts go in front of it in the outcome write.
+    pub history: Vec<DeliveryAttempt>,
 }
 
 impl Target {
@@ -37,6 +40,7 @@ impl Target {
             secret: webhook.secret.clone(),
             format: webhook.format,
             headers: webhook.headers.clone(),
+            history: webhook.deliveries.clone(),
         }
     }
 }

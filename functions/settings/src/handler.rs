@@ -6,9 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use shared::domain::job::random_webhook_id;
+use shared::domain::job::{random_webhook_id, JOB_VERSION};
 use shared::domain::time::rfc3339;
-use shared::domain::{validate_webhook_url, DeliveryJob, RepoRecord, RepositoryName, WebhookUrl};
+use shared::domain::{
+    validate_webhook_url, DeliveryAttempt, DeliveryJob, JobKind, RepoRecord, RepositoryName, Tag,
+    WebhookUrl,
+};
 use shared::function_url::{BodyError, HttpRequest, HttpResponse};
 use shared::net::{check_resolved, NameLookup};
 use shared::ports::{DeliveryQueue, WebhookStore, WebhookUpdate};
@@ -16,7 +19,7 @@ use shared::webhook::{CustomHeaders, HeaderError, PayloadFormat};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::route::{self, Operation};
+use crate::route::{self, Endpoint, Operation};
 
 /// Largest request body accepted (docs/settings-api.md#errors: over 16 KiB is a 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -160,6 +163,13 @@ impl Settings {
         route_out: &mut &'static str,
         repository_out: &mut Option<RepositoryName>,
     ) -> Result<Served, ApiError> {
+        if let Some((raw_name, id)) = route::match_redeliver(request.path()) {
+            *route_out = Endpoint::Redeliver.template();
+            *route_out = Endpoint::Redeliver.operation(request.method())?.route();
+            let repo = route::parse_name(raw_name)?;
+            *repository_out = Some(repo.clone());
+            return self.redeliver(repo, id).await;
+        }
         let (endpoint, raw_name) = route::match_path(request.path()).ok_or(ApiError::NoRoute)?;
         *route_out = endpoint.template();
         let op = endpoint.operation(request.method())?;
@@ -176,6 +186,9 @@ impl Settings {
             Operation::Delete => self.delete(&repo).await,
             Operation::Enable => self.enable(&repo).await,
             Operation::Test => self.test(repo).await,
+            Operation::Deliveries => self.deliveries(&repo).await,
+            // Routed by `match_redeliver` above.
+            Operation::Redeliver => Err(ApiError::NoRoute),
         }
     }
 
@@ -231,6 +244,72 @@ impl Settings {
         Ok(config_response(repo, record.as_ref())?.into())
     }
 
+    /// The delivery history, newest first (docs/settings-api.md#delivery-history).
+    async fn deliveries(&self, repo: &RepositoryName) -> Result<Served, ApiError> {
+        let record = self.store.get(repo).await?;
+        let Some(webhook) = record.and_then(|r| r.webhook) else {
+            return Err(ApiError::NoWebhook(repo.clone()));
+        };
+        // The payload kept for redelivery is the store's business.
+        let deliveries: Vec<Value> = webhook
+            .deliveries
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.remove("payload");
+                }
+                v
+            })
+            .collect();
+        let body = json!({
+            "repository": repo.as_str(),
+            "deliveries": deliveries,
+        });
+        Ok(HttpResponse::json(200, &body).into())
+    }
+
+    /// Queues an event of the history again through the delivery queue:
+    /// same body and webhook id; the timestamp and signature are those of
+    /// the new attempt (docs/settings-api.md#redelivery).
+    async fn redeliver(&self, repo: RepositoryName, id: &str) -> Result<Served, ApiError> {
+        let record = self.store.get(&repo).await?;
+        let Some(webhook) = record.and_then(|r| r.webhook) else {
+            return Err(ApiError::NoWebhook(repo));
+        };
+        let not_found = || ApiError::NoDelivery {
+            repo: repo.clone(),
+            id: id.chars().take(64).collect(),
+        };
+        let entry = webhook
+            .deliveries
+            .iter()
+            .find(|e| e.webhook_id == id && e.payload.is_some())
+            .ok_or_else(not_found)?;
+        let job = redelivery_job(&repo, entry).ok_or_else(not_found)?;
+        if job.kind == JobKind::Push && !webhook.enabled {
+            return Err(ApiError::Disabled(repo));
+        }
+        let report = self.queue.send_jobs(std::slice::from_ref(&job)).await?;
+        if let Some((_, reason)) = report.failed.first() {
+            return Err(ApiError::Unavailable(format!(
+                "delivery queue did not accept the redelivery: {reason}"
+            )));
+        }
+        let body = json!({
+            "queued": true,
+            "event": job.kind.as_str(),
+            "repository": repo.as_str(),
+            "tag": job.tag.as_str(),
+            "webhook_id": job.webhook_id,
+        });
+        Ok(Served {
+            response: HttpResponse::json(202, &body),
+            target: None,
+            webhook_id: Some(job.webhook_id),
+        })
+    }
+
     /// Queues a ping through the delivery queue, so it takes the same path,
     /// address rule, policy and signature as a real push.
     async fn test(&self, repo: RepositoryName) -> Result<Served, ApiError> {
@@ -281,6 +360,31 @@ impl Settings {
         }
         Ok(url)
     }
+}
+
+/// The job that sends `entry`'s event again, or `None` when the entry
+/// cannot be one (no payload kept, a stored value that no longer parses).
+fn redelivery_job(repo: &RepositoryName, entry: &DeliveryAttempt) -> Option<DeliveryJob> {
+    let payload = entry.payload.as_ref()?;
+    let kind = match entry.event.as_str() {
+        "push" => JobKind::Push,
+        "ping" => JobKind::Ping,
+        _ => return None,
+    };
+    let job = DeliveryJob {
+        v: JOB_VERSION,
+        webhook_id: entry.webhook_id.clone(),
+        kind,
+        repository: repo.clone(),
+        tag: Tag::parse(&entry.tag).ok()?,
+        digest: None,
+        image_size: payload.image_size,
+        layers: payload.layers.clone(),
+        repository_size: payload.repository_size,
+        pushed_at: None,
+    };
+    job.validate().ok()?;
+    Some(job)
 }
 
 /// The config's keys in the order of docs/settings-api.md#the-config-json. `RepoRecord::api_json` builds a

@@ -1192,3 +1192,101 @@ async fn bad_formats_and_headers_are_400_without_the_value() {
     assert_error(&r, 400, "Accept is set by the github-dispatch format");
     assert!(!error_of(&r).contains("text/plain"));
 }
+
+/// GIVEN a webhook whose history holds one delivered push (with its payload)
+/// THEN GET …/deliveries lists it without the payload, a redelivery queues
+/// the same job (202), an unknown id is a 404, and a disabled webhook's push
+/// is a 409.
+#[tokio::test]
+async fn deliveries_are_listed_and_redelivered_from_the_history() {
+    use shared::domain::{AttemptKind, DeliveryAttempt, DeliveryJob, EventPayload};
+    let app = app();
+    assert_eq!(
+        app.put("alice/app", "https://ci.example.com/h")
+            .await
+            .status_code,
+        200
+    );
+    let repo = RepositoryName::parse("alice/app").unwrap();
+    let w = app.record("alice/app").await.unwrap().webhook.unwrap();
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let entry = DeliveryAttempt {
+        webhook_id: "evt_h".into(),
+        event: "push".into(),
+        tag: "1.0".into(),
+        attempt: 1,
+        at: "2026-11-28T08:00:00Z".into(),
+        duration_ms: 5,
+        status: Some(200),
+        error: None,
+        kind: AttemptKind::First,
+        payload: Some(EventPayload {
+            image_size: 9,
+            layers: vec![shared::domain::Digest::parse(&digest).unwrap()],
+            repository_size: 99,
+        }),
+    };
+    let outcome = BatchOutcome {
+        url_version: w.url_version,
+        kind: OutcomeKind::Delivered,
+        last_delivery: LastDelivery {
+            webhook_id: "evt_h".into(),
+            event: "push".into(),
+            tag: "1.0".into(),
+            at: "2026-11-28T08:00:00Z".into(),
+            outcome: shared::domain::DeliveryOutcome::Delivered,
+            status: Some(200),
+            error: None,
+            duration_ms: 5,
+            attempt: 1,
+        },
+        now: "2026-11-28T08:00:00Z".into(),
+    };
+    app.store
+        .record_outcome_with_history(&repo, &outcome, Some(std::slice::from_ref(&entry)), 3)
+        .await
+        .unwrap();
+
+    let r = app
+        .call("GET", "/repositories/alice/app/webhook/deliveries", None)
+        .await;
+    assert_eq!(r.status_code, 200);
+    assert_eq!(
+        r.body_json(),
+        json!({"repository": "alice/app", "deliveries": [{
+            "webhook_id": "evt_h", "event": "push", "tag": "1.0", "attempt": 1,
+            "at": "2026-11-28T08:00:00Z", "duration_ms": 5, "status": 200, "error": null,
+            "kind": "first"}]})
+    );
+
+    let path = "/repositories/alice/app/webhook/deliveries/evt_h/redeliver";
+    let r = app.call("POST", path, None).await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    let sent = app.queue.jobs();
+    assert_eq!(sent.len(), 1);
+    let want = format!(
+        r#"{{"v":1,"webhook_id":"evt_h","kind":"push","repository":"alice/app","tag":"1.0","image_size":9,"layers":["{digest}"],"repository_size":99}}"#
+    );
+    assert_eq!(sent[0], DeliveryJob::parse(&want).unwrap());
+
+    let r = app
+        .call(
+            "POST",
+            "/repositories/alice/app/webhook/deliveries/evt_x/redeliver",
+            None,
+        )
+        .await;
+    assert_error(&r, 404, "no delivery \"evt_x\"");
+    let r = app
+        .call(
+            "POST",
+            "/repositories/bob/app/webhook/deliveries/evt_h/redeliver",
+            None,
+        )
+        .await;
+    assert_error(&r, 404, "has no webhook");
+    disable(&app, "alice/app").await;
+    let r = app.call("POST", path, None).await;
+    assert_error(&r, 409, "disabled");
+    assert_eq!(app.queue.jobs().len(), 1, "nothing more queued");
+}

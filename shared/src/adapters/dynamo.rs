@@ -15,8 +15,8 @@ use aws_sdk_dynamodb::Client;
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::domain::{
-    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName,
-    WebhookConfig, WebhookUrl,
+    BatchOutcome, DeliveryAttempt, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
+    RepositoryName, WebhookConfig, WebhookUrl,
 };
 use crate::ports::{LayerSize, StoreError, WebhookStore, WebhookUpdate};
 use crate::webhook::{CustomHeaders, PayloadFormat, WebhookSecret};
@@ -190,24 +190,34 @@ impl DynamoStore {
         &self,
         repo: &RepositoryName,
         outcome: &BatchOutcome,
-        reason: &str,
+        (reason, history): (&str, &HistoryWrite),
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
         let version = n(outcome.url_version);
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
+        let below_update = format!(
+            "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld{}",
+            history.set
+        );
+        let at_update = format!(
+            "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld, \
+             enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
+             disabled_reason = if_not_exists(disabled_reason, :reason){}",
+            history.set
+        );
         for round in 0..MAX_ROUNDS {
             // Below the threshold: a plain atomic increment, no read needed.
             let below = self
                 .update_repo(
                     repo,
-                    "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld",
+                    &below_update,
                     Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures < :tm1"),
-                    vec![
+                    history.with(vec![
                         (":one", n(1)),
                         (":ld", ld.clone()),
                         (":v", version.clone()),
                         (":tm1", n(threshold.saturating_sub(1))),
-                    ],
+                    ]),
                     ReturnValue::AllNew,
                 )
                 .await;
@@ -233,11 +243,9 @@ impl DynamoStore {
             let at = self
                 .update_repo(
                     repo,
-                    "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld, \
-                     enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
-                     disabled_reason = if_not_exists(disabled_reason, :reason)",
+                    &at_update,
                     Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures >= :tm1"),
-                    vec![
+                    history.with(vec![
                         (":one", n(1)),
                         (":ld", ld.clone()),
                         (":v", version.clone()),
@@ -245,7 +253,7 @@ impl DynamoStore {
                         (":f", AttributeValue::Bool(false)),
                         (":now", s(&outcome.now)),
                         (":reason", s(reason)),
-                    ],
+                    ]),
                     ReturnValue::AllOld,
                 )
                 .await?;
@@ -277,6 +285,41 @@ impl DynamoStore {
         Err(StoreError::Retryable(
             "failure count kept changing under contention".into(),
         ))
+    }
+}
+
+/// The history part of an outcome write: the new list replaces the stored
+/// one in the same UpdateItem (read-modify-write on what `deliver` read at
+/// the start of the batch, guarded by the outcome's `url_version`
+/// condition), so a write never grows the list past its bound.
+struct HistoryWrite {
+    /// `, deliveries = :hist`, or empty.
+    set: &'static str,
+    value: Option<AttributeValue>,
+}
+
+impl HistoryWrite {
+    fn of(history: Option<&[DeliveryAttempt]>) -> Self {
+        match history {
+            None => Self {
+                set: "",
+                value: None,
+            },
+            Some(h) => Self {
+                set: ", deliveries = :hist",
+                value: Some(s(serde_json::to_string(h).unwrap_or_else(|_| "[]".into()))),
+            },
+        }
+    }
+
+    fn with<'a>(
+        &self,
+        mut values: Vec<(&'a str, AttributeValue)>,
+    ) -> Vec<(&'a str, AttributeValue)> {
+        if let Some(v) = &self.value {
+            values.push((":hist", v.clone()));
+        }
+        values
     }
 }
 
@@ -391,6 +434,9 @@ fn record_from_item(repo: &RepositoryName, item: &Item) -> Result<RepoRecord, St
                 url_version: num(item, "url_version"),
                 format,
                 headers,
+                deliveries: text(item, "deliveries")
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
             })
         }
     };
@@ -509,7 +555,7 @@ impl WebhookStore for DynamoStore {
             .update_repo(
                 repo,
                 "REMOVE #url_attr, secret, enabled, consecutive_failures, disabled_at, disabled_reason, \
-                 last_delivery, created_at, updated_at, #fmt_attr, #hdr_attr SET url_version = url_version + :one",
+                 last_delivery, created_at, updated_at, #fmt_attr, #hdr_attr, deliveries SET url_version = url_version + :one",
                 Some("attribute_exists(#url_attr)"),
                 vec![(":one", n(1))],
                 ReturnValue::None,
@@ -550,19 +596,35 @@ impl WebhookStore for DynamoStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
+        self.record_outcome_with_history(repo, outcome, None, threshold)
+            .await
+    }
+
+    async fn record_outcome_with_history(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        history: Option<&[DeliveryAttempt]>,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
+        let history = HistoryWrite::of(history);
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
         let version = n(outcome.url_version);
         match &outcome.kind {
             OutcomeKind::Failed { reason } => {
-                self.record_failure(repo, outcome, reason, threshold).await
+                self.record_failure(repo, outcome, (reason, &history), threshold)
+                    .await
             }
             OutcomeKind::Delivered => {
                 let res = self
                     .update_repo(
                         repo,
-                        "SET consecutive_failures = :zero, last_delivery = :ld",
+                        &format!(
+                            "SET consecutive_failures = :zero, last_delivery = :ld{}",
+                            history.set
+                        ),
                         Some("attribute_exists(#url_attr) AND url_version = :v"),
-                        vec![(":zero", n(0)), (":ld", ld), (":v", version)],
+                        history.with(vec![(":zero", n(0)), (":ld", ld), (":v", version)]),
                         ReturnValue::None,
                     )
                     .await?;
@@ -578,18 +640,21 @@ impl WebhookStore for DynamoStore {
                 let res = self
                     .update_repo(
                         repo,
-                        "SET enabled = :f, last_delivery = :ld, consecutive_failures = consecutive_failures + :one, \
-                         disabled_at = if_not_exists(disabled_at, :now), \
-                         disabled_reason = if_not_exists(disabled_reason, :reason)",
+                        &format!(
+                            "SET enabled = :f, last_delivery = :ld, consecutive_failures = consecutive_failures + :one, \
+                             disabled_at = if_not_exists(disabled_at, :now), \
+                             disabled_reason = if_not_exists(disabled_reason, :reason){}",
+                            history.set
+                        ),
                         Some("attribute_exists(#url_attr) AND url_version = :v"),
-                        vec![
+                        history.with(vec![
                             (":f", AttributeValue::Bool(false)),
                             (":ld", ld),
                             (":one", n(1)),
                             (":now", s(&outcome.now)),
                             (":reason", s("receiver answered 410 Gone")),
                             (":v", version),
-                        ],
+                        ]),
                         ReturnValue::AllOld,
                     )
                     .await?;

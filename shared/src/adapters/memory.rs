@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord, RepositoryName,
-    WebhookConfig, WebhookUrl,
+    BatchOutcome, DeliveryAttempt, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord,
+    RepositoryName, WebhookConfig, WebhookUrl,
 };
 use crate::ports::{
     DeliveryQueue, LayerSize, QueueError, SendReport, StoreError, WebhookStore, WebhookUpdate,
@@ -106,6 +106,10 @@ impl WebhookStore for MemoryStore {
                 None => (WebhookSecret::generate(), now.to_owned()),
             };
             let kept = old.as_ref().map(|w| w.headers.clone()).unwrap_or_default();
+            let deliveries = old
+                .as_ref()
+                .map(|w| w.deliveries.clone())
+                .unwrap_or_default();
             rec.webhook = Some(WebhookConfig {
                 url: update.url.as_str().to_owned(),
                 secret,
@@ -119,6 +123,7 @@ impl WebhookStore for MemoryStore {
                 url_version: version,
                 format: update.format,
                 headers: update.headers.clone().unwrap_or(kept),
+                deliveries,
             });
             rec.clone()
         }))
@@ -163,6 +168,17 @@ impl WebhookStore for MemoryStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
+        self.record_outcome_with_history(repo, outcome, None, threshold)
+            .await
+    }
+
+    async fn record_outcome_with_history(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        history: Option<&[DeliveryAttempt]>,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
         Ok(self.with(|s| {
             s.writes += 1;
             let Some(w) = s.records.get_mut(repo).and_then(|r| r.webhook.as_mut()) else {
@@ -172,6 +188,9 @@ impl WebhookStore for MemoryStore {
                 return OutcomeApplied::Stale;
             }
             w.last_delivery = Some(outcome.last_delivery.clone());
+            if let Some(h) = history {
+                w.deliveries = h.to_vec();
+            }
             let was_enabled = w.enabled;
             let disable = |w: &mut WebhookConfig, reason: &str| {
                 w.enabled = false;
