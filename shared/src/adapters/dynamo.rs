@@ -195,16 +195,7 @@ impl DynamoStore {
     ) -> Result<OutcomeApplied, StoreError> {
         let version = n(outcome.url_version);
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
-        let below_update = format!(
-            "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld{}",
-            history.set
-        );
-        let at_update = format!(
-            "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld, \
-             enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
-             disabled_reason = if_not_exists(disabled_reason, :reason){}",
-            history.set
-        );
+        let (below_update, at_update) = history.failure_updates();
         for round in 0..MAX_ROUNDS {
             // Below the threshold: a plain atomic increment, no read needed.
             let below = self
@@ -310,6 +301,20 @@ impl HistoryWrite {
                 value: Some(s(serde_json::to_string(h).unwrap_or_else(|_| "[]".into()))),
             },
         }
+    }
+
+    /// The two failure updates: below the threshold (count), and at it
+    /// (count and disable).
+    fn failure_updates(&self) -> (String, String) {
+        let count = "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld";
+        (
+            format!("{count}{}", self.set),
+            format!(
+                "{count}, enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
+                 disabled_reason = if_not_exists(disabled_reason, :reason){}",
+                self.set
+            ),
+        )
     }
 
     fn with<'a>(
