@@ -23,7 +23,7 @@ use devstack::receiver::{Behaviour, Receiver, RecordedRequest};
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use serde_json::{json, Value};
 
-use crate::deliver_binary::{config, enqueue, push};
+use crate::deliver_binary::{config, push};
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 const REGISTRY: &str = "registry.test";
@@ -142,6 +142,38 @@ impl Services {
     }
 }
 
+/// Sends each body to the delivery queue as its own message.
+pub(crate) async fn enqueue(stack: &Stack, bodies: &[String]) {
+    for body in bodies {
+        stack
+            .sqs
+            .send_message()
+            .queue_url(&stack.queue_url)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+/// The requests `rx` recorded for `path` (query excluded), in order.
+pub(crate) fn requests_for(rx: &Receiver, path: &str) -> Vec<RecordedRequest> {
+    rx.requests()
+        .into_iter()
+        .filter(|r| r.path == path)
+        .collect()
+}
+
+/// The project venv's Python (where the `cloudevents` SDK is installed).
+fn venv_python() -> PathBuf {
+    let python = repo_root().join(".venv").join("bin").join("python");
+    if python.is_file() {
+        python
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
 fn binary(name: &str) -> PathBuf {
     let b = workspace_binary(name);
     assert!(
@@ -195,7 +227,7 @@ print(json.dumps({"specversion": event.get_specversion(), "id": event.get_id(),
         .map(|(n, v)| (n.clone(), Value::from(v.as_str())))
         .collect();
     let input = json!({"headers": headers, "body": String::from_utf8_lossy(body)}).to_string();
-    let mut child = std::process::Command::new(devstack::paths::venv_python())
+    let mut child = std::process::Command::new(venv_python())
         .arg("-c")
         .arg(SCRIPT)
         .stdin(Stdio::piped())
@@ -529,8 +561,8 @@ async fn replacing_the_url_keeps_the_headers_until_cleared() {
     enqueue(&s.stack, &[push("evt_k2", "alice/app", "1.1")]).await;
     s.deliver_queued(1).await;
 
-    let b = rx.requests_for("/b");
-    let c = rx.requests_for("/c");
+    let b = requests_for(&rx, "/b");
+    let c = requests_for(&rx, "/c");
     assert_eq!((b.len(), c.len()), (1, 1));
     assert_eq!(b[0].header("x-api-key"), Some("key-Lm40"));
     assert_eq!(c[0].header("x-api-key"), None);

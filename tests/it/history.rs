@@ -11,8 +11,8 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use devstack::receiver::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
-use crate::deliver_binary::{enqueue, push};
-use crate::formats::Services;
+use crate::deliver_binary::push;
+use crate::formats::{enqueue, requests_for, Services};
 
 async fn deliveries(s: &Services, name: &str) -> Vec<Value> {
     let (status, body) = s
@@ -306,7 +306,7 @@ async fn redelivery_sends_the_same_event_again() {
     s.put("bob/app", json!({"url": ok.url("/fixed")})).await;
     assert_eq!(redeliver(&s, "bob/app", "evt_r2").await.0, 202);
     s.deliver_queued(1).await;
-    let fixed = ok.requests_for("/fixed");
+    let fixed = requests_for(&ok, "/fixed");
     assert_eq!(fixed.len(), 1);
     assert_eq!(fixed[0].header("webhook-id"), Some("evt_r2"));
     let d = deliveries(&s, "bob/app").await;
