@@ -7,7 +7,9 @@
 //! Properties: never a panic; never a 5xx (nothing here can fail
 //! transiently); every non-2xx answer is JSON `{"error": …}`; a PUT that is
 //! accepted stored a URL that passes the address rule, and never one whose
-//! name resolves to a private address.
+//! name resolves to a private address; an accepted PUT shows a known
+//! `format` and header names only (≤ 10, none the service owns), and the
+//! values it stored appear nowhere in the answer.
 #![no_main]
 
 #[path = "common.rs"]
@@ -56,17 +58,18 @@ fuzz_target!(|data: &[u8]| {
 
     common::runtime().block_on(async move {
         let store = Arc::new(MemoryStore::new());
+        let repo = RepositoryName::parse("alice/app").unwrap();
         let url = validate_webhook_url("https://hooks.example.com/h?token=x", false).unwrap();
         store
             .put_url(
-                &RepositoryName::parse("alice/app").unwrap(),
+                &repo,
                 &url,
                 "2026-11-28T08:00:00Z",
             )
             .await
             .unwrap();
         let api = settings::Settings::new(
-            store,
+            store.clone(),
             Arc::new(MemoryQueue::new()),
             Arc::new(common::OfflineLookup),
             false,
@@ -94,6 +97,7 @@ fuzz_target!(|data: &[u8]| {
                     host != "hooks.test" && !host.ends_with(".hooks.test"),
                     "a name resolving to a private address was accepted: {stored}"
                 );
+                check_headers(&store, &repo, &body, response.body.as_deref().unwrap_or("")).await;
             }
             202 => assert_eq!(body["queued"], json!(true), "{body}"),
             204 => assert!(response.body.is_none()),
@@ -107,3 +111,27 @@ fuzz_target!(|data: &[u8]| {
         }
     });
 });
+
+/// An accepted answer's `format` and `headers` (names only), against what
+/// the store holds: values never leave it.
+async fn check_headers(store: &MemoryStore, repo: &RepositoryName, body: &Value, text: &str) {
+    let format = body["format"].as_str().unwrap_or_default();
+    assert!(
+        shared::webhook::PayloadFormat::parse(format).is_ok(),
+        "unknown format shown: {body}"
+    );
+    let names = body["headers"].as_array().cloned().unwrap_or_default();
+    assert!(names.len() <= 10, "{body}");
+    let Some(webhook) = store.get(repo).await.ok().flatten().and_then(|r| r.webhook) else {
+        panic!("a 200 without a stored webhook")
+    };
+    let stored: Vec<&str> = webhook.headers.names().collect();
+    assert_eq!(names, stored, "the answer shows the stored names, in order");
+    for (name, value) in webhook.headers.iter() {
+        assert!(!shared::webhook::headers::is_service_owned(name), "{name}");
+        // Short values may occur in the answer by chance (a name, a date).
+        if value.len() >= 12 {
+            assert!(!text.contains(value), "a header value is in the answer");
+        }
+    }
+}

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord, RepositoryName, WebhookUrl,
+    BatchOutcome, DeliveryAttempt, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord,
+    RepositoryName, WebhookUrl,
 };
+use crate::webhook::{CustomHeaders, PayloadFormat};
 
 /// A store failure, split by what the caller should do about it.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +51,15 @@ pub struct LayerSize {
     pub size: u64,
 }
 
+/// What a settings `PUT` sets: the URL, the format, and the custom headers
+/// (`None` keeps the stored ones, `Some` replaces them, empty clears them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookUpdate {
+    pub url: WebhookUrl,
+    pub format: PayloadFormat,
+    pub headers: Option<CustomHeaders>,
+}
+
 /// Where repositories' webhooks, failure counts and sizes live.
 #[async_trait]
 pub trait WebhookStore: Send + Sync {
@@ -71,6 +82,23 @@ pub trait WebhookStore: Send + Sync {
         now: &str,
     ) -> Result<RepoRecord, StoreError>;
 
+    /// Like [`WebhookStore::put_url`], also setting the format and (when
+    /// given) the custom headers. Stores that keep neither accept only the
+    /// plain `alin` update that keeps the headers.
+    async fn put_webhook(
+        &self,
+        repo: &RepositoryName,
+        update: &WebhookUpdate,
+        now: &str,
+    ) -> Result<RepoRecord, StoreError> {
+        if update.format != PayloadFormat::Alin || update.headers.is_some() {
+            return Err(StoreError::Permanent(
+                "this store keeps no payload formats or custom headers".into(),
+            ));
+        }
+        self.put_url(repo, &update.url, now).await
+    }
+
     /// Removes the webhook (the repository size stays). `false` if none.
     async fn delete(&self, repo: &RepositoryName) -> Result<bool, StoreError>;
 
@@ -90,6 +118,21 @@ pub trait WebhookStore: Send + Sync {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError>;
+
+    /// Like [`WebhookStore::record_outcome`], also replacing the delivery
+    /// history with `history` (newest first, bounded) in the same write, so
+    /// history costs no write of its own. `None` leaves it as it is. Stores
+    /// without history record the outcome only.
+    async fn record_outcome_with_history(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        history: Option<&[DeliveryAttempt]>,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
+        let _ = history;
+        self.record_outcome(repo, outcome, threshold).await
+    }
 
     /// Counts each distinct layer once into the repository size and returns
     /// the size afterwards. Idempotent: a layer seen before adds nothing.

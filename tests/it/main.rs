@@ -17,6 +17,8 @@ mod devstack_function_url;
 mod devstack_moto;
 mod devstack_receiver;
 mod devstack_runtime_api;
+mod formats;
+mod history;
 mod ingest_registry;
 mod ingest_stack;
 mod ingest_support;

@@ -8,7 +8,9 @@
 //! and never a 5xx for bad input; every error is `{"error": "<reason>"}`;
 //! a 405 names what is allowed; and a URL accepted with 200 is one delivery
 //! will accept too (it passes the address rule again and its name does not
-//! resolve to a private address).
+//! resolve to a private address). For the `format` and `headers` fields: an
+//! accepted PUT stored exactly the headers given, in order, shows their names
+//! only and none the service owns, and no answer ever carries a header value.
 
 use std::sync::Arc;
 
@@ -227,4 +229,87 @@ proptest! {
             Ok(())
         })?;
     }
+
+    /// PUT with arbitrary formats and header maps (valid, owned, badly
+    /// named, with control characters, too many): a 200 stored exactly what
+    /// was given and shows names only; a 400 stored nothing; no answer
+    /// quotes a value.
+    #[test]
+    fn custom_headers_are_stored_as_given_or_refused_without_their_value(
+        format in arb_format(),
+        headers in prop::collection::vec((arb_header_name(), arb_header_value()), 0..13),
+    ) {
+        rt().block_on(async {
+            let store = Arc::new(MemoryStore::new());
+            let api = settings::Settings::new(store.clone(), Arc::new(MemoryQueue::new()), Arc::new(OfflineLookup), false);
+            let map: serde_json::Map<String, serde_json::Value> =
+                headers.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
+            let body = json!({"url": "https://ci.example.com/h", "format": format, "headers": map});
+            let resp = api
+                .handle_event(http_event("PUT", "/repositories/alice/app/webhook", json!({}), Some(&body.to_string())))
+                .await;
+            check(&resp, true)?;
+            let text = resp.body.clone().unwrap_or_default();
+            prop_assert!(!text.contains(SECRET_MARK), "a header value in the answer: {}", text);
+            let record = store.get(&RepositoryName::parse("alice/app").unwrap()).await.unwrap();
+            match resp.status_code {
+                200 => {
+                    let w = record.and_then(|r| r.webhook).expect("stored");
+                    let stored: Vec<(String, String)> = w.headers.iter().map(|(n, v)| (n.to_owned(), v.to_owned())).collect();
+                    let given: Vec<(String, String)> = map.iter().map(|(n, v)| (n.clone(), v.as_str().unwrap_or_default().to_owned())).collect();
+                    prop_assert_eq!(&stored, &given);
+                    let names: Vec<&str> = map.keys().map(String::as_str).collect();
+                    prop_assert_eq!(&resp.body_json()["headers"], &json!(names));
+                    prop_assert_eq!(&resp.body_json()["format"], &json!(format));
+                    prop_assert!(stored.len() <= 10);
+                    prop_assert!(stored.iter().all(|(n, _)| !shared::webhook::headers::is_service_owned(n)));
+                }
+                status => {
+                    prop_assert!(matches!(status, 400 | 413), "{:?}", resp);
+                    prop_assert!(record.is_none(), "a refused PUT stored something");
+                }
+            }
+            Ok(())
+        })?;
+    }
+}
+
+/// Every header value these properties generate contains it, so an answer
+/// or log that shows a value is caught by a substring search.
+const SECRET_MARK: &str = "Sx9qv";
+
+fn arb_format() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "alin",
+        "github-dispatch",
+        "cloudevents",
+        "xml",
+        "",
+        "ALIN",
+    ])
+    .prop_map(str::to_owned)
+}
+
+fn arb_header_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "X-[A-Za-z0-9-]{1,12}",
+        1 => Just("Authorization".to_owned()),
+        1 => prop::sample::select(vec![
+            "Host", "content-length", "Content-Type", "connection", "Transfer-Encoding",
+            "user-agent", "X-ALIN-WEBHOOK", "webhook-id", "Webhook-Extra", "Accept",
+            "x-github-api-version", "Upgrade", "Proxy-Authorization",
+        ]).prop_map(str::to_owned),
+        1 => "[ -~]{0,8}",
+        1 => nasty_string(),
+    ]
+}
+
+fn arb_header_value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => "[ -~]{0,40}",
+        1 => "[\\x00-\\x1f]{1,3}",
+        1 => (2040usize..2060).prop_map(|n| "v".repeat(n)),
+        1 => nasty_string(),
+    ]
+    .prop_map(|v| format!("{SECRET_MARK}{v}"))
 }

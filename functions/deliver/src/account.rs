@@ -9,6 +9,13 @@
 //!   with `FAILURE_THRESHOLD` ([`write_outcomes`]); the store counts the
 //!   failure and, at the threshold, disables in the same conditional write, so
 //!   exactly one writer learns it disabled the webhook.
+//! - **Delivery history**: every attempt of the batch, newest first, goes in
+//!   front of the history the batch read (kept on the [`Target`]), cut to
+//!   `HISTORY_LEN`, and is written by the same outcome write (no write of its
+//!   own). Repositories without a target (no request possible) keep theirs.
+//!   A first attempt of an event the history already holds is a
+//!   redelivery. The newest entry of each event keeps its payload (what
+//!   the settings API needs to send it again); older ones drop it.
 //! - **Which records come back** ([`comes_back`]): malformed → visibility 0
 //!   (to the DLQ after `MAX_ATTEMPTS` receives); 429, 5xx, timeout,
 //!   connection error → the retry schedule of [`crate::backoff`], or 0 at the
@@ -32,21 +39,24 @@
 use std::sync::Arc;
 
 use futures::stream::{FuturesUnordered, StreamExt};
+use shared::domain::record::HISTORY_LEN;
 use shared::domain::time::rfc3339;
 use shared::domain::{
-    BatchOutcome, DeliveryJob, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind,
+    AttemptKind, BatchOutcome, DeliveryAttempt, DeliveryJob, DeliveryOutcome, EventPayload,
+    LastDelivery, OutcomeApplied, OutcomeKind,
 };
 use shared::ports::{StoreError, WebhookStore};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, warn};
 
-use crate::attempt::Attempt;
+use crate::attempt::{Attempt, Target};
 use crate::backoff::retry_delay;
 use crate::config::Config;
+use crate::error::DeliverError;
 use crate::metrics::Summary;
 use crate::parse::Record;
-use crate::plan::{Fate, Plan, Planned, Repo};
+use crate::plan::{Fate, Plan, Planned, Repo, Route};
 
 /// Longest visibility given to jobs not started before the deadline.
 const NOT_STARTED_MAX_VISIBILITY: u32 = 5;
@@ -64,6 +74,8 @@ struct Tally {
     /// The last attempt and the last failed one, by start time.
     last: Option<usize>,
     last_failure: Option<usize>,
+    /// Every attempted job, for the delivery history.
+    attempted: Vec<usize>,
 }
 
 impl Tally {
@@ -72,6 +84,7 @@ impl Tally {
         let Fate::Attempted(a) = &jobs[i].fate else {
             return;
         };
+        self.attempted.push(i);
         match &a.answer {
             Ok(_) => self.delivered += 1,
             Err(e) => {
@@ -99,6 +112,8 @@ fn later(jobs: &[Planned], current: Option<usize>, i: usize) -> bool {
 pub(crate) struct Finished {
     pub repo: usize,
     pub outcome: BatchOutcome,
+    /// The delivery history to write with it (`None`: leave it).
+    pub history: Option<Vec<DeliveryAttempt>>,
     /// Failed attempts behind it (for the log).
     pub failed: u32,
 }
@@ -172,9 +187,14 @@ impl Ledger {
     fn finished(&self, r: usize, jobs: &[Planned], repos: &[Repo]) -> Option<Finished> {
         let t = &self.tallies[r];
         let outcome = outcome(t, repos[r].url_version, jobs, self.max_attempts)?;
+        let history = match &repos[r].route {
+            Route::Send { target, .. } => Some(history(t, jobs, target)),
+            _ => None,
+        };
         Some(Finished {
             repo: r,
             outcome,
+            history,
             failed: t.failed,
         })
     }
@@ -244,6 +264,72 @@ fn last_delivery(p: &Planned, max_attempts: u32) -> Option<LastDelivery> {
     })
 }
 
+/// The repository's history after this batch: its attempts, newest first,
+/// in front of the history read at the start, cut to [`HISTORY_LEN`].
+fn history(t: &Tally, jobs: &[Planned], target: &Target) -> Vec<DeliveryAttempt> {
+    let mut mine: Vec<&Planned> = t.attempted.iter().map(|&i| &jobs[i]).collect();
+    mine.sort_by_key(|p| std::cmp::Reverse(p.started_at()));
+    let seen = |id: &str| target.history.iter().any(|e| e.webhook_id == id);
+    let mut list: Vec<DeliveryAttempt> = mine
+        .iter()
+        .filter_map(|p| history_entry(p, seen(&p.job.webhook_id)))
+        .chain(target.history.iter().cloned())
+        .take(HISTORY_LEN)
+        .collect();
+    let mut with_payload = std::collections::HashSet::new();
+    for e in &mut list {
+        if !with_payload.insert(e.webhook_id.clone()) {
+            e.payload = None;
+        }
+    }
+    list
+}
+
+/// One attempted job as a history entry; `known` when the history read at
+/// the start of the batch already holds its event.
+fn history_entry(p: &Planned, known: bool) -> Option<DeliveryAttempt> {
+    let Fate::Attempted(a) = &p.fate else {
+        return None;
+    };
+    let (status, error) = match &a.answer {
+        Ok(code) => (Some(*code), None),
+        Err(e) => (e.status(), error_class(e).map(str::to_owned)),
+    };
+    Some(DeliveryAttempt {
+        webhook_id: p.job.webhook_id.clone(),
+        event: p.job.kind.as_str().to_owned(),
+        tag: p.job.tag.as_str().to_owned(),
+        attempt: p.record.attempt,
+        at: rfc3339(a.started_at),
+        duration_ms: u64::try_from(a.duration.as_millis()).unwrap_or(u64::MAX),
+        status,
+        error,
+        kind: match (p.record.attempt, known) {
+            (1, true) => AttemptKind::Redelivery,
+            (1, false) => AttemptKind::First,
+            _ => AttemptKind::Retry,
+        },
+        payload: Some(EventPayload {
+            image_size: p.job.image_size,
+            layers: p.job.layers.clone(),
+            repository_size: p.job.repository_size,
+        }),
+    })
+}
+
+/// Why an attempt got no answer, as a class; `None` when it did (the
+/// status says the rest).
+fn error_class(e: &DeliverError) -> Option<&'static str> {
+    match e {
+        DeliverError::Status(_) => None,
+        DeliverError::Timeout => Some("timeout"),
+        DeliverError::Connection => Some("connection"),
+        DeliverError::Refused(_) => Some("refused"),
+        DeliverError::Request(_) => Some("request"),
+        DeliverError::Store(_) | DeliverError::Queue(_) | DeliverError::Client(_) => Some("error"),
+    }
+}
+
 /// Records outcomes as they arrive, a bounded number at a time, until the
 /// channel closes. The store applies "disable after `threshold`".
 pub(crate) async fn write_outcomes(
@@ -260,7 +346,10 @@ pub(crate) async fn write_outcomes(
             msg = rx.recv(), if open && in_flight.len() < OUTCOME_WRITES_IN_FLIGHT => match msg {
                 Some(finished) => in_flight.push(async move {
                     let name = &repos[finished.repo].name;
-                    let result = store.record_outcome(name, &finished.outcome, threshold).await;
+                    let history = finished.history.as_deref();
+                    let result = store
+                        .record_outcome_with_history(name, &finished.outcome, history, threshold)
+                        .await;
                     Written { finished, result }
                 }),
                 None => open = false,

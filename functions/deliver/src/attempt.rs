@@ -1,5 +1,6 @@
-//! One webhook attempt: the contract's webhook request built by
-//! `shared::webhook::build_request` at the time of this attempt, sent with the
+//! One webhook attempt: the contract's webhook request, in the webhook's
+//! payload format with its custom headers after the service's, built by
+//! `shared::webhook::build_request_as` at the time of this attempt, sent with the
 //! shared keep-alive client (HTTP/1.1, no redirects, the guarded resolver),
 //! and the answer reduced to what the outcomes policy needs: a status, or why
 //! there is none.
@@ -8,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, Url};
-use shared::domain::{DeliveryJob, UrlError};
-use shared::webhook::{build_request, WebhookSecret};
+use shared::domain::{DeliveryAttempt, DeliveryJob, UrlError, WebhookConfig};
+use shared::webhook::{build_request_as, CustomHeaders, PayloadFormat, WebhookSecret};
 use time::OffsetDateTime;
 
 use crate::backoff::parse_retry_after;
@@ -19,10 +20,29 @@ use crate::error::{bounded, DeliverError};
 /// to the pool; a longer body is cut off and its connection closed.
 const MAX_DRAIN_BYTES: usize = 64 * 1024;
 
-/// Where a repository's webhooks go, prepared once per batch.
+/// Where a repository's webhooks go and how they are shaped, prepared once
+/// per batch.
 pub(crate) struct Target {
     pub url: Url,
     pub secret: WebhookSecret,
+    pub format: PayloadFormat,
+    pub headers: CustomHeaders,
+    /// The delivery history as read at the start of the batch: this
+    /// batch's attempts go in front of it in the outcome write.
+    pub history: Vec<DeliveryAttempt>,
+}
+
+impl Target {
+    /// The target for `webhook`, sent to `url` (its URL, validated).
+    pub fn new(url: Url, webhook: &WebhookConfig) -> Self {
+        Self {
+            url,
+            secret: webhook.secret.clone(),
+            format: webhook.format,
+            headers: webhook.headers.clone(),
+            history: webhook.deliveries.clone(),
+        }
+    }
 }
 
 /// What every attempt shares: one client per process.
@@ -76,21 +96,33 @@ pub(crate) async fn send(ctx: &SendContext, target: &Target, job: &DeliveryJob) 
 }
 
 /// Builds the reqwest request: the URL exactly as stored (query included),
-/// every header of `build_request` in its order — `Content-Length` included,
+/// every header of `build_request_as` in its order — `Content-Length` included,
 /// set in its contract position (hyper then uses it rather than appending
-/// its own after the others) — and the body bytes untouched.
+/// its own after the others) — then the custom headers in their order,
+/// marked sensitive (hyper's `Debug` hides them), and the body bytes untouched.
 fn request(
     ctx: &SendContext,
     target: &Target,
     job: &DeliveryJob,
     now: OffsetDateTime,
 ) -> Result<reqwest::Request, DeliverError> {
-    let built = build_request(job, &ctx.registry_host, &target.secret, now);
-    let mut headers = HeaderMap::with_capacity(built.headers.len());
+    let shape = (target.format, &target.headers);
+    let built = build_request_as(job, &ctx.registry_host, shape, &target.secret, now);
+    let mut headers = HeaderMap::with_capacity(built.headers.len() + built.custom.len());
     for (name, value) in built.headers {
         let name = header_name(name)?;
         let value = HeaderValue::try_from(value)
             .map_err(|e| DeliverError::Request(bounded(&e.to_string())))?;
+        headers.append(name, value);
+    }
+    for (name, value) in built.custom.iter() {
+        // The settings API validated both; the messages name neither value.
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| DeliverError::Request("a custom header name is invalid".to_owned()))?;
+        let mut value = HeaderValue::from_str(value).map_err(|_| {
+            DeliverError::Request(format!("custom header {name} has an invalid value"))
+        })?;
+        value.set_sensitive(true);
         headers.append(name, value);
     }
     let mut req = reqwest::Request::new(Method::POST, target.url.clone());
@@ -109,6 +141,7 @@ fn header_name(name: &'static str) -> Result<HeaderName, DeliverError> {
         "Content-Length" => header::CONTENT_LENGTH,
         "Content-Type" => header::CONTENT_TYPE,
         "x-alin-webhook" => HeaderName::from_static("x-alin-webhook"),
+        "X-GitHub-Api-Version" => HeaderName::from_static("x-github-api-version"),
         "webhook-id" => HeaderName::from_static("webhook-id"),
         "webhook-timestamp" => HeaderName::from_static("webhook-timestamp"),
         "webhook-signature" => HeaderName::from_static("webhook-signature"),
@@ -182,6 +215,7 @@ mod tests {
             "Accept",
             "Connection",
             "x-alin-webhook",
+            "X-GitHub-Api-Version",
             "Content-Length",
             "Content-Type",
             "webhook-id",

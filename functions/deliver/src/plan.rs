@@ -213,10 +213,7 @@ fn route(
         Ok(url) => {
             let next = hosts.len();
             let host = *hosts.entry(url.host_key()).or_insert(next);
-            let target = Arc::new(Target {
-                url: url.as_url().clone(),
-                secret: webhook.secret,
-            });
+            let target = Arc::new(Target::new(url.as_url().clone(), &webhook));
             (url.origin_for_logs(), Route::Send { target, host })
         }
     };

@@ -1321,3 +1321,73 @@ async fn a_failed_outcome_write_does_not_resend() {
         (1, 1)
     );
 }
+
+/// GIVEN a batch with a failing and a delivered push for one repository,
+/// then a retry of the failed one and the delivered one sent again
+/// THEN each batch puts its attempts in front of the history (newest
+/// first) in its one outcome write: attempt numbers, statuses, kinds
+/// (`first`, `retry`, `redelivery`), and the payload kept only on each
+/// event's newest entry.
+#[tokio::test]
+async fn every_attempt_goes_into_the_history() {
+    use shared::domain::AttemptKind;
+    let rx = Receiver::start(Reply::status(500)).await;
+    rx.on_image("alice/app:good", Reply::status(200));
+    let rig = Rig::new(settings());
+    rig.webhook("alice/app", &rx.url("/a")).await;
+    let (_, _) = rig
+        .run(vec![
+            msg("m1", &push("evt_bad", "alice/app", "bad"), 1),
+            msg("m2", &push("evt_good", "alice/app", "good"), 1),
+        ])
+        .await;
+    let h = rig.record("alice/app").await.webhook.unwrap().deliveries;
+    let mut first: Vec<(&str, Option<u16>, AttemptKind)> = h
+        .iter()
+        .map(|e| (e.webhook_id.as_str(), e.status, e.kind))
+        .collect();
+    first.sort_by_key(|e| e.0);
+    assert_eq!(
+        first,
+        [
+            ("evt_bad", Some(500), AttemptKind::First),
+            ("evt_good", Some(200), AttemptKind::First)
+        ]
+    );
+    assert!(h.iter().all(|e| e.payload.is_some()));
+
+    let writes_before = rig.store.calls().1;
+    rig.run(vec![
+        msg("m3", &push("evt_bad", "alice/app", "bad"), 2),
+        msg("m4", &push("evt_good", "alice/app", "good"), 1),
+    ])
+    .await;
+    assert_eq!(
+        rig.store.calls().1 - writes_before,
+        1,
+        "one write per repository per batch"
+    );
+    let h = rig.record("alice/app").await.webhook.unwrap().deliveries;
+    assert_eq!(h.len(), 4);
+    let mut newest: Vec<(&str, u32, AttemptKind)> = h[..2]
+        .iter()
+        .map(|e| (e.webhook_id.as_str(), e.attempt, e.kind))
+        .collect();
+    newest.sort_by_key(|e| e.0);
+    assert_eq!(
+        newest,
+        [
+            ("evt_bad", 2, AttemptKind::Retry),
+            ("evt_good", 1, AttemptKind::Redelivery)
+        ]
+    );
+    assert!(h[..2].iter().all(|e| e.payload.is_some()));
+    assert!(
+        h[2..].iter().all(|e| e.payload.is_none()),
+        "older entries drop it"
+    );
+    let ats: Vec<&str> = h.iter().map(|e| e.at.as_str()).collect();
+    let mut sorted = ats.clone();
+    sorted.sort_by(|a, b| b.cmp(a));
+    assert_eq!(ats, sorted, "newest first");
+}

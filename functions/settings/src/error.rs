@@ -21,7 +21,7 @@ pub enum ApiError {
     /// The invocation payload is not a Function URL (payload 2.0) request.
     #[error("request is not a Lambda Function URL (payload format 2.0) event: {0}")]
     NotAnHttpEvent(String),
-    #[error("no such resource; the API serves /repositories/{{name}}/webhook, /repositories/{{name}}/webhook/enable and /repositories/{{name}}/webhook/test")]
+    #[error("no such resource; the API serves /repositories/{{name}}/webhook, /repositories/{{name}}/webhook/enable, /repositories/{{name}}/webhook/test, /repositories/{{name}}/webhook/deliveries and /repositories/{{name}}/webhook/deliveries/{{webhook-id}}/redeliver")]
     NoRoute,
     #[error("method {method:?} is not allowed on {route}; allowed: {}", allow.join(", "))]
     MethodNotAllowed {
@@ -40,6 +40,10 @@ pub enum ApiError {
     BadUrl(#[from] UrlError),
     #[error("repository {0} has no webhook")]
     NoWebhook(RepositoryName),
+    #[error("no delivery {id:?} in the delivery history of {repo}")]
+    NoDelivery { repo: RepositoryName, id: String },
+    #[error("the webhook of {0} is disabled: enable it (POST …/webhook/enable) before redelivering a push")]
+    Disabled(RepositoryName),
     /// A failure that should pass: the caller may retry.
     #[error("{0}")]
     Unavailable(String),
@@ -71,7 +75,8 @@ impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
             Self::NotAnHttpEvent(_) | Self::BadName(_) | Self::BadBody(_) | Self::BadUrl(_) => 400,
-            Self::NoRoute | Self::NoWebhook(_) => 404,
+            Self::NoRoute | Self::NoWebhook(_) | Self::NoDelivery { .. } => 404,
+            Self::Disabled(_) => 409,
             Self::MethodNotAllowed { .. } => 405,
             Self::BodyTooLarge => 413,
             Self::Internal(_) => 500,
@@ -95,6 +100,8 @@ impl ApiError {
             Self::BadBody(_) => "bad_body",
             Self::BadUrl(e) => e.code(),
             Self::NoWebhook(_) => "no_webhook",
+            Self::NoDelivery { .. } => "no_delivery",
+            Self::Disabled(_) => "disabled",
             Self::Unavailable(_) => "unavailable",
             Self::Internal(_) => "internal",
         }

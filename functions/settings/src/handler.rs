@@ -6,16 +6,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{json, Map, Value};
-use shared::domain::job::random_webhook_id;
+use shared::domain::job::{random_webhook_id, JOB_VERSION};
 use shared::domain::time::rfc3339;
-use shared::domain::{validate_webhook_url, DeliveryJob, RepoRecord, RepositoryName, WebhookUrl};
+use shared::domain::{
+    validate_webhook_url, DeliveryAttempt, DeliveryJob, JobKind, RepoRecord, RepositoryName, Tag,
+    WebhookUrl,
+};
 use shared::function_url::{BodyError, HttpRequest, HttpResponse};
 use shared::net::{check_resolved, NameLookup};
-use shared::ports::{DeliveryQueue, WebhookStore};
+use shared::ports::{DeliveryQueue, WebhookStore, WebhookUpdate};
+use shared::webhook::{CustomHeaders, HeaderError, PayloadFormat};
 use time::OffsetDateTime;
 
 use crate::error::ApiError;
-use crate::route::{self, Operation};
+use crate::route::{self, Endpoint, Operation};
 
 /// Largest request body accepted (docs/settings-api.md#errors: over 16 KiB is a 413).
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -25,8 +29,10 @@ pub const MAX_BODY_BYTES: usize = 16 * 1024;
 /// which resolves again at connect time, enforces the address rule.
 pub const RESOLVE_TIMEOUT: Duration = Duration::from_secs(3);
 
-/// The only field of the PUT body.
+/// The fields of the PUT body.
 const URL_FIELD: &str = "url";
+const FORMAT_FIELD: &str = "format";
+const HEADERS_FIELD: &str = "headers";
 
 /// The settings API with its dependencies, built once per cold start.
 #[derive(Clone)]
@@ -157,6 +163,13 @@ impl Settings {
         route_out: &mut &'static str,
         repository_out: &mut Option<RepositoryName>,
     ) -> Result<Served, ApiError> {
+        if let Some((raw_name, id)) = route::match_redeliver(request.path()) {
+            *route_out = Endpoint::Redeliver.template();
+            *route_out = Endpoint::Redeliver.operation(request.method())?.route();
+            let repo = route::parse_name(raw_name)?;
+            *repository_out = Some(repo.clone());
+            return self.redeliver(repo, id).await;
+        }
         let (endpoint, raw_name) = route::match_path(request.path()).ok_or(ApiError::NoRoute)?;
         *route_out = endpoint.template();
         let op = endpoint.operation(request.method())?;
@@ -173,6 +186,9 @@ impl Settings {
             Operation::Delete => self.delete(&repo).await,
             Operation::Enable => self.enable(&repo).await,
             Operation::Test => self.test(repo).await,
+            Operation::Deliveries => self.deliveries(&repo).await,
+            // Routed by `match_redeliver` above.
+            Operation::Redeliver => Err(ApiError::NoRoute),
         }
     }
 
@@ -182,12 +198,37 @@ impl Settings {
     }
 
     async fn put(&self, repo: &RepositoryName, body: &[u8]) -> Result<Served, ApiError> {
-        let raw = url_from_body(body)?;
-        let url = self.validate_url(&raw).await?;
-        let record = self.store.put_url(repo, &url, &now()).await?;
+        let put = put_body(body)?;
+        let url = self.validate_url(&put.url).await?;
+        if put.headers.is_none() && !put.format.own_headers().is_empty() {
+            self.check_kept_headers(repo, put.format).await?;
+        }
+        let update = WebhookUpdate {
+            url,
+            format: put.format,
+            headers: put.headers,
+        };
+        let record = self.store.put_webhook(repo, &update, &now()).await?;
+        let url = update.url;
         let mut served: Served = config_response(repo, Some(&record))?.into();
         served.target = Some(url.origin_for_logs());
         Ok(served)
+    }
+
+    /// A PUT that keeps the stored headers must not switch to a format that
+    /// owns one of them (an `Accept` kept into `github-dispatch`).
+    async fn check_kept_headers(
+        &self,
+        repo: &RepositoryName,
+        format: PayloadFormat,
+    ) -> Result<(), ApiError> {
+        let kept = self.store.get(repo).await?.and_then(|r| r.webhook);
+        if let Some(w) = kept {
+            w.headers
+                .check_format(format)
+                .map_err(|e| ApiError::BadBody(format!("{e}; send \"headers\" without it")))?;
+        }
+        Ok(())
     }
 
     async fn delete(&self, repo: &RepositoryName) -> Result<Served, ApiError> {
@@ -201,6 +242,72 @@ impl Settings {
     async fn enable(&self, repo: &RepositoryName) -> Result<Served, ApiError> {
         let record = self.store.enable(repo, &now()).await?;
         Ok(config_response(repo, record.as_ref())?.into())
+    }
+
+    /// The delivery history, newest first (docs/settings-api.md#delivery-history).
+    async fn deliveries(&self, repo: &RepositoryName) -> Result<Served, ApiError> {
+        let record = self.store.get(repo).await?;
+        let Some(webhook) = record.and_then(|r| r.webhook) else {
+            return Err(ApiError::NoWebhook(repo.clone()));
+        };
+        // The payload kept for redelivery is the store's business.
+        let deliveries: Vec<Value> = webhook
+            .deliveries
+            .iter()
+            .map(|e| {
+                let mut v = serde_json::to_value(e).unwrap_or(Value::Null);
+                if let Value::Object(m) = &mut v {
+                    m.remove("payload");
+                }
+                v
+            })
+            .collect();
+        let body = json!({
+            "repository": repo.as_str(),
+            "deliveries": deliveries,
+        });
+        Ok(HttpResponse::json(200, &body).into())
+    }
+
+    /// Queues an event of the history again through the delivery queue:
+    /// same body and webhook id; the timestamp and signature are those of
+    /// the new attempt (docs/settings-api.md#redelivery).
+    async fn redeliver(&self, repo: RepositoryName, id: &str) -> Result<Served, ApiError> {
+        let record = self.store.get(&repo).await?;
+        let Some(webhook) = record.and_then(|r| r.webhook) else {
+            return Err(ApiError::NoWebhook(repo));
+        };
+        let not_found = || ApiError::NoDelivery {
+            repo: repo.clone(),
+            id: id.chars().take(64).collect(),
+        };
+        let entry = webhook
+            .deliveries
+            .iter()
+            .find(|e| e.webhook_id == id && e.payload.is_some())
+            .ok_or_else(not_found)?;
+        let job = redelivery_job(&repo, entry).ok_or_else(not_found)?;
+        if job.kind == JobKind::Push && !webhook.enabled {
+            return Err(ApiError::Disabled(repo));
+        }
+        let report = self.queue.send_jobs(std::slice::from_ref(&job)).await?;
+        if let Some((_, reason)) = report.failed.first() {
+            return Err(ApiError::Unavailable(format!(
+                "delivery queue did not accept the redelivery: {reason}"
+            )));
+        }
+        let body = json!({
+            "queued": true,
+            "event": job.kind.as_str(),
+            "repository": repo.as_str(),
+            "tag": job.tag.as_str(),
+            "webhook_id": job.webhook_id,
+        });
+        Ok(Served {
+            response: HttpResponse::json(202, &body),
+            target: None,
+            webhook_id: Some(job.webhook_id),
+        })
     }
 
     /// Queues a ping through the delivery queue, so it takes the same path,
@@ -255,10 +362,35 @@ impl Settings {
     }
 }
 
+/// The job that sends `entry`'s event again, or `None` when the entry
+/// cannot be one (no payload kept, a stored value that no longer parses).
+fn redelivery_job(repo: &RepositoryName, entry: &DeliveryAttempt) -> Option<DeliveryJob> {
+    let payload = entry.payload.as_ref()?;
+    let kind = match entry.event.as_str() {
+        "push" => JobKind::Push,
+        "ping" => JobKind::Ping,
+        _ => return None,
+    };
+    let job = DeliveryJob {
+        v: JOB_VERSION,
+        webhook_id: entry.webhook_id.clone(),
+        kind,
+        repository: repo.clone(),
+        tag: Tag::parse(&entry.tag).ok()?,
+        digest: None,
+        image_size: payload.image_size,
+        layers: payload.layers.clone(),
+        repository_size: payload.repository_size,
+        pushed_at: None,
+    };
+    job.validate().ok()?;
+    Some(job)
+}
+
 /// The config's keys in the order of docs/settings-api.md#the-config-json. `RepoRecord::api_json` builds a
 /// `serde_json::Map`, which sorts keys unless serde_json's `preserve_order`
 /// is on, so the body is written in this order here.
-pub const CONFIG_KEYS: [&str; 10] = [
+pub const CONFIG_KEYS: [&str; 12] = [
     "repository",
     "url",
     "enabled",
@@ -269,6 +401,8 @@ pub const CONFIG_KEYS: [&str; 10] = [
     "last_delivery",
     "created_at",
     "updated_at",
+    "format",
+    "headers",
 ];
 
 /// The 200 config answer, or 404 when the repository has no webhook.
@@ -311,10 +445,20 @@ fn ordered_json(value: &Value, order: &[&str]) -> String {
     out
 }
 
-/// The `url` of a PUT body: a JSON object whose only field is a string `url`.
-/// Unknown fields are refused rather than ignored: a caller sending
-/// `enabled` or `secret` would otherwise believe they had been applied.
-fn url_from_body(body: &[u8]) -> Result<String, ApiError> {
+/// A PUT body, read: the URL (validated later), the format, and the custom
+/// headers when the body gives them.
+struct PutBody {
+    url: String,
+    format: PayloadFormat,
+    headers: Option<CustomHeaders>,
+}
+
+/// A PUT body: a JSON object with a string `url`, an optional `format`
+/// (default `alin`) and optional `headers` (an object of strings). Unknown
+/// fields are refused rather than ignored: a caller sending `enabled` or
+/// `secret` would otherwise believe they had been applied. No message
+/// quotes a header value.
+fn put_body(body: &[u8]) -> Result<PutBody, ApiError> {
     const EXPECTED: &str = "expected {\"url\": \"https://...\"}";
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadBody(format!(
@@ -329,18 +473,62 @@ fn url_from_body(body: &[u8]) -> Result<String, ApiError> {
         )));
     };
     let url = fields.remove(URL_FIELD);
+    let format = fields.remove(FORMAT_FIELD);
+    let headers = fields.remove(HEADERS_FIELD);
     if let Some(unknown) = first_key(&fields) {
         return Err(ApiError::BadBody(format!(
-            "unknown field {unknown:?} in request body; only \"url\" is accepted"
+            "unknown field {unknown:?} in request body; only \"url\", \"format\" and \"headers\" are accepted"
         )));
     }
-    match url {
-        Some(Value::String(url)) => Ok(url),
-        Some(_) => Err(ApiError::BadBody("\"url\" must be a string".into())),
-        None => Err(ApiError::BadBody(format!(
-            "request body has no \"url\"; {EXPECTED}"
-        ))),
+    let url = match url {
+        Some(Value::String(url)) => url,
+        Some(_) => return Err(ApiError::BadBody("\"url\" must be a string".into())),
+        None => {
+            return Err(ApiError::BadBody(format!(
+                "request body has no \"url\"; {EXPECTED}"
+            )))
+        }
+    };
+    let format = match format {
+        None => PayloadFormat::Alin,
+        Some(Value::String(name)) => {
+            PayloadFormat::parse(&name).map_err(|e| ApiError::BadBody(e.to_string()))?
+        }
+        Some(_) => {
+            return Err(ApiError::BadBody(
+                shared::webhook::UnknownFormat.to_string(),
+            ))
+        }
+    };
+    let headers = match headers {
+        None => None,
+        Some(h) => Some(custom_headers(h, format)?),
+    };
+    Ok(PutBody {
+        url,
+        format,
+        headers,
+    })
+}
+
+/// `"headers"`: an object of string values, in the order given.
+fn custom_headers(value: Value, format: PayloadFormat) -> Result<CustomHeaders, ApiError> {
+    let Value::Object(fields) = value else {
+        return Err(ApiError::BadBody(
+            "\"headers\" must be an object of header names to string values".into(),
+        ));
+    };
+    let mut pairs = Vec::with_capacity(fields.len());
+    for (name, value) in fields {
+        match value {
+            Value::String(v) => pairs.push((name, v)),
+            _ => {
+                let name: String = name.chars().take(64).collect();
+                return Err(ApiError::BadBody(HeaderError::NotString(name).to_string()));
+            }
+        }
     }
+    CustomHeaders::new(pairs, format).map_err(|e| ApiError::BadBody(e.to_string()))
 }
 
 fn first_key(fields: &Map<String, Value>) -> Option<String> {

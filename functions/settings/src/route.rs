@@ -3,7 +3,7 @@
 //! why not.
 //!
 //! The route is decided on the raw path, by its fixed suffix
-//! (`/webhook`, `/webhook/enable`, `/webhook/test`) under the
+//! (`/webhook`, `/webhook/enable`, `/webhook/test`, `/webhook/deliveries`) under the
 //! `/repositories/` prefix; only then is the name between them
 //! percent-decoded, once, and validated with the Distribution grammar.
 //! Escapes can therefore never change the route (`…/webhook%2Ftest` is not
@@ -26,6 +26,11 @@ pub enum Endpoint {
     Enable,
     /// `/repositories/{name}/webhook/test`
     Test,
+    /// `/repositories/{name}/webhook/deliveries`
+    Deliveries,
+    /// `/repositories/{name}/webhook/deliveries/{webhook-id}/redeliver`
+    /// (matched by [`match_redeliver`], not by a fixed suffix).
+    Redeliver,
 }
 
 impl Endpoint {
@@ -35,6 +40,8 @@ impl Endpoint {
             Self::Webhook => "/webhook",
             Self::Enable => "/webhook/enable",
             Self::Test => "/webhook/test",
+            Self::Deliveries => "/webhook/deliveries",
+            Self::Redeliver => "/redeliver",
         }
     }
 
@@ -44,6 +51,8 @@ impl Endpoint {
             Self::Webhook => "/repositories/{name}/webhook",
             Self::Enable => "/repositories/{name}/webhook/enable",
             Self::Test => "/repositories/{name}/webhook/test",
+            Self::Deliveries => "/repositories/{name}/webhook/deliveries",
+            Self::Redeliver => "/repositories/{name}/webhook/deliveries/{webhook-id}/redeliver",
         }
     }
 
@@ -51,7 +60,8 @@ impl Endpoint {
     pub fn allowed_methods(self) -> &'static [&'static str] {
         match self {
             Self::Webhook => &["GET", "PUT", "DELETE"],
-            Self::Enable | Self::Test => &["POST"],
+            Self::Enable | Self::Test | Self::Redeliver => &["POST"],
+            Self::Deliveries => &["GET"],
         }
     }
 
@@ -63,6 +73,8 @@ impl Endpoint {
             (Self::Webhook, "DELETE") => Operation::Delete,
             (Self::Enable, "POST") => Operation::Enable,
             (Self::Test, "POST") => Operation::Test,
+            (Self::Deliveries, "GET") => Operation::Deliveries,
+            (Self::Redeliver, "POST") => Operation::Redeliver,
             _ => {
                 return Err(ApiError::MethodNotAllowed {
                     method: method.chars().take(32).collect(),
@@ -83,6 +95,8 @@ pub enum Operation {
     Delete,
     Enable,
     Test,
+    Deliveries,
+    Redeliver,
 }
 
 impl Operation {
@@ -94,6 +108,10 @@ impl Operation {
             Self::Delete => "DELETE /repositories/{name}/webhook",
             Self::Enable => "POST /repositories/{name}/webhook/enable",
             Self::Test => "POST /repositories/{name}/webhook/test",
+            Self::Deliveries => "GET /repositories/{name}/webhook/deliveries",
+            Self::Redeliver => {
+                "POST /repositories/{name}/webhook/deliveries/{webhook-id}/redeliver"
+            }
         }
     }
 }
@@ -103,9 +121,25 @@ impl Operation {
 pub fn match_path(raw_path: &str) -> Option<(Endpoint, &str)> {
     let rest = raw_path.strip_prefix(PREFIX)?;
     // The suffixes are pairwise distinct endings, so at most one matches.
-    [Endpoint::Enable, Endpoint::Test, Endpoint::Webhook]
-        .into_iter()
-        .find_map(|e| rest.strip_suffix(e.suffix()).map(|name| (e, name)))
+    [
+        Endpoint::Enable,
+        Endpoint::Test,
+        Endpoint::Deliveries,
+        Endpoint::Webhook,
+    ]
+    .into_iter()
+    .find_map(|e| rest.strip_suffix(e.suffix()).map(|name| (e, name)))
+}
+
+/// Splits a raw redelivery path into the still-encoded name and the
+/// webhook id: `/repositories/{name}/webhook/deliveries/{id}/redeliver`.
+pub fn match_redeliver(raw_path: &str) -> Option<(&str, &str)> {
+    let rest = raw_path
+        .strip_prefix(PREFIX)?
+        .strip_suffix(Endpoint::Redeliver.suffix())?;
+    let (before, id) = rest.rsplit_once('/')?;
+    let name = before.strip_suffix(Endpoint::Deliveries.suffix())?;
+    Some((name, id))
 }
 
 /// Percent-decodes the name once and validates it as `<username>/<repository>`.
@@ -180,6 +214,14 @@ mod tests {
                 "/repositories/alice%2Fapp/webhook",
                 Some((Endpoint::Webhook, "alice%2Fapp")),
             ),
+            (
+                "/repositories/alice/app/webhook/deliveries",
+                Some((Endpoint::Deliveries, "alice/app")),
+            ),
+            (
+                "/repositories/alice/deliveries/webhook",
+                Some((Endpoint::Webhook, "alice/deliveries")),
+            ),
             ("/repositories//webhook", Some((Endpoint::Webhook, ""))),
             ("/repositories/alice/app/webhook/", None),
             ("/repositories/alice/app/webhook%2Ftest", None),
@@ -195,6 +237,32 @@ mod tests {
         for (path, want) in cases {
             assert_eq!(match_path(path), want, "{path}");
         }
+    }
+
+    #[test]
+    fn redelivery_paths_split_into_name_and_id() {
+        assert_eq!(
+            match_redeliver("/repositories/alice/app/webhook/deliveries/evt_1/redeliver"),
+            Some(("alice/app", "evt_1"))
+        );
+        assert_eq!(
+            match_redeliver("/repositories/a/b/c/webhook/deliveries/evt_x/redeliver"),
+            Some(("a/b/c", "evt_x"))
+        );
+        for none in [
+            "/repositories/alice/app/webhook/deliveries/redeliver",
+            "/repositories/alice/app/webhook/deliveries/evt_1/redeliver/",
+            "/repositories/alice/app/webhook/evt_1/redeliver",
+            "/repositories/alice/app/webhook/deliveries/evt_1",
+            "/repositories/alice/redeliver/webhook",
+        ] {
+            assert_eq!(match_redeliver(none), None, "{none}");
+        }
+        assert_eq!(
+            Endpoint::Redeliver.operation("POST").unwrap(),
+            Operation::Redeliver
+        );
+        assert!(Endpoint::Redeliver.operation("GET").is_err());
     }
 
     #[test]
@@ -245,6 +313,10 @@ mod tests {
             Operation::Enable
         );
         assert_eq!(Endpoint::Test.operation("POST").unwrap(), Operation::Test);
+        assert_eq!(
+            Endpoint::Deliveries.operation("GET").unwrap(),
+            Operation::Deliveries
+        );
         for (e, m) in [
             (Endpoint::Webhook, "POST"),
             (Endpoint::Webhook, "get"),
@@ -253,6 +325,7 @@ mod tests {
             (Endpoint::Enable, "GET"),
             (Endpoint::Test, "PUT"),
             (Endpoint::Test, ""),
+            (Endpoint::Deliveries, "POST"),
         ] {
             assert!(
                 matches!(e.operation(m), Err(ApiError::MethodNotAllowed { .. })),

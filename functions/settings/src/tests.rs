@@ -1049,3 +1049,244 @@ async fn a_url_accepted_at_set_time_is_refused_at_delivery_when_it_resolves_insi
     );
     assert_error(&app_now.put("alice/app", &url).await, 400, "loopback");
 }
+
+async fn put_json(app: &App, name: &str, body: Value) -> HttpResponse {
+    let path = format!("/repositories/{name}/webhook");
+    app.call("PUT", &path, Some(&body.to_string())).await
+}
+
+/// GIVEN a PUT with a format and custom headers
+/// THEN the record keeps both, the answer shows the format and the header
+/// names only, a PUT without "headers" keeps them (the format defaults to
+/// alin again), and `"headers": {}` clears them.
+#[tokio::test]
+async fn formats_and_write_only_headers_are_kept_and_cleared() {
+    let app = app();
+    let url = "https://ci.example.com/hook";
+    let r = put_json(
+        &app,
+        "alice/app",
+        json!({"url": url, "format": "github-dispatch",
+               "headers": {"Authorization": "Bearer s3cr3t-token", "X-Team": "blue"}}),
+    )
+    .await;
+    assert_eq!(r.status_code, 200, "{:?}", r.body);
+    let body = r.body.clone().unwrap();
+    assert!(!body.contains("s3cr3t-token"), "{body}");
+    let config = r.body_json();
+    assert_eq!(config["format"], "github-dispatch");
+    assert_eq!(config["headers"], json!(["Authorization", "X-Team"]));
+    let w = app.record("alice/app").await.unwrap().webhook.unwrap();
+    assert_eq!(
+        w.headers.iter().collect::<Vec<_>>(),
+        [("Authorization", "Bearer s3cr3t-token"), ("X-Team", "blue")]
+    );
+    let got = app
+        .call("GET", "/repositories/alice/app/webhook", None)
+        .await;
+    assert!(!got.body.clone().unwrap().contains("s3cr3t-token"));
+    assert_eq!(
+        got.body_json()["headers"],
+        json!(["Authorization", "X-Team"])
+    );
+
+    // A new URL without "headers" keeps them; no "format" means alin.
+    let r = app.put("alice/app", "https://other.example.com/hook").await;
+    assert_eq!(r.body_json()["format"], "alin");
+    assert_eq!(r.body_json()["headers"], json!(["Authorization", "X-Team"]));
+
+    let r = put_json(&app, "alice/app", json!({"url": url, "headers": {}})).await;
+    assert_eq!(r.body_json()["headers"], json!([]));
+    assert!(app
+        .record("alice/app")
+        .await
+        .unwrap()
+        .webhook
+        .unwrap()
+        .headers
+        .is_empty());
+}
+
+/// Every refusal is a 400 naming the rule and the header, never its value.
+#[tokio::test]
+async fn bad_formats_and_headers_are_400_without_the_value() {
+    let app = app();
+    let url = "https://ci.example.com/hook";
+    let r = put_json(&app, "alice/app", json!({"url": url, "format": "xml"})).await;
+    assert_error(&r, 400, "\"alin\", \"github-dispatch\", \"cloudevents\"");
+    let r = put_json(&app, "alice/app", json!({"url": url, "format": 1})).await;
+    assert_error(&r, 400, "\"format\" must be one of");
+    let r = put_json(&app, "alice/app", json!({"url": url, "headers": ["a"]})).await;
+    assert_error(&r, 400, "\"headers\" must be an object");
+    let cases = [
+        (
+            json!({"Host": "s3cr3t"}),
+            "alin",
+            "Host is set by the service",
+        ),
+        (
+            json!({"webhook-signature": "s3cr3t"}),
+            "alin",
+            "set by the service",
+        ),
+        (
+            json!({"X-Alin-Webhook": "s3cr3t"}),
+            "alin",
+            "set by the service",
+        ),
+        (
+            json!({"accept": "s3cr3t"}),
+            "github-dispatch",
+            "set by the github-dispatch format",
+        ),
+        (
+            json!({"X-A": "s3cr3t\r\nX-B: y"}),
+            "alin",
+            "control character",
+        ),
+        (json!({"X-A": 5}), "alin", "must be a string"),
+        (
+            json!({"bad name": "s3cr3t"}),
+            "alin",
+            "not a valid HTTP header name",
+        ),
+        (
+            json!({"X-A": "s3cr3t".repeat(400)}),
+            "alin",
+            "longer than 2048 bytes",
+        ),
+    ];
+    for (headers, format, why) in cases {
+        let r = put_json(
+            &app,
+            "alice/app",
+            json!({"url": url, "format": format, "headers": headers}),
+        )
+        .await;
+        assert_error(&r, 400, why);
+        assert!(!error_of(&r).contains("s3cr3t"), "{}", error_of(&r));
+    }
+    let many: serde_json::Map<String, Value> =
+        (0..11).map(|i| (format!("X-{i}"), json!("v"))).collect();
+    let r = put_json(&app, "alice/app", json!({"url": url, "headers": many})).await;
+    assert_error(&r, 400, "at most 10 custom headers");
+    assert!(
+        app.record("alice/app").await.is_none(),
+        "nothing was stored"
+    );
+
+    // An Accept kept from an alin webhook cannot ride into github-dispatch.
+    let r = put_json(
+        &app,
+        "alice/app",
+        json!({"url": url, "headers": {"Accept": "text/plain"}}),
+    )
+    .await;
+    assert_eq!(r.status_code, 200);
+    let r = put_json(
+        &app,
+        "alice/app",
+        json!({"url": url, "format": "github-dispatch"}),
+    )
+    .await;
+    assert_error(&r, 400, "Accept is set by the github-dispatch format");
+    assert!(!error_of(&r).contains("text/plain"));
+}
+
+/// GIVEN a webhook whose history holds one delivered push (with its payload)
+/// THEN GET …/deliveries lists it without the payload, a redelivery queues
+/// the same job (202), an unknown id is a 404, and a disabled webhook's push
+/// is a 409.
+#[tokio::test]
+async fn deliveries_are_listed_and_redelivered_from_the_history() {
+    use shared::domain::{AttemptKind, DeliveryAttempt, DeliveryJob, EventPayload};
+    let app = app();
+    assert_eq!(
+        app.put("alice/app", "https://ci.example.com/h")
+            .await
+            .status_code,
+        200
+    );
+    let repo = RepositoryName::parse("alice/app").unwrap();
+    let w = app.record("alice/app").await.unwrap().webhook.unwrap();
+    let digest = format!("sha256:{}", "e".repeat(64));
+    let entry = DeliveryAttempt {
+        webhook_id: "evt_h".into(),
+        event: "push".into(),
+        tag: "1.0".into(),
+        attempt: 1,
+        at: "2026-11-28T08:00:00Z".into(),
+        duration_ms: 5,
+        status: Some(200),
+        error: None,
+        kind: AttemptKind::First,
+        payload: Some(EventPayload {
+            image_size: 9,
+            layers: vec![shared::domain::Digest::parse(&digest).unwrap()],
+            repository_size: 99,
+        }),
+    };
+    let outcome = BatchOutcome {
+        url_version: w.url_version,
+        kind: OutcomeKind::Delivered,
+        last_delivery: LastDelivery {
+            webhook_id: "evt_h".into(),
+            event: "push".into(),
+            tag: "1.0".into(),
+            at: "2026-11-28T08:00:00Z".into(),
+            outcome: shared::domain::DeliveryOutcome::Delivered,
+            status: Some(200),
+            error: None,
+            duration_ms: 5,
+            attempt: 1,
+        },
+        now: "2026-11-28T08:00:00Z".into(),
+    };
+    app.store
+        .record_outcome_with_history(&repo, &outcome, Some(std::slice::from_ref(&entry)), 3)
+        .await
+        .unwrap();
+
+    let r = app
+        .call("GET", "/repositories/alice/app/webhook/deliveries", None)
+        .await;
+    assert_eq!(r.status_code, 200);
+    assert_eq!(
+        r.body_json(),
+        json!({"repository": "alice/app", "deliveries": [{
+            "webhook_id": "evt_h", "event": "push", "tag": "1.0", "attempt": 1,
+            "at": "2026-11-28T08:00:00Z", "duration_ms": 5, "status": 200, "error": null,
+            "kind": "first"}]})
+    );
+
+    let path = "/repositories/alice/app/webhook/deliveries/evt_h/redeliver";
+    let r = app.call("POST", path, None).await;
+    assert_eq!(r.status_code, 202, "{:?}", r.body);
+    let sent = app.queue.jobs();
+    assert_eq!(sent.len(), 1);
+    let want = format!(
+        r#"{{"v":1,"webhook_id":"evt_h","kind":"push","repository":"alice/app","tag":"1.0","image_size":9,"layers":["{digest}"],"repository_size":99}}"#
+    );
+    assert_eq!(sent[0], DeliveryJob::parse(&want).unwrap());
+
+    let r = app
+        .call(
+            "POST",
+            "/repositories/alice/app/webhook/deliveries/evt_x/redeliver",
+            None,
+        )
+        .await;
+    assert_error(&r, 404, "no delivery \"evt_x\"");
+    let r = app
+        .call(
+            "POST",
+            "/repositories/bob/app/webhook/deliveries/evt_h/redeliver",
+            None,
+        )
+        .await;
+    assert_error(&r, 404, "has no webhook");
+    disable(&app, "alice/app").await;
+    let r = app.call("POST", path, None).await;
+    assert_error(&r, 409, "disabled");
+    assert_eq!(app.queue.jobs().len(), 1, "nothing more queued");
+}

@@ -15,11 +15,11 @@ use aws_sdk_dynamodb::Client;
 use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::domain::{
-    BatchOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord, RepositoryName,
-    WebhookConfig, WebhookUrl,
+    BatchOutcome, DeliveryAttempt, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
+    RepositoryName, WebhookConfig, WebhookUrl,
 };
-use crate::ports::{LayerSize, StoreError, WebhookStore};
-use crate::webhook::signing::WebhookSecret;
+use crate::ports::{LayerSize, StoreError, WebhookStore, WebhookUpdate};
+use crate::webhook::{CustomHeaders, PayloadFormat, WebhookSecret};
 
 /// Partition key attribute.
 pub const PK: &str = "pk";
@@ -143,9 +143,16 @@ impl DynamoStore {
         if let Some(c) = condition {
             req = req.condition_expression(c);
         }
-        // `url` is a DynamoDB reserved word.
-        if update.contains("#url_attr") || condition.is_some_and(|c| c.contains("#url_attr")) {
-            req = req.expression_attribute_names("#url_attr", "url");
+        // `url` and `format` are DynamoDB reserved words; `headers` is
+        // aliased alike so no future reserved word can break the write.
+        for (alias, name) in [
+            ("#url_attr", "url"),
+            ("#fmt_attr", "format"),
+            ("#hdr_attr", "headers"),
+        ] {
+            if update.contains(alias) || condition.is_some_and(|c| c.contains(alias)) {
+                req = req.expression_attribute_names(alias, name);
+            }
         }
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
@@ -183,24 +190,25 @@ impl DynamoStore {
         &self,
         repo: &RepositoryName,
         outcome: &BatchOutcome,
-        reason: &str,
+        (reason, history): (&str, &HistoryWrite),
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
         let version = n(outcome.url_version);
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
+        let (below_update, at_update) = history.failure_updates();
         for round in 0..MAX_ROUNDS {
             // Below the threshold: a plain atomic increment, no read needed.
             let below = self
                 .update_repo(
                     repo,
-                    "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld",
+                    &below_update,
                     Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures < :tm1"),
-                    vec![
+                    history.with(vec![
                         (":one", n(1)),
                         (":ld", ld.clone()),
                         (":v", version.clone()),
                         (":tm1", n(threshold.saturating_sub(1))),
-                    ],
+                    ]),
                     ReturnValue::AllNew,
                 )
                 .await;
@@ -226,11 +234,9 @@ impl DynamoStore {
             let at = self
                 .update_repo(
                     repo,
-                    "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld, \
-                     enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
-                     disabled_reason = if_not_exists(disabled_reason, :reason)",
+                    &at_update,
                     Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures >= :tm1"),
-                    vec![
+                    history.with(vec![
                         (":one", n(1)),
                         (":ld", ld.clone()),
                         (":v", version.clone()),
@@ -238,7 +244,7 @@ impl DynamoStore {
                         (":f", AttributeValue::Bool(false)),
                         (":now", s(&outcome.now)),
                         (":reason", s(reason)),
-                    ],
+                    ]),
                     ReturnValue::AllOld,
                 )
                 .await?;
@@ -270,6 +276,55 @@ impl DynamoStore {
         Err(StoreError::Retryable(
             "failure count kept changing under contention".into(),
         ))
+    }
+}
+
+/// The history part of an outcome write: the new list replaces the stored
+/// one in the same UpdateItem (read-modify-write on what `deliver` read at
+/// the start of the batch, guarded by the outcome's `url_version`
+/// condition), so a write never grows the list past its bound.
+struct HistoryWrite {
+    /// `, deliveries = :hist`, or empty.
+    set: &'static str,
+    value: Option<AttributeValue>,
+}
+
+impl HistoryWrite {
+    fn of(history: Option<&[DeliveryAttempt]>) -> Self {
+        match history {
+            None => Self {
+                set: "",
+                value: None,
+            },
+            Some(h) => Self {
+                set: ", deliveries = :hist",
+                value: Some(s(serde_json::to_string(h).unwrap_or_else(|_| "[]".into()))),
+            },
+        }
+    }
+
+    /// The two failure updates: below the threshold (count), and at it
+    /// (count and disable).
+    fn failure_updates(&self) -> (String, String) {
+        let count = "SET consecutive_failures = consecutive_failures + :one, last_delivery = :ld";
+        (
+            format!("{count}{}", self.set),
+            format!(
+                "{count}, enabled = :f, disabled_at = if_not_exists(disabled_at, :now), \
+                 disabled_reason = if_not_exists(disabled_reason, :reason){}",
+                self.set
+            ),
+        )
+    }
+
+    fn with<'a>(
+        &self,
+        mut values: Vec<(&'a str, AttributeValue)>,
+    ) -> Vec<(&'a str, AttributeValue)> {
+        if let Some(v) = &self.value {
+            values.push((":hist", v.clone()));
+        }
+        values
     }
 }
 
@@ -358,6 +413,19 @@ fn record_from_item(repo: &RepositoryName, item: &Item) -> Result<RepoRecord, St
             })?;
             let last_delivery = text(item, "last_delivery")
                 .and_then(|j| serde_json::from_str::<LastDelivery>(&j).ok());
+            // Records written before formats and headers existed are `alin`
+            // without headers.
+            let format = match text(item, "format") {
+                None => PayloadFormat::Alin,
+                Some(f) => PayloadFormat::parse(&f).map_err(|_| {
+                    StoreError::Permanent(format!("stored payload format for {repo} is unknown"))
+                })?,
+            };
+            let headers = match text(item, "headers") {
+                None => CustomHeaders::default(),
+                Some(h) => CustomHeaders::from_stored(&h)
+                    .map_err(|why| StoreError::Permanent(format!("{why} ({repo})")))?,
+            };
             Some(WebhookConfig {
                 url,
                 secret,
@@ -369,6 +437,11 @@ fn record_from_item(repo: &RepositoryName, item: &Item) -> Result<RepoRecord, St
                 created_at: text(item, "created_at").unwrap_or_default(),
                 updated_at: text(item, "updated_at").unwrap_or_default(),
                 url_version: num(item, "url_version"),
+                format,
+                headers,
+                deliveries: text(item, "deliveries")
+                    .and_then(|j| serde_json::from_str(&j).ok())
+                    .unwrap_or_default(),
             })
         }
     };
@@ -428,27 +501,49 @@ impl WebhookStore for DynamoStore {
         url: &WebhookUrl,
         now: &str,
     ) -> Result<RepoRecord, StoreError> {
+        let update = WebhookUpdate {
+            url: url.clone(),
+            format: PayloadFormat::Alin,
+            headers: None,
+        };
+        self.put_webhook(repo, &update, now).await
+    }
+
+    async fn put_webhook(
+        &self,
+        repo: &RepositoryName,
+        update: &WebhookUpdate,
+        now: &str,
+    ) -> Result<RepoRecord, StoreError> {
         let secret = WebhookSecret::generate();
+        let mut values = vec![
+            (":u", s(update.url.as_str())),
+            (":t", AttributeValue::Bool(true)),
+            (":zero", n(0)),
+            (":one", n(1)),
+            (":now", s(now)),
+            (":s", s(secret.expose())),
+            (":r", s(repo.as_str())),
+            (":fmt", s(update.format.as_str())),
+        ];
+        // Headers: absent keeps them, empty removes them, else replaced.
+        let (set_headers, remove_headers) = match &update.headers {
+            None => ("", ""),
+            Some(h) if h.is_empty() => ("", ", #hdr_attr"),
+            Some(h) => {
+                values.push((":h", s(h.to_stored())));
+                (", #hdr_attr = :h", "")
+            }
+        };
+        let expression = format!(
+            "SET #url_attr = :u, enabled = :t, consecutive_failures = :zero, updated_at = :now, \
+             created_at = if_not_exists(created_at, :now), secret = if_not_exists(secret, :s), \
+             repository = :r, url_version = if_not_exists(url_version, :zero) + :one, \
+             repository_size = if_not_exists(repository_size, :zero), #fmt_attr = :fmt{set_headers} \
+             REMOVE disabled_at, disabled_reason{remove_headers}"
+        );
         let res = self
-            .update_repo(
-                repo,
-                "SET #url_attr = :u, enabled = :t, consecutive_failures = :zero, updated_at = :now, \
-                 created_at = if_not_exists(created_at, :now), secret = if_not_exists(secret, :s), \
-                 repository = :r, url_version = if_not_exists(url_version, :zero) + :one, \
-                 repository_size = if_not_exists(repository_size, :zero) \
-                 REMOVE disabled_at, disabled_reason",
-                None,
-                vec![
-                    (":u", s(url.as_str())),
-                    (":t", AttributeValue::Bool(true)),
-                    (":zero", n(0)),
-                    (":one", n(1)),
-                    (":now", s(now)),
-                    (":s", s(secret.expose())),
-                    (":r", s(repo.as_str())),
-                ],
-                ReturnValue::AllNew,
-            )
+            .update_repo(repo, &expression, None, values, ReturnValue::AllNew)
             .await?;
         let item = res
             .map_err(|_| {
@@ -465,7 +560,7 @@ impl WebhookStore for DynamoStore {
             .update_repo(
                 repo,
                 "REMOVE #url_attr, secret, enabled, consecutive_failures, disabled_at, disabled_reason, \
-                 last_delivery, created_at, updated_at SET url_version = url_version + :one",
+                 last_delivery, created_at, updated_at, #fmt_attr, #hdr_attr, deliveries SET url_version = url_version + :one",
                 Some("attribute_exists(#url_attr)"),
                 vec![(":one", n(1))],
                 ReturnValue::None,
@@ -506,19 +601,35 @@ impl WebhookStore for DynamoStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
+        self.record_outcome_with_history(repo, outcome, None, threshold)
+            .await
+    }
+
+    async fn record_outcome_with_history(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        history: Option<&[DeliveryAttempt]>,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
+        let history = HistoryWrite::of(history);
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
         let version = n(outcome.url_version);
         match &outcome.kind {
             OutcomeKind::Failed { reason } => {
-                self.record_failure(repo, outcome, reason, threshold).await
+                self.record_failure(repo, outcome, (reason, &history), threshold)
+                    .await
             }
             OutcomeKind::Delivered => {
                 let res = self
                     .update_repo(
                         repo,
-                        "SET consecutive_failures = :zero, last_delivery = :ld",
+                        &format!(
+                            "SET consecutive_failures = :zero, last_delivery = :ld{}",
+                            history.set
+                        ),
                         Some("attribute_exists(#url_attr) AND url_version = :v"),
-                        vec![(":zero", n(0)), (":ld", ld), (":v", version)],
+                        history.with(vec![(":zero", n(0)), (":ld", ld), (":v", version)]),
                         ReturnValue::None,
                     )
                     .await?;
@@ -534,18 +645,21 @@ impl WebhookStore for DynamoStore {
                 let res = self
                     .update_repo(
                         repo,
-                        "SET enabled = :f, last_delivery = :ld, consecutive_failures = consecutive_failures + :one, \
-                         disabled_at = if_not_exists(disabled_at, :now), \
-                         disabled_reason = if_not_exists(disabled_reason, :reason)",
+                        &format!(
+                            "SET enabled = :f, last_delivery = :ld, consecutive_failures = consecutive_failures + :one, \
+                             disabled_at = if_not_exists(disabled_at, :now), \
+                             disabled_reason = if_not_exists(disabled_reason, :reason){}",
+                            history.set
+                        ),
                         Some("attribute_exists(#url_attr) AND url_version = :v"),
-                        vec![
+                        history.with(vec![
                             (":f", AttributeValue::Bool(false)),
                             (":ld", ld),
                             (":one", n(1)),
                             (":now", s(&outcome.now)),
                             (":reason", s("receiver answered 410 Gone")),
                             (":v", version),
-                        ],
+                        ]),
                         ReturnValue::AllOld,
                     )
                     .await?;

@@ -8,11 +8,13 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord, RepositoryName,
-    WebhookConfig, WebhookUrl,
+    BatchOutcome, DeliveryAttempt, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord,
+    RepositoryName, WebhookConfig, WebhookUrl,
 };
-use crate::ports::{DeliveryQueue, LayerSize, QueueError, SendReport, StoreError, WebhookStore};
-use crate::webhook::signing::WebhookSecret;
+use crate::ports::{
+    DeliveryQueue, LayerSize, QueueError, SendReport, StoreError, WebhookStore, WebhookUpdate,
+};
+use crate::webhook::{PayloadFormat, WebhookSecret};
 
 #[derive(Default)]
 struct StoreState {
@@ -74,6 +76,20 @@ impl WebhookStore for MemoryStore {
         url: &WebhookUrl,
         now: &str,
     ) -> Result<RepoRecord, StoreError> {
+        let update = WebhookUpdate {
+            url: url.clone(),
+            format: PayloadFormat::Alin,
+            headers: None,
+        };
+        self.put_webhook(repo, &update, now).await
+    }
+
+    async fn put_webhook(
+        &self,
+        repo: &RepositoryName,
+        update: &WebhookUpdate,
+        now: &str,
+    ) -> Result<RepoRecord, StoreError> {
         Ok(self.with(|s| {
             s.writes += 1;
             let version = s.versions.entry(repo.clone()).or_insert(0);
@@ -84,25 +100,30 @@ impl WebhookStore for MemoryStore {
                 webhook: None,
                 repository_size: 0,
             });
-            let (secret, created_at, last_delivery) = match &rec.webhook {
-                Some(w) => (
-                    w.secret.clone(),
-                    w.created_at.clone(),
-                    w.last_delivery.clone(),
-                ),
-                None => (WebhookSecret::generate(), now.to_owned(), None),
+            let old = rec.webhook.take();
+            let (secret, created_at) = match &old {
+                Some(w) => (w.secret.clone(), w.created_at.clone()),
+                None => (WebhookSecret::generate(), now.to_owned()),
             };
+            let kept = old.as_ref().map(|w| w.headers.clone()).unwrap_or_default();
+            let deliveries = old
+                .as_ref()
+                .map(|w| w.deliveries.clone())
+                .unwrap_or_default();
             rec.webhook = Some(WebhookConfig {
-                url: url.as_str().to_owned(),
+                url: update.url.as_str().to_owned(),
                 secret,
                 enabled: true,
                 consecutive_failures: 0,
                 disabled_at: None,
                 disabled_reason: None,
-                last_delivery,
+                last_delivery: old.and_then(|w| w.last_delivery),
                 created_at,
                 updated_at: now.to_owned(),
                 url_version: version,
+                format: update.format,
+                headers: update.headers.clone().unwrap_or(kept),
+                deliveries,
             });
             rec.clone()
         }))
@@ -147,6 +168,17 @@ impl WebhookStore for MemoryStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
+        self.record_outcome_with_history(repo, outcome, None, threshold)
+            .await
+    }
+
+    async fn record_outcome_with_history(
+        &self,
+        repo: &RepositoryName,
+        outcome: &BatchOutcome,
+        history: Option<&[DeliveryAttempt]>,
+        threshold: u32,
+    ) -> Result<OutcomeApplied, StoreError> {
         Ok(self.with(|s| {
             s.writes += 1;
             let Some(w) = s.records.get_mut(repo).and_then(|r| r.webhook.as_mut()) else {
@@ -156,6 +188,9 @@ impl WebhookStore for MemoryStore {
                 return OutcomeApplied::Stale;
             }
             w.last_delivery = Some(outcome.last_delivery.clone());
+            if let Some(h) = history {
+                w.deliveries = h.to_vec();
+            }
             let was_enabled = w.enabled;
             let disable = |w: &mut WebhookConfig, reason: &str| {
                 w.enabled = false;

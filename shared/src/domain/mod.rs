@@ -10,7 +10,7 @@ pub mod time;
 pub use job::{DeliveryJob, JobError, JobKind, QueuedJob};
 pub use names::{Digest, NameError, RepositoryName, Tag};
 pub use record::{
-    BatchOutcome, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
-    WebhookConfig,
+    AttemptKind, BatchOutcome, DeliveryAttempt, DeliveryOutcome, EventPayload, LastDelivery,
+    OutcomeApplied, OutcomeKind, RepoRecord, WebhookConfig,
 };
 pub use target::{classify_ip, validate_webhook_url, UrlError, WebhookUrl};

@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::names::RepositoryName;
-use crate::webhook::signing::WebhookSecret;
+use super::names::{Digest, RepositoryName};
+use crate::webhook::{CustomHeaders, PayloadFormat, WebhookSecret};
 
 /// What the last delivery attempt did; kept on the record as history.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,6 +18,51 @@ pub struct LastDelivery {
     pub error: Option<String>,
     pub duration_ms: u64,
     pub attempt: u32,
+}
+
+/// Attempts kept in a webhook's delivery history (newest first).
+pub const HISTORY_LEN: usize = 25;
+
+/// One attempt in a webhook's delivery history, as the settings API shows it
+/// (`GET …/webhook/deliveries`) and as the record stores it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryAttempt {
+    pub webhook_id: String,
+    pub event: String,
+    pub tag: String,
+    pub attempt: u32,
+    /// RFC 3339 start of the attempt.
+    pub at: String,
+    pub duration_ms: u64,
+    /// The receiver's status, when it answered.
+    pub status: Option<u16>,
+    /// Why there is no 2xx, as a class (`timeout`, `connection`, `refused`,
+    /// `request`), when the receiver did not answer.
+    pub error: Option<String>,
+    pub kind: AttemptKind,
+    /// What the body needs besides the repository and tag, kept on the
+    /// newest entry of each event so it can be redelivered; stored, not
+    /// shown by the API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<EventPayload>,
+}
+
+/// The parts of a delivered event's body the history keeps for redelivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventPayload {
+    pub image_size: u64,
+    pub layers: Vec<Digest>,
+    pub repository_size: u64,
+}
+
+/// Whether an attempt was an event's first, a retry of it, or the first
+/// attempt of an event sent again (a redelivery).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AttemptKind {
+    First,
+    Retry,
+    Redelivery,
 }
 
 /// How the last attempt ended, as the settings API shows it: stored and
@@ -83,6 +128,12 @@ pub struct WebhookConfig {
     /// Bumped on every URL change so that outcomes recorded against an old
     /// URL never count against the new one.
     pub url_version: u64,
+    /// How the request is shaped (`alin` for records written before formats).
+    pub format: PayloadFormat,
+    /// Sent after the service's headers; values are secrets (write-only).
+    pub headers: CustomHeaders,
+    /// The last [`HISTORY_LEN`] attempts, newest first.
+    pub deliveries: Vec<DeliveryAttempt>,
 }
 
 /// Everything the store keeps for one repository.
@@ -117,6 +168,12 @@ impl RepoRecord {
         );
         m.insert("created_at".into(), w.created_at.clone().into());
         m.insert("updated_at".into(), w.updated_at.clone().into());
+        m.insert("format".into(), w.format.as_str().into());
+        // Names only: the values are write-only secrets.
+        m.insert(
+            "headers".into(),
+            w.headers.names().collect::<Vec<_>>().into(),
+        );
         Some(serde_json::Value::Object(m))
     }
 }
