@@ -28,12 +28,13 @@ pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 
 /// The emulated mapping's batching window (the template's is longer).
 pub const WINDOW: Duration = Duration::from_secs(1);
-/// Ingest execution environments behind the Function URL. Lambda scales a
-/// Function URL out without a fixed limit; with 4 here, at 50 pushes/s and
-/// ingest invocations of 60–80 ms against a busy moto, the pool ran at
-/// 75–100 % and pushes queued at the URL for seconds (the 2026-11-29 p50 of
-/// 5 s was mostly that queue). `BENCH_INGEST_POOL` overrides it.
-const INGEST_POOL: usize = 12;
+/// Ingest execution environments behind the Function URL (Lambda scales
+/// one out; `BENCH_INGEST_POOL` overrides this). At 50 pushes/s the pool
+/// runs busy once ingest's invocation passes ~60 ms against a loaded moto,
+/// and pushes then queue at the URL (the 2026-11-29 p50 of 5 s was mostly
+/// that queue). More processes do not help on 2 CPUs: 12 made every moto
+/// call slower still (invocation 440 ms, p50 54 s, 2026-11-29 23:00).
+const INGEST_POOL: usize = 4;
 
 /// One invocation as a pool saw it.
 #[derive(Clone, Debug)]
