@@ -35,6 +35,7 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use shared::domain::time::rfc3339;
 use shared::domain::{
     BatchOutcome, DeliveryJob, DeliveryOutcome, LastDelivery, OutcomeApplied, OutcomeKind,
+    RepositoryName,
 };
 use shared::ports::{StoreError, WebhookStore};
 use time::OffsetDateTime;
@@ -133,9 +134,24 @@ impl Ledger {
         }
     }
 
-    /// Repositories with nothing to send whose outcome is already known.
-    pub fn settled(&self, jobs: &[Planned], repos: &[Repo]) -> Vec<Finished> {
-        self.finished_where(jobs, repos, |t| t.pending == 0)
+    /// Repository `r` was routed (its jobs' fates are set): its tally
+    /// anew, and its outcome when it has nothing to send (a URL refused by
+    /// the address rule).
+    pub fn routed(&mut self, r: usize, jobs: &[Planned], repos: &[Repo]) -> Option<Finished> {
+        let mut t = Tally::default();
+        for &i in &repos[r].jobs {
+            match jobs[i].fate {
+                Fate::Queued => t.pending += 1,
+                Fate::Attempted(_) => t.record(i, jobs),
+                _ => {}
+            }
+        }
+        let pending = t.pending;
+        self.tallies[r] = t;
+        if pending > 0 {
+            return None;
+        }
+        self.finished(r, jobs, repos)
     }
 
     /// Repositories cut short by the deadline or the breaker: what was
@@ -248,7 +264,7 @@ fn last_delivery(p: &Planned, max_attempts: u32) -> Option<LastDelivery> {
 /// channel closes. The store applies "disable after `threshold`".
 pub(crate) async fn write_outcomes(
     store: &dyn WebhookStore,
-    repos: &[Repo],
+    names: &[RepositoryName],
     mut rx: mpsc::UnboundedReceiver<Finished>,
     threshold: u32,
 ) -> Vec<Written> {
@@ -259,7 +275,7 @@ pub(crate) async fn write_outcomes(
         tokio::select! {
             msg = rx.recv(), if open && in_flight.len() < OUTCOME_WRITES_IN_FLIGHT => match msg {
                 Some(finished) => in_flight.push(async move {
-                    let name = &repos[finished.repo].name;
+                    let name = &names[finished.repo];
                     let result = store.record_outcome(name, &finished.outcome, threshold).await;
                     Written { finished, result }
                 }),

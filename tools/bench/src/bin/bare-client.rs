@@ -6,6 +6,7 @@
 //! clock runs: only HTTP.
 //!
 //! usage: bare-client <requests.json> <global concurrency> <per-host concurrency>
+//! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
 //! prints one JSON line: {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"}
 //! (cpu_ms: user + system CPU time while sending, 10 ms resolution)
 
@@ -69,7 +70,14 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
     let global: usize = global.parse().map_err(|_| "bad global concurrency")?;
     let per_host: usize = per_host.parse().map_err(|_| "bad per-host concurrency")?;
     let by_host = load(file)?;
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        let pem = std::fs::read(&file).map_err(|e| format!("SSL_CERT_FILE: {e}"))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("CA: {e}"))? {
+            client = client.add_root_certificate(cert);
+        }
+    }
+    let client = client
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
