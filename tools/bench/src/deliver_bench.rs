@@ -67,6 +67,8 @@ struct Run {
     started: Instant,
     calls: Vec<Call>,
     received: u64,
+    /// The first and the last webhook answered at the sink.
+    answers: Option<(Instant, Instant)>,
     cpu_ms: Option<f64>,
     /// Share of the machine's CPUs busy during the invocation.
     machine_busy: Option<f64>,
@@ -91,7 +93,11 @@ impl Run {
             let busy = ms(busy_time(cs.iter().copied(), self.started, end));
             json!({ "what": format!("`{op}`"), "calls": cs.len(), "from_ms": from, "to_ms": to, "busy_ms": busy })
         };
-        by_op.iter().map(row).collect()
+        let mut rows: Vec<Value> = by_op.iter().map(row).collect();
+        if let Some((a, b)) = self.answers {
+            rows.push(json!({ "what": "webhooks answered", "from_ms": at(a), "to_ms": at(b) }));
+        }
+        rows
     }
 }
 
@@ -107,6 +113,7 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, event: Value, label: &str) -> Res<Ru
     let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
     s.proxy.reset_counts();
     let before = s.sink.count();
+    s.sink.take_answers();
     let (cpu0, jiffies0) = (stats::process_cpu_ms(f.pid()), stats::machine_jiffies());
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
@@ -122,6 +129,7 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, event: Value, label: &str) -> Res<Ru
         started: inv.started_at,
         calls: s.proxy.take_calls(),
         received: s.sink.count() - before,
+        answers: s.sink.take_answers(),
         cpu_ms,
         machine_busy,
         rss_kib,
@@ -242,12 +250,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let soft = |r: Res<Value>| r.unwrap_or_else(|e| json!({ "error": e }));
     let mut out = json!({});
     if wanted("headline") {
-        s.sink.set_delay(RECEIVER_DELAY);
-        out["throughput"] = compare(ctx, &s, "headline", &urls).await?;
+        out["throughput"] = compare(ctx, &s, "headline", RECEIVER_DELAY, &urls).await?;
     }
     if wanted("instant") {
-        s.sink.set_delay(Duration::ZERO);
-        out["instant"] = compare(ctx, &s, "instant", &urls).await?;
+        out["instant"] = compare(ctx, &s, "instant", Duration::ZERO, &urls).await?;
     }
     if wanted("failing") {
         out["failing"] = soft(failure_workload(ctx, &s).await);
@@ -267,7 +273,6 @@ async fn https(ctx: &Ctx, s: &mut Setup) -> Res<Value> {
     let tls = Sink::start_tls(HOSTS)
         .await
         .map_err(|e| format!("TLS sink: {e}"))?;
-    tls.set_delay(RECEIVER_DELAY);
     let ca = ctx.work.join("bench-test-ca.pem");
     std::fs::write(&ca, tls.ca_pem().unwrap_or_default()).map_err(|e| format!("CA file: {e}"))?;
     let urls: Vec<String> = (0..s.repos.len())
@@ -276,30 +281,14 @@ async fn https(ctx: &Ctx, s: &mut Setup) -> Res<Value> {
     seed(&s.store, &s.repos, |i| urls[i].clone()).await?;
     s.env = vec![("SSL_CERT_FILE".into(), ca.display().to_string())];
     s.sink = tls;
-    let mut v = compare(ctx, s, "https", &urls).await?;
-    let med = |who: &str| {
-        let rounds = v["rounds"].as_array().into_iter().flatten();
-        median(
-            &rounds
-                .filter_map(|r| r[who]["handshakes"].as_f64())
-                .collect::<Vec<_>>(),
-        )
-    };
-    let (deliver, bare) = (med("deliver"), med("bare"));
-    v["handshakes_per_webhook"] = json!(deliver / s.jobs.len() as f64);
-    v["bare_handshakes_per_webhook"] = json!(bare / s.jobs.len() as f64);
-    Ok(v)
+    compare(ctx, s, "https", RECEIVER_DELAY, &urls).await
 }
 
-/// deliver against the bare client over `urls`, `ctx.sizes.rounds` rounds
-/// taking turns at going first.
-async fn compare(ctx: &Ctx, s: &Setup, name: &str, urls: &[String]) -> Res<Value> {
+/// deliver against the bare client over `urls`, the sink answering after
+/// `delay`, `ctx.sizes.rounds` rounds taking turns at going first.
+async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[String]) -> Res<Value> {
     let jobs_n = s.jobs.len();
-    let delay = if name == "instant" {
-        Duration::ZERO
-    } else {
-        RECEIVER_DELAY
-    };
+    s.sink.set_delay(delay);
     let bare_file = ctx.work.join(format!("bare-requests-{name}.json"));
     let (body_bytes, headers) = write_bare_requests(&bare_file, s, urls)?;
     let (mut rounds, mut runs) = (Vec::new(), Vec::new());
@@ -345,7 +334,8 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, urls: &[String]) -> Res<Value
             .collect();
         median(&v)
     };
-    let cpu_us = |who: &str| med(who, "cpu_ms") * 1000.0 / jobs_n as f64;
+    let per_webhook = |who: &str, what: &str| med(who, what) / jobs_n as f64;
+    let cpu_us = |who: &str| per_webhook(who, "cpu_ms") * 1000.0;
     runs.sort_by_key(|d| d.duration);
     let median_run = runs
         .get((runs.len().max(1) - 1) / 2)
@@ -368,6 +358,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, urls: &[String]) -> Res<Value
         "ratio": med("deliver", "per_s") / med("bare", "per_s"),
         "cpu_us_per_webhook": { "bare": cpu_us("bare"), "deliver": cpu_us("deliver") },
         "lambda_128mb_per_s": { "bare": lambda_share(cpu_us("bare")), "deliver": lambda_share(cpu_us("deliver")) },
+        "handshakes_per_webhook": { "bare": per_webhook("bare", "handshakes"), "deliver": per_webhook("deliver", "handshakes") },
         "peak_rss_mib": max_rss("deliver"), "bare_peak_rss_mib": max_rss("bare"),
         "per_job": {
             "reads": reads as f64 / jobs_n as f64,

@@ -24,7 +24,7 @@ CPU µs per webhook, instant sink, deliver | /deliver/instant/cpu_us_per_webhook
 CPU µs per webhook, instant sink, bare client | /deliver/instant/cpu_us_per_webhook/bare | 1
 HTTPS deliver / bare client, 20 ms receivers | /deliver/https/ratio | 2
 HTTPS CPU µs per webhook, deliver | /deliver/https/cpu_us_per_webhook/deliver | 1
-HTTPS connections (handshakes) per webhook, deliver | /deliver/https/handshakes_per_webhook | 3
+HTTPS connections (handshakes) per webhook, deliver | /deliver/https/handshakes_per_webhook/deliver | 3
 HTTPS webhooks/s within a 128 MB Lambda's CPU share, deliver | /deliver/https/lambda_128mb_per_s/deliver | 0
 deliver DynamoDB read calls per job | /deliver/throughput/per_job/reads | 4 | ≤ 0.001
 deliver DynamoDB write calls per job | /deliver/throughput/per_job/writes | 3 | ≤ 0.1

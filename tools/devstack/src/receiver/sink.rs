@@ -12,7 +12,7 @@
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http_body_util::BodyExt;
@@ -53,6 +53,8 @@ struct State {
     delay_us: AtomicU64,
     /// TLS connections accepted (handshakes completed).
     handshakes: AtomicU64,
+    /// The first and the last answer.
+    answers: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
 }
 
 impl Drop for Sink {
@@ -84,6 +86,9 @@ async fn answer(
         tokio::time::sleep(Duration::from_micros(delay)).await;
     }
     count.fetch_add(1, Ordering::Relaxed);
+    let now = std::time::Instant::now();
+    let mut answers = state.answers.lock().unwrap_or_else(|p| p.into_inner());
+    *answers = Some(answers.map_or((now, now), |(first, _)| (first, now)));
     response(204, "text/plain", "")
 }
 
@@ -147,6 +152,13 @@ impl Sink {
     /// The test CA's certificate (PEM) a TLS sink's certificate chains to.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
+    }
+
+    /// When the first and the last request were answered, and forgets
+    /// them: the next call covers the requests after this one.
+    pub fn take_answers(&self) -> Option<(std::time::Instant, std::time::Instant)> {
+        let mut answers = self.state.answers.lock().unwrap_or_else(|p| p.into_inner());
+        answers.take()
     }
 
     /// TLS handshakes completed so far (0 for a plain sink).
