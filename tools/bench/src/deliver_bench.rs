@@ -141,6 +141,7 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, event: Value, label: &str) -> Res<Ru
 /// The bare client's run over the requests in `file`.
 async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let before = s.sink.count();
+    s.sink.take_answers();
     let out = tokio::process::Command::new(workspace_binary("bare-client"))
         .args([
             file.display().to_string(),
@@ -166,6 +167,7 @@ async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
     Ok(json!({
         "ms": elapsed_ms, "per_s": rate(s.jobs.len(), elapsed_ms), "cpu_ms": v["cpu_ms"],
+        "sink_per_s": s.sink.take_answers().map(|(a, b)| rate(s.jobs.len(), ms(b - a))),
         "peak_rss_mib": mib(v["peak_rss_kib"].as_u64()),
     }))
 }
@@ -313,6 +315,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
             let aws_ms = ms(busy_time(&d.calls, d.started, d.started + d.duration));
             row["deliver"] = json!({
                 "ms": dur, "per_s": rate(jobs_n, dur), "cpu_ms": d.cpu_ms,
+                "sink_per_s": d.answers.map(|(a, b)| rate(jobs_n, ms(b - a))),
                 "aws_busy_ms": aws_ms, "peak_rss_mib": mib(d.rss_kib), "machine_busy": d.machine_busy,
                 "handshakes": s.sink.handshakes() - handshakes,
             });
@@ -356,6 +359,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         "body_bytes": body_bytes, "headers": headers, "rounds": rounds,
         "bare_per_s": med("bare", "per_s"), "deliver_per_s": med("deliver", "per_s"),
         "ratio": med("deliver", "per_s") / med("bare", "per_s"),
+        "sink_ratio": med("deliver", "sink_per_s") / med("bare", "sink_per_s"),
         "cpu_us_per_webhook": { "bare": cpu_us("bare"), "deliver": cpu_us("deliver") },
         "lambda_128mb_per_s": { "bare": lambda_share(cpu_us("bare")), "deliver": lambda_share(cpu_us("deliver")) },
         "handshakes_per_webhook": { "bare": per_webhook("bare", "handshakes"), "deliver": per_webhook("deliver", "handshakes") },

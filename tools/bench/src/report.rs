@@ -19,6 +19,7 @@ const SUMMARY: &str = "
 deliver, 20 ms receivers on 250 hosts, 64 slots, webhooks/s | /deliver/throughput/deliver_per_s | 0
 bare client, same run, webhooks/s | /deliver/throughput/bare_per_s | 0
 deliver / bare client, 20 ms receivers | /deliver/throughput/ratio | 2 | ≥ 0.9
+sending phase (first to last webhook answered), deliver / bare | /deliver/throughput/sink_ratio | 2
 deliver peak RSS, MiB | /deliver/throughput/peak_rss_mib | 1 | ≤ 64
 CPU µs per webhook, instant sink, deliver | /deliver/instant/cpu_us_per_webhook/deliver | 1
 CPU µs per webhook, instant sink, bare client | /deliver/instant/cpu_us_per_webhook/bare | 1
@@ -51,8 +52,10 @@ cost per million pushes, ours (quiet service), $ | /cost/totals/ours, quiet serv
 const ROUNDS: &str = "
 round | /round | 0
 bare, /s | /bare/per_s | 0
+bare sending phase, /s | /bare/sink_per_s | 0
 deliver, ms | /deliver/ms | 0
 deliver, /s | /deliver/per_s | 0
+deliver sending phase, /s | /deliver/sink_per_s | 0
 AWS calls in flight, ms | /deliver/aws_busy_ms | 0
 deliver CPU, ms | /deliver/cpu_ms | 0
 bare CPU, ms | /bare/cpu_ms | 0
