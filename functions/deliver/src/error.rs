@@ -34,7 +34,7 @@ pub enum DeliverError {
     Queue(#[from] QueueError),
     /// Cold start: the HTTP client could not be built.
     #[error("webhook HTTP client could not be built: {0}")]
-    Client(#[source] reqwest::Error),
+    Client(#[source] shared::net::ClientError),
 }
 
 /// Longest text from outside (a job body's parse error, a header value,

@@ -15,7 +15,7 @@ use shared::Config;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let aws = shared::aws::load_config().await;
+    let aws = shared::aws::load_config().await?;
     let store = DynamoStore::new(shared::aws::dynamodb(&aws), config.webhooks_table.clone());
     let queue = SqsQueue::new(shared::aws::sqs(&aws), config.delivery_queue_url.clone());
     let deliverer = Deliverer::new(

@@ -49,7 +49,10 @@ impl DistributionFetcher {
         registry: Option<&url::Url>,
         authorization: Option<&Sensitive>,
     ) -> Result<Self, IngestError> {
+        let tls =
+            shared::net::tls::client_config().map_err(|e| IngestError::Config(e.to_string()))?;
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
             .connect_timeout(CONNECT_TIMEOUT)
             .user_agent("alin-webhooks-ingest")
             // A proxy from the environment would see the credentials and

@@ -47,7 +47,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             "REGISTRY_EVENTS_DLQ_URL is not set: rejected Distribution events are only logged"
         );
     }
-    let sdk = shared::aws::load_config().await;
+    let sdk = shared::aws::load_config().await?;
     let sqs = shared::aws::sqs(&sdk);
     let store = DynamoStore::new(shared::aws::dynamodb(&sdk), &config.webhooks_table);
     let queue = SqsQueue::new(sqs.clone(), &config.delivery_queue_url);

@@ -15,7 +15,7 @@ use shared::Config;
 async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
-    let aws = shared::aws::load_config().await;
+    let aws = shared::aws::load_config().await?;
     let settings = Settings::new(
         Arc::new(DynamoStore::new(
             shared::aws::dynamodb(&aws),

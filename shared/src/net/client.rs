@@ -1,11 +1,13 @@
 //! The shared webhook HTTP client: one keep-alive pool per process, HTTP/1.1,
-//! rustls, no redirects, no proxies from the environment (a proxy would
-//! bypass the resolver's address rule), and the guarded resolver.
+//! rustls with the process's TLS configuration ([`super::tls`]), no
+//! redirects, no proxies from the environment (a proxy would bypass the
+//! resolver's address rule), and the guarded resolver.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::resolver::{GuardedResolver, NameLookup};
+use super::tls::{self, TlsError};
 
 /// How to build the client.
 pub struct ClientOptions {
@@ -15,9 +17,20 @@ pub struct ClientOptions {
     pub max_idle_per_host: usize,
 }
 
+/// Why the webhook client could not be built (permanent: a cold start fails).
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("building the HTTP client: {0}")]
+    Build(#[from] reqwest::Error),
+}
+
 /// Builds the client every delivery in a process shares.
-pub fn webhook_client(opts: ClientOptions) -> Result<reqwest::Client, reqwest::Error> {
-    reqwest::Client::builder()
+pub fn webhook_client(opts: ClientOptions) -> Result<reqwest::Client, ClientError> {
+    let tls = tls::client_config()?;
+    let client = reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -30,5 +43,6 @@ pub fn webhook_client(opts: ClientOptions) -> Result<reqwest::Client, reqwest::E
             opts.lookup,
             opts.allow_private,
         )))
-        .build()
+        .build()?;
+    Ok(client)
 }

@@ -1,9 +1,10 @@
 //! Cold start, from spawning the process to its first poll of the Runtime API
 //! (the end of Lambda's init phase), for the three functions and a
 //! hello-world `lambda_runtime` binary built with the same profile,
-//! interleaved round by round; a diagnostic variant of each function with the
-//! system root store cut to one certificate (what loading it costs); and the
-//! sizes of the binaries and of the arm64 deployment zips.
+//! interleaved round by round; beside it the first invocation's duration (a
+//! request that reads DynamoDB), so that work moved out of init into the
+//! first request shows; and the sizes of the binaries and of the arm64
+//! deployment zips (`target/lambda/<f>/bootstrap.zip`, see `zip_status`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,29 +15,41 @@ use serde_json::{json, Value};
 
 use crate::stack::{function_env, Stack};
 use crate::stats::{median, ms};
+use crate::workload::{job, native_push, repos, sqs_event, sqs_record};
 use crate::{Ctx, Res};
 
 pub const FUNCTIONS: [&str; 3] = ["ingest", "deliver", "settings"];
 const HELLO: &str = "hello-lambda";
 
-/// (label, binary, environment) of one thing to start.
-type Variant<'a> = (String, &'a str, Vec<(String, String)>);
+/// The first request each binary gets: one that reads the table (a
+/// repository without a webhook, so nothing is sent anywhere).
+fn first_event(name: &str, arn: &str) -> Res<Value> {
+    let repo = &repos("cold", 1)?[0];
+    let record = |body: String| sqs_event(vec![sqs_record("cs", 0, body, arn)]);
+    Ok(match name {
+        "ingest" => record(native_push(repo, "t0", "cold-0", 0).to_string()),
+        "deliver" => record(job(repo, 0)?.to_json()),
+        "settings" => json!({"version": "2.0", "rawPath": format!("/repositories/{repo}/webhook"),
+            "headers": {}, "isBase64Encoded": false,
+            "requestContext": {"http": {"method": "GET", "path": format!("/repositories/{repo}/webhook")}}}),
+        _ => json!({"hello": "world"}),
+    })
+}
 
-/// The first certificate of the system bundle as `SSL_CERT_FILE`, with an
-/// empty `SSL_CERT_DIR`; `None` without a bundle.
-fn one_root_store(dir: &Path) -> Option<[(String, String); 2]> {
-    let bundle = std::fs::read_to_string("/etc/ssl/certs/ca-certificates.crt").ok()?;
-    let end_marker = "-----END CERTIFICATE-----";
-    let begin = bundle.find("-----BEGIN CERTIFICATE-----")?;
-    let end = bundle[begin..].find(end_marker)? + begin + end_marker.len();
-    let (file, empty) = (dir.join("one-root.pem"), dir.join("empty-cert-dir"));
-    std::fs::write(&file, format!("{}\n", &bundle[begin..end])).ok()?;
-    std::fs::create_dir_all(&empty).ok()?;
-    let s = |p: &Path| p.display().to_string();
-    Some([
-        ("SSL_CERT_FILE".into(), s(&file)),
-        ("SSL_CERT_DIR".into(), s(&empty)),
-    ])
+/// Where the zips came from: bench.sh says when it built them; otherwise
+/// they are found (with their age) or absent.
+fn zip_status(root: &Path) -> String {
+    if let Ok(s) = std::env::var("BENCH_ZIP_STATUS") {
+        return s;
+    }
+    let zip = root.join("target/lambda/ingest/bootstrap.zip");
+    match std::fs::metadata(&zip).and_then(|m| m.modified()) {
+        Ok(t) => format!(
+            "found in target/lambda (built {} min before this run, not by it)",
+            t.elapsed().map_or(0, |d| d.as_secs() / 60)
+        ),
+        Err(_) => "absent: run `cargo lambda build --release --arm64 --output-format zip`".into(),
+    }
 }
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
@@ -49,50 +62,58 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ctx.moto.endpoint(),
         &[("ALLOW_PRIVATE_TARGETS", "true")],
     );
-    let mut variants: Vec<Variant> = std::iter::once(HELLO)
-        .chain(FUNCTIONS)
-        .map(|b| (b.to_owned(), b, env.clone()))
-        .collect();
-    if let Some(one_root) = one_root_store(&ctx.work) {
-        for f in FUNCTIONS {
-            let e = env
-                .iter()
-                .cloned()
-                .chain(one_root.iter().cloned())
-                .collect();
-            variants.push((format!("{f} (1 root cert)"), f, e));
-        }
-    }
-    let mut samples: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let names: Vec<&str> = std::iter::once(HELLO).chain(FUNCTIONS).collect();
+    let mut init: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut first = init.clone();
     for round in 0..ctx.sizes.cold_rounds {
         // Rotate the order too, so no binary always follows the same one.
-        for k in 0..variants.len() {
-            let (label, name, env) = &variants[(k + round) % variants.len()];
+        for k in 0..names.len() {
+            let name = names[(k + round) % names.len()];
             let log = ctx.logs.join(format!("coldstart-{name}.log"));
-            let f = LocalFunction::start(&workspace_binary(name), env, &log)
+            let f = LocalFunction::start(&workspace_binary(name), &env, &log)
                 .await
                 .map_err(|e| format!("starting {name}: {e}"))?;
             let polled = f.api().wait_for_first_poll(Duration::from_secs(30)).await;
-            let polled = polled.map_err(|e| format!("{label} never polled: {e}"))?;
-            let init = polled.saturating_duration_since(f.process().spawned_at());
+            let polled = polled.map_err(|e| format!("{name} never polled: {e}"))?;
+            init.entry(name).or_default().push(ms(
+                polled.saturating_duration_since(f.process().spawned_at())
+            ));
+            let inv = f
+                .invoke(
+                    first_event(name, &stack.queue_arn)?,
+                    Duration::from_secs(30),
+                )
+                .await
+                .map_err(|e| format!("{name}: first invocation: {e}"))?;
+            if inv.ok().is_none() {
+                return Err(format!(
+                    "{name}: first invocation failed: {:?}",
+                    inv.error()
+                ));
+            }
+            first.entry(name).or_default().push(ms(inv.duration));
             let _ = f.stop().await;
-            samples.entry(label.clone()).or_default().push(ms(init));
         }
     }
-    let hello = median(samples.get(HELLO).map_or(&[][..], Vec::as_slice));
-    let size = |p: &Path| std::fs::metadata(p).ok().map(|m| m.len());
-    let binaries: BTreeMap<&String, Value> = samples
+    let hello = median(init.get(HELLO).map_or(&[][..], Vec::as_slice));
+    let size = |p: &Path| {
+        std::fs::metadata(p)
+            .ok()
+            .map(|m| m.len() as f64 / 1048576.0)
+    };
+    let binaries: BTreeMap<&str, Value> = init
         .iter()
-        .map(|(label, v)| {
+        .map(|(name, v)| {
             let m = median(v);
             let min = v.iter().copied().fold(f64::INFINITY, f64::min);
             let max = v.iter().copied().fold(0.0, f64::max);
-            let mb = size(&workspace_binary(label)).map(|b| b as f64 / 1048576.0);
-            let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello, "binary_mib": mb });
-            (label, j)
+            let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello,
+                "first_invocation_ms": median(&first[name]),
+                "binary_mib": size(&workspace_binary(name)) });
+            (*name, j)
         })
         .collect();
-    let zips: BTreeMap<&str, Option<u64>> = FUNCTIONS
+    let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS
         .iter()
         .map(|f| {
             (
@@ -101,5 +122,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             )
         })
         .collect();
-    Ok(json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_bytes": zips }))
+    Ok(
+        json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
+        "zip_status": zip_status(&ctx.root) }),
+    )
 }

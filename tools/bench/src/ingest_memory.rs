@@ -8,17 +8,15 @@
 //! Self-contained: its own stack, registry and function.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use devstack::registry::sha256;
 use serde_json::{json, Value};
-use sha2::{Digest as _, Sha256};
 use shared::adapters::DynamoStore;
 use shared::domain::RepositoryName;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::stack::{self, function_env, start_function, Stack};
+use crate::stack::{self, function_env, start_function, ManifestServer, Stack};
 use crate::{Ctx, Res};
 
 /// Events in the SQS batch (ingest resolves up to 8 pushes at once).
@@ -80,7 +78,7 @@ pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
         &chain.endpoint(),
         &[
             ("INGEST_TOKEN", crate::latency::BENCH_INGEST_TOKEN),
-            ("REGISTRY_URL", &registry.base),
+            ("REGISTRY_URL", &registry.server.base),
         ],
     );
     let (function, log) = start_function(
@@ -93,7 +91,10 @@ pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
     .await?;
     let records: Vec<Value> = (0..EVENTS)
         .map(|i| {
-            let url = format!("{}/v2/alice/app/manifests/{}", registry.base, registry.top);
+            let url = format!(
+                "{}/v2/alice/app/manifests/{}",
+                registry.server.base, registry.top
+            );
             let body = json!({"events": [{"id": format!("mem-{i}"),
                 "timestamp": "2026-11-28T08:41:13Z", "action": "push",
                 "target": {"mediaType": "application/vnd.oci.image.index.v1+json",
@@ -128,8 +129,8 @@ pub async fn run(ctx: &Ctx) -> Res<IngestMemory> {
         peak_rss_mib: peak_kib as f64 / 1024.0,
         memory_size_mib: ingest_memory_size(&ctx.root)?,
         events: EVENTS,
-        manifests_fetched: registry.requests.load(Ordering::Relaxed),
-        manifest_bytes: registry.bytes.load(Ordering::Relaxed),
+        manifests_fetched: registry.server.requests.load(Ordering::Relaxed),
+        manifest_bytes: registry.server.bytes.load(Ordering::Relaxed),
         jobs_failed,
         duration,
     })
@@ -145,32 +146,25 @@ fn ingest_memory_size(root: &std::path::Path) -> Res<u64> {
 
 /// The registry: three manifests by digest (top index, nested index, leaf).
 struct HostileRegistry {
-    base: String,
+    server: ManifestServer,
     top: String,
-    requests: Arc<AtomicU64>,
-    bytes: Arc<AtomicU64>,
-}
-
-fn digest(body: &[u8]) -> String {
-    let hash = Sha256::digest(body);
-    let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-    format!("sha256:{hex}")
 }
 
 fn index(children: &[String]) -> Vec<u8> {
     let manifests: Vec<Value> = children
         .iter()
         .map(|d| {
-            json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
-                        "digest": d, "size": 1,
-                        "platform": {"os": "linux", "architecture": "amd64"}})
+            json!({"mediaType": MANIFEST, "digest": d, "size": 1,
+                   "platform": {"os": "linux", "architecture": "amd64"}})
         })
         .collect();
-    json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-           "manifests": manifests})
-    .to_string()
-    .into_bytes()
+    json!({"schemaVersion": 2, "mediaType": INDEX, "manifests": manifests})
+        .to_string()
+        .into_bytes()
 }
+
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 impl HostileRegistry {
     async fn start() -> Res<HostileRegistry> {
@@ -178,87 +172,30 @@ impl HostileRegistry {
         let layers: Vec<Value> = (0..LAYERS)
             .map(|i| {
                 json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                       "digest": digest(format!("layer {i}").as_bytes()), "size": 1024,
+                       "digest": sha256(format!("layer {i}").as_bytes()), "size": 1024,
                        "annotations": {"org.example.pad": pad}})
             })
             .collect();
-        let leaf = json!({"schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        let leaf = json!({"schemaVersion": 2, "mediaType": MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
-                       "digest": digest(b"{}"), "size": 2},
+                       "digest": sha256(b"{}"), "size": 2},
             "layers": layers})
         .to_string()
         .into_bytes();
-        let leaf_digest = digest(&leaf);
+        let leaf_digest = sha256(&leaf);
         let mid = index(&vec![leaf_digest.clone(); LEAVES]);
-        let mid_digest = digest(&mid);
+        let mid_digest = sha256(&mid);
         let top = index(&vec![mid_digest.clone(); MIDS]);
-        let top_digest = digest(&top);
-        let mut routes: HashMap<String, (&'static str, Arc<Vec<u8>>)> = HashMap::new();
+        let top_digest = sha256(&top);
         let path = |d: &str| format!("/v2/alice/app/manifests/{d}");
-        routes.insert(
-            path(&leaf_digest),
-            ("application/vnd.oci.image.manifest.v1+json", Arc::new(leaf)),
-        );
-        routes.insert(
-            path(&mid_digest),
-            ("application/vnd.oci.image.index.v1+json", Arc::new(mid)),
-        );
-        routes.insert(
-            path(&top_digest),
-            ("application/vnd.oci.image.index.v1+json", Arc::new(top)),
-        );
-        let routes = Arc::new(routes);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("binding the registry: {e}"))?;
-        let base = format!(
-            "http://{}",
-            listener.local_addr().map_err(|e| e.to_string())?
-        );
-        let requests = Arc::new(AtomicU64::new(0));
-        let bytes = Arc::new(AtomicU64::new(0));
-        let (req_count, byte_count) = (requests.clone(), bytes.clone());
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (routes, req_count, byte_count) =
-                    (routes.clone(), req_count.clone(), byte_count.clone());
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("");
-                    req_count.fetch_add(1, Ordering::Relaxed);
-                    let (status, ct, body) = match routes.get(path) {
-                        Some((ct, body)) => ("200 OK", *ct, body.clone()),
-                        None => (
-                            "404 Not Found",
-                            "application/json",
-                            Arc::new(b"{}".to_vec()),
-                        ),
-                    };
-                    byte_count.fetch_add(body.len() as u64, Ordering::Relaxed);
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\
-                         connection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                    let _ = sock.write_all(&body).await;
-                });
-            }
-        });
+        let routes = HashMap::from([
+            (path(&leaf_digest), (MANIFEST, leaf)),
+            (path(&mid_digest), (INDEX, mid)),
+            (path(&top_digest), (INDEX, top)),
+        ]);
         Ok(HostileRegistry {
-            base,
+            server: ManifestServer::start(routes).await?,
             top: top_digest,
-            requests,
-            bytes,
         })
     }
 }

@@ -14,6 +14,7 @@
 mod coldstart;
 mod cost;
 mod deliver_bench;
+mod hot_repo;
 mod ingest_bench;
 mod ingest_memory;
 mod latency;
@@ -89,7 +90,7 @@ impl Sizes {
 }
 
 fn usage() -> ! {
-    eprintln!("usage: alin-bench [--small] [--only cold,deliver,ingest,latency]");
+    eprintln!("usage: alin-bench [--small] [--only cold,deliver,ingest,ingest-memory,hot,latency]");
     std::process::exit(2)
 }
 
@@ -161,6 +162,9 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
         let m = ingest_memory::run(&ctx).await.map(|m| m.to_json());
         measure(&mut results, "ingest_memory", m);
     }
+    if wanted("hot") {
+        measure(&mut results, "hot_repo", hot_repo::run(&ctx).await);
+    }
     if wanted("latency") {
         measure(&mut results, "latency", latency::run(&ctx).await);
     }
@@ -177,7 +181,6 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
             "seconds": started.elapsed().as_secs(),
             "sizes": ctx.sizes,
             "machine": report::machine(),
-            "zip_status": std::env::var("BENCH_ZIP_STATUS").ok(),
         }),
     );
     let healthy = results.values().all(|v| v.get("error").is_none());

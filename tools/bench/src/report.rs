@@ -39,9 +39,17 @@ cold start hello-lambda, ms (median) | /cold_start/binaries/hello-lambda/median_
 cold start ingest / hello | /cold_start/binaries/ingest/vs_hello | 2 | ≤ 2
 cold start deliver / hello | /cold_start/binaries/deliver/vs_hello | 2 | ≤ 2
 cold start settings / hello | /cold_start/binaries/settings/vs_hello | 2 | ≤ 2
+first invocation ingest, ms (median) | /cold_start/binaries/ingest/first_invocation_ms | 1
+first invocation deliver, ms (median) | /cold_start/binaries/deliver/first_invocation_ms | 1
+first invocation settings, ms (median) | /cold_start/binaries/settings/first_invocation_ms | 1
 arm64 bootstrap.zip ingest, MiB | /cold_start/zip_mib/ingest | 2 | ≤ 4
 arm64 bootstrap.zip deliver, MiB | /cold_start/zip_mib/deliver | 2 | ≤ 4
 arm64 bootstrap.zip settings, MiB | /cold_start/zip_mib/settings | 2 | ≤ 4
+hot repository: 5xx answers of 200 pushes | /hot_repo/server_errors | 0 | ≤ 0
+hot repository: conflicts retried | /hot_repo/conflicts_retried | 0
+hot repository: ingest answer p99, ms | /hot_repo/answer_ms/p99 | 0
+hot repository: jobs queued | /hot_repo/queued | 0
+hot repository: repository_size exact (1 = yes) | /hot_repo/size_exact_n | 0 | ≥ 1
 push → webhook p50, ms | /latency/latency_ms/p50 | 0
 push → webhook p99, ms | /latency/latency_ms/p99 | 0
 cost per million pushes, naive, $ | /cost/totals/naive | 3
@@ -81,6 +89,7 @@ median, ms | /median_ms | 1
 min, ms | /min_ms | 1
 max, ms | /max_ms | 1
 vs hello | /vs_hello | 2
+first invocation, ms | /first_invocation_ms | 1
 x86_64 binary, MiB | /binary_mib | 1";
 
 const LATENCY: &str = "
@@ -278,7 +287,7 @@ fn generated(r: &Value) -> String {
         m["memory_gib"],
         s(&m["kernel"]),
         s(&m["rustc"]),
-        s(&run["zip_status"]),
+        s(&r["cold_start"]["zip_status"]),
     );
     let errors = ["", "/failing", "/single"].iter().flat_map(|p| {
         let all = r.as_object().into_iter().flatten();

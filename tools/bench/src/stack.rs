@@ -4,9 +4,13 @@
 //! operation and per-call timings), seeding straight to moto so it is never
 //! counted, and starting a function binary through the Runtime API emulation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use devstack::aws_proxy::{AwsProxy, Call};
 use devstack::moto::Moto;
@@ -26,6 +30,7 @@ pub struct Stack {
     pub queue_url: String,
     pub queue_arn: String,
     pub registry_queue_arn: String,
+    pub registry_queue_url: String,
     /// The template's DeliverBatchSize default.
     pub deliver_batch_size: usize,
     /// The template's DeliverBatchingWindowSeconds default.
@@ -57,6 +62,7 @@ impl Stack {
             queue_arn: out("DeliveryQueueArn")?,
             registry_queue_arn: out("RegistryEventsQueueArn")
                 .unwrap_or_else(|_| "arn:aws:sqs:us-east-1:123456789012:registry-events".into()),
+            registry_queue_url: out("RegistryEventsQueueUrl")?,
             deliver_batch_size: param("DeliverBatchSize").unwrap_or(1000) as usize,
             deliver_window_secs: param("DeliverBatchingWindowSeconds").unwrap_or(5),
         })
@@ -75,9 +81,14 @@ pub async fn proxy(upstream: &str) -> Res<AwsProxy> {
 /// (1 RRU), each written item ≤ 1 KB is 1 WRU (2 in a transaction).
 pub fn tally(calls: &[Call]) -> Value {
     let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let (mut rru, mut wru, mut failed, mut errors) = (0, 0, 0, 0);
     for c in calls {
         *counts.entry(&c.op).or_default() += 1;
+        times
+            .entry(&c.op)
+            .or_default()
+            .push(crate::stats::ms(c.end - c.start));
         match c.op.as_str() {
             "dynamodb:BatchGetItem" | "dynamodb:GetItem" => rru += c.items,
             "dynamodb:TransactWriteItems" => wru += 2 * c.items,
@@ -87,7 +98,11 @@ pub fn tally(calls: &[Call]) -> Value {
         failed += c.failed_entries;
         errors += u64::from(!(200..300).contains(&c.status));
     }
-    json!({ "calls": counts, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
+    let p50: BTreeMap<&str, f64> = times
+        .iter()
+        .map(|(k, v)| (*k, crate::stats::median(v)))
+        .collect();
+    json!({ "calls": counts, "call_ms_p50": p50, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
 /// The environment of a function binary using `stack` through `endpoint`.
@@ -181,4 +196,62 @@ pub fn last_emf(log: &Path) -> Value {
         .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
         .find_map(|l| serde_json::from_str(l).ok())
         .unwrap_or(Value::Null)
+}
+
+/// A registry's manifest endpoint: `GET <path>` answers the body stored for
+/// it with its content type (404 otherwise), one request per connection.
+pub struct ManifestServer {
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    /// Requests served, and the bytes of their bodies.
+    pub requests: Arc<AtomicU64>,
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl ManifestServer {
+    pub async fn start(routes: HashMap<String, (&'static str, Vec<u8>)>) -> Res<ManifestServer> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| format!("binding the registry: {e}"))?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let routes = Arc::new(routes);
+        let (requests, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let (req_count, byte_count) = (requests.clone(), bytes.clone());
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let (routes, req_count, byte_count) =
+                    (routes.clone(), req_count.clone(), byte_count.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = String::from_utf8_lossy(&head).into_owned();
+                    let path = head.split_whitespace().nth(1).unwrap_or("");
+                    req_count.fetch_add(1, Ordering::Relaxed);
+                    let (status, ct, body) = match routes.get(path) {
+                        Some((ct, body)) => ("200 OK", *ct, &body[..]),
+                        None => ("404 Not Found", "application/json", &b"{}"[..]),
+                    };
+                    byte_count.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    let resp = format!(
+                        "HTTP/1.1 {status}\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\
+                         connection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(resp.as_bytes()).await;
+                    let _ = sock.write_all(body).await;
+                });
+            }
+        });
+        Ok(ManifestServer {
+            base: format!("http://{addr}"),
+            requests,
+            bytes,
+        })
+    }
 }

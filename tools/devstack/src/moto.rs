@@ -238,9 +238,11 @@ impl Drop for Moto {
 
 /// An SDK configuration for the moto-compatible endpoint (moto itself, or
 /// an `AwsProxy` in front of it): us-east-1 and static `testing` credentials,
-/// nothing read from the developer's profile.
+/// nothing read from the developer's profile; a plain-HTTP client (moto and
+/// the proxy speak HTTP; the workspace links no SDK default HTTPS client).
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
         .endpoint_url(endpoint)
         .region(aws_config::Region::new(REGION))
         .credentials_provider(aws_sdk_sqs::config::Credentials::new(

@@ -1,0 +1,174 @@
+//! The hot repository: a CI pushing many tags of one repository at once.
+//! 8 clients each POST Distribution envelopes to the ingest Function URL
+//! emulation (a pool of 8 ingest processes), 200 pushes in all, every image
+//! with two base layers all share and one new layer of its own, so every
+//! push updates the same repository record in a transaction. Reported: the
+//! answers (5xx must be 0), ingest's answer time, the transactions DynamoDB
+//! (moto) cancelled for a conflict and ingest retried, the jobs that reached
+//! the queue and the record's exact `repository_size`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use devstack::function_url::FunctionUrl;
+use serde_json::{json, Value};
+use shared::adapters::DynamoStore;
+use shared::domain::RepositoryName;
+use shared::ports::WebhookStore as _;
+
+use crate::latency::{Pool, BENCH_INGEST_TOKEN};
+use crate::stack::{self, function_env, start_function, tally, ManifestServer, Stack};
+use crate::stats::{ms, percentile};
+use crate::workload::digest;
+use crate::{Ctx, Res};
+
+const CLIENTS: usize = 8;
+const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const BASE_LAYERS: [(u64, u64); 2] = [(1, 30_000_000), (2, 5_000_000)];
+
+fn layer(n: u64, size: u64) -> Value {
+    json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(n), "size": size})
+}
+
+pub async fn run(ctx: &Ctx) -> Res<Value> {
+    let pushes = if ctx.sizes.small { 40 } else { 200 };
+    let stack = Stack::create(&ctx.moto, "hot").await?;
+    let proxy = stack::proxy(ctx.moto.endpoint()).await?;
+    let direct = ctx.moto.sdk_config().await;
+    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
+    let repo = RepositoryName::parse("bench/hot").map_err(|e| e.to_string())?;
+    let hook = |_| "https://hooks.example.com/hot".to_owned();
+    stack::seed(&store, std::slice::from_ref(&repo), hook).await?;
+
+    // Image i: the base layers and layer 1000 + i of 1000 + i bytes.
+    let mut routes = HashMap::new();
+    let mut images = Vec::with_capacity(pushes);
+    for i in 0..pushes as u64 {
+        let mut layers: Vec<Value> = BASE_LAYERS.iter().map(|&(n, s)| layer(n, s)).collect();
+        layers.push(layer(1000 + i, 1000 + i));
+        let body = json!({"schemaVersion": 2, "mediaType": MANIFEST,
+            "config": layer(999_999, 2), "layers": layers})
+        .to_string();
+        let d = devstack::registry::sha256(body.as_bytes());
+        routes.insert(
+            format!("/v2/bench/hot/manifests/{d}"),
+            (MANIFEST, body.into_bytes()),
+        );
+        images.push(d);
+    }
+    let expected_size: u64 = BASE_LAYERS.iter().map(|l| l.1).sum::<u64>()
+        + (0..pushes as u64).map(|i| 1000 + i).sum::<u64>();
+    let registry = ManifestServer::start(routes).await?;
+
+    let env = function_env(
+        &ctx.moto,
+        &stack,
+        &proxy.endpoint(),
+        &[
+            ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
+            ("REGISTRY_URL", &registry.base),
+            ("REGISTRY_EVENTS_QUEUE_URL", &stack.registry_queue_url),
+        ],
+    );
+    let mut fns = Vec::new();
+    for k in 0..CLIENTS {
+        let log = format!("hot-ingest-{k}");
+        fns.push(
+            start_function("ingest", &env, &ctx.logs, &log, Duration::from_secs(30))
+                .await?
+                .0,
+        );
+    }
+    let pool = Arc::new(Pool::new(fns, Duration::from_secs(30)));
+    let url = FunctionUrl::serve(pool.clone())
+        .await
+        .map_err(|e| format!("function url: {e}"))?;
+    proxy.reset_counts();
+    ctx.progress(&format!(
+        "hot repository: {pushes} pushes to one repository, {CLIENTS} at once"
+    ));
+
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let envelope = |i: usize| {
+        let target = json!({"mediaType": MANIFEST,
+            "digest": images[i], "repository": "bench/hot", "tag": format!("ci-{i}"),
+            "url": format!("{}/v2/bench/hot/manifests/{}", registry.base, images[i])});
+        json!({"events": [{"id": format!("hot-{i}"), "timestamp": "2026-11-29T08:00:00Z",
+            "action": "push", "target": target}]})
+        .to_string()
+    };
+    let started = Instant::now();
+    let workers = (0..CLIENTS).map(|c| {
+        let (http, url, bodies) = (
+            http.clone(),
+            url.url(),
+            (c..pushes)
+                .step_by(CLIENTS)
+                .map(envelope)
+                .collect::<Vec<_>>(),
+        );
+        tokio::spawn(async move {
+            let mut answers = Vec::new();
+            for body in bodies {
+                let sent = Instant::now();
+                let r = http
+                    .post(format!("{url}/"))
+                    .header(
+                        "content-type",
+                        "application/vnd.docker.distribution.events.v1+json",
+                    )
+                    .bearer_auth(BENCH_INGEST_TOKEN)
+                    .body(body)
+                    .send()
+                    .await;
+                let status = r.as_ref().map_or(0, |r| r.status().as_u16());
+                let summary: Value = match r {
+                    Ok(r) => r.json().await.unwrap_or(Value::Null),
+                    Err(_) => Value::Null,
+                };
+                answers.push((status, ms(sent.elapsed()), summary));
+            }
+            answers
+        })
+    });
+    let mut answers = Vec::with_capacity(pushes);
+    for w in workers.collect::<Vec<_>>() {
+        answers.extend(w.await.map_err(|e| format!("hot client: {e}"))?);
+    }
+    let wall = started.elapsed();
+    let calls = proxy.take_calls();
+    let transactions = calls
+        .iter()
+        .filter(|c| c.op == "dynamodb:TransactWriteItems");
+    let cancelled = transactions.clone().filter(|c| c.status != 200).count();
+    let count = |key: &str| {
+        answers
+            .iter()
+            .map(|a| a.2[key].as_u64().unwrap_or(0))
+            .sum::<u64>()
+    };
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    answers
+        .iter()
+        .for_each(|a| *statuses.entry(a.0).or_default() += 1);
+    let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
+    let record = store
+        .get(&repo)
+        .await
+        .map_err(|e| format!("reading the record: {e}"))?;
+    let size = record.map(|r| r.repository_size);
+    Ok(json!({
+        "pushes": pushes, "clients": CLIENTS, "wall_s": wall.as_secs_f64(),
+        "statuses": statuses, "server_errors": answers.iter().filter(|a| a.0 >= 500 || a.0 == 0).count(),
+        "answer_ms": {"p50": percentile(&times, 50.0), "p99": percentile(&times, 99.0), "max": percentile(&times, 100.0)},
+        "transactions": transactions.count(), "conflicts_retried": cancelled,
+        "queued": count("queued"), "deferred": count("deferred"), "rejected": count("rejected"),
+        "repository_size": size, "expected_repository_size": expected_size,
+        "size_exact_n": u8::from(size == Some(expected_size)),
+        "aws": tally(&calls),
+    }))
+}
