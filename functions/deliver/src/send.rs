@@ -3,8 +3,10 @@
 //! concurrency limits, deadline, host breaker) sends the jobs of the chunks
 //! already routed; each answer becomes its job's fate, and a repository's
 //! outcome is written ([`crate::account::write_outcomes`]) as soon as its
-//! last job is answered, so the ≤ 1 write per repository runs alongside the
-//! remaining reads and sends instead of after them.
+//! last job is answered and the reads are done, so the ≤ 1 write per
+//! repository runs alongside the remaining sends instead of after them, and
+//! never ahead of a read that sends still wait for (a store serving calls
+//! one at a time would otherwise answer the reads last).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -43,6 +45,8 @@ pub(crate) async fn send(
             ledger: Ledger::new(plan, config.max_attempts),
             plan,
             outcomes: tx,
+            held: Vec::new(),
+            reads_left: names.len().div_ceil(plan::READ_CHUNK),
             read_error: None,
             read_any: false,
         };
@@ -66,6 +70,9 @@ struct Sending<'a> {
     plan: &'a mut Plan,
     ledger: Ledger,
     outcomes: mpsc::UnboundedSender<Finished>,
+    /// Outcomes ready while reads are still to come, and how many.
+    held: Vec<Finished>,
+    reads_left: usize,
     /// The last read that failed, and whether any read succeeded.
     read_error: Option<StoreError>,
     read_any: bool,
@@ -75,6 +82,7 @@ impl Batch<Outbound, Attempt> for Sending<'_> {
     type Read = Chunk;
 
     fn arrived(&mut self, chunk: Chunk) -> Vec<Ready<Outbound>> {
+        self.reads_left = self.reads_left.saturating_sub(1);
         let found = match chunk.found {
             Ok(found) => {
                 self.read_any = true;
@@ -90,9 +98,10 @@ impl Batch<Outbound, Attempt> for Sending<'_> {
         for r in chunk.range {
             let Plan { jobs, repos, .. } = &*self.plan;
             if let Some(f) = self.ledger.routed(r, jobs, repos) {
-                let _ = self.outcomes.send(f);
+                self.held.push(f);
             }
         }
+        self.release();
         ready
     }
 
@@ -101,15 +110,27 @@ impl Batch<Outbound, Attempt> for Sending<'_> {
         debug!(message_id = %jobs[o.index].record.message_id, repository = %o.job.repository, origin = %repos[jobs[o.index].repo].origin, answer = ?a.answer.as_ref().map_err(ToString::to_string), duration_ms = a.duration.as_millis() as u64, "attempt");
         jobs[o.index].fate = Fate::Attempted(a);
         if let Some(f) = self.ledger.answered(o.index, jobs, repos) {
-            let _ = self.outcomes.send(f);
+            self.held.push(f);
+            self.release();
         }
     }
 }
 
 impl Sending<'_> {
+    /// Hands the held outcomes to the writer once every read has arrived.
+    fn release(&mut self) {
+        if self.reads_left == 0 {
+            for f in self.held.drain(..) {
+                let _ = self.outcomes.send(f);
+            }
+        }
+    }
+
     /// The jobs never started get their fates and the repositories cut
     /// short their outcomes; the writer's channel closes.
-    fn finish(self, left: Leftovers<Outbound>) -> Result<(), StoreError> {
+    fn finish(mut self, left: Leftovers<Outbound>) -> Result<(), StoreError> {
+        self.reads_left = 0;
+        self.release();
         let Plan { jobs, repos, .. } = self.plan;
         for o in left.not_started {
             jobs[o.index].fate = Fate::NotStarted;
