@@ -43,7 +43,7 @@ use shared::domain::record::HISTORY_LEN;
 use shared::domain::time::rfc3339;
 use shared::domain::{
     AttemptKind, BatchOutcome, DeliveryAttempt, DeliveryJob, DeliveryOutcome, EventPayload,
-    LastDelivery, OutcomeApplied, OutcomeKind,
+    LastDelivery, OutcomeApplied, OutcomeKind, RepositoryName,
 };
 use shared::ports::{StoreError, WebhookStore};
 use time::OffsetDateTime;
@@ -148,9 +148,24 @@ impl Ledger {
         }
     }
 
-    /// Repositories with nothing to send whose outcome is already known.
-    pub fn settled(&self, jobs: &[Planned], repos: &[Repo]) -> Vec<Finished> {
-        self.finished_where(jobs, repos, |t| t.pending == 0)
+    /// Repository `r` was routed (its jobs' fates are set): its tally
+    /// anew, and its outcome when it has nothing to send (a URL refused by
+    /// the address rule).
+    pub fn routed(&mut self, r: usize, jobs: &[Planned], repos: &[Repo]) -> Option<Finished> {
+        let mut t = Tally::default();
+        for &i in &repos[r].jobs {
+            match jobs[i].fate {
+                Fate::Queued => t.pending += 1,
+                Fate::Attempted(_) => t.record(i, jobs),
+                _ => {}
+            }
+        }
+        let pending = t.pending;
+        self.tallies[r] = t;
+        if pending > 0 {
+            return None;
+        }
+        self.finished(r, jobs, repos)
     }
 
     /// Repositories cut short by the deadline or the breaker: what was
@@ -334,7 +349,7 @@ fn error_class(e: &DeliverError) -> Option<&'static str> {
 /// channel closes. The store applies "disable after `threshold`".
 pub(crate) async fn write_outcomes(
     store: &dyn WebhookStore,
-    repos: &[Repo],
+    names: &[RepositoryName],
     mut rx: mpsc::UnboundedReceiver<Finished>,
     threshold: u32,
 ) -> Vec<Written> {
@@ -345,7 +360,7 @@ pub(crate) async fn write_outcomes(
         tokio::select! {
             msg = rx.recv(), if open && in_flight.len() < OUTCOME_WRITES_IN_FLIGHT => match msg {
                 Some(finished) => in_flight.push(async move {
-                    let name = &repos[finished.repo].name;
+                    let name = &names[finished.repo];
                     let history = finished.history.as_deref();
                     let result = store
                         .record_outcome_with_history(name, &finished.outcome, history, threshold)

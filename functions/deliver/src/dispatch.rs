@@ -3,23 +3,31 @@
 //! invocation's deadline is too close, and a host that keeps failing at the
 //! transport level is given up on for the rest of the batch.
 //!
+//! Jobs arrive while sending goes on ([`Batch::arrived`]: each read of the
+//! plan makes its repositories' jobs ready), so the first requests start
+//! with the first read. A host's queue stays ordered by the caller's rank
+//! as jobs join it.
+//!
 //! A slot is a worker task bound to one host: it takes that host's next job,
 //! sends it, hands the result over a channel and takes the next, with no
 //! round trip through a coordinator between two requests (the same shape as
 //! a bare client's per-host workers). The coordinator only hands out slots:
-//! a host gets at most `per_host` workers, all hosts together at most
-//! `global`, and hosts waiting for a slot are served in turn as slots free
-//! up. So a slow host never holds slots it cannot use, memory stays bounded
-//! by the concurrency whatever the batch size, and the deadline is checked
-//! right before each job starts.
+//! a host gets at most `per_host` workers (no more than it has jobs for),
+//! all hosts together at most `global`, and hosts waiting for a slot are
+//! served in turn as slots free up, each filled up to its limit before the
+//! next: a host's queue then drains, and its repositories finish, early and
+//! steadily instead of all hosts finishing together at the end. A slow host
+//! never holds slots it cannot use, memory stays bounded by the concurrency
+//! whatever the batch size, and the deadline is checked right before each
+//! job starts.
 
 use std::collections::VecDeque;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use futures::stream::{FuturesUnordered, StreamExt};
+use futures::stream::{FuturesUnordered, Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio::task::{JoinError, JoinHandle};
 
@@ -43,6 +51,24 @@ pub(crate) enum HostSignal {
     Neutral,
 }
 
+/// A job ready to send: its host, and its place in that host's queue
+/// (lower first; equal ranks keep their arrival order).
+pub(crate) struct Ready<J> {
+    pub host: usize,
+    pub rank: u64,
+    pub job: J,
+}
+
+/// The caller's side of a batch, called in the caller's task.
+pub(crate) trait Batch<J, T> {
+    /// What arrives from the caller's reads.
+    type Read;
+    /// A read arrived: the jobs it makes ready.
+    fn arrived(&mut self, read: Self::Read) -> Vec<Ready<J>>;
+    /// A job was sent, with its result (in completion order).
+    fn done(&mut self, job: J, result: T);
+}
+
 /// Jobs that never started, by why.
 #[derive(Debug)]
 pub(crate) struct Leftovers<J> {
@@ -53,34 +79,44 @@ pub(crate) struct Leftovers<J> {
 }
 
 struct HostQueue<J> {
-    jobs: Vec<J>,
-    next: AtomicUsize,
+    /// Unclaimed jobs, by rank.
+    jobs: Mutex<VecDeque<(u64, J)>>,
     closed: AtomicBool,
     unreachable_in_a_row: AtomicU32,
 }
 
 impl<J> HostQueue<J> {
-    fn new(jobs: Vec<J>) -> Self {
+    fn new() -> Self {
         Self {
-            jobs,
-            next: AtomicUsize::new(0),
+            jobs: Mutex::new(VecDeque::new()),
             closed: AtomicBool::new(false),
             unreachable_in_a_row: AtomicU32::new(0),
         }
     }
 
-    fn unclaimed(&self) -> usize {
+    /// The queue; a worker that panicked holding it left it consistent
+    /// (every operation on it is a single push, pop or sort).
+    fn lock(&self) -> MutexGuard<'_, VecDeque<(u64, J)>> {
         self.jobs
-            .len()
-            .saturating_sub(self.next.load(Ordering::Acquire))
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn open_with_work(&self) -> bool {
-        !self.closed.load(Ordering::Acquire) && self.unclaimed() > 0
+    fn claim(&self) -> Option<J> {
+        self.lock().pop_front().map(|(_, job)| job)
+    }
+
+    fn unclaimed(&self) -> usize {
+        self.lock().len()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
     }
 }
 
 /// Which hosts wait for a slot, in turn, and how many workers each has.
+#[derive(Default)]
 struct Slots {
     workers: Vec<usize>,
     in_ring: Vec<bool>,
@@ -88,17 +124,7 @@ struct Slots {
 }
 
 impl Slots {
-    fn new<J>(hosts: &[HostQueue<J>]) -> Self {
-        let in_ring: Vec<bool> = hosts.iter().map(|h| !h.jobs.is_empty()).collect();
-        let ring = (0..hosts.len()).filter(|&h| in_ring[h]).collect();
-        Self {
-            workers: vec![0; hosts.len()],
-            in_ring,
-            ring,
-        }
-    }
-
-    /// Puts host `h` back in line if it is not already waiting.
+    /// Puts host `h` in line if it is not already waiting.
     fn wait(&mut self, h: usize) {
         if !self.in_ring[h] {
             self.in_ring[h] = true;
@@ -106,134 +132,168 @@ impl Slots {
         }
     }
 
-    /// The next host that may start one more worker, if any.
-    fn next<J>(&mut self, hosts: &[HostQueue<J>], per_host: usize) -> Option<usize> {
-        while let Some(h) = self.ring.pop_front() {
-            self.in_ring[h] = false;
-            if self.workers[h] < per_host && hosts[h].open_with_work() {
+    /// The next host that may start one more worker, if any: the host first
+    /// in line until it has as many workers as it has jobs or its limit.
+    fn next<J>(&mut self, hosts: &[Arc<HostQueue<J>>], per_host: usize) -> Option<usize> {
+        while let Some(&h) = self.ring.front() {
+            let q = &hosts[h];
+            if !q.is_closed() && self.workers[h] < per_host.min(q.unclaimed()) {
                 self.workers[h] += 1;
-                if self.workers[h] < per_host && hosts[h].unclaimed() > 0 {
-                    self.wait(h);
-                }
                 return Some(h);
             }
+            self.ring.pop_front();
+            self.in_ring[h] = false;
         }
         None
     }
 }
 
-/// Runs the jobs queued per host: `work(job)` sends one; `classify` says
-/// what its result means for the host; `done(job, result)` sees each result
-/// in the caller's task, in completion order.
-pub(crate) async fn run<J, T, W, Fut, C, D>(
-    queues: Vec<Vec<J>>,
+/// The hosts' queues, growing as jobs for new hosts arrive.
+struct Hosts<J> {
+    queues: Vec<Arc<HostQueue<J>>>,
+    slots: Slots,
+}
+
+impl<J> Hosts<J> {
+    /// Queues `ready` by host and rank and puts their hosts in line.
+    fn add(&mut self, ready: Vec<Ready<J>>) {
+        let mut touched = Vec::new();
+        for r in ready {
+            while self.queues.len() <= r.host {
+                self.queues.push(Arc::new(HostQueue::new()));
+                self.slots.workers.push(0);
+                self.slots.in_ring.push(false);
+            }
+            self.queues[r.host].lock().push_back((r.rank, r.job));
+            touched.push(r.host);
+        }
+        touched.sort_unstable();
+        touched.dedup();
+        for h in touched {
+            // Stable: equal ranks keep their arrival order.
+            self.queues[h]
+                .lock()
+                .make_contiguous()
+                .sort_by_key(|(rank, _)| *rank);
+            self.slots.wait(h);
+        }
+    }
+
+    /// The jobs no worker claimed, split by why.
+    fn leftovers(self) -> Leftovers<J> {
+        let mut left = Leftovers {
+            not_started: Vec::new(),
+            tripped: Vec::new(),
+        };
+        for q in self.queues {
+            let rest = q.lock().drain(..).map(|(_, job)| job).collect::<Vec<_>>();
+            if q.is_closed() {
+                left.tripped.extend(rest);
+            } else {
+                left.not_started.extend(rest);
+            }
+        }
+        left
+    }
+}
+
+/// Runs the jobs `reads` make ready (through `batch.arrived`) as they come:
+/// `work(job)` sends one; `classify` says what its result means for the
+/// host; `batch.done(job, result)` sees each result. Returns once every
+/// read has arrived and every worker has ended.
+pub(crate) async fn run<J, T, R, W, Fut, C, B>(
+    reads: R,
     limits: Limits,
     last_start: Option<Instant>,
     work: W,
     classify: C,
-    mut done: D,
+    batch: &mut B,
 ) -> Leftovers<J>
 where
-    J: Clone + Send + Sync + 'static,
+    J: Clone + Send + 'static,
     T: Send + 'static,
+    R: Stream<Item = B::Read>,
     W: Fn(J) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = T> + Send + 'static,
     C: Fn(&T) -> HostSignal + Send + Sync + 'static,
-    D: FnMut(J, T),
+    B: Batch<J, T>,
 {
     let global = limits.global.max(1);
     let per_host = limits.per_host.max(1);
-    let hosts: Arc<Vec<HostQueue<J>>> = Arc::new(queues.into_iter().map(HostQueue::new).collect());
     let shared = Arc::new(Worker {
-        hosts: hosts.clone(),
         work,
         classify,
         breaker: limits.breaker,
         last_start,
     });
     let (tx, mut rx) = mpsc::unbounded_channel::<(J, T)>();
-    let mut slots = Slots::new(&hosts);
+    let mut hosts = Hosts {
+        queues: Vec::new(),
+        slots: Slots::default(),
+    };
     let mut live = FuturesUnordered::new();
+    let mut reads = std::pin::pin!(reads.fuse());
+    let mut reading = true;
     loop {
         // Hand out free slots to waiting hosts, in turn.
         while live.len() < global && !shared.past_deadline() {
-            let Some(h) = slots.next(&hosts, per_host) else {
+            let Some(h) = hosts.slots.next(&hosts.queues, per_host) else {
                 break;
             };
-            let (w, tx) = (shared.clone(), tx.clone());
-            live.push(track(h, tokio::spawn(async move { w.serve(h, tx).await })));
+            let (w, q, tx) = (shared.clone(), hosts.queues[h].clone(), tx.clone());
+            live.push(track(h, tokio::spawn(async move { w.serve(&q, tx).await })));
         }
-        if live.is_empty() {
+        if live.is_empty() && !reading {
             break;
         }
         tokio::select! {
             biased;
-            Some((job, result)) = rx.recv() => done(job, result),
-            Some((h, _ended)) = live.next() => {
+            Some((job, result)) = rx.recv() => batch.done(job, result),
+            Some((h, _ended)) = live.next(), if !live.is_empty() => {
                 // A worker ends when its host has nothing left to claim, is
                 // closed, or the deadline came; a panic loses its one job.
-                slots.workers[h] -= 1;
-                if hosts[h].open_with_work() {
-                    slots.wait(h);
-                }
+                hosts.slots.workers[h] -= 1;
+                hosts.slots.wait(h);
             }
-            else => break,
+            read = reads.next(), if reading => match read {
+                Some(read) => hosts.add(batch.arrived(read)),
+                None => reading = false,
+            },
         }
     }
     // Every worker has ended, so everything they sent is in the channel.
     while let Ok((job, result)) = rx.try_recv() {
-        done(job, result);
+        batch.done(job, result);
     }
-    leftovers(&hosts)
-}
-
-/// The jobs no worker claimed, split by why.
-fn leftovers<J: Clone>(hosts: &[HostQueue<J>]) -> Leftovers<J> {
-    let mut left = Leftovers {
-        not_started: Vec::new(),
-        tripped: Vec::new(),
-    };
-    for q in hosts {
-        let from = q.next.load(Ordering::Acquire).min(q.jobs.len());
-        let rest = &q.jobs[from..];
-        if q.closed.load(Ordering::Acquire) {
-            left.tripped.extend_from_slice(rest);
-        } else {
-            left.not_started.extend_from_slice(rest);
-        }
-    }
-    left
+    hosts.leftovers()
 }
 
 /// What every worker of a batch shares.
-struct Worker<J, W, C> {
-    hosts: Arc<Vec<HostQueue<J>>>,
+struct Worker<W, C> {
     work: W,
     classify: C,
     breaker: u32,
     last_start: Option<Instant>,
 }
 
-impl<J: Clone, W, C> Worker<J, W, C> {
+impl<W, C> Worker<W, C> {
     fn past_deadline(&self) -> bool {
         self.last_start.is_some_and(|t| Instant::now() >= t)
     }
 
-    /// Sends host `h`'s jobs one after the other until there are none left,
-    /// the host is closed, or the deadline comes.
-    async fn serve<T, Fut>(&self, h: usize, tx: mpsc::UnboundedSender<(J, T)>)
+    /// Sends the jobs of host queue `q` one after the other until there are
+    /// none left, the host is closed, or the deadline comes.
+    async fn serve<J: Clone, T, Fut>(&self, q: &HostQueue<J>, tx: mpsc::UnboundedSender<(J, T)>)
     where
         W: Fn(J) -> Fut,
         Fut: Future<Output = T>,
         C: Fn(&T) -> HostSignal,
     {
-        let q = &self.hosts[h];
         loop {
-            if q.closed.load(Ordering::Acquire) || self.past_deadline() {
+            if q.is_closed() || self.past_deadline() {
                 return;
             }
-            let claim = q.next.fetch_add(1, Ordering::AcqRel);
-            let Some(job) = q.jobs.get(claim).cloned() else {
+            let Some(job) = q.claim() else {
                 return;
             };
             let result = (self.work)(job.clone()).await;
@@ -261,7 +321,57 @@ async fn track(host: usize, handle: JoinHandle<()>) -> (usize, Result<(), JoinEr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::AtomicUsize;
     use std::time::Duration;
+
+    /// The tests' batch: reads of whole queues (queue `h` on host `h`,
+    /// ranked in order), each result handed to a closure.
+    struct Closure<D>(D);
+
+    impl<T, D: FnMut(usize, T)> Batch<usize, T> for Closure<D> {
+        type Read = Vec<(usize, u64, usize)>;
+        fn arrived(&mut self, read: Self::Read) -> Vec<Ready<usize>> {
+            let ready = read
+                .into_iter()
+                .map(|(host, rank, job)| Ready { host, rank, job });
+            ready.collect()
+        }
+        fn done(&mut self, job: usize, result: T) {
+            (self.0)(job, result)
+        }
+    }
+
+    /// Every queue ready at once.
+    async fn run_all<T, W, Fut, C>(
+        queues: Vec<Vec<usize>>,
+        limits: Limits,
+        last_start: Option<Instant>,
+        work: W,
+        classify: C,
+        done: impl FnMut(usize, T),
+    ) -> Leftovers<usize>
+    where
+        T: Send + 'static,
+        W: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = T> + Send + 'static,
+        C: Fn(&T) -> HostSignal + Send + Sync + 'static,
+    {
+        let read = queues.into_iter().enumerate().flat_map(|(h, q)| {
+            q.into_iter()
+                .enumerate()
+                .map(move |(rank, job)| (h, rank as u64, job))
+        });
+        let reads = futures::stream::iter([read.collect()]);
+        run(
+            reads,
+            limits,
+            last_start,
+            work,
+            classify,
+            &mut Closure(done),
+        )
+        .await
+    }
 
     #[derive(Default)]
     struct Gauge {
@@ -311,7 +421,7 @@ mod tests {
         let mut fast_done_at = None;
         let mut completed = Vec::new();
         let (t, p, ho) = (total.clone(), per.clone(), host_of.clone());
-        let left = run(
+        let left = run_all(
             queues,
             limits(8, 2, 0),
             None,
@@ -360,7 +470,7 @@ mod tests {
     async fn nothing_starts_after_the_last_start_time() {
         let last_start = Instant::now() + Duration::from_millis(120);
         let mut seen = Vec::new();
-        let left = run(
+        let left = run_all(
             vec![(0..10).collect()],
             limits(4, 1, 0),
             Some(last_start),
@@ -380,7 +490,7 @@ mod tests {
     #[tokio::test]
     async fn an_unreachable_host_is_closed_after_the_breaker() {
         let mut seen = Vec::new();
-        let left = run(
+        let left = run_all(
             vec![(0..10).collect(), vec![10, 11]],
             limits(4, 1, 3),
             None,
@@ -404,7 +514,7 @@ mod tests {
     #[tokio::test]
     async fn an_answer_resets_the_breaker() {
         let mut seen = 0;
-        let left = run(
+        let left = run_all(
             vec![(0..10).collect()],
             limits(4, 1, 3),
             None,
@@ -425,7 +535,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_plan_returns_at_once() {
-        let left = run(
+        let left = run_all(
             vec![Vec::new(), Vec::new()],
             limits(4, 1, 3),
             None,
@@ -434,6 +544,32 @@ mod tests {
             |_, _: usize| panic!("nothing to do"),
         )
         .await;
+        assert!(left.not_started.is_empty() && left.tripped.is_empty());
+    }
+
+    /// GIVEN a host busy with its first read's jobs WHEN a second read adds
+    /// a job ranked before the rest THEN it joins the queue in rank order.
+    #[tokio::test]
+    async fn late_jobs_join_their_host_queue_by_rank() {
+        let first = vec![(0, 10, 1), (0, 20, 2), (0, 30, 3)];
+        let reads = futures::stream::iter([first]).chain(futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            vec![(0, 15, 4), (1, 0, 5)]
+        }));
+        let mut seen = Vec::new();
+        let left = run(
+            reads,
+            limits(4, 1, 0),
+            None,
+            |job| async move {
+                tokio::time::sleep(Duration::from_millis(30)).await;
+                job
+            },
+            |_| HostSignal::Answered,
+            &mut Closure(|job, _| seen.push(job)),
+        )
+        .await;
+        assert_eq!(seen, [1, 5, 4, 2, 3]);
         assert!(left.not_started.is_empty() && left.tripped.is_empty());
     }
 }

@@ -1,6 +1,7 @@
 //! The `deliver` function and its flow for one SQS batch:
-//! [`plan`](crate::plan) (parse, coalesce, route) → [`send`](crate::send)
-//! (the dispatcher, outcomes written as repositories finish) →
+//! [`plan`](crate::plan) (parse, coalesce) → [`send`](crate::send)
+//! (reads routed chunk by chunk into the dispatcher, outcomes written as
+//! repositories finish) →
 //! [`account`](crate::account) (per-record fate, which records come back) →
 //! [`respond`](crate::respond) (visibilities, `batchItemFailures`).
 
@@ -121,7 +122,7 @@ impl Deliverer {
     ) -> Result<BatchReport, DeliverError> {
         let t0 = Instant::now();
         let last_start = deadline.map(|d| self.last_start(d, t0));
-        let mut plan = plan::plan(event, &*self.store, &self.config).await?;
+        let mut plan = plan::plan(event, &self.config);
         let written = send::send(
             &mut plan,
             self.ctx.clone(),
@@ -129,7 +130,7 @@ impl Deliverer {
             &self.config,
             last_start,
         )
-        .await;
+        .await?;
         let mut accounted = account::account(plan, written, &self.config);
         let response = respond::respond(&*self.queue, accounted.back, &mut accounted.summary).await;
         let mut summary = accounted.summary;

@@ -10,9 +10,11 @@
 //!
 //! The flow of a batch, one module per stage (`handler` wires them):
 //! - `plan`: parse (`parse`), coalesce (`coalesce`: the newest push of a
-//!   tag wins), one `get_many`, route each repository once;
-//! - `send`: the dispatcher (`dispatch`: concurrency limits, deadline, host
-//!   breaker) running one `attempt` per job;
+//!   tag wins), list the batch's repositories;
+//! - `send`: the repositories read 100 a `get_many` and routed as each read
+//!   answers, their jobs fed to the dispatcher (`dispatch`: concurrency
+//!   limits, deadline, host breaker) running one `attempt` per job while
+//!   the next reads and the finished repositories' outcome writes go on;
 //! - `account`: the outcome per repository ("disable after N"), which
 //!   records come back and with which visibility — the retry schedule is
 //!   [`backoff`];
@@ -42,3 +44,5 @@ pub use metrics::Summary;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_reads;

@@ -1,17 +1,22 @@
-//! The plan of one batch, before anything is sent: records parsed
-//! ([`crate::parse`]), pushes coalesced ([`crate::coalesce`]), the batch's
-//! repositories read with one `get_many`, and each repository routed once.
-//! The result is one [`Planned`] per job — its record, its job, its
-//! repository and its [`Fate`] — and the per-host send queues.
+//! The plan of one batch: records parsed ([`crate::parse`]), pushes
+//! coalesced ([`crate::coalesce`]), the batch's repositories listed, then
+//! read [`READ_CHUNK`] at a time ([`read`]) and each routed once, as its
+//! chunk's read answers ([`Plan::route_chunk`]): sending starts with the
+//! first chunk instead of after every read. The result is one [`Planned`]
+//! per job — its record, its job, its repository and its [`Fate`] — and the
+//! jobs ready to send, handed to the dispatcher chunk by chunk.
 //!
 //! Routing: no webhook → dropped; disabled → its pushes dropped, its pings
 //! still sent (a ping is the owner asking "is my endpoint fixed?"); URL
 //! refused by the address rule → a counted, non-retried failure; else a
-//! target (URL + secret) on a host (`host:port`).
+//! target (URL + secret) on a host (`host:port`). A chunk whose read fails
+//! leaves its jobs not started (they come back, uncounted).
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::Arc;
 
+use futures::stream::{self, Stream, StreamExt};
 use reqwest::Url;
 use shared::domain::{
     validate_webhook_url, DeliveryJob, JobKind, RepoRecord, RepositoryName, UrlError,
@@ -22,13 +27,21 @@ use tracing::{info, warn};
 use crate::attempt::{Attempt, Target};
 use crate::coalesce;
 use crate::config::Config;
+use crate::dispatch::Ready;
 use crate::error::DeliverError;
 use crate::parse::{self, Malformed, Record};
+
+/// Repositories per read (one BatchGetItem's worth).
+pub(crate) const READ_CHUNK: usize = 100;
+/// Reads in flight: few, so the first answers early instead of all at once
+/// at the end of a burst the store serves together.
+const READS_IN_FLIGHT: usize = 2;
 
 /// How one job of the batch ended up.
 #[derive(Debug)]
 pub(crate) enum Fate {
-    /// In a host queue, not answered yet.
+    /// Waiting for its repository's record, or in a host queue; not
+    /// answered yet.
     Queued,
     /// A newer push of the same tag is in the batch.
     Superseded,
@@ -36,7 +49,8 @@ pub(crate) enum Fate {
     Dropped,
     /// Sent (or refused before sending), with how it went.
     Attempted(Attempt),
-    /// Not started: the deadline came first.
+    /// Not started: the deadline came first, or its repository's record
+    /// could not be read.
     NotStarted,
     /// Not started: its host kept failing in this batch.
     Deferred,
@@ -67,14 +81,21 @@ impl Planned {
 
 /// How a repository's jobs are handled in this batch.
 pub(crate) enum Route {
+    /// Its record is not read yet, or could not be.
+    Unread,
     Dropped(&'static str),
     Refused(UrlError),
-    Send { target: Arc<Target>, host: usize },
+    Send {
+        target: Arc<Target>,
+        host: usize,
+    },
 }
 
-/// A repository of the batch, routed.
+/// A repository of the batch, routed once its record is read.
 pub(crate) struct Repo {
     pub name: RepositoryName,
+    /// Its jobs, as indexes in [`Plan::jobs`], in batch order.
+    pub jobs: Vec<usize>,
     pub url_version: u64,
     /// The URL's origin, the only part of it that is logged.
     pub origin: String,
@@ -97,43 +118,38 @@ pub(crate) struct Plan {
     pub malformed: Vec<Malformed>,
     pub jobs: Vec<Planned>,
     pub repos: Vec<Repo>,
-    /// Distinct hosts among the routed repositories.
-    pub hosts: usize,
+    /// Host index of each `host:port` routed so far.
+    hosts: HashMap<String, usize>,
+    allow_private: bool,
 }
 
-/// Parses, coalesces and routes one batch. `Err` only when the store cannot
-/// be read: then nothing can be decided and the whole batch comes back.
-pub(crate) async fn plan(
-    event: aws_lambda_events::event::sqs::SqsEvent,
-    store: &dyn WebhookStore,
-    config: &Config,
-) -> Result<Plan, StoreError> {
+/// The records of the repositories `range` of [`Plan::repos`] (those
+/// without one have none), or why they could not be read.
+pub(crate) struct Chunk {
+    pub range: Range<usize>,
+    pub found: Result<HashMap<RepositoryName, RepoRecord>, StoreError>,
+}
+
+/// Parses and coalesces one batch and lists its repositories; nothing is
+/// read yet.
+pub(crate) fn plan(event: aws_lambda_events::event::sqs::SqsEvent, config: &Config) -> Plan {
     let received = event.records.len() as u64;
     let (parsed, malformed) = parse::parse(event);
     let superseded = coalesce::superseded(&parsed, config.max_attempts);
-    let (names, job_repo) = repositories(&parsed);
-    let mut found = if names.is_empty() {
-        HashMap::new()
-    } else {
-        store.get_many(&names).await?
-    };
-    let mut hosts: HashMap<String, usize> = HashMap::new();
-    let repos: Vec<Repo> = names
-        .into_iter()
-        .map(|name| {
-            let record = found.remove(&name);
-            route(name, record, config.allow_private_targets, &mut hosts)
-        })
-        .collect();
+    let (mut repos, job_repo) = repositories(&parsed);
     let jobs: Vec<Planned> = parsed
         .into_iter()
         .zip(job_repo)
         .zip(superseded)
-        .map(|((p, repo), superseded)| {
+        .enumerate()
+        .map(|(i, ((p, repo), superseded))| {
+            repos[repo].jobs.push(i);
             let fate = if p.record.spent(config.max_attempts) {
                 Fate::Exhausted
+            } else if superseded {
+                Fate::Superseded
             } else {
-                first_fate(&repos[repo], &p.job, superseded)
+                Fate::Queued
             };
             Planned {
                 record: p.record,
@@ -143,44 +159,65 @@ pub(crate) async fn plan(
             }
         })
         .collect();
-    let plan = Plan {
+    Plan {
         received,
         malformed,
         jobs,
         repos,
-        hosts: hosts.len(),
-    };
-    plan.log_unsent();
-    Ok(plan)
+        hosts: HashMap::new(),
+        allow_private: config.allow_private_targets,
+    }
 }
 
-/// The batch's repositories, each once, and each job's repository index.
-fn repositories(parsed: &[parse::Job]) -> (Vec<RepositoryName>, Vec<usize>) {
+/// Reads the records of `names` (the batch's repositories, in
+/// [`Plan::repos`] order), [`READ_CHUNK`] a call, in the order they answer.
+pub(crate) fn read<'a>(
+    store: &'a dyn WebhookStore,
+    names: &'a [RepositoryName],
+) -> impl Stream<Item = Chunk> + Send + 'a {
+    let chunks = names.chunks(READ_CHUNK).enumerate();
+    stream::iter(chunks)
+        .map(move |(k, chunk)| async move {
+            let start = k * READ_CHUNK;
+            Chunk {
+                range: start..start + chunk.len(),
+                found: store.get_many(chunk).await,
+            }
+        })
+        .buffer_unordered(READS_IN_FLIGHT)
+}
+
+/// The batch's repositories, each once and not routed yet, and each
+/// job's repository index.
+fn repositories(parsed: &[parse::Job]) -> (Vec<Repo>, Vec<usize>) {
     let mut index: HashMap<&RepositoryName, usize> = HashMap::new();
-    let mut names = Vec::new();
+    let mut repos = Vec::new();
     let job_repo = parsed
         .iter()
         .map(|j| {
             *index.entry(&j.job.repository).or_insert_with(|| {
-                names.push(j.job.repository.clone());
-                names.len() - 1
+                repos.push(Repo {
+                    name: j.job.repository.clone(),
+                    jobs: Vec::new(),
+                    url_version: 0,
+                    origin: String::new(),
+                    route: Route::Unread,
+                    enabled: false,
+                });
+                repos.len() - 1
             })
         })
         .collect();
-    (names, job_repo)
+    (repos, job_repo)
 }
 
-/// A job's fate before sending starts.
-fn first_fate(repo: &Repo, job: &DeliveryJob, superseded: bool) -> Fate {
-    if superseded {
-        return Fate::Superseded;
-    }
-    // A disabled webhook still gets pings: a test delivery is how its owner
-    // checks a fixed endpoint before enabling it again.
-    if !repo.enabled && job.kind != JobKind::Ping {
-        return Fate::Dropped;
-    }
+/// The fate of a job of a routed repository before sending starts.
+fn first_fate(repo: &Repo, job: &DeliveryJob) -> Fate {
     match &repo.route {
+        Route::Unread => Fate::NotStarted,
+        // A disabled webhook still gets pings: a test delivery is how its
+        // owner checks a fixed endpoint before enabling it again.
+        _ if !repo.enabled && job.kind != JobKind::Ping => Fate::Dropped,
         Route::Dropped(_) => Fate::Dropped,
         Route::Refused(e) => Fate::Attempted(Attempt::refused(DeliverError::Refused(e.clone()))),
         Route::Send { .. } => Fate::Queued,
@@ -189,19 +226,14 @@ fn first_fate(repo: &Repo, job: &DeliveryJob, superseded: bool) -> Fate {
 
 /// Decides, once per repository, where its jobs go.
 fn route(
-    name: RepositoryName,
+    repo: &mut Repo,
     record: Option<RepoRecord>,
     allow_private: bool,
     hosts: &mut HashMap<String, usize>,
-) -> Repo {
+) {
     let Some(webhook) = record.and_then(|r| r.webhook) else {
-        return Repo {
-            name,
-            url_version: 0,
-            origin: String::new(),
-            route: Route::Dropped("no webhook"),
-            enabled: false,
-        };
+        repo.route = Route::Dropped("no webhook");
+        return;
     };
     let (origin, route) = match validate_webhook_url(&webhook.url, allow_private) {
         Err(e) => {
@@ -217,71 +249,80 @@ fn route(
             (url.origin_for_logs(), Route::Send { target, host })
         }
     };
-    Repo {
-        name,
-        url_version: webhook.url_version,
-        origin,
-        route,
-        enabled: webhook.enabled,
-    }
+    repo.url_version = webhook.url_version;
+    repo.origin = origin;
+    repo.route = route;
+    repo.enabled = webhook.enabled;
 }
 
 impl Plan {
-    /// The send queue of each host. A host's jobs take turns across its
-    /// repositories (one job of each, then the next of each, …), so one
-    /// tenant's many or slow jobs cannot hold the host's slots until the
-    /// deadline while another tenant's single job waits.
-    pub fn host_queues(&self) -> Vec<Vec<Outbound>> {
-        let mut queues: Vec<Vec<Outbound>> = vec![Vec::new(); self.hosts];
-        for (index, p) in self.jobs.iter().enumerate() {
-            if !matches!(p.fate, Fate::Queued) {
-                continue;
+    /// Routes the repositories `range` with their records (`None`: they
+    /// could not be read) and sets their jobs' fates; returns the jobs to
+    /// send. A host's jobs take turns across
+    /// its repositories (each job is ranked by its turn within its
+    /// repository, then by repository), so one tenant's many or slow jobs
+    /// cannot hold the host's slots until the deadline while another
+    /// tenant's single job waits.
+    pub fn route_chunk(
+        &mut self,
+        range: Range<usize>,
+        mut found: Option<HashMap<RepositoryName, RepoRecord>>,
+    ) -> Vec<Ready<Outbound>> {
+        let mut ready = Vec::new();
+        for r in range.clone() {
+            let repo = &mut self.repos[r];
+            if let Some(found) = found.as_mut() {
+                let record = found.remove(&repo.name);
+                route(repo, record, self.allow_private, &mut self.hosts);
             }
-            if let Route::Send { target, host } = &self.repos[p.repo].route {
-                queues[*host].push(Outbound {
-                    index,
-                    job: p.job.clone(),
-                    target: target.clone(),
-                });
+            let repo = &self.repos[r];
+            let mut turn = 0u64;
+            for &i in &repo.jobs {
+                let p = &mut self.jobs[i];
+                if !matches!(p.fate, Fate::Queued) {
+                    continue;
+                }
+                p.fate = first_fate(repo, &p.job);
+                if let (Fate::Queued, Route::Send { target, host }) = (&p.fate, &repo.route) {
+                    let rank = (turn << 32) | r as u64;
+                    let job = Outbound {
+                        index: i,
+                        job: p.job.clone(),
+                        target: target.clone(),
+                    };
+                    ready.push(Ready {
+                        host: *host,
+                        rank,
+                        job,
+                    });
+                    turn += 1;
+                }
             }
         }
-        // Turn of each job within its repository, in batch order.
-        let mut seen = vec![0usize; self.repos.len()];
-        let mut turn = vec![0usize; self.jobs.len()];
-        for q in &queues {
-            for o in q {
-                let r = self.jobs[o.index].repo;
-                turn[o.index] = seen[r];
-                seen[r] += 1;
-            }
-        }
-        for q in &mut queues {
-            q.sort_by_key(|o| (turn[o.index], self.jobs[o.index].repo));
-        }
-        queues
+        self.log_unsent(range);
+        ready
     }
 
-    /// One line per repository whose jobs are not sent, and why.
-    fn log_unsent(&self) {
-        let mut dropped = vec![0u32; self.repos.len()];
-        for p in &self.jobs {
-            if matches!(p.fate, Fate::Dropped) {
-                dropped[p.repo] += 1;
-            }
-        }
-        for (r, &jobs) in self.repos.iter().zip(&dropped) {
-            let reason = match r.route {
+    /// One line per repository of `range` whose jobs are not sent, and why.
+    fn log_unsent(&self, range: Range<usize>) {
+        for r in &self.repos[range] {
+            let dropped = r
+                .jobs
+                .iter()
+                .filter(|&&i| matches!(self.jobs[i].fate, Fate::Dropped));
+            let jobs = dropped.count();
+            let reason = match &r.route {
+                Route::Refused(e) => {
+                    warn!(repository = %r.name, origin = %r.origin, reason = e.code(), error = %DeliverError::Refused(e.clone()), "webhook URL refused by the address rule; not sent");
+                    continue;
+                }
+                Route::Unread => continue,
                 Route::Dropped(reason) => reason,
                 _ if !r.enabled => "webhook disabled",
                 _ => continue,
             };
             if jobs > 0 {
                 info!(repository = %r.name, jobs, reason, "dropped: no webhook to deliver to");
-            }
-        }
-        for r in &self.repos {
-            if let Route::Refused(e) = &r.route {
-                warn!(repository = %r.name, origin = %r.origin, reason = e.code(), error = %DeliverError::Refused(e.clone()), "webhook URL refused by the address rule; not sent");
             }
         }
     }

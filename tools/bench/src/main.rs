@@ -14,7 +14,6 @@
 mod coldstart;
 mod cost;
 mod deliver_bench;
-mod fake_dynamo;
 mod hot_repo;
 mod ingest_bench;
 mod ingest_memory;

@@ -16,14 +16,17 @@ pub const END: &str = "<!-- bench:end -->";
 /// The tables, one line per summary row or column: label | JSON pointer |
 /// decimals | target (`≤ x` or `≥ x`, which gives the row a verdict).
 const SUMMARY: &str = "
-deliver, webhooks/s (median) | /deliver/throughput/deliver_per_s | 0
-bare client, webhooks/s (median) | /deliver/throughput/bare_per_s | 0
-deliver / bare client | /deliver/throughput/ratio | 2 | ≥ 0.9
-sending phase at the sink, deliver / bare | /deliver/throughput/sink_ratio | 2
-deliver / bare, DynamoDB stub (diagnostic) | /deliver/throughput/stub_ratio | 2
-CPU µs per webhook, deliver | /deliver/throughput/cpu_us_per_webhook/deliver | 1
-CPU µs per webhook, bare client | /deliver/throughput/cpu_us_per_webhook/bare | 1
+deliver, 20 ms receivers on 250 hosts, 64 slots, webhooks/s | /deliver/throughput/deliver_per_s | 0
+bare client, same run, webhooks/s | /deliver/throughput/bare_per_s | 0
+deliver / bare client, 20 ms receivers | /deliver/throughput/ratio | 2 | ≥ 0.9
+sending phase (first to last webhook answered), deliver / bare | /deliver/throughput/sink_ratio | 2
 deliver peak RSS, MiB | /deliver/throughput/peak_rss_mib | 1 | ≤ 64
+CPU µs per webhook, instant sink, deliver | /deliver/instant/cpu_us_per_webhook/deliver | 1
+CPU µs per webhook, instant sink, bare client | /deliver/instant/cpu_us_per_webhook/bare | 1
+HTTPS deliver / bare client, 20 ms receivers | /deliver/https/ratio | 2
+HTTPS CPU µs per webhook, deliver | /deliver/https/cpu_us_per_webhook/deliver | 1
+HTTPS connections (handshakes) per webhook, deliver | /deliver/https/handshakes_per_webhook/deliver | 3
+HTTPS webhooks/s within a 128 MB Lambda's CPU share, deliver | /deliver/https/lambda_128mb_per_s/deliver | 0
 deliver DynamoDB read calls per job | /deliver/throughput/per_job/reads | 4 | ≤ 0.001
 deliver DynamoDB write calls per job | /deliver/throughput/per_job/writes | 3 | ≤ 0.1
 deliver SQS calls per job, all succeed | /deliver/throughput/per_job/sqs | 3
@@ -57,15 +60,14 @@ cost per million pushes, ours (quiet service), $ | /cost/totals/ours, quiet serv
 const ROUNDS: &str = "
 round | /round | 0
 bare, /s | /bare/per_s | 0
-bare at the sink, /s | /bare/sink_per_s | 0
+bare sending phase, /s | /bare/sink_per_s | 0
 deliver, ms | /deliver/ms | 0
 deliver, /s | /deliver/per_s | 0
-deliver at the sink, /s | /deliver/sink_per_s | 0
+deliver sending phase, /s | /deliver/sink_per_s | 0
 AWS calls in flight, ms | /deliver/aws_busy_ms | 0
 deliver CPU, ms | /deliver/cpu_ms | 0
 bare CPU, ms | /bare/cpu_ms | 0
-deliver peak RSS, MiB | /deliver/peak_rss_mib | 1
-DynamoDB stub, /s | /stub/per_s | 0";
+deliver peak RSS, MiB | /deliver/peak_rss_mib | 1";
 
 const TIMELINE: &str = "
 median deliver invocation | /what | 0
@@ -404,11 +406,12 @@ pub fn splice(source: &str, section: &str) -> Res<String> {
 fn charts(r: &Value, dir: &Path) -> Res<()> {
     let e = |e: &dyn std::fmt::Display| format!("chart: {e}");
     let t = &r["deliver"]["throughput"];
+    let h = &r["deliver"]["https"];
     let bars = [
         ("bare client", n(t, "/bare_per_s")),
-        ("deliver at the sink", n(t, "/deliver_sink_per_s")),
         ("deliver", n(t, "/deliver_per_s")),
-        ("deliver, DynamoDB stub", n(t, "/stub_per_s")),
+        ("bare client, HTTPS", n(h, "/bare_per_s")),
+        ("deliver, HTTPS", n(h, "/deliver_per_s")),
     ];
     let path = dir.join("throughput.svg");
     let area = SVGBackend::new(&path, (720, 360)).into_drawing_area();
@@ -420,7 +423,10 @@ fn charts(r: &Value, dir: &Path) -> Res<()> {
         .fold(1.0, f64::max)
         * 1.1;
     let mut chart = ChartBuilder::on(&area)
-        .caption("webhooks per second (medians)", ("sans-serif", 18))
+        .caption(
+            "webhooks per second, 20 ms receivers (medians)",
+            ("sans-serif", 18),
+        )
         .margin(10)
         .x_label_area_size(30)
         .y_label_area_size(70)

@@ -70,24 +70,14 @@ pub fn native_push(repo: &RepositoryName, tag: &str, id: &str, seed: u64) -> Val
 }
 
 fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    let now = SystemTime::now().duration_since(UNIX_EPOCH);
+    now.map_or(0, |d| d.as_millis() as u64)
 }
 
+/// UUID-shaped, unique per (prefix, i).
 fn hex_id(prefix: &str, i: usize) -> String {
-    // UUID-shaped, unique per (prefix, i).
-    let h = format!("{:012x}", i);
-    let p: String = prefix
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect::<String>()
-        .chars()
-        .chain(std::iter::repeat('0'))
-        .take(8)
-        .collect();
-    format!("{p}-0000-4000-8000-{h}")
+    let p: String = prefix.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{p:0<8.8}-0000-4000-8000-{i:012x}")
 }
 
 /// One SQS record as Lambda's event source mapping builds it. The receipt

@@ -6,6 +6,8 @@
 //! clock runs: only HTTP.
 //!
 //! usage: bare-client <requests.json> <global concurrency> <per-host concurrency>
+//! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
+//! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
 //! prints one JSON line: {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"}
 //! (cpu_ms: user + system CPU time while sending, 10 ms resolution)
 
@@ -51,10 +53,8 @@ fn load(path: &str) -> Res<BTreeMap<String, Vec<reqwest::Request>>> {
         let headers: &mut HeaderMap = req.headers_mut();
         for (n, v) in s.headers {
             let name = HeaderName::from_bytes(n.as_bytes()).map_err(|e| format!("{n}: {e}"))?;
-            headers.append(
-                name,
-                HeaderValue::from_str(&v).map_err(|e| format!("{n}: {e}"))?,
-            );
+            let value = HeaderValue::from_str(&v).map_err(|e| format!("{n}: {e}"))?;
+            headers.append(name, value);
         }
         *req.body_mut() = Some(s.body.into());
         by_host.entry(host).or_default().push(req);
@@ -69,7 +69,14 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
     let global: usize = global.parse().map_err(|_| "bad global concurrency")?;
     let per_host: usize = per_host.parse().map_err(|_| "bad per-host concurrency")?;
     let by_host = load(file)?;
-    let client = reqwest::Client::builder()
+    let mut client = reqwest::Client::builder();
+    if let Some(file) = std::env::var_os("SSL_CERT_FILE") {
+        let pem = std::fs::read(&file).map_err(|e| format!("SSL_CERT_FILE: {e}"))?;
+        for cert in reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| format!("CA: {e}"))? {
+            client = client.add_root_certificate(cert);
+        }
+    }
+    let client = client
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
         .no_proxy()
@@ -78,10 +85,8 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
         .tcp_nodelay(true)
         .build()
         .map_err(|e| format!("client: {e}"))?;
-    let (sent, ok) = (
-        by_host.values().map(Vec::len).sum::<usize>(),
-        Arc::new(AtomicU64::new(0)),
-    );
+    let sent = by_host.values().map(Vec::len).sum::<usize>();
+    let ok = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(Semaphore::new(global.max(1)));
     let (cpu_before, started) = (cpu_ms(), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
