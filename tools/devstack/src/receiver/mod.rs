@@ -44,10 +44,11 @@ pub enum Behaviour {
 impl Behaviour {
     /// Answer `status` with an empty body.
     pub fn status(status: u16) -> Behaviour {
+        let (headers, body) = (Vec::new(), Bytes::new());
         Behaviour::Respond {
             status,
-            headers: Vec::new(),
-            body: Bytes::new(),
+            headers,
+            body,
         }
     }
 
@@ -119,9 +120,8 @@ pub struct RecordedRequest {
     pub target: String,
     /// The path part of the target.
     pub path: String,
-    /// Headers in arrival order. hyper lowercases names and groups repeated
-    /// headers under the first occurrence of their name; that is as close to
-    /// the wire as it allows. Non-UTF-8 values are converted lossily.
+    /// Headers in arrival order, as close to the wire as hyper allows (names
+    /// lowercased, repeats grouped under the first); values lossily UTF-8.
     pub headers: Vec<(String, String)>,
     /// The body bytes.
     pub body: Bytes,
