@@ -51,9 +51,9 @@ pub struct Call {
     pub end: Instant,
     /// The status answered (0 for a dropped connection).
     pub status: u16,
-    /// Items or messages carried: keys of a BatchGetItem, items of a
-    /// TransactWriteItems, entries of an SQS batch, messages received; 1 for a
-    /// single-item call; 0 otherwise. What billing units are counted from.
+    /// Items or messages carried (keys of a BatchGetItem, entries of an SQS
+    /// batch, messages received, 1 for a single-item call, else 0): what
+    /// billing units are counted from.
     pub items: u64,
     /// SQS batch entries the service reported failed.
     pub failed_entries: u64,
@@ -63,7 +63,8 @@ pub struct Call {
 struct State {
     counts: Mutex<BTreeMap<String, u64>>,
     calls: Mutex<Vec<Call>>,
-    faults: Mutex<Vec<(Fault, Arc<AtomicU64>)>>,
+    /// Each rule with the number of calls it has matched.
+    faults: Mutex<Vec<(Fault, u64)>>,
     injected: AtomicU64,
 }
 
@@ -76,19 +77,20 @@ pub struct AwsProxy {
 impl AwsProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<AwsProxy, DevstackError> {
-        let upstream = upstream
+        let upstream: Arc<str> = upstream
             .trim_start_matches("http://")
             .trim_end_matches('/')
-            .to_owned();
+            .into();
         let state = Arc::new(State::default());
         let st = state.clone();
-        let server = http_server::serve("aws proxy", true, move |req, _info| {
-            let st = st.clone();
-            let upstream = upstream.clone();
+        let server = http_server::serve("aws proxy", true, move |req, _| {
+            let (st, upstream) = (st.clone(), upstream.clone());
             async move { handle(req, &upstream, &st).await }
+        });
+        Ok(AwsProxy {
+            server: server.await?,
+            state,
         })
-        .await?;
-        Ok(AwsProxy { server, state })
     }
 
     /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
@@ -103,12 +105,16 @@ impl AwsProxy {
 
     /// Calls so far of one operation.
     pub fn count(&self, operation: &str) -> u64 {
-        self.counts().get(operation).copied().unwrap_or(0)
+        lock(&self.state.counts)
+            .get(operation)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Calls so far whose operation starts with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> u64 {
-        self.counts()
+        let counts = lock(&self.state.counts);
+        counts
             .iter()
             .filter(|(k, _)| k.starts_with(prefix))
             .map(|(_, v)| v)
@@ -128,8 +134,7 @@ impl AwsProxy {
 
     /// Replaces the fault rules.
     pub fn set_faults(&self, faults: Vec<Fault>) {
-        let faults = faults.into_iter().map(|f| (f, Arc::new(AtomicU64::new(0))));
-        *lock(&self.state.faults) = faults.collect();
+        *lock(&self.state.faults) = faults.into_iter().map(|f| (f, 0)).collect();
     }
 
     /// Faults injected so far.
@@ -139,13 +144,14 @@ impl AwsProxy {
 }
 
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
-    let faults = lock(&st.faults);
-    for (f, seen) in faults.iter() {
-        if op.starts_with(&f.operation_prefix) {
-            let n = seen.fetch_add(1, Ordering::Relaxed) + 1;
-            if f.every > 0 && n % f.every == 0 {
-                return Some(f.kind);
-            }
+    let mut faults = lock(&st.faults);
+    for (f, seen) in faults
+        .iter_mut()
+        .filter(|(f, _)| op.starts_with(&f.operation_prefix))
+    {
+        *seen += 1;
+        if f.every > 0 && *seen % f.every == 0 {
+            return Some(f.kind);
         }
     }
     None
@@ -154,63 +160,59 @@ fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
 async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State) -> Reply {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
-    let body = match body.collect().await {
-        Ok(b) => b.to_bytes(),
-        Err(_) => return Reply::Reset,
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Reply::Reset;
     };
-    let probe = Request::from_parts(parts, ());
-    let op = operation(&probe);
+    let op = operation(&parts.headers);
     *lock(&st.counts).entry(op.clone()).or_default() += 1;
     let record = |status: u16, resp: &[u8]| {
         let (items, failed_entries) = carried(&op, &body, resp);
-        let call = Call {
-            op: op.clone(),
+        let (op, end) = (op.clone(), Instant::now());
+        lock(&st.calls).push(Call {
+            op,
             start,
-            end: Instant::now(),
+            end,
             status,
             items,
             failed_entries,
-        };
-        lock(&st.calls).push(call);
+        });
     };
-    if let Some(kind) = pick_fault(st, &op) {
-        st.injected.fetch_add(1, Ordering::Relaxed);
-        let (status, error) = match kind {
-            FaultKind::Drop => {
-                record(0, b"");
-                return Reply::Reset;
-            }
-            FaultKind::Throttle => (400, "ThrottlingException"),
-            FaultKind::ServerError => (500, "InternalServerError"),
-        };
-        record(status, b"");
-        let body = format!(r#"{{"__type":"{error}","message":"injected by devstack aws_proxy"}}"#);
-        let content_type = "application/x-amz-json-1.0";
-        return Reply::Response(http_server::response(status, content_type, body));
-    }
-    match forward(probe, body.clone(), upstream).await {
-        Ok((parts, bytes)) => {
-            record(parts.status.as_u16(), &bytes);
-            Reply::Response(hyper::Response::from_parts(parts, Full::new(bytes)))
+    let (status, error) = match pick_fault(st, &op) {
+        None => {
+            let req = Request::from_parts(parts, Full::new(body.clone()));
+            return Reply::Response(match forward(req, upstream).await {
+                Ok((parts, bytes)) => {
+                    record(parts.status.as_u16(), &bytes);
+                    hyper::Response::from_parts(parts, Full::new(bytes))
+                }
+                Err(e) => {
+                    record(502, b"");
+                    let message = format!("aws proxy: upstream failed: {e}");
+                    http_server::response(502, "text/plain", message)
+                }
+            });
         }
-        Err(e) => {
-            record(502, b"");
-            Reply::Response(http_server::response(
-                502,
-                "text/plain",
-                format!("aws proxy: upstream failed: {e}"),
-            ))
-        }
+        Some(FaultKind::Drop) => (0, ""),
+        Some(FaultKind::Throttle) => (400, "ThrottlingException"),
+        Some(FaultKind::ServerError) => (500, "InternalServerError"),
+    };
+    st.injected.fetch_add(1, Ordering::Relaxed);
+    record(status, b"");
+    if status == 0 {
+        return Reply::Reset;
     }
+    let body = format!(r#"{{"__type":"{error}","message":"injected by devstack aws_proxy"}}"#);
+    Reply::Response(http_server::response(
+        status,
+        "application/x-amz-json-1.0",
+        body,
+    ))
 }
 
 /// `dynamodb:BatchGetItem` from `X-Amz-Target: DynamoDB_20120810.BatchGetItem`
 /// (the JSON protocol every SDK client here speaks), `unknown` without one.
-fn operation(req: &Request<()>) -> String {
-    let target = req
-        .headers()
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok());
+fn operation(headers: &http::HeaderMap) -> String {
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let (service, op) = target
         .and_then(|t| t.split_once('.'))
         .unwrap_or(("", "unknown"));
@@ -227,23 +229,14 @@ fn operation(req: &Request<()>) -> String {
 }
 
 async fn forward(
-    probe: Request<()>,
-    body: Bytes,
+    req: Request<Full<Bytes>>,
     upstream: &str,
-) -> Result<(http::response::Parts, Bytes), String> {
-    let stream = TcpStream::connect(upstream)
-        .await
-        .map_err(|e| e.to_string())?;
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|e| e.to_string())?;
+) -> Result<(http::response::Parts, Bytes), Box<dyn std::error::Error>> {
+    let stream = TcpStream::connect(upstream).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
-    let (parts, ()) = probe.into_parts();
-    let req = Request::from_parts(parts, Full::new(body));
-    let resp = sender.send_request(req).await.map_err(|e| e.to_string())?;
-    let (parts, body) = resp.into_parts();
-    let bytes = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-    Ok((parts, bytes))
+    let (parts, body) = sender.send_request(req).await?.into_parts();
+    Ok((parts, body.collect().await?.to_bytes()))
 }
 
 /// (items or messages carried, SQS batch entries failed) of one call, from

@@ -1,7 +1,7 @@
 //! The one error type of the crate: every fallible devstack call returns
-//! [`DevstackError`], whose message says which piece of the local stack
-//! failed and why. None is retried by devstack itself; the callers (tests,
-//! the benchmark, `devstack up`) report them.
+//! [`DevstackError`], saying which piece of the local stack failed and why.
+//! devstack retries none itself; its callers (tests, the benchmark,
+//! `devstack up`) report them.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,8 +16,8 @@ pub enum DevstackError {
         #[source]
         source: std::io::Error,
     },
-    /// The function never took the queued invocation (`GET /next`) in time:
-    /// it is still initialising, hung, or dead.
+    /// The function never took the invocation (`GET /next`) in time:
+    /// still initialising, hung, or dead.
     #[error("the function did not poll /next for the invocation within {waited:?}")]
     NotPolled { waited: Duration },
     /// The function process exited while an invocation was outstanding.
@@ -29,8 +29,8 @@ pub enum DevstackError {
     /// The Runtime API server is gone, so nothing can be invoked.
     #[error("the Runtime API server has stopped")]
     RuntimeApiStopped,
-    /// moto, the stack's table and queues, or an outside tool
-    /// (docker-registry, skopeo) could not be set up or refused a parameter.
+    /// moto, the stack, or an outside tool (docker-registry, skopeo) could
+    /// not be set up or refused a parameter.
     #[error("{0}")]
     Setup(String),
     /// The `standardwebhooks` library did not verify a webhook's signature.
@@ -47,9 +47,7 @@ pub enum DevstackError {
 impl DevstackError {
     /// Wraps an I/O error with what devstack was doing at the time.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        DevstackError::Io {
-            context: context.into(),
-            source,
-        }
+        let context = context.into();
+        DevstackError::Io { context, source }
     }
 }

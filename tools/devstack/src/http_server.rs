@@ -1,12 +1,11 @@
-//! The one HTTP/1.1 server loop every emulation here runs on (Runtime API,
-//! Function URL, receivers, sinks). It owns accepting, per-connection tasks,
-//! shutdown on drop and the one thing a framework would not give us: closing
-//! a connection with a TCP reset instead of answering.
+//! The one "serve this handler on 127.0.0.1:0" helper every emulation here
+//! runs on (Runtime API, Function URL, receivers, sinks, the AWS proxy):
+//! hyper's HTTP/1.1 connections, shutdown on drop, and the one thing a
+//! framework would not give us: closing a connection with a TCP reset.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,9 +39,6 @@ pub(crate) struct ConnInfo {
     pub local: SocketAddr,
 }
 
-type BoxFuture = Pin<Box<dyn Future<Output = Reply> + Send>>;
-type Handler = Arc<dyn Fn(Request<Incoming>, ConnInfo) -> BoxFuture + Send + Sync>;
-
 /// A running server; dropping it stops accepting and closes every open
 /// connection (they live in a `JoinSet` owned by the accept task).
 pub(crate) struct ServerHandle {
@@ -74,38 +70,39 @@ where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
-    let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    let failed = |e| DevstackError::io(format!("binding the {what} server"), e);
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
-        .map_err(|e| DevstackError::io(format!("binding the {what} server"), e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| DevstackError::io(format!("reading the {what} server address"), e))?;
-    let handler: Handler = Arc::new(move |req, info| Box::pin(handler(req, info)) as BoxFuture);
-    let task = tokio::spawn(accept_loop(listener, resettable, handler));
+        .map_err(failed)?;
+    let addr = listener.local_addr().map_err(failed)?;
+    let handler = Arc::new(handler);
+    let task = tokio::spawn(async move {
+        let mut connections = JoinSet::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        connections.spawn(connection(stream, peer, resettable, handler.clone()));
+                    }
+                    Err(e) => {
+                        // Usually EMFILE under a benchmark; back off instead of spinning.
+                        tracing::warn!(error = %e, "devstack server: accept failed");
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                },
+                // Reap finished connections so the set does not grow without bound.
+                Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            }
+        }
+    });
     Ok(ServerHandle { addr, task })
 }
 
-async fn accept_loop(listener: TcpListener, resettable: bool, handler: Handler) {
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    connections.spawn(serve_connection(stream, peer, resettable, handler.clone()));
-                }
-                Err(e) => {
-                    // Usually EMFILE under a benchmark; back off instead of spinning.
-                    tracing::warn!(error = %e, "devstack server: accept failed");
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-            },
-            // Reap finished connections so the set does not grow without bound.
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
-}
-
-async fn serve_connection(stream: TcpStream, peer: SocketAddr, resettable: bool, handler: Handler) {
+async fn connection<F, Fut>(stream: TcpStream, peer: SocketAddr, resettable: bool, handler: Arc<F>)
+where
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
     let Ok(local) = stream.local_addr() else {
         return;
     };
@@ -113,22 +110,20 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, resettable: bool,
     let _ = stream.set_nodelay(true);
     // A second descriptor for the same socket, so a reset can be forced after
     // hyper has taken ownership of the stream (SO_LINGER=0 then close => RST).
-    let (stream, twin) = if resettable {
-        let Ok((stream, twin)) = split_twin(stream) else {
-            return;
-        };
-        (stream, Some(twin))
-    } else {
-        (stream, None)
+    let (stream, twin) = match resettable {
+        true => match split_twin(stream) {
+            Ok((stream, twin)) => (stream, Some(twin)),
+            Err(_) => return,
+        },
+        false => (stream, None),
     };
     let info = ConnInfo { peer, local };
     let reset = Arc::new(Notify::new());
-    let service_reset = reset.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-        let handler = handler.clone();
-        let reset = service_reset.clone();
+    let on_reset = reset.clone();
+    let service = hyper::service::service_fn(move |req| {
+        let (reply, reset) = (handler(req, info), on_reset.clone());
         async move {
-            match handler(req, info).await {
+            match reply.await {
                 Reply::Response(resp) => Ok::<_, Infallible>(resp),
                 Reply::Reset => {
                     reset.notify_one();
@@ -142,22 +137,15 @@ async fn serve_connection(stream: TcpStream, peer: SocketAddr, resettable: bool,
         .timer(TokioTimer::new())
         .serve_connection(TokioIo::new(stream), service);
     tokio::select! {
-        result = conn => {
-            if let Err(e) = result {
-                tracing::debug!(error = %e, %peer, "devstack server: connection ended with error");
-            }
-        }
-        _ = reset.notified() => {
-            match &twin {
-                Some(twin) => {
-                    if let Err(e) = twin.set_zero_linger() {
-                        tracing::warn!(error = %e, "devstack server: cannot set SO_LINGER=0 for a reset");
-                    }
-                }
-                None => tracing::warn!("devstack server: reset on a non-resettable server; closing instead"),
-            }
+        result = conn => if let Err(e) = result {
+            tracing::debug!(error = %e, %peer, "devstack server: connection ended with error");
+        },
+        _ = reset.notified() => match twin.map(|twin| twin.set_zero_linger()) {
             // Both descriptors close here; the last close sends the RST.
-        }
+            Some(Ok(())) => {}
+            Some(Err(e)) => tracing::warn!(error = %e, "devstack server: cannot set SO_LINGER=0"),
+            None => tracing::warn!("devstack server: reset on a non-resettable server; closing"),
+        },
     }
 }
 
@@ -168,8 +156,7 @@ fn split_twin(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
     Ok((TcpStream::from_std(std_stream)?, TcpStream::from_std(twin)?))
 }
 
-/// A response with a status, content type (none when empty) and body; used
-/// by every emulation for its own small replies.
+/// A response with a status, content type (none when empty) and body.
 pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() =

@@ -19,9 +19,8 @@ pub mod paths;
 pub mod receiver;
 pub mod registry;
 pub mod runtime_api;
-pub mod stack;
-// The event source mapping names the shared helpers by their old module.
-use paths as util;
+/// The stack's table and queues, defined alongside moto.
+pub use moto as stack;
 
 pub use error::DevstackError;
 pub use invoker::{invoker_fn, FnInvoker, Invoker};

@@ -1,30 +1,34 @@
-//! A moto server (`scripts/moto_server.py` under the project venv: moto with
-//! DynamoDB writes applied atomically, as the real service does) standing in
-//! for DynamoDB and SQS: started on a free port, awaited until it answers,
-//! SDK configuration and function environment pointing at it, the stack's
-//! resources created in it ([`crate::stack`]), and killed with the process.
+//! moto standing in for DynamoDB and SQS, with the stack's resources in it.
 //!
-//! moto runs under a tiny `sh` watchdog whose stdin is a pipe from this
-//! process: when the pipe closes (the [`Moto`] is dropped, or the test
-//! process exits or is killed, which closes it too) the watchdog kills moto.
-//! That is what lets [`Moto::shared`] live in a `static` that is never
-//! dropped without leaking a server per test run.
+//! [`Moto`] runs `scripts/moto_server.py` (moto with DynamoDB writes applied
+//! atomically, as the real service does) on a free port, under a tiny `sh`
+//! watchdog whose stdin is a pipe from this process: when the pipe closes
+//! (the [`Moto`] is dropped, or the test process exits or is killed) the
+//! watchdog kills moto. That lets [`Moto::shared`] live in a `static`.
+//!
+//! [`create`] makes the table and queues with the SDK the way template.yaml
+//! declares them: the one provisioning path of the tests, the benchmark and
+//! `devstack up` (also reachable as `devstack::stack`). The drift test
+//! `stack_template` reads template.yaml and fails when the two part.
+//! Physical names are the caller's prefix + the logical id, so tests sharing
+//! one moto never collide.
 
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    SseSpecification,
+};
+use aws_sdk_sqs::types::QueueAttributeName;
+use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 
-use crate::paths::{self, REGION};
+use crate::paths::{self, lock, REGION};
 use crate::DevstackError;
-
-/// How long moto may take to answer after being started.
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
-/// Port races (another process grabbing our probed port) are retried.
-const START_ATTEMPTS: usize = 3;
 
 /// Runs the command given as arguments with stdin from /dev/null, kills it
 /// when our stdin reaches EOF, and exits with its status when it ends first.
@@ -52,10 +56,11 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts a private moto server and waits until it answers.
+    /// Starts a private moto server and waits until it answers; a port race
+    /// (another process grabbing the probed port) is retried twice.
     pub async fn start() -> Result<Moto, DevstackError> {
         let mut last_error = DevstackError::Setup("moto not started".into());
-        for _ in 0..START_ATTEMPTS {
+        for _ in 0..3 {
             match Self::start_on(paths::free_port()?).await {
                 Ok(moto) => return Ok(moto),
                 Err(e) => last_error = e,
@@ -64,16 +69,15 @@ impl Moto {
         Err(last_error)
     }
 
-    /// A moto server shared by the whole process (started on first use), so
-    /// a test binary pays the start-up once. Tests isolate themselves by
-    /// resource name prefixes. If starting fails, the next call tries again.
+    /// A moto server shared by the whole process (started on first use, and
+    /// again on the next call if that failed); tests isolate themselves by
+    /// resource name prefixes.
     pub async fn shared() -> Result<&'static Moto, DevstackError> {
         SHARED.get_or_try_init(Moto::start).await
     }
 
     /// Starts moto on a fixed `port` (`devstack up` uses the one
-    /// `events/local.env` names), failing clearly when something already
-    /// answers there.
+    /// `events/local.env` names), failing when something already answers there.
     pub async fn start_on(port: u16) -> Result<Moto, DevstackError> {
         let endpoint = format!("http://127.0.0.1:{port}");
         if answers_http(&endpoint).await {
@@ -89,7 +93,7 @@ impl Moto {
             .and_then(|()| std::fs::File::create(&log_path))
             .and_then(|log| Ok((log.try_clone()?, log)))
             .map_err(|e| DevstackError::io(format!("creating {}", log_path.display()), e))?;
-        let mut child = Command::new("sh")
+        let spawned = Command::new("sh")
             .args(["-c", WATCHDOG, "devstack-moto"])
             .arg(paths::venv_python())
             .arg(&script)
@@ -97,51 +101,40 @@ impl Moto {
             .stdin(Stdio::piped())
             .stdout(log.0)
             .stderr(log.1)
-            .spawn()
-            .map_err(|e| {
-                DevstackError::io(
-                    format!("spawning {} (run scripts/tools.sh)", script.display()),
-                    e,
-                )
-            })?;
+            .spawn();
+        let spawning = format!("spawning {} (run scripts/tools.sh)", script.display());
+        let mut child = spawned.map_err(|e| DevstackError::io(spawning, e))?;
         let Some(stdin) = child.stdin.take() else {
             let _ = child.kill();
             return Err(DevstackError::Setup(
                 "moto watchdog has no stdin pipe".into(),
             ));
         };
+        let watchdog = Mutex::new(Some((child, stdin)));
         let moto = Moto {
             endpoint,
             port,
             log_path,
-            watchdog: Mutex::new(Some((child, stdin))),
+            watchdog,
         };
-        moto.wait_ready().await?;
-        Ok(moto)
-    }
-
-    /// Polls until moto answers HTTP, failing fast if it exits.
-    async fn wait_ready(&self) -> Result<(), DevstackError> {
         let started = Instant::now();
         let why = loop {
-            let exited = {
-                let mut guard = self.watchdog.lock().unwrap_or_else(PoisonError::into_inner);
-                guard
-                    .as_mut()
-                    .and_then(|(child, _)| child.try_wait().ok().flatten())
+            let exited = match lock(&moto.watchdog).as_mut() {
+                Some((child, _)) => child.try_wait().ok().flatten(),
+                None => None,
             };
             if let Some(status) = exited {
                 break format!("exited ({status}) before answering");
             }
-            if answers_http(&self.endpoint).await {
-                return Ok(());
+            if answers_http(&moto.endpoint).await {
+                return Ok(moto);
             }
-            if started.elapsed() > READY_TIMEOUT {
-                break format!("did not answer within {READY_TIMEOUT:?}");
+            if started.elapsed() > Duration::from_secs(60) {
+                break "did not answer within 60 s".to_owned();
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let log = paths::log_tail(&self.log_path, 20);
+        let log = paths::log_tail(&moto.log_path, 20);
         Err(DevstackError::Setup(format!(
             "moto {why} (run scripts/tools.sh); log:\n{log}"
         )))
@@ -158,15 +151,13 @@ impl Moto {
     }
 
     /// An SDK configuration for this moto (see [`sdk_config`]). Build clients
-    /// from it inside the runtime that uses them: SDK clients keep
-    /// connection pools tied to the tokio runtime they first ran on, and
-    /// each `#[tokio::test]` has its own.
+    /// inside the runtime that uses them: their connection pools are tied to
+    /// the tokio runtime they first ran on, and each `#[tokio::test]` has its own.
     pub async fn sdk_config(&self) -> aws_config::SdkConfig {
         sdk_config(&self.endpoint).await
     }
 
-    /// The environment a function needs to reach this moto with the SDK
-    /// (`AWS_ENDPOINT_URL` and test credentials), for `LocalFunction::start`.
+    /// The environment a function needs to reach this moto with the SDK.
     pub fn function_env(&self) -> Vec<(String, String)> {
         [
             ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
@@ -179,25 +170,20 @@ impl Moto {
         .to_vec()
     }
 
-    /// Creates the local stack's table and queues in this moto under
-    /// `prefix`, with template parameter overrides (`Name=Value`); see
-    /// [`crate::stack::create`] for the outputs. Give each test its own
-    /// prefix to share one moto safely.
+    /// [`create`]s the stack under `prefix` in this moto with template
+    /// parameter overrides (`Name=Value`).
     pub async fn provision(
         &self,
         prefix: &str,
         overrides: &[&str],
     ) -> Result<Map<String, Value>, DevstackError> {
-        crate::stack::create(&self.sdk_config().await, prefix, overrides).await
+        create(&self.sdk_config().await, prefix, overrides).await
     }
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
-        let watchdog = self
-            .watchdog
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
+        let watchdog = self.watchdog.get_mut().unwrap_or_else(|e| e.into_inner());
         let Some((mut child, stdin)) = watchdog.take() else {
             return;
         };
@@ -238,12 +224,253 @@ async fn answers_http(endpoint: &str) -> bool {
         .no_proxy()
         .timeout(Duration::from_secs(3))
         .build();
-    match client {
-        Ok(client) => client
-            .get(format!("{endpoint}/moto-api/"))
-            .send()
-            .await
-            .is_ok(),
-        Err(_) => false,
+    let Ok(client) = client else {
+        return false;
+    };
+    client
+        .get(format!("{endpoint}/moto-api/"))
+        .send()
+        .await
+        .is_ok()
+}
+
+/// The template parameters the table and queues (or their callers) depend on,
+/// with the template's defaults.
+pub const PARAMETERS: [(&str, u32); 4] = [
+    ("MaxAttempts", 6),
+    ("DeliverTimeoutSeconds", 60),
+    ("DeliverBatchSize", 1000),
+    ("DeliverBatchingWindowSeconds", 5),
+];
+/// Parameters the template no longer has, accepted and ignored for old callers.
+const RETIRED: [&str; 1] = ["EnableRegistryEventsQueue"];
+/// The values DeliverTimeoutSeconds may take (the template's AllowedValues).
+pub const DELIVER_TIMEOUTS: [u32; 9] = [15, 30, 60, 90, 120, 180, 300, 600, 900];
+/// The table's logical id, also its output key.
+pub const TABLE: &str = "WebhooksTable";
+/// Hash and range key attribute names (both strings).
+pub const KEYS: [&str; 2] = ["pk", "sk"];
+
+/// One queue as the template declares it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueSpec {
+    /// Logical id (and name suffix).
+    pub logical_id: &'static str,
+    /// VisibilityTimeout in seconds; `None` leaves SQS's default (30 s).
+    pub visibility_secs: Option<u32>,
+    /// MessageRetentionPeriod in seconds.
+    pub retention_secs: u32,
+    /// The dead-letter queue's logical id and maxReceiveCount.
+    pub redrive: Option<(&'static str, u32)>,
+}
+
+/// Resolved parameter values (template defaults with the caller's overrides).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, u32)>);
+
+impl Params {
+    /// Parses `Name=Value` overrides over the defaults, checking them as the
+    /// template's constraints do.
+    pub fn parse(overrides: &[&str]) -> Result<Params, DevstackError> {
+        let mut values = PARAMETERS.to_vec();
+        for o in overrides {
+            let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
+            let (name, value) = o
+                .split_once('=')
+                .ok_or_else(|| bad("expected Name=Value"))?;
+            if RETIRED.contains(&name) {
+                continue;
+            }
+            let slot = values.iter_mut().find(|(n, _)| *n == name);
+            let slot = slot.ok_or_else(|| bad("not a parameter of the local stack"))?;
+            slot.1 = value.parse().map_err(|_| bad("not a number"))?;
+        }
+        let params = Params(values);
+        if !(1..=1000).contains(&params.get("MaxAttempts")) {
+            return Err(DevstackError::Setup("MaxAttempts must be 1..=1000".into()));
+        }
+        if !DELIVER_TIMEOUTS.contains(&params.get("DeliverTimeoutSeconds")) {
+            let allowed = format!("DeliverTimeoutSeconds must be one of {DELIVER_TIMEOUTS:?}");
+            return Err(DevstackError::Setup(allowed));
+        }
+        Ok(params)
     }
+
+    /// The value of one of [`PARAMETERS`] (0 for a name that is not one).
+    pub fn get(&self, name: &str) -> u32 {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
+    }
+
+    /// The delivery queue's visibility timeout: 6 x the deliver function's
+    /// timeout, as Lambda requires for an SQS event source.
+    pub fn delivery_visibility_secs(&self) -> u32 {
+        6 * self.get("DeliverTimeoutSeconds")
+    }
+
+    /// The four queues, dead-letter queues first (a redrive policy names an
+    /// existing queue).
+    pub fn queues(&self) -> [QueueSpec; 4] {
+        const FOUR_DAYS: u32 = 345_600;
+        let queue = |logical_id, visibility_secs, retention_secs, redrive| QueueSpec {
+            logical_id,
+            visibility_secs,
+            retention_secs,
+            redrive,
+        };
+        let dlq = |logical_id| queue(logical_id, None, 1_209_600, None);
+        let delivery_redrive = ("DeliveryDeadLetterQueue", self.get("MaxAttempts"));
+        [
+            dlq("DeliveryDeadLetterQueue"),
+            dlq("RegistryEventsDeadLetterQueue"),
+            queue(
+                "DeliveryQueue",
+                Some(self.delivery_visibility_secs()),
+                FOUR_DAYS,
+                Some(delivery_redrive),
+            ),
+            // 6 x the ingest function's 30 s timeout; five receives.
+            queue(
+                "RegistryEventsQueue",
+                Some(180),
+                FOUR_DAYS,
+                Some(("RegistryEventsDeadLetterQueue", 5)),
+            ),
+        ]
+    }
+}
+
+/// Creates the table and the four queues under `prefix` at the endpoint of
+/// `sdk` and returns the outputs: `WebhooksTable` (the table name),
+/// `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue, and `Parameters`
+/// (name → value as a string, as CloudFormation renders them).
+pub async fn create(
+    sdk: &aws_config::SdkConfig,
+    prefix: &str,
+    overrides: &[&str],
+) -> Result<Map<String, Value>, DevstackError> {
+    let params = Params::parse(overrides)?;
+    let mut outputs = Map::new();
+    let table = format!("{prefix}{TABLE}");
+    create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
+    outputs.insert(TABLE.into(), Value::String(table));
+    let sqs = aws_sdk_sqs::Client::new(sdk);
+    for queue in params.queues() {
+        let name = format!("{prefix}{}", queue.logical_id);
+        let mut attributes = vec![
+            (
+                QueueAttributeName::MessageRetentionPeriod,
+                queue.retention_secs.to_string(),
+            ),
+            (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
+        ];
+        if let Some(secs) = queue.visibility_secs {
+            attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
+        }
+        if let Some((dlq, max_receive_count)) = queue.redrive {
+            let arn = outputs
+                .get(&format!("{dlq}Arn"))
+                .cloned()
+                .unwrap_or_default();
+            let policy =
+                json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+            attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
+        }
+        let (url, arn) = create_queue(&sqs, &name, attributes).await?;
+        let id = queue.logical_id;
+        outputs.insert(format!("{id}Url"), Value::String(url));
+        outputs.insert(format!("{id}Arn"), Value::String(arn));
+        outputs.insert(format!("{id}Name"), Value::String(name));
+    }
+    let rendered = params
+        .0
+        .iter()
+        .map(|(n, v)| ((*n).to_owned(), json!(v.to_string())));
+    outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
+    Ok(outputs)
+}
+
+async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), DevstackError> {
+    let failed = |what: &str, e: String| DevstackError::Setup(format!("{what} {name}: {e}"));
+    let mut request = db
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .sse_specification(SseSpecification::builder().enabled(true).build());
+    for (key, key_type) in KEYS.into_iter().zip([KeyType::Hash, KeyType::Range]) {
+        let attribute = AttributeDefinition::builder()
+            .attribute_name(key)
+            .attribute_type(ScalarAttributeType::S)
+            .build();
+        let element = KeySchemaElement::builder()
+            .attribute_name(key)
+            .key_type(key_type)
+            .build();
+        let (attribute, element) = attribute
+            .and_then(|a| element.map(|k| (a, k)))
+            .map_err(|e| failed("describing", e.to_string()))?;
+        request = request.attribute_definitions(attribute).key_schema(element);
+    }
+    let created = request.send().await;
+    created.map_err(|e| failed("creating", DisplayErrorContext(e).to_string()))?;
+    Ok(())
+}
+
+/// Creates one queue; returns its URL and ARN.
+async fn create_queue(
+    sqs: &aws_sdk_sqs::Client,
+    name: &str,
+    attributes: Vec<(QueueAttributeName, String)>,
+) -> Result<(String, String), DevstackError> {
+    let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
+    let sdk_failed = |e| failed(DisplayErrorContext(e).to_string());
+    let attributes = Some(attributes.into_iter().collect());
+    let created = sqs
+        .create_queue()
+        .queue_name(name)
+        .set_attributes(attributes)
+        .send()
+        .await;
+    let url = created
+        .map_err(sdk_failed)?
+        .queue_url
+        .ok_or_else(|| failed("no QueueUrl".into()))?;
+    let described = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await;
+    let sdk_failed = |e| failed(DisplayErrorContext(e).to_string());
+    let arn = described.map_err(sdk_failed)?.attributes;
+    let arn = arn.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+    Ok((url, arn.ok_or_else(|| failed("no QueueArn".into()))?))
+}
+
+/// The `MemorySize` (MiB) template.yaml gives the function with logical id
+/// `function`: its own, else the `Globals` one. Read as text (the template's
+/// short tags need no YAML engine for this one key).
+pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
+    // The lines of the block that starts at `header` (at `indent` spaces)
+    // and runs until the next line at that indent or less.
+    let block = |header: &str, indent: usize| -> Option<Vec<&str>> {
+        let mut lines = template.lines().skip_while(|l| l.trim_end() != header);
+        lines.next()?;
+        Some(
+            lines
+                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
+                .collect(),
+        )
+    };
+    let memory = |lines: Vec<&str>| {
+        lines
+            .iter()
+            .find_map(|l| l.trim().strip_prefix("MemorySize:"))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    block(&format!("  {function}:"), 2)
+        .and_then(memory)
+        .or_else(|| block("Globals:", 0).and_then(memory))
 }

@@ -1,45 +1,39 @@
-//! Locating things on disk (the workspace root, where the project venv and
-//! scripts live; the target directory and the Lambda binaries the caller
-//! built there) and the small AWS-shaped values the emulations share: ids,
-//! trace headers, epoch times, free ports, log tails. Nothing here builds.
+//! Locating things on disk (the workspace root with the project venv and
+//! scripts; the target directory and the Lambda binaries built there) and
+//! the small AWS-shaped values the emulations share: ids, trace headers,
+//! epoch times, free ports, log tails. Nothing here builds.
 
 use std::env;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::DevstackError;
 
-/// Environment variable that points [`workspace_binary`] at another directory
-/// (for example `target/release` for the benchmark, or a cross-build output).
+/// Points [`workspace_binary`] at another directory (`target/release` for
+/// the benchmark, a cross-build output, …).
 pub const BIN_DIR_ENV: &str = "DEVSTACK_BIN_DIR";
-/// The account id moto and the emulated ARNs use (moto's default, so ARNs
-/// built here and ARNs returned by moto agree).
+/// moto's default account id, so ARNs built here and moto's agree.
 pub(crate) const ACCOUNT_ID: &str = "123456789012";
 /// The only region the local stack pretends to run in.
 pub(crate) const REGION: &str = "us-east-1";
 
 /// The Cargo workspace root: the nearest ancestor with a `[workspace]`
-/// `Cargo.toml`, searched from the running package (`CARGO_MANIFEST_DIR`,
-/// set by `cargo test`/`cargo run`), the current directory, then this
-/// crate's own source location, so a binary started from anywhere inside
-/// the checkout finds its way.
+/// `Cargo.toml` of the running package, the current directory, or this
+/// crate's source, so a binary started anywhere in the checkout finds it.
 pub fn workspace_root() -> Option<PathBuf> {
     let starts = [
         env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
         env::current_dir().ok(),
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
     ];
-    starts.into_iter().flatten().find_map(|start| {
-        start
-            .ancestors()
-            .find(|dir| {
-                std::fs::read_to_string(dir.join("Cargo.toml"))
-                    .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
-            })
-            .map(Path::to_path_buf)
-    })
+    let is_root = |dir: &&Path| {
+        std::fs::read_to_string(dir.join("Cargo.toml"))
+            .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+    };
+    let mut starts = starts.into_iter().flatten();
+    starts.find_map(|start| start.ancestors().find(is_root).map(Path::to_path_buf))
 }
 
 /// `path` under the workspace root (or the current directory).
@@ -49,16 +43,17 @@ pub(crate) fn in_repo(path: &str) -> PathBuf {
 
 /// The project venv's Python (moto, `standardwebhooks`), else `python3`.
 pub(crate) fn venv_python() -> PathBuf {
-    Some(in_repo(".venv/bin/python"))
-        .filter(|p| p.is_file())
-        .unwrap_or_else(|| PathBuf::from("python3"))
+    let venv = in_repo(".venv/bin/python");
+    if venv.is_file() {
+        venv
+    } else {
+        "python3".into()
+    }
 }
 
-/// The cargo target directory the current executable was built into.
-///
-/// Test and bench executables live in `<target>/<profile>/deps`, examples in
-/// `<target>/<profile>/examples`; deriving the directory from them honours
-/// `CARGO_TARGET_DIR` and `--target-dir` without having to know them.
+/// The cargo target directory the current executable was built into: test
+/// and bench executables live in `<target>/<profile>/deps`, examples in
+/// `…/examples`, which honours `CARGO_TARGET_DIR` and `--target-dir`.
 pub fn target_dir() -> Option<PathBuf> {
     let exe = env::current_exe().ok();
     let from_exe = exe.as_deref().and_then(Path::parent).and_then(|parent| {
@@ -72,8 +67,7 @@ pub fn target_dir() -> Option<PathBuf> {
 }
 
 /// Path of a workspace binary built by the caller: `$DEVSTACK_BIN_DIR/<name>`
-/// when that variable is set, else `<target dir>/debug/<name>`. Spawning a
-/// path where nothing is yet reports a clear "build it first" error.
+/// when set, else `<target dir>/debug/<name>`.
 pub fn workspace_binary(name: &str) -> PathBuf {
     match env::var_os(BIN_DIR_ENV) {
         Some(dir) => PathBuf::from(dir).join(name),
@@ -84,20 +78,41 @@ pub fn workspace_binary(name: &str) -> PathBuf {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago, for child processes
-/// (moto, docker-registry) that must be told their port up front. Our own
-/// listeners bind port 0 directly instead, which has no race.
+/// A port on 127.0.0.1 free a moment ago, for child processes (moto,
+/// docker-registry) told their port up front; our own servers bind port 0.
 pub fn free_port() -> Result<u16, DevstackError> {
-    TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .and_then(|listener| listener.local_addr())
         .map(|addr| addr.port())
         .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
 }
 
-/// Locks `m`. No code here panics while holding a lock; if some did, the data
-/// (maps, lists, counters) is still consistent, so carry on with it.
+/// Locks `m`. Nothing here panics holding a lock; if something did, the
+/// maps and counters inside are still consistent, so carry on.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Polls `ready` every 20 ms until it gives a value, or fails with a
+/// timeout naming `what`.
+pub(crate) async fn wait_until<T>(
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    mut ready: impl FnMut() -> Option<T>,
+) -> Result<T, DevstackError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(value) = ready() {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(DevstackError::Timeout {
+                what: what(),
+                after: timeout,
+            });
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 /// The last `lines` lines of a log file, for error messages.
@@ -135,8 +150,7 @@ pub(crate) fn uuid_v4() -> String {
     )
 }
 
-/// An X-Ray trace header like the one Lambda passes in
-/// `Lambda-Runtime-Trace-Id` (`Root=1-<epoch hex>-<96 bit>;Parent=…;Sampled=0`).
+/// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.
 pub(crate) fn trace_header() -> String {
     let secs = epoch_millis(SystemTime::now()) / 1000;
     format!(

@@ -211,15 +211,13 @@ impl Registry {
             port,
             work: work.to_owned(),
         };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if started.elapsed() > Duration::from_secs(20) {
+        let listening = || tokio::net::TcpStream::connect(("127.0.0.1", port));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while listening().await.is_err() {
+            if Instant::now() > deadline {
+                let log = registry.log();
                 return Err(DevstackError::Setup(format!(
-                    "docker-registry did not listen:\n{}",
-                    registry.log()
+                    "docker-registry did not listen:\n{log}"
                 )));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -244,11 +242,8 @@ impl Registry {
         let skopeo = find_tool("skopeo")
             .ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
         let policy = self.work.join("policy.json");
-        std::fs::write(
-            &policy,
-            r#"{"default":[{"type":"insecureAcceptAnything"}]}"#,
-        )
-        .map_err(io("writing policy.json"))?;
+        let accept_all = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
+        std::fs::write(&policy, accept_all).map_err(io("writing policy.json"))?;
         let out = Command::new(skopeo)
             .arg("--policy")
             .arg(&policy)
@@ -337,7 +332,10 @@ impl StubRegistry {
     /// Each request's path and the `Authorization` it presented, in order.
     pub fn seen(&self) -> Vec<(String, Option<String>)> {
         let auth = |r: &RecordedRequest| r.header("authorization").map(str::to_owned);
-        let requests = self.receiver.requests().into_iter();
-        requests.map(|r| (r.path.clone(), auth(&r))).collect()
+        self.receiver
+            .requests()
+            .iter()
+            .map(|r| (r.path.clone(), auth(r)))
+            .collect()
     }
 }

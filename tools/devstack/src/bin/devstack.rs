@@ -68,16 +68,11 @@ async fn run(keep_running: bool) -> Res<()> {
     let up = start().await?;
     let hook_url = up.receiver.url("/hooks/alin?token=local-receiver-token");
     step("setting the webhook of alice/app through settings (PUT)");
-    let config = call(
-        reqwest::Client::new()
-            .put(format!(
-                "{}/repositories/alice/app/webhook",
-                up.settings.url()
-            ))
-            .json(&json!({ "url": hook_url })),
-        200,
-    )
-    .await?;
+    let put = reqwest::Client::new().put(format!(
+        "{}/repositories/alice/app/webhook",
+        up.settings.url()
+    ));
+    let config = call(put.json(&json!({ "url": hook_url })), 200).await?;
     let secret = config["secret"].as_str().ok_or("config has no secret")?;
     println!(
         "   enabled={}, secret whsec_… (kept for verification)",
@@ -118,37 +113,32 @@ async fn run(keep_running: bool) -> Res<()> {
 /// mapping and a receiver.
 async fn start() -> Res<Up> {
     let logs = devstack::paths::target_dir()
-        .ok_or("cannot find the target directory")?
+        .ok_or("no target directory")?
         .join("devstack-up");
     step("starting moto (DynamoDB + SQS) with the stack's table and queues");
     let moto = Moto::start_on(LOCAL_MOTO_PORT).await?;
     let stack = moto.provision("local-", &[]).await?;
     let out = |name: &str| stack[name].as_str().unwrap_or_default().to_owned();
-    println!(
-        "   table {}, delivery queue {}",
-        out("WebhooksTable"),
-        out("DeliveryQueueUrl")
-    );
+    let (table, queue) = (out("WebhooksTable"), out("DeliveryQueueUrl"));
+    println!("   table {table}, delivery queue {queue}");
 
     step("starting ingest, deliver and settings through the Lambda Runtime API");
     let mut env = moto.function_env();
-    env.extend(
-        [
-            ("WEBHOOKS_TABLE", out("WebhooksTable")),
-            ("DELIVERY_QUEUE_URL", out("DeliveryQueueUrl")),
-            ("REGISTRY_EVENTS_QUEUE_URL", out("RegistryEventsQueueUrl")),
-            (
-                "REGISTRY_EVENTS_DLQ_URL",
-                out("RegistryEventsDeadLetterQueueUrl"),
-            ),
-            ("INGEST_TOKEN", INGEST_TOKEN.into()),
-            // The receiver is on 127.0.0.1: allowed only in local use.
-            ("ALLOW_PRIVATE_TARGETS", "true".into()),
-            ("RETRY_BASE_DELAY_SECS", "2".into()),
-            ("RUST_LOG", "info".into()),
-        ]
-        .map(|(k, v)| (k.to_owned(), v)),
-    );
+    let settings = [
+        ("WEBHOOKS_TABLE", table),
+        ("DELIVERY_QUEUE_URL", queue.clone()),
+        ("REGISTRY_EVENTS_QUEUE_URL", out("RegistryEventsQueueUrl")),
+        (
+            "REGISTRY_EVENTS_DLQ_URL",
+            out("RegistryEventsDeadLetterQueueUrl"),
+        ),
+        ("INGEST_TOKEN", INGEST_TOKEN.into()),
+        // The receiver is on 127.0.0.1: allowed only in local use.
+        ("ALLOW_PRIVATE_TARGETS", "true".into()),
+        ("RETRY_BASE_DELAY_SECS", "2".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    env.extend(settings.map(|(k, v)| (k.to_owned(), v)));
     let function = |name: &'static str| {
         let (env, log) = (env.clone(), logs.join(format!("{name}.log")));
         async move {
@@ -159,26 +149,31 @@ async fn start() -> Res<Up> {
         }
     };
     let params = Params::parse(&[])?;
-    let (batch, window) = (
-        params.get("DeliverBatchSize"),
-        params.get("DeliverBatchingWindowSeconds"),
+    let batch = params.get("DeliverBatchSize");
+    let window = params.get("DeliverBatchingWindowSeconds");
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let deliver = function("deliver").await?;
+    let window_secs = Duration::from_secs(window.into());
+    let esm = EventSourceMapping::start(
+        sqs,
+        queue,
+        out("DeliveryQueueArn"),
+        deliver,
+        batch as usize,
+        window_secs,
     );
     let up = Up {
         ingest: FunctionUrl::serve(function("ingest").await?).await?,
         settings: FunctionUrl::serve(function("settings").await?).await?,
-        esm: EventSourceMapping::start(
-            aws_sdk_sqs::Client::new(&moto.sdk_config().await),
-            out("DeliveryQueueUrl"),
-            out("DeliveryQueueArn"),
-            function("deliver").await?,
-            batch as usize,
-            Duration::from_secs(window.into()),
-        ),
+        esm,
         receiver: Receiver::start(Behaviour::ok()).await?,
         _moto: moto,
     };
-    println!("   ingest   {}", up.ingest.url());
-    println!("   settings {}", up.settings.url());
+    println!(
+        "   ingest   {}\n   settings {}",
+        up.ingest.url(),
+        up.settings.url()
+    );
     println!(
         "   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)"
     );
@@ -206,19 +201,15 @@ async fn call(request: reqwest::RequestBuilder, expected: u16) -> Res<Value> {
 }
 
 async fn serve_until_ctrl_c(up: &Up) {
-    println!("\nThe stack keeps running; Ctrl-C stops it. Try:");
-    println!(
-        "  export SETTINGS={} INGEST={}",
-        up.settings.url(),
-        up.ingest.url()
-    );
-    println!("  curl -s \"$SETTINGS/repositories/alice/app/webhook\"");
-    println!("  curl -s -X POST \"$SETTINGS/repositories/alice/app/webhook/test\"");
+    let (settings, ingest) = (up.settings.url(), up.ingest.url());
     let push = json!({"event":"push","username":"alice","repository":"app","tag":"2.0","image_size":1,"layers":[],"repository_size":1});
     println!(
-        "  curl -s -X POST \"$INGEST/\" -H 'authorization: Bearer {INGEST_TOKEN}' -d '{push}'"
+        "\nThe stack keeps running; Ctrl-C stops it. Try:\n  export SETTINGS={settings} INGEST={ingest}
+  curl -s \"$SETTINGS/repositories/alice/app/webhook\"
+  curl -s -X POST \"$SETTINGS/repositories/alice/app/webhook/test\"
+  curl -s -X POST \"$INGEST/\" -H 'authorization: Bearer {INGEST_TOKEN}' -d '{push}'
+  webhooks arrive at the receiver and are printed below"
     );
-    println!("  webhooks arrive at the receiver and are printed below");
     let mut seen = up.receiver.count();
     loop {
         tokio::select! {

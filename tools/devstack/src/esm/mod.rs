@@ -9,8 +9,7 @@ pub mod batch;
 pub mod event;
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -20,6 +19,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::invoker::Invoker;
+use crate::paths::{lock, wait_until};
 use crate::DevstackError;
 use batch::{Reason, Verdict};
 
@@ -37,10 +37,9 @@ pub struct EsmStats {
     pub records: u64,
     /// Messages deleted from the queue.
     pub deleted: u64,
-    /// Records not deleted because they were reported failed or their whole
-    /// batch failed.
+    /// Records not deleted: reported failed, or their whole batch failed.
     pub failed: u64,
-    /// Invocations that ended in a function error, a timeout, or could not
+    /// Invocations that ended in a function error or timeout, or could not
     /// be made at all.
     pub function_errors: u64,
     /// Invocations whose `batchItemFailures` was invalid (whole batch kept).
@@ -51,37 +50,7 @@ pub struct EsmStats {
     pub delete_errors: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    invocations: AtomicU64,
-    records: AtomicU64,
-    deleted: AtomicU64,
-    failed: AtomicU64,
-    function_errors: AtomicU64,
-    invalid_responses: AtomicU64,
-    receive_errors: AtomicU64,
-    delete_errors: AtomicU64,
-}
-
-impl Counters {
-    fn add(counter: &AtomicU64, n: usize) {
-        counter.fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::Relaxed);
-    }
-
-    fn snapshot(&self) -> EsmStats {
-        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
-        EsmStats {
-            invocations: get(&self.invocations),
-            records: get(&self.records),
-            deleted: get(&self.deleted),
-            failed: get(&self.failed),
-            function_errors: get(&self.function_errors),
-            invalid_responses: get(&self.invalid_responses),
-            receive_errors: get(&self.receive_errors),
-            delete_errors: get(&self.delete_errors),
-        }
-    }
-}
+type Stats = Arc<Mutex<EsmStats>>;
 
 /// Everything the polling loop needs.
 struct Mapping<I> {
@@ -91,14 +60,14 @@ struct Mapping<I> {
     invoker: I,
     batch_size: usize,
     window: Duration,
-    counters: Arc<Counters>,
+    stats: Stats,
     stop: watch::Receiver<bool>,
 }
 
 /// A running event source mapping; the loop is aborted on drop, or ended
 /// cleanly (finishing the batch in hand) with [`EventSourceMapping::stop`].
 pub struct EventSourceMapping {
-    counters: Arc<Counters>,
+    stats: Stats,
     stop: watch::Sender<bool>,
     task: Option<JoinHandle<()>>,
 }
@@ -115,7 +84,7 @@ impl EventSourceMapping {
         batch_size: usize,
         window: Duration,
     ) -> EventSourceMapping {
-        let counters = Arc::new(Counters::default());
+        let stats = Stats::default();
         let (stop_tx, stop_rx) = watch::channel(false);
         let mapping = Mapping {
             sqs,
@@ -124,19 +93,20 @@ impl EventSourceMapping {
             invoker,
             batch_size: batch_size.max(1),
             window,
-            counters: counters.clone(),
+            stats: stats.clone(),
             stop: stop_rx,
         };
+        let task = Some(tokio::spawn(mapping.run()));
         EventSourceMapping {
-            counters,
+            stats,
             stop: stop_tx,
-            task: Some(tokio::spawn(mapping.run())),
+            task,
         }
     }
 
     /// Current counters.
     pub fn stats(&self) -> EsmStats {
-        self.counters.snapshot()
+        *lock(&self.stats)
     }
 
     /// Waits until `done(stats)` holds, checking every 20 ms.
@@ -145,20 +115,13 @@ impl EventSourceMapping {
         timeout: Duration,
         done: impl Fn(&EsmStats) -> bool,
     ) -> Result<EsmStats, DevstackError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let stats = self.stats();
-            if done(&stats) {
-                return Ok(stats);
-            }
-            if Instant::now() >= deadline {
-                return Err(DevstackError::Timeout {
-                    what: format!("event source mapping condition (last stats {stats:?})"),
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = || {
+            format!(
+                "event source mapping condition (last stats {:?})",
+                self.stats()
+            )
+        };
+        wait_until(timeout, what, || Some(self.stats()).filter(&done)).await
     }
 
     /// Stops polling after the current receive (≤ 1 s) and the batch in hand,
@@ -169,21 +132,23 @@ impl EventSourceMapping {
         if let Some(task) = self.task.take() {
             task.await.map_err(|e| DevstackError::Task(e.to_string()))?;
         }
-        Ok(self.counters.snapshot())
+        Ok(self.stats())
     }
 }
 
 impl Drop for EventSourceMapping {
     fn drop(&mut self) {
-        if let Some(task) = self.task.take() {
-            task.abort();
-        }
+        self.task.take().inspect(JoinHandle::abort);
     }
 }
 
 impl<I: Invoker> Mapping<I> {
     fn stopping(&self) -> bool {
         *self.stop.borrow()
+    }
+
+    fn count(&self, f: impl FnOnce(&mut EsmStats)) {
+        f(&mut lock(&self.stats));
     }
 
     async fn run(mut self) {
@@ -201,22 +166,13 @@ impl<I: Invoker> Mapping<I> {
     async fn gather(&mut self) -> Vec<Message> {
         let mut batch: Vec<Message> = Vec::new();
         let mut window_ends: Option<Instant> = None;
-        while batch.len() < self.batch_size {
-            let wait_seconds = match window_ends {
-                None => 1,
-                Some(end) => {
-                    let left = end.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        break;
-                    }
-                    // Long-poll only if the window leaves time for it.
-                    if left >= Duration::from_secs(1) {
-                        1
-                    } else {
-                        0
-                    }
-                }
-            };
+        while batch.len() < self.batch_size && !self.stopping() {
+            let left = window_ends.map(|end| end.saturating_duration_since(Instant::now()));
+            if left == Some(Duration::ZERO) {
+                break;
+            }
+            // Long-poll only if the window leaves time for it.
+            let wait_seconds = i32::from(left.is_none_or(|left| left >= Duration::from_secs(1)));
             let want = (self.batch_size - batch.len()).min(SQS_MAX_BATCH);
             let received = self
                 .sqs
@@ -228,47 +184,35 @@ impl<I: Invoker> Mapping<I> {
                 .message_attribute_names("All")
                 .send()
                 .await;
-            match received {
-                Ok(out) => {
-                    let messages = out.messages.unwrap_or_default();
-                    if messages.is_empty() {
-                        if batch.is_empty() {
-                            return batch;
-                        }
-                    } else {
-                        window_ends.get_or_insert_with(|| Instant::now() + self.window);
-                        batch.extend(messages);
-                    }
+            match received.map(|out| out.messages.unwrap_or_default()) {
+                Ok(messages) if messages.is_empty() && batch.is_empty() => break,
+                Ok(messages) if messages.is_empty() => {}
+                Ok(messages) => {
+                    window_ends.get_or_insert_with(|| Instant::now() + self.window);
+                    batch.extend(messages);
                 }
                 Err(e) => {
-                    Counters::add(&self.counters.receive_errors, 1);
+                    self.count(|s| s.receive_errors += 1);
                     tracing::warn!(error = %DisplayErrorContext(&e), "devstack esm: ReceiveMessage failed");
                     tokio::time::sleep(ERROR_BACKOFF).await;
                     if batch.is_empty() {
-                        return batch;
+                        break;
                     }
                 }
-            }
-            if self.stopping() {
-                break;
             }
         }
         batch
     }
 
     async fn process(&mut self, batch: Vec<Message>) {
-        let c = &self.counters;
-        Counters::add(&c.invocations, 1);
-        Counters::add(&c.records, batch.len());
-        let ids: HashSet<String> = batch
-            .iter()
-            .filter_map(|m| m.message_id().map(str::to_owned))
-            .collect();
-        let result = self
-            .invoker
-            .invoke_event(event::event(&batch, &self.queue_arn))
-            .await;
-        let verdict = match &result {
+        let n = batch.len() as u64;
+        self.count(|s| {
+            s.invocations += 1;
+            s.records += n;
+        });
+        let ids: HashSet<String> = batch.iter().filter_map(|m| m.message_id.clone()).collect();
+        let event = event::event(&batch, &self.queue_arn);
+        let verdict = match self.invoker.invoke_event(event).await {
             Ok(invocation) => batch::verdict(&invocation.outcome, &ids),
             Err(e) => {
                 tracing::warn!(error = %e, "devstack esm: invocation could not be made");
@@ -277,18 +221,19 @@ impl<I: Invoker> Mapping<I> {
         };
         let failed = match verdict {
             Verdict::DeleteNone(reason) => {
-                let counter = match reason {
-                    Reason::FunctionError => &c.function_errors,
-                    Reason::InvalidResponse => &c.invalid_responses,
-                };
-                Counters::add(counter, 1);
-                Counters::add(&c.failed, batch.len());
+                self.count(|s| {
+                    match reason {
+                        Reason::FunctionError => s.function_errors += 1,
+                        Reason::InvalidResponse => s.invalid_responses += 1,
+                    }
+                    s.failed += n;
+                });
                 // The messages reappear after their visibility timeout, as in Lambda.
                 return;
             }
             Verdict::DeleteExcept(failed) => failed,
         };
-        Counters::add(&c.failed, failed.len());
+        self.count(|s| s.failed += failed.len() as u64);
         let to_delete: Vec<&Message> = batch
             .iter()
             .filter(|m| m.message_id().is_none_or(|id| !failed.contains(id)))
@@ -299,24 +244,15 @@ impl<I: Invoker> Mapping<I> {
     }
 
     async fn delete(&self, chunk: &[&Message]) {
-        let mut entries = Vec::with_capacity(chunk.len());
-        for (i, message) in chunk.iter().enumerate() {
-            let entry = DeleteMessageBatchRequestEntry::builder()
+        let entries = chunk.iter().enumerate().map(|(i, message)| {
+            DeleteMessageBatchRequestEntry::builder()
                 .id(i.to_string())
                 .receipt_handle(message.receipt_handle().unwrap_or_default())
-                .build();
-            match entry {
-                Ok(entry) => entries.push(entry),
-                Err(e) => {
-                    Counters::add(&self.counters.delete_errors, 1);
-                    tracing::warn!(error = %e, "devstack esm: cannot build a delete entry");
-                }
-            }
-        }
-        if entries.is_empty() {
-            return;
-        }
-        let n = entries.len();
+                .build()
+        });
+        // Both fields are always set, so building cannot fail.
+        let entries: Vec<_> = entries.filter_map(Result::ok).collect();
+        let n = entries.len() as u64;
         let sent = self
             .sqs
             .delete_message_batch()
@@ -325,12 +261,12 @@ impl<I: Invoker> Mapping<I> {
             .send()
             .await;
         match sent {
-            Ok(out) => {
-                Counters::add(&self.counters.deleted, out.successful.len());
-                Counters::add(&self.counters.delete_errors, out.failed.len());
-            }
+            Ok(out) => self.count(|s| {
+                s.deleted += out.successful.len() as u64;
+                s.delete_errors += out.failed.len() as u64;
+            }),
             Err(e) => {
-                Counters::add(&self.counters.delete_errors, n);
+                self.count(|s| s.delete_errors += n);
                 tracing::warn!(error = %DisplayErrorContext(&e), "devstack esm: DeleteMessageBatch failed");
                 tokio::time::sleep(ERROR_BACKOFF).await;
             }

@@ -29,8 +29,6 @@ use crate::paths::{self, REGION};
 use crate::runtime_api::{Invocation, Outcome};
 use crate::DevstackError;
 
-pub use crate::invoker::{invoker_fn, FnInvoker};
-
 /// Lambda's synchronous invocation payload limit: larger bodies are refused
 /// the way the Function URL front end refuses them.
 const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
@@ -52,9 +50,11 @@ impl FunctionUrl {
         let id = url_id.clone();
         let server = http_server::serve("Function URL", false, move |req, info| {
             handle(invoker.clone(), id.clone(), req, info)
+        });
+        Ok(FunctionUrl {
+            server: server.await?,
+            url_id,
         })
-        .await?;
-        Ok(FunctionUrl { server, url_id })
     }
 
     /// The socket address served.
@@ -62,8 +62,7 @@ impl FunctionUrl {
         self.server.addr()
     }
 
-    /// `http://127.0.0.1:PORT`, without the trailing slash AWS shows, so
-    /// `format!("{}/path", url.url())` does not double it.
+    /// `http://127.0.0.1:PORT`, without the trailing slash AWS shows.
     pub fn url(&self) -> String {
         format!("http://{}", self.server.addr())
     }
@@ -83,39 +82,27 @@ async fn handle<I: Invoker>(
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            let message = format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation");
+            return Reply::Response(json_response(413, &json!({ "Message": message })));
+        }
         Err(e) => {
-            let (status, message) = if e.is::<http_body_util::LengthLimitError>() {
-                (413, format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation"))
-            } else {
-                (400, format!("bad request body: {e}"))
-            };
-            return Reply::Response(json_response(status, &json!({ "Message": message })));
+            let message = format!("bad request body: {e}");
+            return Reply::Response(json_response(400, &json!({ "Message": message })));
         }
     };
     let event = event(&parts, &body, info, &url_id);
     Reply::Response(from_result(invoker.invoke_event(event).await))
 }
 
-/// The headers as Lambda passes them and the cookies: names lowercased,
-/// repeated headers joined with commas, `cookie` moved to `cookies`, and the
-/// forwarding headers its front end adds.
-fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> (HeaderMap, Vec<String>) {
+/// The headers as Lambda passes them: names lowercased, repeated headers
+/// joined with commas, no `cookie`, and the forwarding headers its front
+/// end adds.
+fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    let mut cookies = Vec::new();
-    for value in parts.headers.get_all(COOKIE) {
-        let text = String::from_utf8_lossy(value.as_bytes());
-        cookies.extend(
-            text.split(';')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned),
-        );
-    }
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
-        let values: Vec<_> = parts
-            .headers
-            .get_all(name)
-            .iter()
+        let values = parts.headers.get_all(name).iter();
+        let values: Vec<_> = values
             .map(|v| String::from_utf8_lossy(v.as_bytes()))
             .collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
@@ -133,31 +120,27 @@ fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> (HeaderMap, V
             headers.insert(name, value);
         }
     }
-    (headers, cookies)
+    headers
 }
 
 /// The payload-format-2.0 event for one request.
 fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
     let mut req = LambdaFunctionUrlRequest::default();
-    let (headers, cookies) = lambda_headers(parts, info);
-    req.headers = headers;
+    req.headers = lambda_headers(parts, info);
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         let joined = req
             .query_string_parameters
             .entry(key.into_owned())
             .or_default();
-        joined.push_str(&if joined.is_empty() {
-            value.into_owned()
-        } else {
-            format!(",{value}")
-        });
+        let sep = if joined.is_empty() { "" } else { "," };
+        joined.push_str(&format!("{sep}{value}"));
     }
-    let textual = parts
+    let content_type = parts
         .headers
         .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(is_textual);
+        .and_then(|v| v.to_str().ok());
+    let textual = content_type.is_some_and(is_textual);
     req.is_base64_encoded = !body.is_empty();
     req.body = match std::str::from_utf8(body) {
         _ if body.is_empty() => None,
@@ -167,6 +150,16 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
         }
         _ => Some(STANDARD.encode(body)),
     };
+    let mut cookies = Vec::new();
+    for value in parts.headers.get_all(COOKIE) {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        cookies.extend(
+            text.split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+        );
+    }
     req.cookies = (!cookies.is_empty()).then_some(cookies);
     req.version = Some("2.0".into());
     req.raw_path = Some(parts.uri.path().to_owned());
@@ -187,14 +180,11 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     ctx.http.path = Some(parts.uri.path().to_owned());
     ctx.http.protocol = Some(format!("{:?}", parts.version));
     ctx.http.source_ip = Some(info.peer.ip().to_string());
-    ctx.http.user_agent = Some(
-        parts
-            .headers
-            .get("user-agent")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned(),
-    );
+    let user_agent = parts
+        .headers
+        .get("user-agent")
+        .and_then(|v| v.to_str().ok());
+    ctx.http.user_agent = Some(user_agent.unwrap_or("").to_owned());
     let mut event = serde_json::to_value(&req).unwrap_or_default();
     event["routeKey"] = json!("$default");
     event["requestContext"]["routeKey"] = json!("$default");
@@ -219,13 +209,13 @@ fn is_textual(content_type: &str) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
+    let text = [
+        "application/json",
+        "application/xml",
+        "application/javascript",
+    ];
     mime.starts_with("text/")
-        || [
-            "application/json",
-            "application/xml",
-            "application/javascript",
-        ]
-        .contains(&mime.as_str())
+        || text.contains(&mime.as_str())
         || mime.ends_with("+json")
         || mime.ends_with("+xml")
 }

@@ -44,10 +44,11 @@ pub enum Behaviour {
 impl Behaviour {
     /// Answer `status` with an empty body.
     pub fn status(status: u16) -> Behaviour {
+        let (headers, body) = (Vec::new(), Bytes::new());
         Behaviour::Respond {
             status,
-            headers: Vec::new(),
-            body: Bytes::new(),
+            headers,
+            body,
         }
     }
 
@@ -119,9 +120,8 @@ pub struct RecordedRequest {
     pub target: String,
     /// The path part of the target.
     pub path: String,
-    /// Headers in arrival order. hyper lowercases names and groups repeated
-    /// headers under the first occurrence of their name; that is as close to
-    /// the wire as it allows. Non-UTF-8 values are converted lossily.
+    /// Headers in arrival order, as close to the wire as hyper allows (names
+    /// lowercased, repeats grouped under the first); values lossily UTF-8.
     pub headers: Vec<(String, String)>,
     /// The body bytes.
     pub body: Bytes,
@@ -159,10 +159,15 @@ impl RecordedRequest {
     }
 }
 
+#[derive(Default)]
+struct Log {
+    requests: Vec<RecordedRequest>,
+    per_path: HashMap<String, usize>,
+}
+
 struct State {
     behaviour: Mutex<Behaviour>,
-    requests: Mutex<Vec<RecordedRequest>>,
-    per_path: Mutex<HashMap<String, usize>>,
+    log: Mutex<Log>,
     count: watch::Sender<usize>,
 }
 
@@ -177,16 +182,17 @@ impl Receiver {
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
         let state = Arc::new(State {
             behaviour: Mutex::new(behaviour),
-            requests: Mutex::new(Vec::new()),
-            per_path: Mutex::new(HashMap::new()),
+            log: Mutex::default(),
             count: watch::channel(0).0,
         });
-        let handler_state = state.clone();
+        let st = state.clone();
         let server = http_server::serve("receiver", true, move |req, info| {
-            handle(handler_state.clone(), req, info)
+            handle(st.clone(), req, info)
+        });
+        Ok(Receiver {
+            server: server.await?,
+            state,
         })
-        .await?;
-        Ok(Receiver { server, state })
     }
 
     /// The listening address.
@@ -208,7 +214,7 @@ impl Receiver {
 
     /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.requests).clone()
+        lock(&self.state.log).requests.clone()
     }
 
     /// Number of requests recorded so far.
@@ -223,13 +229,10 @@ impl Receiver {
         timeout: Duration,
     ) -> Result<Vec<RecordedRequest>, DevstackError> {
         let mut rx = self.state.count.subscribe();
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n))
-            .await
-            .map(|waited| waited.is_ok());
-        match reached {
-            Ok(true) => Ok(self.requests()),
-            // The sender lives in `state`, which we hold, so it cannot close.
-            Ok(false) => Err(DevstackError::Task("receiver state closed".into())),
+        // The sender lives in `state`, which we hold, so it cannot close.
+        let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
+        match reached.map(drop) {
+            Ok(()) => Ok(self.requests()),
             Err(_) => Err(DevstackError::Timeout {
                 what: format!("{n} requests at the receiver (got {})", self.count()),
                 after: timeout,
@@ -250,31 +253,29 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Re
         .uri
         .path_and_query()
         .map_or(path.clone(), |pq| pq.as_str().to_owned());
-    let index_for_path = {
-        let mut per_path = lock(&state.per_path);
-        let next = per_path.entry(path.clone()).or_insert(0);
-        *next += 1;
-        *next - 1
+    let header = |(n, v): (&HeaderName, &HeaderValue)| {
+        (
+            n.to_string(),
+            String::from_utf8_lossy(v.as_bytes()).into_owned(),
+        )
     };
-    let headers = parts.headers.iter();
-    let recorded = RecordedRequest {
+    let mut recorded = RecordedRequest {
         method: parts.method.as_str().to_owned(),
         target,
         path,
-        headers: headers
-            .map(|(n, v)| {
-                (
-                    n.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect(),
+        headers: parts.headers.iter().map(header).collect(),
         body,
         received_at,
-        index_for_path,
+        index_for_path: 0,
         peer: info.peer,
     };
-    lock(&state.requests).push(recorded.clone());
+    {
+        let mut log = lock(&state.log);
+        let seen = log.per_path.entry(recorded.path.clone()).or_insert(0);
+        recorded.index_for_path = *seen;
+        *seen += 1;
+        log.requests.push(recorded.clone());
+    }
     state.count.send_modify(|count| *count += 1);
 
     let mut behaviour = lock(&state.behaviour).clone();
@@ -296,10 +297,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Re
                     .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
                 let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
                 for (name, value) in headers {
-                    if let (Ok(name), Ok(value)) = (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(&value),
-                    ) {
+                    let name = HeaderName::from_bytes(name.as_bytes());
+                    if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(&value)) {
                         resp.headers_mut().append(name, value);
                     }
                 }
@@ -319,31 +318,29 @@ pub fn verify_standardwebhooks(
     body: &str,
 ) -> Result<(), DevstackError> {
     use std::io::Write as _;
+    use std::process::{Command, Stdio};
     let script = crate::paths::in_repo("scripts/verify_signature.py");
-    let headers: serde_json::Map<String, serde_json::Value> = headers
+    let headers: serde_json::Map<_, _> = headers
         .iter()
         .map(|(k, v)| (k.clone(), v.clone().into()))
         .collect();
     let input = serde_json::json!({ "secret": secret, "headers": headers, "body": body });
-    let mut child = std::process::Command::new(crate::paths::venv_python())
+    let run = |what: &str| {
+        let what = format!("{what} {} (run scripts/tools.sh)", script.display());
+        move |e| DevstackError::io(what, e)
+    };
+    let mut child = Command::new(crate::paths::venv_python())
         .arg(&script)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
         .spawn()
-        .map_err(|e| {
-            DevstackError::io(
-                format!("running {} (run scripts/tools.sh)", script.display()),
-                e,
-            )
-        })?;
+        .map_err(run("running"))?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin
             .write_all(input.to_string().as_bytes())
-            .map_err(|e| DevstackError::io("writing to the verifier", e))?;
+            .map_err(run("writing to"))?;
     }
-    let out = child
-        .wait_with_output()
-        .map_err(|e| DevstackError::io("waiting for the verifier", e))?;
+    let out = child.wait_with_output().map_err(run("waiting for"))?;
     match out.status.success() {
         true => Ok(()),
         false => Err(DevstackError::NotVerified(

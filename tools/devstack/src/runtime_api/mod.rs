@@ -1,14 +1,10 @@
 //! An emulation of the AWS Lambda Runtime API
 //! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>), so a
-//! Lambda binary built with `lambda_runtime` runs as a local process exactly
-//! as it does in an execution environment. It owns the invocation queue:
-//! `invoke()` enqueues an event FIFO, the function takes it with
-//! `GET /next`, and its `POST …/response` or `…/error` completes the
-//! `invoke()`. Like one execution environment it serves one invocation at a
-//! time: the next event is handed out only when the function polls again.
-//!
-//! The function process and the two together ([`LocalFunction`]) live in
-//! [`process`].
+//! `lambda_runtime` binary runs as a local process as it does in Lambda.
+//! It owns the invocation queue: `invoke()` enqueues an event FIFO, the
+//! function takes it with `GET /next`, and its `POST …/response` or
+//! `…/error` completes the `invoke()`. Like one execution environment it
+//! serves one invocation at a time. The process side is [`process`].
 
 pub mod process;
 
@@ -25,7 +21,7 @@ use hyper::Request;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::http_server::{self, json_response, Body, ConnInfo, Reply, ServerHandle};
+use crate::http_server::{self, json_response, Body, Reply, ServerHandle};
 use crate::paths::{self, lock, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
@@ -34,19 +30,17 @@ pub use process::{FunctionProcess, LocalFunction, ProcessReport};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
-/// How long an invocation may wait for the function to poll `/next` before
-/// `invoke()` gives up, unless changed with [`RuntimeApi::set_dispatch_timeout`].
-/// Generous because a cold debug binary may take seconds to initialise.
+/// How long an invocation waits for the function to poll `/next` (see
+/// [`RuntimeApi::set_dispatch_timeout`]); a cold debug binary may take seconds.
 pub const DEFAULT_DISPATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How an invocation ended, as Lambda's Invoke API would report it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
-    /// The function posted a response: its body parsed as JSON, or kept as a
-    /// JSON string when it was not JSON.
+    /// The response body as JSON (a JSON string when it was not JSON).
     Ok(Value),
-    /// The function posted an error (or timed out, or failed to initialise):
-    /// the error document, normally `{"errorType":…,"errorMessage":…}`.
+    /// The error document (`{"errorType":…,"errorMessage":…}`) of an error,
+    /// timeout or failed init.
     FunctionError(Value),
 }
 
@@ -57,16 +51,13 @@ pub struct Invocation {
     pub request_id: String,
     /// What the function answered.
     pub outcome: Outcome,
-    /// From handing the event to the function (its `/next` returning) to its
-    /// answer arriving: what Lambda would bill as the duration.
+    /// From the function taking the event to its answer (Lambda's billed duration).
     pub duration: Duration,
-    /// Time spent queued before the function took the event (includes the
-    /// init phase on a cold start).
+    /// Time queued before the function took the event (includes a cold init).
     pub queued: Duration,
     /// When the function took the event (or the invocation started).
     pub started_at: Instant,
-    /// True when the function did not answer before the deadline; the outcome
-    /// is then a `Sandbox.Timedout` function error, as Lambda reports it.
+    /// The function missed its deadline; the outcome is `Sandbox.Timedout`.
     pub timed_out: bool,
 }
 
@@ -89,7 +80,7 @@ impl Invocation {
 
     /// True when the function succeeded.
     pub fn is_ok(&self) -> bool {
-        matches!(self.outcome, Outcome::Ok(_))
+        self.ok().is_some()
     }
 }
 
@@ -107,9 +98,8 @@ struct Pending {
 struct Shared {
     function_arn: String,
     queue: tokio::sync::Mutex<mpsc::UnboundedReceiver<Pending>>,
-    /// Invocations handed out and not answered yet. A timed-out one stays
-    /// here, so its late answer is accepted (and the runtime carries on to
-    /// `/next`) and dropped.
+    /// Handed out, not answered yet. A timed-out one stays, so its late
+    /// answer is accepted (the runtime carries on to `/next`) and dropped.
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
     first_poll: watch::Sender<Option<Instant>>,
     init_error: watch::Sender<Option<Value>>,
@@ -126,24 +116,25 @@ pub struct RuntimeApi {
 impl RuntimeApi {
     /// Starts an endpoint whose invoked-function ARN names `function_name`.
     pub async fn start(function_name: &str) -> Result<RuntimeApi, DevstackError> {
-        let (queue_tx, queue_rx) = mpsc::unbounded_channel();
+        let (queue, queue_rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"),
             queue: tokio::sync::Mutex::new(queue_rx),
-            in_flight: Mutex::new(HashMap::new()),
+            in_flight: Mutex::default(),
             first_poll: watch::channel(None).0,
             init_error: watch::channel(None).0,
         });
         let handler_shared = shared.clone();
-        let server = http_server::serve("Runtime API", false, move |req, info| {
-            handle(handler_shared.clone(), req, info)
+        let server = http_server::serve("Runtime API", false, move |req, _| {
+            handle(handler_shared.clone(), req)
         })
         .await?;
+        let dispatch_timeout = DEFAULT_DISPATCH_TIMEOUT;
         Ok(RuntimeApi {
             server,
             shared,
-            queue: queue_tx,
-            dispatch_timeout: DEFAULT_DISPATCH_TIMEOUT,
+            queue,
+            dispatch_timeout,
         })
     }
 
@@ -157,8 +148,7 @@ impl RuntimeApi {
         self.dispatch_timeout = timeout;
     }
 
-    /// When the function first polled `/next` (the end of its init phase),
-    /// if it has.
+    /// When the function first polled `/next` (the end of its init phase).
     pub fn first_poll_at(&self) -> Option<Instant> {
         *self.shared.first_poll.borrow()
     }
@@ -166,8 +156,8 @@ impl RuntimeApi {
     /// Waits until the function first polls `/next`.
     pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
         let mut rx = self.shared.first_poll.subscribe();
-        let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        let polled = waited.map_err(|_| DevstackError::Timeout {
+        let polled = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
+        let polled = polled.map_err(|_| DevstackError::Timeout {
             what: "the function's first /next poll".into(),
             after: timeout,
         })?;
@@ -183,28 +173,38 @@ impl RuntimeApi {
     }
 
     /// Queues `event`, waits for the function to take and answer it, and
-    /// reports the outcome. The function gets `Lambda-Runtime-Deadline-Ms` =
-    /// the moment it takes the event + `timeout`; answering later yields a
-    /// `Sandbox.Timedout` function error. Fails with `NotPolled` when the
-    /// function does not take the event within the dispatch timeout.
+    /// reports the outcome. The function's deadline is the moment it takes
+    /// the event + `timeout`; answering later yields a `Sandbox.Timedout`
+    /// function error. `NotPolled` when the function does not take the event
+    /// within the dispatch timeout.
     pub async fn invoke(
         &self,
         event: Value,
         timeout: Duration,
     ) -> Result<Invocation, DevstackError> {
         let request_id = paths::uuid_v4();
-        let (dispatched_tx, dispatched_rx) = oneshot::channel();
-        let (done_tx, mut done_rx) = oneshot::channel();
+        let (dispatched, dispatched_rx) = oneshot::channel();
+        let (done, mut done_rx) = oneshot::channel();
         let enqueued_at = Instant::now();
+        let event = Bytes::from(event.to_string());
+        let pending = Pending {
+            request_id: request_id.clone(),
+            event,
+            timeout,
+            dispatched,
+            done,
+        };
         self.queue
-            .send(Pending {
-                request_id: request_id.clone(),
-                event: Bytes::from(event.to_string()),
-                timeout,
-                dispatched: dispatched_tx,
-                done: done_tx,
-            })
+            .send(pending)
             .map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let finished = |started_at: Instant, outcome, timed_out| Invocation {
+            request_id: request_id.clone(),
+            outcome,
+            duration: started_at.elapsed(),
+            queued: started_at.saturating_duration_since(enqueued_at),
+            started_at,
+            timed_out,
+        };
 
         let mut init_error = self.shared.init_error.subscribe();
         let dispatched_at = tokio::select! {
@@ -212,92 +212,69 @@ impl RuntimeApi {
             taken = dispatched_rx => taken.map_err(|_| DevstackError::RuntimeApiStopped)?,
             failed = init_error.wait_for(Option::is_some) => {
                 let doc = failed.map(|v| v.clone()).ok().flatten().unwrap_or(Value::Null);
-                return Ok(Invocation {
-                    request_id,
-                    outcome: Outcome::FunctionError(doc),
-                    duration: Duration::ZERO,
-                    queued: enqueued_at.elapsed(),
-                    started_at: Instant::now(),
-                    timed_out: false,
-                });
+                return Ok(finished(Instant::now(), Outcome::FunctionError(doc), false));
             }
+            // Dropping done_rx closes the channel, so `/next` skips the event.
             _ = tokio::time::sleep(self.dispatch_timeout) => {
-                // Dropping done_rx here closes the channel, so `/next` skips
-                // the event instead of handing a stale one to the function.
                 return Err(DevstackError::NotPolled { waited: self.dispatch_timeout });
             }
         };
-        let queued = dispatched_at.saturating_duration_since(enqueued_at);
-
         let deadline = tokio::time::Instant::from_std(dispatched_at + timeout);
-        let finished = |request_id, outcome, timed_out| Invocation {
-            request_id,
-            outcome,
-            duration: dispatched_at.elapsed(),
-            queued,
-            started_at: dispatched_at,
-            timed_out,
-        };
         match tokio::time::timeout_at(deadline, &mut done_rx).await {
-            Ok(Ok(outcome)) => Ok(finished(request_id, outcome, false)),
+            Ok(Ok(outcome)) => Ok(finished(dispatched_at, outcome, false)),
             Ok(Err(_)) => Err(DevstackError::RuntimeApiStopped),
-            Err(_) => {
-                if let Ok(outcome) = done_rx.try_recv() {
-                    // The answer raced the deadline and won by a hair: keep it.
-                    return Ok(finished(request_id, outcome, false));
+            // The answer raced the deadline and won by a hair: keep it.
+            Err(_) => Ok(match done_rx.try_recv() {
+                Ok(outcome) => finished(dispatched_at, outcome, false),
+                Err(_) => {
+                    let message =
+                        format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
+                    let doc = json!({"errorType": "Sandbox.Timedout", "errorMessage": message});
+                    finished(dispatched_at, Outcome::FunctionError(doc), true)
                 }
-                let timed_out = Outcome::FunctionError(json!({
-                    "errorType": "Sandbox.Timedout",
-                    "errorMessage": format!(
-                        "Task timed out after {:.2} seconds",
-                        timeout.as_secs_f64()
-                    ),
-                }));
-                Ok(finished(request_id, timed_out, true))
-            }
+            }),
         }
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>, _info: ConnInfo) -> Reply {
+async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let header = parts.headers.get("lambda-runtime-function-error-type");
     let error_type = header.and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
-    // Only POSTs carry a body; a broken one reads as empty, which the
-    // waiting invoke() then reports.
+    // A broken body reads as empty, which the waiting invoke() then reports.
     let body = body
         .collect()
         .await
         .map(|c| c.to_bytes())
         .unwrap_or_default();
+    let error_doc = || {
+        serde_json::from_slice(&body).unwrap_or_else(
+            |_| json!({"errorType": error_type, "errorMessage": String::from_utf8_lossy(&body)}),
+        )
+    };
     let segments: Vec<&str> = path.strip_prefix(PREFIX).unwrap_or("").split('/').collect();
-    let resp = match (&parts.method, segments.as_slice()) {
+    Reply::Response(match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["invocation", "next"]) => next(&shared).await,
         (&Method::POST, ["invocation", id, "response"]) => {
-            // JSON for every handler we run; anything else is kept as a
-            // string so a test can still see what came back.
+            // Not-JSON is kept as a string so a test can still see it.
             let value = serde_json::from_slice(&body)
                 .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
             complete(&shared, id, Outcome::Ok(value))
         }
-        (&Method::POST, ["invocation", id, "error"]) => complete(
-            &shared,
-            id,
-            Outcome::FunctionError(error_doc(&body, error_type)),
-        ),
+        (&Method::POST, ["invocation", id, "error"]) => {
+            complete(&shared, id, Outcome::FunctionError(error_doc()))
+        }
         (&Method::POST, ["init", "error"]) => {
-            shared
-                .init_error
-                .send_replace(Some(error_doc(&body, error_type)));
+            shared.init_error.send_replace(Some(error_doc()));
             accepted()
         }
-        _ => json_response(
+        _ => error(
             404,
-            &json!({"errorType": "NotFound", "errorMessage": format!("no such Runtime API route: {path}")}),
+            "NotFound",
+            format!("no such Runtime API route: {path}"),
         ),
-    };
-    Reply::Response(resp)
+    })
 }
 
 /// `GET /next`: long-polls the queue and hands out the next live invocation.
@@ -305,15 +282,13 @@ async fn next(shared: &Shared) -> Response<Body> {
     if shared.first_poll.borrow().is_none() {
         shared.first_poll.send_replace(Some(Instant::now()));
     }
-    // Only the function's single runtime loop polls; the lock serialises any
-    // stray second poller instead of splitting the FIFO between them.
+    // The lock serialises a stray second poller instead of splitting the FIFO.
     let mut queue = shared.queue.lock().await;
     // None: the RuntimeApi was dropped; the 500 makes the runtime loop exit.
     while let Some(pending) = queue.recv().await {
         let deadline_ms = paths::epoch_millis(SystemTime::now() + pending.timeout);
         if pending.dispatched.send(Instant::now()).is_err() {
-            // The caller gave up waiting (NotPolled): skip the stale event.
-            continue;
+            continue; // The caller gave up waiting (NotPolled).
         }
         let id = pending.request_id;
         lock(&shared.in_flight).insert(id.clone(), pending.done);
@@ -324,36 +299,31 @@ async fn next(shared: &Shared) -> Response<Body> {
             .header("lambda-runtime-invoked-function-arn", &shared.function_arn)
             .header("lambda-runtime-trace-id", paths::trace_header())
             .body(Full::new(pending.event));
-        return resp
-            .unwrap_or_else(|e| json_response(500, &json!({"errorMessage": e.to_string()})));
+        return resp.unwrap_or_else(|e| error(500, "ServiceException", e.to_string()));
     }
-    json_response(
+    error(
         500,
-        &json!({"errorType": "ServiceException", "errorMessage": "devstack Runtime API stopped"}),
+        "ServiceException",
+        "devstack Runtime API stopped".into(),
     )
 }
 
 /// Delivers the function's answer to the waiting `invoke()`.
 fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
-    let waiter = lock(&shared.in_flight).remove(id);
-    match waiter {
+    match lock(&shared.in_flight).remove(id) {
         Some(done) => {
-            // A dropped receiver: invoke() timed out or was cancelled; drop the answer.
+            // A dropped receiver: invoke() timed out or was cancelled.
             let _ = done.send(outcome);
             accepted()
         }
-        None => json_response(
-            400,
-            &json!({"errorType": "InvalidRequestID", "errorMessage": format!("unknown request id {id}")}),
-        ),
+        None => error(400, "InvalidRequestID", format!("unknown request id {id}")),
     }
 }
 
-/// An error body is normally `{"errorType","errorMessage"}`; a non-JSON one
-/// is wrapped in that shape using the error-type header.
-fn error_doc(body: &[u8], error_type: &str) -> Value {
-    serde_json::from_slice(body).unwrap_or_else(
-        |_| json!({"errorType": error_type, "errorMessage": String::from_utf8_lossy(body)}),
+fn error(status: u16, error_type: &str, message: String) -> Response<Body> {
+    json_response(
+        status,
+        &json!({"errorType": error_type, "errorMessage": message}),
     )
 }
 

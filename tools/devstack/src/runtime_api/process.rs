@@ -3,11 +3,10 @@
 //! (one execution environment), its output appended to a log file, its
 //! memory high-water mark read from `/proc`, and killed when dropped.
 
-use std::fs::OpenOptions;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Mutex, PoisonError};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
@@ -18,11 +17,9 @@ use crate::invoker::Invoker;
 use crate::paths::{self, lock, REGION};
 use crate::DevstackError;
 
-/// Lambda's default is 3 s; our functions are configured longer, and debug
-/// builds are slow, so local invocations default to 30 s.
+/// Local invocations default to 30 s: our functions are configured longer
+/// than Lambda's 3 s default, and debug builds are slow.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// How often a waiting invoke checks that the process is still alive.
-const LIVENESS_POLL: Duration = Duration::from_millis(50);
 
 /// What a stopped process left behind.
 #[derive(Clone, Debug)]
@@ -42,11 +39,10 @@ pub struct FunctionProcess {
 }
 
 impl FunctionProcess {
-    /// Starts `binary` with the Lambda environment pointing at `api`.
-    /// Inherited `AWS_*` variables are removed first so the developer's own
-    /// credentials or profile never leak into a local function; then come
-    /// the Lambda defaults, then `env`, which wins over both. stdout and
-    /// stderr are appended to `log_path` (its directory is created).
+    /// Starts `binary` with the Lambda environment pointing at `api`. The
+    /// developer's own `AWS_*` variables are removed so their credentials
+    /// never reach a local function; `env` wins over the Lambda defaults.
+    /// stdout and stderr are appended to `log_path`.
     pub fn spawn(
         binary: &Path,
         api: &RuntimeApi,
@@ -56,16 +52,26 @@ impl FunctionProcess {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));
         }
-        let log = open_log(log_path, binary)?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| DevstackError::io(format!("duplicating log {}", log_path.display()), e))?;
+        let failed = |e| DevstackError::io(format!("opening log {}", log_path.display()), e);
+        if let Some(dir) = log_path.parent() {
+            std::fs::create_dir_all(dir).map_err(failed)?;
+        }
+        let open = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path);
+        let mut log = open.map_err(failed)?;
+        let stamp = paths::epoch_millis(SystemTime::now());
+        let banner = format!(
+            "=== devstack: starting {} (epoch ms {stamp}) ===",
+            binary.display()
+        );
+        writeln!(log, "{banner}").map_err(failed)?;
+        let log_err = log.try_clone().map_err(failed)?;
         let mut cmd = Command::new(binary);
         for (key, _) in std::env::vars_os() {
-            if key
-                .to_str()
-                .is_some_and(|k| k.starts_with("AWS_") || k.starts_with("_X_AMZN"))
-            {
+            let k = key.to_string_lossy();
+            if k.starts_with("AWS_") || k.starts_with("_X_AMZN") {
                 cmd.env_remove(&key);
             }
         }
@@ -76,9 +82,9 @@ impl FunctionProcess {
             .stderr(Stdio::from(log_err))
             .kill_on_drop(true);
         let spawned_at = Instant::now();
-        let child = cmd
-            .spawn()
-            .map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
+        let spawned = cmd.spawn();
+        let child =
+            spawned.map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
         Ok(FunctionProcess {
             // None only once the child has been reaped, which cannot have happened yet.
             pid: child.id().unwrap_or(0),
@@ -88,8 +94,8 @@ impl FunctionProcess {
         })
     }
 
-    /// The instant just before the process was spawned; with
-    /// [`RuntimeApi::first_poll_at`] it gives the cold-start (init) time.
+    /// The instant just before the spawn; with [`RuntimeApi::first_poll_at`]
+    /// it gives the cold-start (init) time.
     pub fn spawned_at(&self) -> Instant {
         self.spawned_at
     }
@@ -101,16 +107,14 @@ impl FunctionProcess {
 
     /// The exit status if the process has ended, without waiting.
     pub fn try_exit_status(&self) -> Result<Option<ExitStatus>, DevstackError> {
-        lock(&self.child)
-            .try_wait()
-            .map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
+        let status = lock(&self.child).try_wait();
+        status.map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
     }
 }
 
 /// A function binary and its Runtime API; the process is killed on drop.
 pub struct LocalFunction {
-    // Field order matters for drop: kill the process before the API goes away,
-    // so the function never sees its Runtime API vanish mid-request.
+    // Drop order: kill the process before its Runtime API goes away.
     process: FunctionProcess,
     api: RuntimeApi,
     timeout: Duration,
@@ -133,8 +137,7 @@ impl LocalFunction {
         })
     }
 
-    /// Sets the timeout used when invoked through [`Invoker`] (Function URL,
-    /// event source mapping).
+    /// Sets the timeout used when invoked as an [`Invoker`].
     pub fn with_timeout(mut self, timeout: Duration) -> LocalFunction {
         self.timeout = timeout;
         self
@@ -155,18 +158,16 @@ impl LocalFunction {
         self.process.pid
     }
 
-    /// Peak resident set size in KiB (`VmHWM` of `/proc/<pid>/status`);
-    /// `None` once the process is gone.
+    /// Peak resident set size in KiB (`VmHWM`); `None` once the process is gone.
     pub fn peak_rss_kib(&self) -> Option<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
         let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
         line.split_whitespace().next()?.parse().ok()
     }
 
-    /// Invokes the function with `event`; like [`RuntimeApi::invoke`], but a
-    /// process that exits while the invocation is outstanding fails it
-    /// promptly with [`DevstackError::ProcessExited`] (and its log tail)
-    /// instead of waiting out the timeout.
+    /// [`RuntimeApi::invoke`], except that a process exiting meanwhile fails
+    /// the invocation at once with [`DevstackError::ProcessExited`] and its
+    /// log tail instead of waiting out the timeout.
     pub async fn invoke(
         &self,
         event: Value,
@@ -174,37 +175,33 @@ impl LocalFunction {
     ) -> Result<Invocation, DevstackError> {
         let invocation = self.api.invoke(event, timeout);
         tokio::pin!(invocation);
-        let mut ticker = tokio::time::interval(LIVENESS_POLL);
+        let mut ticker = tokio::time::interval(Duration::from_millis(50));
         loop {
             tokio::select! {
                 biased;
                 result = &mut invocation => return result,
-                _ = ticker.tick() => {
-                    if let Some(status) = self.process.try_exit_status()? {
-                        return Err(DevstackError::ProcessExited {
-                            status: status.to_string(),
-                            log_tail: self.process.log_tail(40),
-                        });
-                    }
+                _ = ticker.tick() => if let Some(status) = self.process.try_exit_status()? {
+                    let log_tail = self.process.log_tail(40);
+                    return Err(DevstackError::ProcessExited { status: status.to_string(), log_tail });
                 }
             }
         }
     }
 
-    /// Reads the peak RSS, kills the process (Lambda freezes or kills
-    /// environments without a graceful signal; SIGKILL is the faithful
-    /// equivalent) and waits for it to end.
+    /// Reads the peak RSS, kills the process with SIGKILL (Lambda gives
+    /// environments no graceful signal either) and waits for it.
     pub async fn stop(self) -> Result<ProcessReport, DevstackError> {
         let peak_rss_kib = self.peak_rss_kib();
-        let mut child = (self.process.child)
+        let mut child = self
+            .process
+            .child
             .into_inner()
-            .unwrap_or_else(PoisonError::into_inner);
+            .unwrap_or_else(|e| e.into_inner());
         // kill() on an already ended child is a no-op that still reaps it.
         let _ = child.start_kill();
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| DevstackError::io("waiting for the function process", e))?;
+        let waited = child.wait().await;
+        let status =
+            waited.map_err(|e| DevstackError::io("waiting for the function process", e))?;
         Ok(ProcessReport {
             peak_rss_kib,
             status: Some(status),
@@ -223,9 +220,8 @@ fn stem(binary: &Path) -> String {
     stem.unwrap_or("function").to_owned()
 }
 
-/// The variables the Lambda service sets for a function (those
-/// `lambda_runtime` requires, plus region and dummy credentials that an
-/// explicit `env` entry overrides).
+/// The variables Lambda sets for a function: those `lambda_runtime` needs,
+/// plus region and dummy credentials that an explicit `env` overrides.
 fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
     let date = time::OffsetDateTime::now_utc().date();
     let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
@@ -243,24 +239,4 @@ fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
     ]
-}
-
-/// Opens `log_path` for appending, with a banner showing where this run starts.
-fn open_log(log_path: &Path, binary: &Path) -> Result<std::fs::File, DevstackError> {
-    let failed = |e| DevstackError::io(format!("opening log {}", log_path.display()), e);
-    if let Some(dir) = log_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(failed)?;
-    }
-    let mut log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .map_err(failed)?;
-    let stamp = paths::epoch_millis(SystemTime::now());
-    let banner = format!(
-        "=== devstack: starting {} (epoch ms {stamp}) ===",
-        binary.display()
-    );
-    writeln!(log, "{banner}").map_err(failed)?;
-    Ok(log)
 }
