@@ -975,6 +975,10 @@ mod tests {
             ))
             .retry_config(aws_sdk_dynamodb::config::retry::RetryConfig::disabled())
             .endpoint_url(url)
+            // The workspace links no SDK default client: the product's own.
+            .http_client(crate::net::sdk_http::client(
+                crate::net::tls::client_config().expect("the compiled-in roots"),
+            ))
             .build();
         DynamoStore::new(Client::from_conf(config), "t")
     }
