@@ -447,7 +447,7 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
 }
 
 /// A hot repository: 8 ingest execution environments (8 processes, as 8
-/// concurrent Lambda invocations) take 200 pushes of new-layer images to ONE
+/// concurrent Lambda invocations) take 64 pushes of new-layer images to ONE
 /// repository at once, so their size transactions collide. Every push is
 /// answered 202 (a conflict is retried inside the invocation, never a 5xx
 /// the registry would have to retry), every push becomes exactly one job,
@@ -456,7 +456,9 @@ async fn binary_behind_the_function_url_takes_a_distribution_envelope() {
 #[tokio::test]
 async fn a_hot_repository_takes_concurrent_pushes_without_5xx_or_lost_counts() {
     const ENVIRONMENTS: usize = 8;
-    const PUSHES: usize = 200;
+    // 8 per environment: the bench's hot-repository workload makes the 200;
+    // here, beside the rest of the suite on 2 CPUs, fewer keep it in budget.
+    const PUSHES: usize = 64;
     const BASE: u64 = 1_000;
     let stack = Stack::new("ingest-hot").await;
     let registry = StubRegistry::start().await.unwrap();
