@@ -18,7 +18,8 @@ pub const END: &str = "<!-- bench:end -->";
 const SUMMARY: &str = "
 deliver, 20 ms receivers on 250 hosts, 64 slots, webhooks/s | /deliver/throughput/deliver_per_s | 0
 bare client, same run, webhooks/s | /deliver/throughput/bare_per_s | 0
-deliver / bare client, 20 ms receivers | /deliver/throughput/ratio | 2 | ≥ 0.9
+deliver / bare client, 20 ms receivers, writes paced at 5 ms | /deliver/throughput/ratio | 2 | ≥ 0.9
+deliver / bare client, 20 ms receivers, writes applied by moto | /deliver/throughput/moto_ratio | 2
 sending phase (first to last webhook answered), deliver / bare | /deliver/throughput/sink_ratio | 2
 deliver peak RSS, MiB | /deliver/throughput/peak_rss_mib | 1 | ≤ 64
 CPU µs per webhook, instant sink, deliver | /deliver/instant/cpu_us_per_webhook/deliver | 1
@@ -67,7 +68,8 @@ deliver sending phase, /s | /deliver/sink_per_s | 0
 AWS calls in flight, ms | /deliver/aws_busy_ms | 0
 deliver CPU, ms | /deliver/cpu_ms | 0
 bare CPU, ms | /bare/cpu_ms | 0
-deliver peak RSS, MiB | /deliver/peak_rss_mib | 1";
+deliver peak RSS, MiB | /deliver/peak_rss_mib | 1
+deliver against moto, /s | /moto/per_s | 0";
 
 const TIMELINE: &str = "
 median deliver invocation | /what | 0

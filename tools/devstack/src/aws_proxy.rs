@@ -4,6 +4,15 @@
 //! binaries alike), the benchmark sees when each call started and ended and
 //! how many items or messages it carried, and tests can make a share of calls
 //! fail: throttled, answered 500, or dropped mid-connection.
+//!
+//! For throughput it can also pace writes like DynamoDB
+//! ([`AwsProxy::set_write_behind`]): moto applies DynamoDB calls one at a time
+//! in one Python process (about 140 UpdateItem/s here), where DynamoDB answers
+//! each in single-digit milliseconds however many are in flight. An UpdateItem
+//! whose caller asks for nothing back (`ReturnValues` NONE) is then answered
+//! after a set latency and applied to moto behind the answer; a write moto
+//! refuses is counted ([`AwsProxy::settle`]), so a measurement can tell that
+//! the model held. Every other call goes to moto as always.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -66,6 +75,14 @@ struct State {
     /// Each rule with the number of calls it has matched.
     faults: Mutex<Vec<(Fault, u64)>>,
     injected: AtomicU64,
+    /// Latency of a write answered ahead of moto, when pacing.
+    write_behind: Mutex<Option<Duration>>,
+    /// Writes answered and not yet applied, and those moto refused.
+    behind: AtomicU64,
+    behind_failed: AtomicU64,
+    applied: tokio::sync::Notify,
+    /// Writes behind are applied one at a time, as moto would anyway.
+    behind_lane: tokio::sync::Mutex<()>,
 }
 
 /// A running proxy; stopped on drop.
@@ -85,7 +102,7 @@ impl AwsProxy {
         let st = state.clone();
         let server = http_server::serve("aws proxy", true, move |req, _| {
             let (st, upstream) = (st.clone(), upstream.clone());
-            async move { handle(req, &upstream, &st).await }
+            async move { handle(req, upstream, st).await }
         });
         Ok(AwsProxy {
             server: server.await?,
@@ -141,6 +158,34 @@ impl AwsProxy {
     pub fn injected(&self) -> u64 {
         self.state.injected.load(Ordering::Relaxed)
     }
+
+    /// Answers UpdateItem calls that ask for nothing back after `latency`
+    /// and applies them to moto behind the answer (`None`: forward them).
+    pub fn set_write_behind(&self, latency: Option<Duration>) {
+        *lock(&self.state.write_behind) = latency;
+    }
+
+    /// Waits until every write answered ahead has been applied, and returns
+    /// how many of those moto refused since the last call (0 when the model
+    /// held: the caller was told only what moto then agreed to).
+    pub async fn settle(&self) -> u64 {
+        loop {
+            let applied = self.state.applied.notified();
+            if self.state.behind.load(Ordering::SeqCst) == 0 {
+                return self.state.behind_failed.swap(0, Ordering::SeqCst);
+            }
+            applied.await;
+        }
+    }
+}
+
+/// The latency to answer this call with ahead of moto, if it is paced: an
+/// UpdateItem asking for no values back, while pacing is on.
+fn paced(st: &State, op: &str, body: &[u8]) -> Option<Duration> {
+    let latency = (*lock(&st.write_behind))?;
+    let req: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let returns = req.get("ReturnValues").and_then(|v| v.as_str());
+    (op == "dynamodb:UpdateItem" && matches!(returns, None | Some("NONE"))).then_some(latency)
 }
 
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
@@ -157,7 +202,7 @@ fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
     None
 }
 
-async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State) -> Reply {
+async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc<State>) -> Reply {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
     let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
@@ -177,10 +222,28 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: &str, st: &State)
             failed_entries,
         });
     };
-    let (status, error) = match pick_fault(st, &op) {
+    let (status, error) = match pick_fault(&st, &op) {
         None => {
+            let latency = paced(&st, &op, &body);
             let req = Request::from_parts(parts, Full::new(body.clone()));
-            return Reply::Response(match forward(req, upstream).await {
+            if let Some(latency) = latency {
+                st.behind.fetch_add(1, Ordering::SeqCst);
+                let (st, upstream) = (st.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let _lane = st.behind_lane.lock().await;
+                    let ok = matches!(forward(req, &upstream).await, Ok((p, _)) if p.status.is_success());
+                    if !ok {
+                        st.behind_failed.fetch_add(1, Ordering::SeqCst);
+                    }
+                    st.behind.fetch_sub(1, Ordering::SeqCst);
+                    st.applied.notify_waiters();
+                });
+                tokio::time::sleep(latency).await;
+                record(200, b"{}");
+                let ok = http_server::response(200, "application/x-amz-json-1.0", "{}");
+                return Reply::Response(ok);
+            }
+            return Reply::Response(match forward(req, &upstream).await {
                 Ok((parts, bytes)) => {
                     record(parts.status.as_u16(), &bytes);
                     hyper::Response::from_parts(parts, Full::new(bytes))
