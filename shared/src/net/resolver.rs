@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-use crate::domain::target::{classify_ip, UrlError};
+use crate::domain::target::{check_ip, classify_ip, UrlError};
 use crate::domain::WebhookUrl;
 
 /// Resolves a host name to addresses.
@@ -183,13 +183,7 @@ pub async fn check_resolved(
     let Ok(addrs) = lookup.lookup(host).await else {
         return Ok(());
     };
-    match addrs.iter().find_map(|a| classify_ip(a.ip())) {
-        Some(class) => Err(UrlError::Forbidden {
-            host: host.to_owned(),
-            class,
-        }),
-        None => Ok(()),
-    }
+    addrs.iter().try_for_each(|a| check_ip(a.ip(), host))
 }
 
 #[cfg(test)]
