@@ -280,17 +280,18 @@ fn last_delivery(p: &Planned, max_attempts: u32) -> Option<LastDelivery> {
 }
 
 /// The repository's history after this batch: its attempts, newest first,
-/// in front of the history read at the start, cut to [`HISTORY_LEN`].
+/// in front of the history read at the start (taken from the target: a
+/// repository finishes once), cut to [`HISTORY_LEN`].
 fn history(t: &Tally, jobs: &[Planned], target: &Target) -> Vec<DeliveryAttempt> {
     let mut mine: Vec<&Planned> = t.attempted.iter().map(|&i| &jobs[i]).collect();
     mine.sort_by_key(|p| std::cmp::Reverse(p.started_at()));
-    let seen = |id: &str| target.history.iter().any(|e| e.webhook_id == id);
-    let mut list: Vec<DeliveryAttempt> = mine
+    let old = target.take_history();
+    let seen = |id: &str| old.iter().any(|e| e.webhook_id == id);
+    let new: Vec<DeliveryAttempt> = mine
         .iter()
         .filter_map(|p| history_entry(p, seen(&p.job.webhook_id)))
-        .chain(target.history.iter().cloned())
-        .take(HISTORY_LEN)
         .collect();
+    let mut list: Vec<DeliveryAttempt> = new.into_iter().chain(old).take(HISTORY_LEN).collect();
     let mut with_payload = std::collections::HashSet::new();
     for e in &mut list {
         if !with_payload.insert(e.webhook_id.clone()) {

@@ -5,6 +5,7 @@
 //! and the answer reduced to what the outcomes policy needs: a status, or why
 //! there is none.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -28,20 +29,28 @@ pub(crate) struct Target {
     pub format: PayloadFormat,
     pub headers: CustomHeaders,
     /// The delivery history as read at the start of the batch: this
-    /// batch's attempts go in front of it in the outcome write.
-    pub history: Vec<DeliveryAttempt>,
+    /// batch's attempts go in front of it in the outcome write, which takes
+    /// it (moved, not copied: with 1,000 repositories the histories are
+    /// the largest thing a batch holds).
+    pub history: Mutex<Vec<DeliveryAttempt>>,
 }
 
 impl Target {
-    /// The target for `webhook`, sent to `url` (its URL, validated).
-    pub fn new(url: Url, webhook: &WebhookConfig) -> Self {
+    /// The target for `webhook`, sent to `url` (its URL, validated); the
+    /// webhook's history moves into it.
+    pub fn new(url: Url, webhook: &mut WebhookConfig) -> Self {
         Self {
             url,
             secret: webhook.secret.clone(),
             format: webhook.format,
             headers: webhook.headers.clone(),
-            history: webhook.deliveries.clone(),
+            history: Mutex::new(std::mem::take(&mut webhook.deliveries)),
         }
+    }
+
+    /// The history read at the start of the batch, taken (empty after).
+    pub fn take_history(&self) -> Vec<DeliveryAttempt> {
+        std::mem::take(&mut *self.history.lock().unwrap_or_else(PoisonError::into_inner))
     }
 }
 

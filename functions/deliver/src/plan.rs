@@ -231,7 +231,7 @@ fn route(
     allow_private: bool,
     hosts: &mut HashMap<String, usize>,
 ) {
-    let Some(webhook) = record.and_then(|r| r.webhook) else {
+    let Some(mut webhook) = record.and_then(|r| r.webhook) else {
         repo.route = Route::Dropped("no webhook");
         return;
     };
@@ -245,7 +245,7 @@ fn route(
         Ok(url) => {
             let next = hosts.len();
             let host = *hosts.entry(url.host_key()).or_insert(next);
-            let target = Arc::new(Target::new(url.as_url().clone(), &webhook));
+            let target = Arc::new(Target::new(url.as_url().clone(), &mut webhook));
             (url.origin_for_logs(), Route::Send { target, host })
         }
     };
