@@ -11,10 +11,8 @@ use std::time::Duration;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use devstack::aws_proxy::Call;
 use serde_json::{json, Value};
-use shared::adapters::DynamoStore;
 
-use crate::latency::Pool;
-use crate::stack::{self, function_env, start_function, tally, Stack};
+use crate::stack::{self, function_env, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
 use crate::{workload, Ctx, Res};
 
@@ -29,12 +27,12 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let stack = Stack::create(&ctx.moto, "in").await?;
     let proxy = stack::proxy(ctx.moto.endpoint()).await?;
     let direct = ctx.moto.sdk_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
+    let store = stack.store(&ctx.moto).await;
     let repos = workload::repos("in", repos_n)?;
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
     stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
-    let token = crate::latency::BENCH_INGEST_TOKEN;
+    let token = BENCH_INGEST_TOKEN;
     let env = function_env(
         &ctx.moto,
         &stack,
@@ -71,7 +69,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             return Err(format!(
                 "ingest batch {b}: {:?}; log:\n{}",
                 inv.outcome,
-                stack::tail(&log, 10)
+                stack::tail(&log)
             ));
         }
         durations.push(ms(inv.duration));
@@ -103,10 +101,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let url = devstack::function_url::FunctionUrl::serve(pool.clone())
         .await
         .map_err(|e| format!("function url: {e}"))?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = stack::http_client()?;
     let singles = ctx.sizes.singles;
     let mut http_calls: Vec<Call> = Vec::new();
     for k in 0..=singles {

@@ -116,7 +116,7 @@ pub(crate) async fn wait_until<T>(
 }
 
 /// The last `lines` lines of a log file, for error messages.
-pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+pub fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
