@@ -11,12 +11,12 @@ use crate::ingest_bench::BATCH;
 use crate::Res;
 
 /// us-east-1 list prices as published in 2025 (Lambda arm64, SQS standard,
-/// DynamoDB on-demand); free tiers ignored.
+/// DynamoDB on-demand), $ per million units; free tiers ignored.
 const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
-const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
-const SQS_PER_MILLION_REQUESTS: f64 = 0.40;
-const DDB_PER_MILLION_RRU: f64 = 0.125;
-const DDB_PER_MILLION_WRU: f64 = 0.625;
+const LAMBDA_REQUESTS: f64 = 0.20;
+const SQS_REQUESTS: f64 = 0.40;
+const DDB_RRU: f64 = 0.125;
+const DDB_WRU: f64 = 0.625;
 /// The functions' MemorySize in template.yaml.
 const MEMORY_GB: f64 = 128.0 / 1024.0;
 /// A stated (not measured) endpoint response time for the sensitivity line.
@@ -58,39 +58,32 @@ const SQS_LINES: [&str; 6] = [
 
 /// (line, quantity per million pushes, $ per million pushes).
 fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
-    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB * 1e6;
+    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB;
     let requests = p.ingest_invocations + p.deliver_invocations;
-    let mut out = vec![
+    let lambda = [
+        ("Lambda requests", requests, LAMBDA_REQUESTS),
         (
-            "Lambda requests".into(),
-            requests * 1e6,
-            requests * LAMBDA_PER_MILLION_REQUESTS,
-        ),
-        (
-            "ingest compute (GB-s)".into(),
+            "ingest compute (GB-s)",
             gbs(p.ingest_ms),
-            gbs(p.ingest_ms) * LAMBDA_GB_SECOND,
+            LAMBDA_GB_SECOND * 1e6,
         ),
         (
-            "deliver compute (GB-s)".into(),
+            "deliver compute (GB-s)",
             gbs(p.deliver_ms),
-            gbs(p.deliver_ms) * LAMBDA_GB_SECOND,
+            LAMBDA_GB_SECOND * 1e6,
         ),
     ];
-    for (what, n) in SQS_LINES.iter().zip(p.sqs) {
-        out.push(((*what).into(), n * 1e6, n * SQS_PER_MILLION_REQUESTS));
-    }
-    out.push((
-        "DynamoDB read units".into(),
-        p.rru * 1e6,
-        p.rru * DDB_PER_MILLION_RRU,
-    ));
-    out.push((
-        "DynamoDB write units".into(),
-        p.wru * 1e6,
-        p.wru * DDB_PER_MILLION_WRU,
-    ));
-    out
+    let sqs = SQS_LINES
+        .iter()
+        .zip(p.sqs)
+        .map(|(l, n)| (*l, n, SQS_REQUESTS));
+    let ddb = [
+        ("DynamoDB read units", p.rru, DDB_RRU),
+        ("DynamoDB write units", p.wru, DDB_WRU),
+    ];
+    let all = lambda.into_iter().chain(sqs).chain(ddb);
+    all.map(|(line, n, price)| (line.to_owned(), n * 1e6, n * price))
+        .collect()
 }
 
 fn design(name: &str, p: &PerPush) -> Value {
