@@ -26,7 +26,7 @@ use crate::paths::{self, lock, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
-pub use process::{FunctionProcess, LocalFunction, ProcessReport};
+pub use process::{LocalFunction, ProcessReport};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
