@@ -136,7 +136,9 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 
 /// A random UUID v4 string, the shape Lambda uses for request ids.
 pub(crate) fn uuid_v4() -> String {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 /// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.
