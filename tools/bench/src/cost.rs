@@ -102,10 +102,8 @@ fn f(v: &Value, path: &str) -> Res<f64> {
 }
 
 pub fn run(r: &Map<String, Value>) -> Res<Value> {
-    let (d, i) = (
-        &r.get("deliver").cloned().unwrap_or_default(),
-        &r.get("ingest").cloned().unwrap_or_default(),
-    );
+    let section = |name: &str| r.get(name).cloned().unwrap_or_default();
+    let (d, i) = (&section("deliver"), &section("ingest"));
     let jobs = f(d, "/throughput/jobs")?;
     let events = f(i, "/events")?;
     let count = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_f64).unwrap_or(0.0);
@@ -113,10 +111,8 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
     let http_send = count(i, "/http/aws/calls/sqs:SendMessageBatch") / http_pushes;
     let http_rru = f(i, "/http/aws/rru")? / http_pushes;
     let single_n = f(d, "/single/invocations")?.max(1.0);
-    let visibility = count(
-        d,
-        "/throughput/median_run/aws/calls/sqs:ChangeMessageVisibilityBatch",
-    ) / jobs;
+    let visibility_path = "/throughput/median_run/aws/calls/sqs:ChangeMessageVisibilityBatch";
+    let visibility = count(d, visibility_path) / jobs;
     // The mapping's polls at their floor: one receive and one delete per 10 jobs.
     let batched = PerPush {
         deliver_invocations: 1.0 / jobs,
@@ -173,14 +169,10 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         design("ours, registry queue", &queue),
         design("ours, quiet service", &quiet),
     ];
+    let name = |d: &Value| d["name"].as_str().unwrap_or("").to_owned();
     let totals: Map<String, Value> = designs
         .iter()
-        .map(|d| {
-            (
-                d["name"].as_str().unwrap_or("").to_owned(),
-                d["total"].clone(),
-            )
-        })
+        .map(|d| (name(d), d["total"].clone()))
         .collect();
     Ok(json!({
         "prices": "us-east-1 list prices as published in 2025 (Lambda arm64 at 128 MB, SQS standard, DynamoDB on-demand)",

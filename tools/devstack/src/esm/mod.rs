@@ -53,7 +53,6 @@ pub struct EsmStats {
 
 type Stats = Arc<Mutex<EsmStats>>;
 
-/// Everything the polling loop needs.
 struct Mapping<I> {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,

@@ -33,7 +33,6 @@ use crate::DevstackError;
 /// the way the Function URL front end refuses them.
 const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
-/// A running Function URL.
 pub struct FunctionUrl {
     server: ServerHandle,
     url_id: String,
