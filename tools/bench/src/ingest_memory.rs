@@ -116,7 +116,7 @@ fn hostile_index(registry: &StubRegistry) -> (String, HashMap<String, usize>) {
     let mut put = |media_type: &str, manifest: Value| {
         let bytes = manifest.to_string().into_bytes();
         let len = bytes.len();
-        let digest = registry.put(REPO, media_type, bytes);
+        let digest = stack::serve_manifest(registry, REPO, media_type, bytes);
         sizes.insert(StubRegistry::path(REPO, &digest), len);
         digest
     };
