@@ -63,7 +63,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ];
     let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
     let timeout = Duration::from_secs(30);
-    let pool = Pool::start(ctx, "ingest", &env, ("hot-ingest", CLIENTS), timeout).await?;
+    let pool = Pool::start(ctx, "ingest", &env, "hot-ingest", CLIENTS, timeout).await?;
     let function_url = FunctionUrl::serve(pool.clone()).await;
     let function_url = function_url.map_err(|e| format!("function url: {e}"))?;
     let url = function_url.url();

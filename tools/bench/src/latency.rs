@@ -57,10 +57,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
     let env = function_env(moto, &stack, &proxies[0].endpoint(), &extra);
     let timeout = Duration::from_secs(30);
-    let ingest = Pool::start(ctx, "ingest", &env, ("latency-ingest", pool_size), timeout).await?;
+    let ingest = Pool::start(ctx, "ingest", &env, "latency-ingest", pool_size, timeout).await?;
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
     let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
-    let deliver = Pool::start(ctx, "deliver", &env, ("latency-deliver", 1), 2 * timeout).await?;
+    let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
     let url = FunctionUrl::serve(ingest.clone())
         .await
         .map_err(|e| format!("function url: {e}"))?;

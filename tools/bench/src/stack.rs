@@ -248,7 +248,8 @@ impl Pool {
         ctx: &Ctx,
         name: &str,
         env: &[(String, String)],
-        (label, n): (&str, usize),
+        label: &str,
+        n: usize,
         timeout: Duration,
     ) -> Res<Arc<Pool>> {
         let mut fns = Vec::with_capacity(n);
