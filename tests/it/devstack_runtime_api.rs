@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use devstack::runtime_api::{FunctionProcess, LocalFunction, RuntimeApi};
+use devstack::runtime_api::{LocalFunction, RuntimeApi};
 use devstack::{DevstackError, Outcome};
 use serde_json::{json, Value};
 
@@ -49,7 +49,7 @@ async fn echo_lambda_round_trip_with_lambda_context() {
         .expect("the runtime polled /next");
     assert!(first_poll <= inv.started_at);
     assert!(
-        function.process().spawned_at() < first_poll,
+        function.spawned_at() < first_poll,
         "cold start is measurable"
     );
     assert!(!inv.timed_out && inv.duration < Duration::from_secs(5));
@@ -162,9 +162,8 @@ async fn process_exit_fails_the_invocation_with_the_log_tail() {
 
 #[tokio::test]
 async fn missing_binary_is_a_clear_error() {
-    let api = RuntimeApi::start("missing").await.unwrap();
     let missing = std::path::Path::new("/nonexistent/devstack-nope");
-    match FunctionProcess::spawn(missing, &api, &[], &log_path("rt-missing")) {
+    match LocalFunction::start(missing, &[], &log_path("rt-missing")).await {
         Err(DevstackError::BinaryNotFound(p)) => assert_eq!(p, missing),
         Err(other) => panic!("unexpected {other:?}"),
         Ok(_) => panic!("spawned a missing binary"),

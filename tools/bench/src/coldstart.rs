@@ -56,12 +56,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let stack = Stack::create(&ctx.moto, "cs").await?;
     // A real configuration (init reads it and builds the AWS clients); no
     // AWS call is made before the first poll.
-    let env = function_env(
-        &ctx.moto,
-        &stack,
-        ctx.moto.endpoint(),
-        &[("ALLOW_PRIVATE_TARGETS", "true")],
-    );
+    let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
+    let env = function_env(&ctx.moto, &stack, ctx.moto.endpoint(), &extra);
     let names: Vec<&str> = std::iter::once(HELLO).chain(FUNCTIONS).collect();
     let mut init: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut first = init.clone();
@@ -70,37 +66,24 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         for k in 0..names.len() {
             let name = names[(k + round) % names.len()];
             let log = ctx.logs.join(format!("coldstart-{name}.log"));
-            let f = LocalFunction::start(&workspace_binary(name), &env, &log)
-                .await
-                .map_err(|e| format!("starting {name}: {e}"))?;
+            let f = LocalFunction::start(&workspace_binary(name), &env, &log).await;
+            let f = f.map_err(|e| format!("starting {name}: {e}"))?;
             let polled = f.api().wait_for_first_poll(Duration::from_secs(30)).await;
             let polled = polled.map_err(|e| format!("{name} never polled: {e}"))?;
-            init.entry(name).or_default().push(ms(
-                polled.saturating_duration_since(f.process().spawned_at())
-            ));
-            let inv = f
-                .invoke(
-                    first_event(name, &stack.queue_arn)?,
-                    Duration::from_secs(30),
-                )
-                .await
-                .map_err(|e| format!("{name}: first invocation: {e}"))?;
-            if inv.ok().is_none() {
-                return Err(format!(
-                    "{name}: first invocation failed: {:?}",
-                    inv.error()
-                ));
+            let took = ms(polled.saturating_duration_since(f.spawned_at()));
+            init.entry(name).or_default().push(took);
+            let event = first_event(name, &stack.queue_arn)?;
+            let inv = f.invoke(event, Duration::from_secs(30)).await;
+            let inv = inv.map_err(|e| format!("{name}: first invocation: {e}"))?;
+            if let Some(error) = inv.error() {
+                return Err(format!("{name}: first invocation failed: {error:?}"));
             }
             first.entry(name).or_default().push(ms(inv.duration));
             let _ = f.stop().await;
         }
     }
     let hello = median(init.get(HELLO).map_or(&[][..], Vec::as_slice));
-    let size = |p: &Path| {
-        std::fs::metadata(p)
-            .ok()
-            .map(|m| m.len() as f64 / 1048576.0)
-    };
+    let size = |p: &Path| Some(std::fs::metadata(p).ok()?.len() as f64 / 1048576.0);
     let binaries: BTreeMap<&str, Value> = init
         .iter()
         .map(|(name, v)| {
@@ -113,15 +96,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             (*name, j)
         })
         .collect();
-    let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS
-        .iter()
-        .map(|f| {
-            (
-                *f,
-                size(&ctx.root.join(format!("target/lambda/{f}/bootstrap.zip"))),
-            )
-        })
-        .collect();
+    let zip = |f: &str| size(&ctx.root.join(format!("target/lambda/{f}/bootstrap.zip")));
+    let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS.iter().map(|f| (*f, zip(f))).collect();
     Ok(
         json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
         "zip_status": zip_status(&ctx.root) }),

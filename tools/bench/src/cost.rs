@@ -11,12 +11,12 @@ use crate::ingest_bench::BATCH;
 use crate::Res;
 
 /// us-east-1 list prices as published in 2025 (Lambda arm64, SQS standard,
-/// DynamoDB on-demand); free tiers ignored.
+/// DynamoDB on-demand), $ per million units; free tiers ignored.
 const LAMBDA_GB_SECOND: f64 = 0.000_013_333_4;
-const LAMBDA_PER_MILLION_REQUESTS: f64 = 0.20;
-const SQS_PER_MILLION_REQUESTS: f64 = 0.40;
-const DDB_PER_MILLION_RRU: f64 = 0.125;
-const DDB_PER_MILLION_WRU: f64 = 0.625;
+const LAMBDA_REQUESTS: f64 = 0.20;
+const SQS_REQUESTS: f64 = 0.40;
+const DDB_RRU: f64 = 0.125;
+const DDB_WRU: f64 = 0.625;
 /// The functions' MemorySize in template.yaml.
 const MEMORY_GB: f64 = 128.0 / 1024.0;
 /// A stated (not measured) endpoint response time for the sensitivity line.
@@ -58,39 +58,32 @@ const SQS_LINES: [&str; 6] = [
 
 /// (line, quantity per million pushes, $ per million pushes).
 fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
-    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB * 1e6;
+    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB;
     let requests = p.ingest_invocations + p.deliver_invocations;
-    let mut out = vec![
+    let lambda = [
+        ("Lambda requests", requests, LAMBDA_REQUESTS),
         (
-            "Lambda requests".into(),
-            requests * 1e6,
-            requests * LAMBDA_PER_MILLION_REQUESTS,
-        ),
-        (
-            "ingest compute (GB-s)".into(),
+            "ingest compute (GB-s)",
             gbs(p.ingest_ms),
-            gbs(p.ingest_ms) * LAMBDA_GB_SECOND,
+            LAMBDA_GB_SECOND * 1e6,
         ),
         (
-            "deliver compute (GB-s)".into(),
+            "deliver compute (GB-s)",
             gbs(p.deliver_ms),
-            gbs(p.deliver_ms) * LAMBDA_GB_SECOND,
+            LAMBDA_GB_SECOND * 1e6,
         ),
     ];
-    for (what, n) in SQS_LINES.iter().zip(p.sqs) {
-        out.push(((*what).into(), n * 1e6, n * SQS_PER_MILLION_REQUESTS));
-    }
-    out.push((
-        "DynamoDB read units".into(),
-        p.rru * 1e6,
-        p.rru * DDB_PER_MILLION_RRU,
-    ));
-    out.push((
-        "DynamoDB write units".into(),
-        p.wru * 1e6,
-        p.wru * DDB_PER_MILLION_WRU,
-    ));
-    out
+    let sqs = SQS_LINES
+        .iter()
+        .zip(p.sqs)
+        .map(|(l, n)| (*l, n, SQS_REQUESTS));
+    let ddb = [
+        ("DynamoDB read units", p.rru, DDB_RRU),
+        ("DynamoDB write units", p.wru, DDB_WRU),
+    ];
+    let all = lambda.into_iter().chain(sqs).chain(ddb);
+    all.map(|(line, n, price)| (line.to_owned(), n * 1e6, n * price))
+        .collect()
 }
 
 fn design(name: &str, p: &PerPush) -> Value {
@@ -109,10 +102,8 @@ fn f(v: &Value, path: &str) -> Res<f64> {
 }
 
 pub fn run(r: &Map<String, Value>) -> Res<Value> {
-    let (d, i) = (
-        &r.get("deliver").cloned().unwrap_or_default(),
-        &r.get("ingest").cloned().unwrap_or_default(),
-    );
+    let section = |name: &str| r.get(name).cloned().unwrap_or_default();
+    let (d, i) = (&section("deliver"), &section("ingest"));
     let jobs = f(d, "/throughput/jobs")?;
     let events = f(i, "/events")?;
     let count = |v: &Value, path: &str| v.pointer(path).and_then(Value::as_f64).unwrap_or(0.0);
@@ -120,10 +111,8 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
     let http_send = count(i, "/http/aws/calls/sqs:SendMessageBatch") / http_pushes;
     let http_rru = f(i, "/http/aws/rru")? / http_pushes;
     let single_n = f(d, "/single/invocations")?.max(1.0);
-    let visibility = count(
-        d,
-        "/throughput/median_run/aws/calls/sqs:ChangeMessageVisibilityBatch",
-    ) / jobs;
+    let visibility_path = "/throughput/median_run/aws/calls/sqs:ChangeMessageVisibilityBatch";
+    let visibility = count(d, visibility_path) / jobs;
     // The mapping's polls at their floor: one receive and one delete per 10 jobs.
     let batched = PerPush {
         deliver_invocations: 1.0 / jobs,
@@ -180,14 +169,10 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         design("ours, registry queue", &queue),
         design("ours, quiet service", &quiet),
     ];
+    let name = |d: &Value| d["name"].as_str().unwrap_or("").to_owned();
     let totals: Map<String, Value> = designs
         .iter()
-        .map(|d| {
-            (
-                d["name"].as_str().unwrap_or("").to_owned(),
-                d["total"].clone(),
-            )
-        })
+        .map(|d| (name(d), d["total"].clone()))
         .collect();
     Ok(json!({
         "prices": "us-east-1 list prices as published in 2025 (Lambda arm64 at 128 MB, SQS standard, DynamoDB on-demand)",

@@ -7,18 +7,16 @@
 //! (moto) cancelled for a conflict and ingest retried, the jobs that reached
 //! the queue and the record's exact `repository_size`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use devstack::function_url::FunctionUrl;
+use devstack::registry::StubRegistry;
 use serde_json::{json, Value};
-use shared::adapters::DynamoStore;
 use shared::domain::RepositoryName;
 use shared::ports::WebhookStore as _;
 
-use crate::latency::{Pool, BENCH_INGEST_TOKEN};
-use crate::stack::{self, function_env, start_function, tally, ManifestServer, Stack};
+use crate::stack::{self, function_env, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{ms, percentile};
 use crate::workload::digest;
 use crate::{Ctx, Res};
@@ -26,6 +24,7 @@ use crate::{Ctx, Res};
 const CLIENTS: usize = 8;
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const BASE_LAYERS: [(u64, u64); 2] = [(1, 30_000_000), (2, 5_000_000)];
+const REPO: &str = "bench/hot";
 
 fn layer(n: u64, size: u64) -> Value {
     json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest(n), "size": size})
@@ -35,82 +34,56 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let pushes = if ctx.sizes.small { 40 } else { 200 };
     let stack = Stack::create(&ctx.moto, "hot").await?;
     let proxy = stack::proxy(ctx.moto.endpoint()).await?;
-    let direct = ctx.moto.sdk_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
-    let repo = RepositoryName::parse("bench/hot").map_err(|e| e.to_string())?;
+    let store = stack.store(&ctx.moto).await;
+    let repo = RepositoryName::parse(REPO).map_err(|e| e.to_string())?;
     let hook = |_| "https://hooks.example.com/hot".to_owned();
     stack::seed(&store, std::slice::from_ref(&repo), hook).await?;
 
     // Image i: the base layers and layer 1000 + i of 1000 + i bytes.
-    let mut routes = HashMap::new();
-    let mut images = Vec::with_capacity(pushes);
-    for i in 0..pushes as u64 {
-        let mut layers: Vec<Value> = BASE_LAYERS.iter().map(|&(n, s)| layer(n, s)).collect();
-        layers.push(layer(1000 + i, 1000 + i));
-        let body = json!({"schemaVersion": 2, "mediaType": MANIFEST,
-            "config": layer(999_999, 2), "layers": layers})
-        .to_string();
-        let d = devstack::registry::sha256(body.as_bytes());
-        routes.insert(
-            format!("/v2/bench/hot/manifests/{d}"),
-            (MANIFEST, body.into_bytes()),
-        );
-        images.push(d);
-    }
+    let registry = StubRegistry::start()
+        .await
+        .map_err(|e| format!("registry: {e}"))?;
+    let images: Vec<String> = (0..pushes as u64)
+        .map(|i| {
+            let mut layers: Vec<Value> = BASE_LAYERS.iter().map(|&(n, s)| layer(n, s)).collect();
+            layers.push(layer(1000 + i, 1000 + i));
+            let body = json!({"schemaVersion": 2, "mediaType": MANIFEST,
+                "config": layer(999_999, 2), "layers": layers});
+            stack::serve_manifest(&registry, REPO, MANIFEST, body.to_string().into_bytes())
+        })
+        .collect();
     let expected_size: u64 = BASE_LAYERS.iter().map(|l| l.1).sum::<u64>()
         + (0..pushes as u64).map(|i| 1000 + i).sum::<u64>();
-    let registry = ManifestServer::start(routes).await?;
 
-    let env = function_env(
-        &ctx.moto,
-        &stack,
-        &proxy.endpoint(),
-        &[
-            ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
-            ("REGISTRY_URL", &registry.base),
-            ("REGISTRY_EVENTS_QUEUE_URL", &stack.registry_queue_url),
-        ],
-    );
-    let mut fns = Vec::new();
-    for k in 0..CLIENTS {
-        let log = format!("hot-ingest-{k}");
-        fns.push(
-            start_function("ingest", &env, &ctx.logs, &log, Duration::from_secs(30))
-                .await?
-                .0,
-        );
-    }
-    let pool = Arc::new(Pool::new(fns, Duration::from_secs(30)));
-    let url = FunctionUrl::serve(pool.clone())
-        .await
-        .map_err(|e| format!("function url: {e}"))?;
+    let base = registry.base();
+    let extra = [
+        ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
+        ("REGISTRY_URL", &base),
+        ("REGISTRY_EVENTS_QUEUE_URL", &stack.registry_queue_url),
+    ];
+    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
+    let timeout = Duration::from_secs(30);
+    let pool = Pool::start(ctx, "ingest", &env, "hot-ingest", CLIENTS, timeout).await?;
+    let function_url = FunctionUrl::serve(pool.clone()).await;
+    let function_url = function_url.map_err(|e| format!("function url: {e}"))?;
+    let url = function_url.url();
     proxy.reset_counts();
     ctx.progress(&format!(
         "hot repository: {pushes} pushes to one repository, {CLIENTS} at once"
     ));
 
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = stack::http_client()?;
     let envelope = |i: usize| {
-        let target = json!({"mediaType": MANIFEST,
-            "digest": images[i], "repository": "bench/hot", "tag": format!("ci-{i}"),
-            "url": format!("{}/v2/bench/hot/manifests/{}", registry.base, images[i])});
+        let target = json!({"mediaType": MANIFEST, "digest": images[i], "repository": REPO,
+            "tag": format!("ci-{i}"), "url": registry.url(REPO, &images[i])});
         json!({"events": [{"id": format!("hot-{i}"), "timestamp": "2026-11-29T08:00:00Z",
             "action": "push", "target": target}]})
         .to_string()
     };
     let started = Instant::now();
     let workers = (0..CLIENTS).map(|c| {
-        let (http, url, bodies) = (
-            http.clone(),
-            url.url(),
-            (c..pushes)
-                .step_by(CLIENTS)
-                .map(envelope)
-                .collect::<Vec<_>>(),
-        );
+        let bodies: Vec<String> = (c..pushes).step_by(CLIENTS).map(envelope).collect();
+        let (http, url) = (http.clone(), url.clone());
         tokio::spawn(async move {
             let mut answers = Vec::new();
             for body in bodies {
@@ -156,11 +129,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         .iter()
         .for_each(|a| *statuses.entry(a.0).or_default() += 1);
     let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
-    let record = store
-        .get(&repo)
-        .await
-        .map_err(|e| format!("reading the record: {e}"))?;
-    let size = record.map(|r| r.repository_size);
+    let record = store.get(&repo).await;
+    let size = record
+        .map_err(|e| format!("reading the record: {e}"))?
+        .map(|r| r.repository_size);
     Ok(json!({
         "pushes": pushes, "clients": CLIENTS, "wall_s": wall.as_secs_f64(),
         "statuses": statuses, "server_errors": answers.iter().filter(|a| a.0 >= 500 || a.0 == 0).count(),

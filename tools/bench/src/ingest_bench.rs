@@ -4,17 +4,14 @@
 //! jobs really queued checked one by one; then single pushes through the
 //! Function URL emulation on the same warm process (the unbatched path).
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
-use devstack::aws_proxy::Call;
 use serde_json::{json, Value};
-use shared::adapters::DynamoStore;
 
-use crate::latency::Pool;
-use crate::stack::{self, function_env, start_function, tally, Stack};
+use crate::stack::{self, function_env, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
 use crate::{workload, Ctx, Res};
 
@@ -29,12 +26,12 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let stack = Stack::create(&ctx.moto, "in").await?;
     let proxy = stack::proxy(ctx.moto.endpoint()).await?;
     let direct = ctx.moto.sdk_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
+    let store = stack.store(&ctx.moto).await;
     let repos = workload::repos("in", repos_n)?;
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
     stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
-    let token = crate::latency::BENCH_INGEST_TOKEN;
+    let token = BENCH_INGEST_TOKEN;
     let env = function_env(
         &ctx.moto,
         &stack,
@@ -63,15 +60,12 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             .invoke(workload::sqs_event(records.collect()), TIMEOUT)
             .await;
         let inv = inv.map_err(|e| format!("invoking ingest: {e}"))?;
-        let failures = inv
-            .ok()
-            .and_then(|v| v["batchItemFailures"].as_array())
-            .map(Vec::len);
-        if failures != Some(0) {
+        let failures = inv.ok().and_then(|v| v["batchItemFailures"].as_array());
+        if failures.map(Vec::len) != Some(0) {
             return Err(format!(
                 "ingest batch {b}: {:?}; log:\n{}",
                 inv.outcome,
-                stack::tail(&log, 10)
+                stack::tail(&log)
             ));
         }
         durations.push(ms(inv.duration));
@@ -89,26 +83,19 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ));
     }
     let peak_rss_kib = f.peak_rss_kib();
-    let mut mean_ms = std::collections::BTreeMap::<&str, (f64, f64)>::new();
+    let mut mean_ms = BTreeMap::<&str, (f64, f64)>::new();
     for c in &calls {
         let e = mean_ms.entry(&c.op).or_default();
         *e = (e.0 + 1.0, e.1 + ms(c.end - c.start));
     }
-    let mean_ms: std::collections::BTreeMap<_, _> =
-        mean_ms.into_iter().map(|(k, (n, t))| (k, t / n)).collect();
+    let mean_ms: BTreeMap<_, _> = mean_ms.into_iter().map(|(k, (n, t))| (k, t / n)).collect();
 
     // Single pushes POSTed one after another to the Function URL emulation
     // (the first one a warm-up, not counted).
     let pool = Arc::new(Pool::new(vec![f], TIMEOUT));
-    let url = devstack::function_url::FunctionUrl::serve(pool.clone())
-        .await
-        .map_err(|e| format!("function url: {e}"))?;
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let singles = ctx.sizes.singles;
-    let mut http_calls: Vec<Call> = Vec::new();
+    let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await;
+    let url = url.map_err(|e| format!("function url: {e}"))?;
+    let (http, singles) = (stack::http_client()?, ctx.sizes.singles);
     for k in 0..=singles {
         let resp = http
             .post(format!("{}/", url.url()))
@@ -125,7 +112,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             proxy.reset_counts();
         }
     }
-    http_calls.extend(proxy.take_calls());
+    let http_calls = proxy.take_calls();
     let mut seen = HashSet::new();
     drain(&sqs, &stack.queue_url, &mut seen).await?;
     if seen.len() != singles + 1 {
@@ -135,12 +122,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             singles + 1
         ));
     }
-    let http_ms: Vec<f64> = pool
-        .samples()
-        .iter()
-        .skip(1)
-        .map(|s| ms(s.duration))
-        .collect();
+    let samples = pool.samples();
+    let http_ms: Vec<f64> = samples.iter().skip(1).map(|s| ms(s.duration)).collect();
     Ok(json!({
         "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
         "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),

@@ -6,25 +6,16 @@
 //! matched at the receiver by `x-alin-webhook`.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use devstack::esm::EventSourceMapping;
 use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
-use devstack::runtime_api::{Invocation, LocalFunction};
-use devstack::{DevstackError, Invoker};
 use serde_json::{json, Value};
-use shared::adapters::DynamoStore;
-use tokio::sync::Semaphore;
 
-use crate::stack::{self, function_env, start_function, tally, Stack};
+use crate::stack::{self, function_env, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
 use crate::{workload, Ctx, Res};
-
-/// The bearer token the benchmark's ingest takes (its HTTP door is closed
-/// without one).
-pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 
 /// The emulated mapping's batching window (the template's is longer).
 pub const WINDOW: Duration = Duration::from_secs(1);
@@ -35,78 +26,6 @@ pub const WINDOW: Duration = Duration::from_secs(1);
 /// that queue). More processes do not help on 2 CPUs: 12 made every moto
 /// call slower still (invocation 440 ms, p50 54 s, 2026-11-29 23:00).
 const INGEST_POOL: usize = 4;
-
-/// One invocation as a pool saw it.
-#[derive(Clone, Debug)]
-pub struct Sample {
-    pub records: usize,
-    pub duration: Duration,
-}
-
-/// Several execution environments of one function behind one invoker: an
-/// invocation takes whichever is free, as Lambda's concurrency does.
-pub struct Pool {
-    fns: Vec<LocalFunction>,
-    free: Mutex<Vec<usize>>,
-    permits: Semaphore,
-    timeout: Duration,
-    samples: Mutex<Vec<Sample>>,
-}
-
-impl Pool {
-    pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
-        let n = fns.len();
-        let (free, permits, samples) = (
-            Mutex::new((0..n).collect()),
-            Semaphore::new(n),
-            Mutex::default(),
-        );
-        Pool {
-            fns,
-            free,
-            permits,
-            timeout,
-            samples,
-        }
-    }
-
-    pub fn samples(&self) -> Vec<Sample> {
-        self.samples
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-}
-
-impl Invoker for Pool {
-    async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
-        let records = event["Records"].as_array().map_or(1, Vec::len);
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| DevstackError::RuntimeApiStopped)?;
-        let lock = |m: &Mutex<Vec<usize>>| m.lock().unwrap_or_else(PoisonError::into_inner).pop();
-        let idx =
-            lock(&self.free).ok_or_else(|| DevstackError::Task("pool: no free function".into()))?;
-        let result = self.fns[idx].invoke(event, self.timeout).await;
-        self.free
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push(idx);
-        if let Ok(inv) = &result {
-            let sample = Sample {
-                records,
-                duration: inv.duration,
-            };
-            self.samples
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(sample);
-        }
-        result
-    }
-}
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (pushes, repos_n, rate) = (ctx.sizes.pushes, ctx.sizes.push_repos, ctx.sizes.push_rate);
@@ -127,8 +46,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         stack::proxy(moto.endpoint()).await?,
         stack::proxy(moto.endpoint()).await?,
     ];
-    let direct = moto.sdk_config().await;
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
+    let store = stack.store(moto).await;
     let receiver = Receiver::start(Behaviour::status(204))
         .await
         .map_err(|e| format!("receiver: {e}"))?;
@@ -136,47 +54,18 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
 
-    let ingest_env = function_env(
-        moto,
-        &stack,
-        &proxies[0].endpoint(),
-        &[("INGEST_TOKEN", BENCH_INGEST_TOKEN)],
-    );
-    let mut ingests = Vec::new();
-    for k in 0..pool_size {
-        let log = format!("latency-ingest-{k}");
-        ingests.push(
-            start_function(
-                "ingest",
-                &ingest_env,
-                &ctx.logs,
-                &log,
-                Duration::from_secs(30),
-            )
-            .await?
-            .0,
-        );
-    }
-    let ingest = Arc::new(Pool::new(ingests, Duration::from_secs(30)));
-    let env = function_env(
-        moto,
-        &stack,
-        &proxies[1].endpoint(),
-        &[("ALLOW_PRIVATE_TARGETS", "true")],
-    );
-    let (d, deliver_log) = start_function(
-        "deliver",
-        &env,
-        &ctx.logs,
-        "latency-deliver",
-        Duration::from_secs(60),
-    )
-    .await?;
-    let deliver = Arc::new(Pool::new(vec![d], Duration::from_secs(60)));
+    let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
+    let env = function_env(moto, &stack, &proxies[0].endpoint(), &extra);
+    let timeout = Duration::from_secs(30);
+    let ingest = Pool::start(ctx, "ingest", &env, "latency-ingest", pool_size, timeout).await?;
+    let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
+    let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
+    let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
     let url = FunctionUrl::serve(ingest.clone())
         .await
         .map_err(|e| format!("function url: {e}"))?;
-    let esm_sdk = direct
+    let esm_sdk = moto.sdk_config().await;
+    let esm_sdk = esm_sdk
         .to_builder()
         .endpoint_url(proxies[2].endpoint())
         .build();
@@ -193,10 +82,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ctx.progress(&format!(
         "latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"
     ));
-    let http = reqwest::Client::builder()
-        .no_proxy()
-        .build()
-        .map_err(|e| e.to_string())?;
+    let http = stack::http_client()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let (t0, started) = (Instant::now() + Duration::from_millis(100), Instant::now());
     let mut tasks = Vec::with_capacity(pushes);
@@ -230,12 +116,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ));
     }
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
-    let got = got.map_err(|e| {
-        format!(
-            "latency: {e}; deliver log:\n{}",
-            stack::tail(&deliver_log, 10)
-        )
-    })?;
+    let deliver_log = ctx.logs.join("latency-deliver-0.log");
+    let got =
+        got.map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&deliver_log)))?;
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {

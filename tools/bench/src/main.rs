@@ -159,8 +159,11 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
         measure(&mut results, "ingest", ingest_bench::run(&ctx).await);
     }
     if wanted("ingest-memory") {
-        let m = ingest_memory::run(&ctx).await.map(|m| m.to_json());
-        measure(&mut results, "ingest_memory", m);
+        measure(
+            &mut results,
+            "ingest_memory",
+            ingest_memory::run(&ctx).await,
+        );
     }
     if wanted("hot") {
         measure(&mut results, "hot_repo", hot_repo::run(&ctx).await);

@@ -2,27 +2,33 @@
 //! created per measurement under their own prefix (the one provisioning call,
 //! [`Stack::create`]), devstack's `AwsProxy` per function role (calls per
 //! operation and per-call timings), seeding straight to moto so it is never
-//! counted, and starting a function binary through the Runtime API emulation.
+//! counted, and function binaries started through the Runtime API emulation,
+//! alone or as a [`Pool`] of execution environments.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
-
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use devstack::aws_proxy::{AwsProxy, Call};
 use devstack::moto::Moto;
-use devstack::runtime_api::{workspace_binary, LocalFunction};
+use devstack::receiver::Behaviour;
+use devstack::registry::StubRegistry;
+use devstack::runtime_api::{workspace_binary, Invocation, LocalFunction};
+use devstack::{DevstackError, Invoker};
 use futures::stream::{self, StreamExt as _, TryStreamExt as _};
 use serde_json::{json, Value};
 use shared::adapters::DynamoStore;
 use shared::domain::{validate_webhook_url, RepositoryName};
 use shared::ports::WebhookStore as _;
 use shared::webhook::WebhookSecret;
+use tokio::sync::Semaphore;
 
-use crate::Res;
+use crate::{Ctx, Res};
+
+/// The bearer token the benchmark's ingest takes (its HTTP door is closed
+/// without one).
+pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 
 /// The template's resources for one measurement.
 pub struct Stack {
@@ -31,41 +37,36 @@ pub struct Stack {
     pub queue_arn: String,
     pub registry_queue_arn: String,
     pub registry_queue_url: String,
-    /// The template's DeliverBatchSize default.
+    /// The template's DeliverBatchSize and DeliverBatchingWindowSeconds defaults.
     pub deliver_batch_size: usize,
-    /// The template's DeliverBatchingWindowSeconds default.
     pub deliver_window_secs: u64,
 }
 
 impl Stack {
     pub async fn create(moto: &Moto, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
-        let outputs = moto
-            .provision(&prefix, &[])
-            .await
-            .map_err(|e| format!("creating the stack: {e}"))?;
-        let param = |name: &str| {
-            outputs["Parameters"][name]
-                .as_str()
-                .and_then(|v| v.parse::<u64>().ok())
-        };
-        let out = |key: &str| {
-            outputs
-                .get(key)
-                .and_then(Value::as_str)
-                .map(str::to_owned)
-                .ok_or_else(|| format!("stack output {key} missing"))
+        let outputs = moto.provision(&prefix, &[]).await;
+        let outputs = outputs.map_err(|e| format!("creating the stack: {e}"))?;
+        let param = |name: &str| outputs["Parameters"][name].as_str()?.parse::<u64>().ok();
+        let out = |key: &str| match outputs.get(key).and_then(Value::as_str) {
+            Some(v) => Ok(v.to_owned()),
+            None => Err(format!("stack output {key} missing")),
         };
         Ok(Stack {
             table: out("WebhooksTable")?,
             queue_url: out("DeliveryQueueUrl")?,
             queue_arn: out("DeliveryQueueArn")?,
-            registry_queue_arn: out("RegistryEventsQueueArn")
-                .unwrap_or_else(|_| "arn:aws:sqs:us-east-1:123456789012:registry-events".into()),
+            registry_queue_arn: out("RegistryEventsQueueArn")?,
             registry_queue_url: out("RegistryEventsQueueUrl")?,
             deliver_batch_size: param("DeliverBatchSize").unwrap_or(1000) as usize,
             deliver_window_secs: param("DeliverBatchingWindowSeconds").unwrap_or(5),
         })
+    }
+
+    /// The table, reached straight at moto (nothing counted).
+    pub async fn store(&self, moto: &Moto) -> DynamoStore {
+        let sdk = moto.sdk_config().await;
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &self.table)
     }
 }
 
@@ -85,10 +86,8 @@ pub fn tally(calls: &[Call]) -> Value {
     let (mut rru, mut wru, mut failed, mut errors) = (0, 0, 0, 0);
     for c in calls {
         *counts.entry(&c.op).or_default() += 1;
-        times
-            .entry(&c.op)
-            .or_default()
-            .push(crate::stats::ms(c.end - c.start));
+        let took = crate::stats::ms(c.end - c.start);
+        times.entry(&c.op).or_default().push(took);
         match c.op.as_str() {
             "dynamodb:BatchGetItem" | "dynamodb:GetItem" => rru += c.items,
             "dynamodb:TransactWriteItems" => wru += 2 * c.items,
@@ -105,26 +104,25 @@ pub fn tally(calls: &[Call]) -> Value {
     json!({ "calls": counts, "call_ms_p50": p50, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
-/// The environment of a function binary using `stack` through `endpoint`.
+/// The environment of a function binary using `stack` through `endpoint`
+/// (later entries win when the process is spawned).
 pub fn function_env(
     moto: &Moto,
     stack: &Stack,
     endpoint: &str,
     extra: &[(&str, &str)],
 ) -> Vec<(String, String)> {
-    let mut env = moto.function_env();
-    env.retain(|(k, _)| k != "AWS_ENDPOINT_URL");
     let base = [
         ("AWS_ENDPOINT_URL", endpoint),
         ("WEBHOOKS_TABLE", &stack.table),
         ("DELIVERY_QUEUE_URL", &stack.queue_url),
         ("RUST_LOG", "info"),
     ];
-    for (k, v) in base.iter().chain(extra) {
-        env.retain(|(key, _)| key != k);
-        env.push(((*k).to_owned(), (*v).to_owned()));
-    }
-    env
+    let ours = base
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+    moto.function_env().into_iter().chain(ours).collect()
 }
 
 /// Sets a webhook for every repository (`url_of(index)`) straight in moto;
@@ -135,27 +133,17 @@ pub async fn seed(
     url_of: impl Fn(usize) -> String,
 ) -> Res<Vec<WebhookSecret>> {
     let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
-    let work: Vec<(usize, &RepositoryName, String)> = repos
-        .iter()
-        .enumerate()
-        .map(|(i, r)| (i, r, url_of(i)))
-        .collect();
-    let mut secrets: Vec<(usize, WebhookSecret)> = stream::iter(work)
-        .map(|(i, repo, url)| {
-            let now = now.clone();
-            async move {
-                let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
-                let rec = store
-                    .put_url(repo, &url, &now)
-                    .await
-                    .map_err(|e| format!("put_url {repo}: {e}"))?;
-                let secret = rec.webhook.map(|w| w.secret);
-                Ok::<_, String>((i, secret.ok_or(format!("put_url {repo}: no webhook"))?))
-            }
-        })
-        .buffer_unordered(16)
-        .try_collect()
-        .await?;
+    let stream = stream::iter(repos.iter().enumerate()).map(|(i, repo)| {
+        let (url, now) = (url_of(i), now.clone());
+        async move {
+            let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
+            let rec = store.put_url(repo, &url, &now).await;
+            let rec = rec.map_err(|e| format!("put_url {repo}: {e}"))?;
+            let secret = rec.webhook.map(|w| w.secret);
+            Ok::<_, String>((i, secret.ok_or(format!("put_url {repo}: no webhook"))?))
+        }
+    });
+    let mut secrets: Vec<_> = stream.buffer_unordered(16).try_collect().await?;
     secrets.sort_by_key(|(i, _)| *i);
     Ok(secrets.into_iter().map(|(_, s)| s).collect())
 }
@@ -171,21 +159,17 @@ pub async fn start_function(
 ) -> Res<(LocalFunction, PathBuf)> {
     let log = logs.join(format!("{log_name}.log"));
     let _ = std::fs::remove_file(&log);
-    let f = LocalFunction::start(&workspace_binary(name), env, &log)
-        .await
-        .map_err(|e| format!("starting {name}: {e}"))?
-        .with_timeout(timeout);
-    f.api()
-        .wait_for_first_poll(Duration::from_secs(30))
-        .await
-        .map_err(|e| format!("{name} did not start: {e}; log:\n{}", tail(&log, 20)))?;
-    Ok((f, log))
+    let f = LocalFunction::start(&workspace_binary(name), env, &log).await;
+    let f = f.map_err(|e| format!("starting {name}: {e}"))?;
+    if let Err(e) = f.api().wait_for_first_poll(Duration::from_secs(30)).await {
+        return Err(format!("{name} did not start: {e}; log:\n{}", tail(&log)));
+    }
+    Ok((f.with_timeout(timeout), log))
 }
 
-pub fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
+/// The end of a function's log, for error messages.
+pub fn tail(log: &Path) -> String {
+    devstack::paths::log_tail(log, 20)
 }
 
 /// The last EMF metrics line a function printed (its per-invocation counts).
@@ -198,60 +182,102 @@ pub fn last_emf(log: &Path) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// A registry's manifest endpoint: `GET <path>` answers the body stored for
-/// it with its content type (404 otherwise), one request per connection.
-pub struct ManifestServer {
-    /// `http://127.0.0.1:PORT`
-    pub base: String,
-    /// Requests served, and the bytes of their bodies.
-    pub requests: Arc<AtomicU64>,
-    pub bytes: Arc<AtomicU64>,
+/// Serves `manifest` as `media_type` from `registry` under its digest in
+/// `repo`, one request per connection (ingest's peak memory depends on it:
+/// over kept-alive connections it measured ~60% higher); returns the digest.
+pub fn serve_manifest(
+    registry: &StubRegistry,
+    repo: &str,
+    media_type: &str,
+    manifest: Vec<u8>,
+) -> String {
+    let digest = devstack::registry::sha256(&manifest);
+    let served = Behaviour::ok().with_header("content-type", media_type);
+    let served = served
+        .with_header("connection", "close")
+        .with_body(manifest);
+    registry.answer(&StubRegistry::path(repo, &digest), served);
+    digest
 }
 
-impl ManifestServer {
-    pub async fn start(routes: HashMap<String, (&'static str, Vec<u8>)>) -> Res<ManifestServer> {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .map_err(|e| format!("binding the registry: {e}"))?;
-        let addr = listener.local_addr().map_err(|e| e.to_string())?;
-        let routes = Arc::new(routes);
-        let (requests, bytes) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-        let (req_count, byte_count) = (requests.clone(), bytes.clone());
-        tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
-                let (routes, req_count, byte_count) =
-                    (routes.clone(), req_count.clone(), byte_count.clone());
-                tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 4096];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    let head = String::from_utf8_lossy(&head).into_owned();
-                    let path = head.split_whitespace().nth(1).unwrap_or("");
-                    req_count.fetch_add(1, Ordering::Relaxed);
-                    let (status, ct, body) = match routes.get(path) {
-                        Some((ct, body)) => ("200 OK", *ct, &body[..]),
-                        None => ("404 Not Found", "application/json", &b"{}"[..]),
-                    };
-                    byte_count.fetch_add(body.len() as u64, Ordering::Relaxed);
-                    let resp = format!(
-                        "HTTP/1.1 {status}\r\ncontent-type: {ct}\r\ncontent-length: {}\r\n\
-                         connection: close\r\n\r\n",
-                        body.len()
-                    );
-                    let _ = sock.write_all(resp.as_bytes()).await;
-                    let _ = sock.write_all(body).await;
-                });
-            }
-        });
-        Ok(ManifestServer {
-            base: format!("http://{addr}"),
-            requests,
-            bytes,
-        })
+/// A client for the local endpoints.
+pub fn http_client() -> Res<reqwest::Client> {
+    let client = reqwest::Client::builder().no_proxy().build();
+    client.map_err(|e| e.to_string())
+}
+
+/// One invocation as a pool saw it.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub records: usize,
+    pub duration: Duration,
+}
+
+/// Several execution environments of one function behind one invoker: an
+/// invocation takes whichever is free, as Lambda's concurrency does.
+pub struct Pool {
+    fns: Vec<LocalFunction>,
+    free: Mutex<Vec<usize>>,
+    permits: Semaphore,
+    timeout: Duration,
+    samples: Mutex<Vec<Sample>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Pool {
+    pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
+        let (free, permits) = (
+            Mutex::new((0..fns.len()).collect()),
+            Semaphore::new(fns.len()),
+        );
+        let samples = Mutex::default();
+        Pool {
+            fns,
+            free,
+            permits,
+            timeout,
+            samples,
+        }
+    }
+
+    /// `n` processes of function `name`, logs `<label>-<k>`.
+    pub async fn start(
+        ctx: &Ctx,
+        name: &str,
+        env: &[(String, String)],
+        label: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Res<Arc<Pool>> {
+        let mut fns = Vec::with_capacity(n);
+        for k in 0..n {
+            let log = format!("{label}-{k}");
+            fns.push(start_function(name, env, &ctx.logs, &log, timeout).await?.0);
+        }
+        Ok(Arc::new(Pool::new(fns, timeout)))
+    }
+
+    pub fn samples(&self) -> Vec<Sample> {
+        lock(&self.samples).clone()
+    }
+}
+
+impl Invoker for Pool {
+    async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
+        let records = event["Records"].as_array().map_or(1, Vec::len);
+        let permit = self.permits.acquire().await;
+        let _permit = permit.map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let idx = lock(&self.free).pop();
+        let idx = idx.ok_or_else(|| DevstackError::Task("pool: no free function".into()))?;
+        let result = self.fns[idx].invoke(event, self.timeout).await;
+        lock(&self.free).push(idx);
+        if let Ok(inv) = &result {
+            let duration = inv.duration;
+            lock(&self.samples).push(Sample { records, duration });
+        }
+        result
     }
 }

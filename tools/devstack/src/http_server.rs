@@ -1,11 +1,12 @@
 //! The one "serve this handler on 127.0.0.1:0" helper every emulation here
 //! runs on (Runtime API, Function URL, receivers, sinks, the AWS proxy):
-//! hyper's HTTP/1.1 connections, shutdown on drop, and the one thing a
-//! framework would not give us: closing a connection with a TCP reset.
+//! hyper's HTTP/1.1 connections, plain or TLS, shutdown on drop, and the one
+//! thing a framework would not give us: closing a connection with a TCP reset.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,9 +15,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
+use tokio_rustls::TlsAcceptor;
 
 use crate::DevstackError;
 
@@ -44,11 +47,17 @@ pub(crate) struct ConnInfo {
 pub(crate) struct ServerHandle {
     addr: SocketAddr,
     task: JoinHandle<()>,
+    /// TLS handshakes completed.
+    handshakes: Arc<AtomicU64>,
 }
 
 impl ServerHandle {
     pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    pub(crate) fn handshakes(&self) -> u64 {
+        self.handshakes.load(Ordering::Relaxed)
     }
 }
 
@@ -70,19 +79,35 @@ where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
+    serve_tls(what, resettable, None, handler).await
+}
+
+/// [`serve`], over TLS when `tls` is given.
+pub(crate) async fn serve_tls<F, Fut>(
+    what: &str,
+    resettable: bool,
+    tls: Option<TlsAcceptor>,
+    handler: F,
+) -> Result<ServerHandle, DevstackError>
+where
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
     let failed = |e| DevstackError::io(format!("binding the {what} server"), e);
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
-    let handler = Arc::new(handler);
+    let (handler, handshakes) = (Arc::new(handler), Arc::new(AtomicU64::new(0)));
+    let counter = handshakes.clone();
     let task = tokio::spawn(async move {
         let mut connections = JoinSet::new();
         loop {
             tokio::select! {
                 accepted = listener.accept() => match accepted {
                     Ok((stream, peer)) => {
-                        connections.spawn(connection(stream, peer, resettable, handler.clone()));
+                        let (tls, counter) = (tls.clone(), counter.clone());
+                        connections.spawn(connection(stream, peer, resettable, tls, counter, handler.clone()));
                     }
                     Err(e) => {
                         // Usually EMFILE under a benchmark; back off instead of spinning.
@@ -95,11 +120,21 @@ where
             }
         }
     });
-    Ok(ServerHandle { addr, task })
+    Ok(ServerHandle {
+        addr,
+        task,
+        handshakes,
+    })
 }
 
-async fn connection<F, Fut>(stream: TcpStream, peer: SocketAddr, resettable: bool, handler: Arc<F>)
-where
+async fn connection<F, Fut>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    resettable: bool,
+    tls: Option<TlsAcceptor>,
+    handshakes: Arc<AtomicU64>,
+    handler: Arc<F>,
+) where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
@@ -118,6 +153,29 @@ where
         false => (stream, None),
     };
     let info = ConnInfo { peer, local };
+    let Some(acceptor) = tls else {
+        return serve_connection(stream, twin, info, handler).await;
+    };
+    match acceptor.accept(stream).await {
+        Ok(stream) => {
+            handshakes.fetch_add(1, Ordering::Relaxed);
+            serve_connection(stream, twin, info, handler).await;
+        }
+        Err(e) => tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed"),
+    }
+}
+
+async fn serve_connection<S, F, Fut>(
+    stream: S,
+    twin: Option<TcpStream>,
+    info: ConnInfo,
+    handler: Arc<F>,
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Reply> + Send + 'static,
+{
+    let peer = info.peer;
     let reset = Arc::new(Notify::new());
     let on_reset = reset.clone();
     let service = hyper::service::service_fn(move |req| {

@@ -50,21 +50,15 @@ where
     F: Fn(Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    fn invoke_event(
-        &self,
-        event: Value,
-    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
+    async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
         let started_at = Instant::now();
-        let fut = (self.0)(event);
-        async move {
-            Ok(Invocation {
-                outcome: fut.await,
-                request_id: paths::uuid_v4(),
-                duration: started_at.elapsed(),
-                queued: Duration::ZERO,
-                started_at,
-                timed_out: false,
-            })
-        }
+        Ok(Invocation {
+            outcome: (self.0)(event).await,
+            request_id: paths::uuid_v4(),
+            duration: started_at.elapsed(),
+            queued: Duration::ZERO,
+            started_at,
+            timed_out: false,
+        })
     }
 }

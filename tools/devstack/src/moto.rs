@@ -104,13 +104,9 @@ impl Moto {
             .spawn();
         let spawning = format!("spawning {} (run scripts/tools.sh)", script.display());
         let mut child = spawned.map_err(|e| DevstackError::io(spawning, e))?;
-        let Some(stdin) = child.stdin.take() else {
-            let _ = child.kill();
-            return Err(DevstackError::Setup(
-                "moto watchdog has no stdin pipe".into(),
-            ));
-        };
-        let watchdog = Mutex::new(Some((child, stdin)));
+        // Piped above, so always there.
+        let stdin = child.stdin.take();
+        let watchdog = Mutex::new(stdin.map(|stdin| (child, stdin)));
         let moto = Moto {
             endpoint,
             port,
@@ -140,12 +136,10 @@ impl Moto {
         )))
     }
 
-    /// `http://127.0.0.1:PORT`.
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
-    /// The port moto listens on.
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -222,16 +216,12 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 async fn answers_http(endpoint: &str) -> bool {
     let client = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(3))
-        .build();
-    let Ok(client) = client else {
+        .timeout(Duration::from_secs(3));
+    let Ok(client) = client.build() else {
         return false;
     };
-    client
-        .get(format!("{endpoint}/moto-api/"))
-        .send()
-        .await
-        .is_ok()
+    let answer = client.get(format!("{endpoint}/moto-api/")).send().await;
+    answer.is_ok()
 }
 
 /// The template parameters the table and queues (or their callers) depend on,
@@ -298,10 +288,8 @@ impl Params {
 
     /// The value of one of [`PARAMETERS`] (0 for a name that is not one).
     pub fn get(&self, name: &str) -> u32 {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, v)| *v)
+        let param = self.0.iter().find(|(n, _)| *n == name);
+        param.map_or(0, |(_, v)| *v)
     }
 
     /// The delivery queue's visibility timeout: 6 x the deliver function's
@@ -313,29 +301,26 @@ impl Params {
     /// The four queues, dead-letter queues first (a redrive policy names an
     /// existing queue).
     pub fn queues(&self) -> [QueueSpec; 4] {
-        const FOUR_DAYS: u32 = 345_600;
-        let queue = |logical_id, visibility_secs, retention_secs, redrive| QueueSpec {
+        let queue = |logical_id, visibility_secs, redrive: Option<_>| QueueSpec {
             logical_id,
             visibility_secs,
-            retention_secs,
+            retention_secs: if redrive.is_some() {
+                345_600
+            } else {
+                1_209_600
+            },
             redrive,
         };
-        let dlq = |logical_id| queue(logical_id, None, 1_209_600, None);
         let delivery_redrive = ("DeliveryDeadLetterQueue", self.get("MaxAttempts"));
+        let delivery_visibility = Some(self.delivery_visibility_secs());
         [
-            dlq("DeliveryDeadLetterQueue"),
-            dlq("RegistryEventsDeadLetterQueue"),
-            queue(
-                "DeliveryQueue",
-                Some(self.delivery_visibility_secs()),
-                FOUR_DAYS,
-                Some(delivery_redrive),
-            ),
+            queue("DeliveryDeadLetterQueue", None, None),
+            queue("RegistryEventsDeadLetterQueue", None, None),
+            queue("DeliveryQueue", delivery_visibility, Some(delivery_redrive)),
             // 6 x the ingest function's 30 s timeout; five receives.
             queue(
                 "RegistryEventsQueue",
                 Some(180),
-                FOUR_DAYS,
                 Some(("RegistryEventsDeadLetterQueue", 5)),
             ),
         ]
@@ -359,11 +344,9 @@ pub async fn create(
     let sqs = aws_sdk_sqs::Client::new(sdk);
     for queue in params.queues() {
         let name = format!("{prefix}{}", queue.logical_id);
+        let retention = queue.retention_secs.to_string();
         let mut attributes = vec![
-            (
-                QueueAttributeName::MessageRetentionPeriod,
-                queue.retention_secs.to_string(),
-            ),
+            (QueueAttributeName::MessageRetentionPeriod, retention),
             (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
         ];
         if let Some(secs) = queue.visibility_secs {
@@ -387,7 +370,7 @@ pub async fn create(
     let rendered = params
         .0
         .iter()
-        .map(|(n, v)| ((*n).to_owned(), json!(v.to_string())));
+        .map(|(n, v)| (n.to_string(), json!(v.to_string())));
     outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
     Ok(outputs)
 }
@@ -425,27 +408,24 @@ async fn create_queue(
     attributes: Vec<(QueueAttributeName, String)>,
 ) -> Result<(String, String), DevstackError> {
     let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
-    let sdk_failed = |e| failed(DisplayErrorContext(e).to_string());
-    let attributes = Some(attributes.into_iter().collect());
-    let created = sqs
-        .create_queue()
-        .queue_name(name)
-        .set_attributes(attributes)
+    let create = sqs.create_queue().queue_name(name);
+    let created = create
+        .set_attributes(Some(attributes.into_iter().collect()))
         .send()
         .await;
+    let created = created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
     let url = created
-        .map_err(sdk_failed)?
         .queue_url
         .ok_or_else(|| failed("no QueueUrl".into()))?;
-    let described = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
+    let describe = sqs.get_queue_attributes().queue_url(&url);
+    let described = describe
         .attribute_names(QueueAttributeName::QueueArn)
         .send()
         .await;
-    let sdk_failed = |e| failed(DisplayErrorContext(e).to_string());
-    let arn = described.map_err(sdk_failed)?.attributes;
-    let arn = arn.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+    let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+    let arn = described
+        .attributes
+        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
     Ok((url, arn.ok_or_else(|| failed("no QueueArn".into()))?))
 }
 

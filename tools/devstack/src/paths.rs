@@ -116,7 +116,7 @@ pub(crate) async fn wait_until<T>(
 }
 
 /// The last `lines` lines of a log file, for error messages.
-pub(crate) fn log_tail(path: &Path, lines: usize) -> String {
+pub fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -136,18 +136,9 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 
 /// A random UUID v4 string, the shape Lambda uses for request ids.
 pub(crate) fn uuid_v4() -> String {
-    let mut b: [u8; 16] = rand::random();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = format!("{:032x}", u128::from_be_bytes(b));
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..]
-    )
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 /// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.

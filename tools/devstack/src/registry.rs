@@ -85,7 +85,6 @@ impl OciLayout {
         })
     }
 
-    /// The layout's directory.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -225,7 +224,6 @@ impl Registry {
         Ok(registry)
     }
 
-    /// The registry's log so far.
     pub fn log(&self) -> String {
         paths::log_tail(&self.work.join("registry.log"), 200)
     }
@@ -280,7 +278,6 @@ pub struct StubRegistry {
 }
 
 impl StubRegistry {
-    /// Starts an empty registry.
     pub async fn start() -> Result<StubRegistry, DevstackError> {
         let routes: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
         let table = routes.clone();
@@ -324,7 +321,6 @@ impl StubRegistry {
         digest
     }
 
-    /// Every request so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.receiver.requests()
     }

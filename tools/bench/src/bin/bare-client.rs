@@ -7,7 +7,6 @@
 //!
 //! usage: bare-client <requests.json> <global concurrency> <per-host concurrency>
 //! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
-//! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
 //! prints one JSON line: {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"}
 //! (cpu_ms: user + system CPU time while sending, 10 ms resolution)
 

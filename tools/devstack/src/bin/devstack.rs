@@ -54,13 +54,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(keep_running).await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("devstack up: FAILED: {e}");
-            ExitCode::FAILURE
-        }
+    if let Err(e) = run(keep_running).await {
+        eprintln!("devstack up: FAILED: {e}");
+        return ExitCode::FAILURE;
     }
+    ExitCode::SUCCESS
 }
 
 async fn run(keep_running: bool) -> Res<()> {
@@ -68,16 +66,14 @@ async fn run(keep_running: bool) -> Res<()> {
     let up = start().await?;
     let hook_url = up.receiver.url("/hooks/alin?token=local-receiver-token");
     step("setting the webhook of alice/app through settings (PUT)");
-    let put = reqwest::Client::new().put(format!(
-        "{}/repositories/alice/app/webhook",
-        up.settings.url()
-    ));
-    let config = call(put.json(&json!({ "url": hook_url })), 200).await?;
+    let put = format!("{}/repositories/alice/app/webhook", up.settings.url());
+    let put = reqwest::Client::new()
+        .put(put)
+        .json(&json!({ "url": hook_url }));
+    let config = call(put, 200).await?;
     let secret = config["secret"].as_str().ok_or("config has no secret")?;
-    println!(
-        "   enabled={}, secret whsec_… (kept for verification)",
-        config["enabled"]
-    );
+    let enabled = &config["enabled"];
+    println!("   enabled={enabled}, secret whsec_… (kept for verification)");
 
     step("pushing alice/app:1.0 through ingest (native push event)");
     let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
@@ -143,25 +139,23 @@ async fn start() -> Res<Up> {
         let (env, log) = (env.clone(), logs.join(format!("{name}.log")));
         async move {
             let started = LocalFunction::start(&workspace_binary(name), &env, &log).await;
-            let function = started
-                .map_err(|e| format!("starting {name}: {e} (build with `cargo build --bins`)"))?;
-            Ok::<_, String>(function.with_timeout(Duration::from_secs(60)))
+            let build = "(build with `cargo build --bins`)";
+            let function = started.map_err(|e| format!("starting {name}: {e} {build}"))?;
+            Ok::<_, String>(function.with_timeout(WAIT))
         }
     };
     let params = Params::parse(&[])?;
-    let batch = params.get("DeliverBatchSize");
-    let window = params.get("DeliverBatchingWindowSeconds");
-    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
-    let deliver = function("deliver").await?;
-    let window_secs = Duration::from_secs(window.into());
-    let esm = EventSourceMapping::start(
-        sqs,
-        queue,
-        out("DeliveryQueueArn"),
-        deliver,
-        batch as usize,
-        window_secs,
+    let (batch, window) = (
+        params.get("DeliverBatchSize"),
+        params.get("DeliverBatchingWindowSeconds"),
     );
+    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
+    let (deliver, window_secs) = (
+        function("deliver").await?,
+        Duration::from_secs(window.into()),
+    );
+    let arn = out("DeliveryQueueArn");
+    let esm = EventSourceMapping::start(sqs, queue, arn, deliver, batch as usize, window_secs);
     let up = Up {
         ingest: FunctionUrl::serve(function("ingest").await?).await?,
         settings: FunctionUrl::serve(function("settings").await?).await?,
@@ -235,8 +229,8 @@ fn print_request(req: &RecordedRequest) {
         .split_once('?')
         .map_or(req.target.clone(), |(p, _)| format!("{p}?…"));
     println!("   {} {path}", req.method);
-    for (name, value) in &req.headers {
-        println!("   {name}: {value}");
-    }
+    req.headers
+        .iter()
+        .for_each(|(name, value)| println!("   {name}: {value}"));
     println!("\n   {}", req.body_text());
 }

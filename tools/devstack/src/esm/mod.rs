@@ -2,10 +2,9 @@
 //! that long-polls a queue, batches messages (up to a batch size or until a
 //! batching window closes), invokes an [`Invoker`] with the SQS event
 //! ([`event`]) and deletes what the function processed, honouring partial
-//! batch responses ([`batch`]). One invocation is in flight at a time
-//! (MaximumConcurrency 1).
+//! batch responses (`ReportBatchItemFailures`, [`failed_ids`]). One
+//! invocation is in flight at a time (MaximumConcurrency 1).
 
-pub mod batch;
 pub mod event;
 
 use std::collections::HashSet;
@@ -18,10 +17,12 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use serde_json::Value;
+
 use crate::invoker::Invoker;
 use crate::paths::{lock, wait_until};
+use crate::runtime_api::Outcome;
 use crate::DevstackError;
-use batch::{Reason, Verdict};
 
 /// ReceiveMessage and DeleteMessageBatch take at most 10 messages per call.
 const SQS_MAX_BATCH: usize = 10;
@@ -52,7 +53,6 @@ pub struct EsmStats {
 
 type Stats = Arc<Mutex<EsmStats>>;
 
-/// Everything the polling loop needs.
 struct Mapping<I> {
     sqs: aws_sdk_sqs::Client,
     queue_url: String,
@@ -104,7 +104,6 @@ impl EventSourceMapping {
         }
     }
 
-    /// Current counters.
     pub fn stats(&self) -> EsmStats {
         *lock(&self.stats)
     }
@@ -210,28 +209,30 @@ impl<I: Invoker> Mapping<I> {
             s.invocations += 1;
             s.records += n;
         });
-        let ids: HashSet<String> = batch.iter().filter_map(|m| m.message_id.clone()).collect();
-        let event = event::event(&batch, &self.queue_arn);
-        let verdict = match self.invoker.invoke_event(event).await {
-            Ok(invocation) => batch::verdict(&invocation.outcome, &ids),
+        let ids: HashSet<&str> = batch.iter().filter_map(|m| m.message_id()).collect();
+        let invoked = self
+            .invoker
+            .invoke_event(event::event(&batch, &self.queue_arn));
+        let outcome = match invoked.await {
+            Ok(invocation) => invocation.outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "devstack esm: invocation could not be made");
-                Verdict::DeleteNone(Reason::FunctionError)
+                Outcome::FunctionError(Value::Null)
             }
         };
-        let failed = match verdict {
-            Verdict::DeleteNone(reason) => {
-                self.count(|s| {
-                    match reason {
-                        Reason::FunctionError => s.function_errors += 1,
-                        Reason::InvalidResponse => s.invalid_responses += 1,
-                    }
-                    s.failed += n;
-                });
-                // The messages reappear after their visibility timeout, as in Lambda.
-                return;
-            }
-            Verdict::DeleteExcept(failed) => failed,
+        let failed = match &outcome {
+            Outcome::Ok(value) => failed_ids(value, &ids),
+            Outcome::FunctionError(_) => None,
+        };
+        let Some(failed) = failed else {
+            // The whole batch stays: it reappears after its visibility timeout.
+            return self.count(|s| {
+                s.failed += n;
+                match outcome {
+                    Outcome::Ok(_) => s.invalid_responses += 1,
+                    Outcome::FunctionError(_) => s.function_errors += 1,
+                }
+            });
         };
         self.count(|s| s.failed += failed.len() as u64);
         let to_delete: Vec<&Message> = batch
@@ -272,4 +273,16 @@ impl<I: Invoker> Mapping<I> {
             }
         }
     }
+}
+
+/// The message ids a function's answer reports failed (none when it has no
+/// `batchItemFailures`); `None` when the report is malformed or names an
+/// id not in the batch, which fails the whole batch, as in Lambda.
+pub fn failed_ids<'a>(answer: &Value, ids: &HashSet<&'a str>) -> Option<HashSet<&'a str>> {
+    let failures = match answer.get("batchItemFailures") {
+        None | Some(Value::Null) => return Some(HashSet::new()),
+        Some(failures) => failures.as_array()?,
+    };
+    let id = |item: &Value| ids.get(item.get("itemIdentifier")?.as_str()?).copied();
+    failures.iter().map(id).collect()
 }

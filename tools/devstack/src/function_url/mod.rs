@@ -33,7 +33,6 @@ use crate::DevstackError;
 /// the way the Function URL front end refuses them.
 const MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 
-/// A running Function URL.
 pub struct FunctionUrl {
     server: ServerHandle,
     url_id: String,
@@ -51,13 +50,10 @@ impl FunctionUrl {
         let server = http_server::serve("Function URL", false, move |req, info| {
             handle(invoker.clone(), id.clone(), req, info)
         });
-        Ok(FunctionUrl {
-            server: server.await?,
-            url_id,
-        })
+        let server = server.await?;
+        Ok(FunctionUrl { server, url_id })
     }
 
-    /// The socket address served.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
     }
@@ -82,13 +78,12 @@ async fn handle<I: Invoker>(
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            let message = format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation");
-            return Reply::Response(json_response(413, &json!({ "Message": message })));
-        }
         Err(e) => {
-            let message = format!("bad request body: {e}");
-            return Reply::Response(json_response(400, &json!({ "Message": message })));
+            let (status, message) = match e.is::<http_body_util::LengthLimitError>() {
+                true => (413, format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation")),
+                false => (400, format!("bad request body: {e}")),
+            };
+            return Reply::Response(json_response(status, &json!({ "Message": message })));
         }
     };
     let event = event(&parts, &body, info, &url_id);
@@ -136,11 +131,8 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
         let sep = if joined.is_empty() { "" } else { "," };
         joined.push_str(&format!("{sep}{value}"));
     }
-    let content_type = parts
-        .headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let textual = content_type.is_some_and(is_textual);
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let textual = header(CONTENT_TYPE).is_some_and(is_textual);
     req.is_base64_encoded = !body.is_empty();
     req.body = match std::str::from_utf8(body) {
         _ if body.is_empty() => None,
@@ -153,12 +145,8 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     let mut cookies = Vec::new();
     for value in parts.headers.get_all(COOKIE) {
         let text = String::from_utf8_lossy(value.as_bytes());
-        cookies.extend(
-            text.split(';')
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-                .map(str::to_owned),
-        );
+        let parts = text.split(';').map(str::trim).filter(|c| !c.is_empty());
+        cookies.extend(parts.map(str::to_owned));
     }
     req.cookies = (!cookies.is_empty()).then_some(cookies);
     req.version = Some("2.0".into());
@@ -180,11 +168,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     ctx.http.path = Some(parts.uri.path().to_owned());
     ctx.http.protocol = Some(format!("{:?}", parts.version));
     ctx.http.source_ip = Some(info.peer.ip().to_string());
-    let user_agent = parts
-        .headers
-        .get("user-agent")
-        .and_then(|v| v.to_str().ok());
-    ctx.http.user_agent = Some(user_agent.unwrap_or("").to_owned());
+    ctx.http.user_agent = Some(header(http::header::USER_AGENT).unwrap_or("").to_owned());
     let mut event = serde_json::to_value(&req).unwrap_or_default();
     event["routeKey"] = json!("$default");
     event["requestContext"]["routeKey"] = json!("$default");
@@ -203,12 +187,8 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
 /// Whether Lambda passes a body of this content type as text; everything
 /// else (including a missing content type) arrives base64-encoded.
 fn is_textual(content_type: &str) -> bool {
-    let mime = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let mime = content_type.split(';').next().unwrap_or_default();
+    let mime = mime.trim().to_ascii_lowercase();
     let text = [
         "application/json",
         "application/xml",

@@ -52,7 +52,6 @@ impl Behaviour {
         }
     }
 
-    /// `200 OK`.
     pub fn ok() -> Behaviour {
         Behaviour::status(200)
     }
@@ -73,12 +72,10 @@ impl Behaviour {
         self
     }
 
-    /// Waits `delay`, then does `then`.
     pub fn delay(delay: Duration, then: Behaviour) -> Behaviour {
         Behaviour::Delay(delay, Box::new(then))
     }
 
-    /// Resets the connection.
     pub fn reset() -> Behaviour {
         Behaviour::Reset
     }
@@ -102,7 +99,7 @@ impl Behaviour {
         Behaviour::Script(Arc::new(f))
     }
 
-    /// Shorthand script: the behaviours in order, the last one repeating.
+    /// The behaviours in order, the last one repeating.
     pub fn sequence(steps: Vec<Behaviour>) -> Behaviour {
         Behaviour::script(move |i| {
             let step = steps.get(i).or_else(|| steps.last());
@@ -114,23 +111,18 @@ impl Behaviour {
 /// One request as the receiver saw it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
-    /// The method, e.g. `POST`.
     pub method: String,
     /// The request target as sent (path and query, e.g. `/hook?x=1`).
     pub target: String,
-    /// The path part of the target.
     pub path: String,
     /// Headers in arrival order, as close to the wire as hyper allows (names
     /// lowercased, repeats grouped under the first); values lossily UTF-8.
     pub headers: Vec<(String, String)>,
-    /// The body bytes.
     pub body: Bytes,
     /// When the request head arrived.
     pub received_at: Instant,
     /// The 0-based index of this request among those for the same path.
     pub index_for_path: usize,
-    /// The client's address.
-    pub peer: SocketAddr,
 }
 
 impl RecordedRequest {
@@ -141,33 +133,26 @@ impl RecordedRequest {
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        self.headers
+        let named = self
+            .headers
             .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        named.map(|(_, v)| v.as_str()).collect()
     }
 
-    /// The body as text (lossy).
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
-    /// The body parsed as JSON, if it is JSON.
     pub fn body_json(&self) -> Option<serde_json::Value> {
         serde_json::from_slice(&self.body).ok()
     }
 }
 
-#[derive(Default)]
-struct Log {
-    requests: Vec<RecordedRequest>,
-    per_path: HashMap<String, usize>,
-}
-
 struct State {
     behaviour: Mutex<Behaviour>,
-    log: Mutex<Log>,
+    /// Every request, and the number seen per path.
+    log: Mutex<(Vec<RecordedRequest>, HashMap<String, usize>)>,
     count: watch::Sender<usize>,
 }
 
@@ -178,7 +163,6 @@ pub struct Receiver {
 }
 
 impl Receiver {
-    /// Starts a receiver that treats every request as `behaviour` says.
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
         let state = Arc::new(State {
             behaviour: Mutex::new(behaviour),
@@ -189,13 +173,10 @@ impl Receiver {
         let server = http_server::serve("receiver", true, move |req, info| {
             handle(st.clone(), req, info)
         });
-        Ok(Receiver {
-            server: server.await?,
-            state,
-        })
+        let server = server.await?;
+        Ok(Receiver { server, state })
     }
 
-    /// The listening address.
     pub fn addr(&self) -> SocketAddr {
         self.server.addr()
     }
@@ -214,10 +195,9 @@ impl Receiver {
 
     /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
-        lock(&self.state.log).requests.clone()
+        lock(&self.state.log).0.clone()
     }
 
-    /// Number of requests recorded so far.
     pub fn count(&self) -> usize {
         *self.state.count.borrow()
     }
@@ -231,8 +211,8 @@ impl Receiver {
         let mut rx = self.state.count.subscribe();
         // The sender lives in `state`, which we hold, so it cannot close.
         let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
-        match reached.map(drop) {
-            Ok(()) => Ok(self.requests()),
+        match reached {
+            Ok(_) => Ok(self.requests()),
             Err(_) => Err(DevstackError::Timeout {
                 what: format!("{n} requests at the receiver (got {})", self.count()),
                 after: timeout,
@@ -241,7 +221,7 @@ impl Receiver {
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Reply {
+async fn handle(state: Arc<State>, req: Request<Incoming>, _: ConnInfo) -> Reply {
     let received_at = Instant::now();
     let (parts, body) = req.into_parts();
     let Ok(body) = body.collect().await.map(|collected| collected.to_bytes()) else {
@@ -249,33 +229,27 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, info: ConnInfo) -> Re
         return Reply::Reset;
     };
     let path = parts.uri.path().to_owned();
-    let target = parts
-        .uri
-        .path_and_query()
-        .map_or(path.clone(), |pq| pq.as_str().to_owned());
+    let target = parts.uri.path_and_query().map_or(&*path, |pq| pq.as_str());
     let header = |(n, v): (&HeaderName, &HeaderValue)| {
-        (
-            n.to_string(),
-            String::from_utf8_lossy(v.as_bytes()).into_owned(),
-        )
+        let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
+        (n.to_string(), value)
     };
-    let mut recorded = RecordedRequest {
-        method: parts.method.as_str().to_owned(),
-        target,
-        path,
-        headers: parts.headers.iter().map(header).collect(),
-        body,
-        received_at,
-        index_for_path: 0,
-        peer: info.peer,
-    };
-    {
+    let recorded = {
         let mut log = lock(&state.log);
-        let seen = log.per_path.entry(recorded.path.clone()).or_insert(0);
-        recorded.index_for_path = *seen;
+        let seen = log.1.entry(path.clone()).or_insert(0);
+        let recorded = RecordedRequest {
+            method: parts.method.as_str().to_owned(),
+            target: target.to_owned(),
+            headers: parts.headers.iter().map(header).collect(),
+            body,
+            received_at,
+            index_for_path: *seen,
+            path,
+        };
         *seen += 1;
-        log.requests.push(recorded.clone());
-    }
+        log.0.push(recorded.clone());
+        recorded
+    };
     state.count.send_modify(|count| *count += 1);
 
     let mut behaviour = lock(&state.behaviour).clone();

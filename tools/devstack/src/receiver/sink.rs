@@ -9,36 +9,23 @@
 //! by a test CA made at start (rcgen), which only whoever is handed
 //! [`Sink::ca_pem`] trusts; it counts connections, i.e. TLS handshakes.
 
-use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
-use tokio::task::{JoinHandle, JoinSet};
-use tokio::time::Instant;
-use tokio_rustls::rustls;
+use hyper::Request;
+use tokio_rustls::{rustls, TlsAcceptor};
 
-use crate::http_server::{self, response, Body, Reply, ServerHandle};
+use crate::http_server::{self, response, Reply, ServerHandle};
+use crate::paths::{lock, wait_until};
 use crate::DevstackError;
-
-/// One listening port.
-enum Listener {
-    Plain(ServerHandle),
-    Tls {
-        addr: SocketAddr,
-        task: JoinHandle<()>,
-    },
-}
 
 /// Fast counting receivers; stopped on drop.
 pub struct Sink {
-    listeners: Vec<Listener>,
+    servers: Vec<ServerHandle>,
     counts: Vec<Arc<AtomicU64>>,
     state: Arc<State>,
     /// The test CA's certificate (PEM), for a TLS sink.
@@ -51,95 +38,61 @@ struct State {
     bytes: AtomicU64,
     /// Answer delay, µs (0: at once).
     delay_us: AtomicU64,
-    /// TLS connections accepted (handshakes completed).
-    handshakes: AtomicU64,
     /// The first and the last answer.
-    answers: Mutex<Option<(std::time::Instant, std::time::Instant)>>,
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        for l in &self.listeners {
-            if let Listener::Tls { task, .. } = l {
-                task.abort();
-            }
-        }
-    }
+    answers: Mutex<Option<(Instant, Instant)>>,
 }
 
 /// Reads the body (so keep-alive connections stay reusable), waits the
 /// delay, counts, answers 204.
-async fn answer(
-    req: Request<Incoming>,
-    count: Arc<AtomicU64>,
-    state: Arc<State>,
-) -> Response<Body> {
+async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>, state: Arc<State>) -> Reply {
     let delay = state.delay_us.load(Ordering::Relaxed);
-    let n = match req.into_body().collect().await {
-        Ok(body) => body.to_bytes().len(),
-        Err(_) => 0,
-    };
-    state
-        .bytes
-        .fetch_add(u64::try_from(n).unwrap_or(0), Ordering::Relaxed);
+    let n = req
+        .into_body()
+        .collect()
+        .await
+        .map_or(0, |b| b.to_bytes().len());
+    state.bytes.fetch_add(n as u64, Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_micros(delay)).await;
     }
     count.fetch_add(1, Ordering::Relaxed);
-    let now = std::time::Instant::now();
-    let mut answers = state.answers.lock().unwrap_or_else(|p| p.into_inner());
+    let now = Instant::now();
+    let mut answers = lock(&state.answers);
     *answers = Some(answers.map_or((now, now), |(first, _)| (first, now)));
-    response(204, "text/plain", "")
+    Reply::Response(response(204, "text/plain", ""))
 }
 
 impl Sink {
     /// Starts `ports` plain HTTP listeners (at least one).
     pub async fn start(ports: usize) -> Result<Sink, DevstackError> {
-        let state = Arc::new(State::default());
-        let (mut listeners, mut counts) = (Vec::new(), Vec::new());
-        for _ in 0..ports.max(1) {
-            let count = Arc::new(AtomicU64::new(0));
-            let (c, st) = (count.clone(), state.clone());
-            let server = http_server::serve("sink", false, move |req, _info| {
-                let fut = answer(req, c.clone(), st.clone());
-                async move { Reply::Response(fut.await) }
-            })
-            .await?;
-            listeners.push(Listener::Plain(server));
-            counts.push(count);
-        }
-        Ok(Sink {
-            listeners,
-            counts,
-            state,
-            ca_pem: None,
-        })
+        Self::start_with(ports, None).await
     }
 
     /// Starts `ports` HTTPS listeners (at least one) with a new test CA.
     pub async fn start_tls(ports: usize) -> Result<Sink, DevstackError> {
-        let (ca_pem, config) = test_ca()?;
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        Self::start_with(ports, Some(test_ca()?)).await
+    }
+
+    async fn start_with(
+        ports: usize,
+        tls: Option<(String, rustls::ServerConfig)>,
+    ) -> Result<Sink, DevstackError> {
+        let (ca_pem, config) = tls.unzip();
+        let acceptor = config.map(|c| TlsAcceptor::from(Arc::new(c)));
         let state = Arc::new(State::default());
-        let (mut listeners, mut counts) = (Vec::new(), Vec::new());
+        let (mut servers, mut counts) = (Vec::new(), Vec::new());
         for _ in 0..ports.max(1) {
-            let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
-                .await
-                .map_err(|e| DevstackError::io("binding the TLS sink", e))?;
-            let addr = listener
-                .local_addr()
-                .map_err(|e| DevstackError::io("reading the TLS sink address", e))?;
             let count = Arc::new(AtomicU64::new(0));
-            let accept = tls_accept_loop(listener, acceptor.clone(), count.clone(), state.clone());
-            let task = tokio::spawn(accept);
-            listeners.push(Listener::Tls { addr, task });
+            let (c, st) = (count.clone(), state.clone());
+            let handler = move |req, _| answer(req, c.clone(), st.clone());
+            servers.push(http_server::serve_tls("sink", false, acceptor.clone(), handler).await?);
             counts.push(count);
         }
         Ok(Sink {
-            listeners,
+            servers,
             counts,
             state,
-            ca_pem: Some(ca_pem),
+            ca_pem,
         })
     }
 
@@ -156,30 +109,23 @@ impl Sink {
 
     /// When the first and the last request were answered, and forgets
     /// them: the next call covers the requests after this one.
-    pub fn take_answers(&self) -> Option<(std::time::Instant, std::time::Instant)> {
-        let mut answers = self.state.answers.lock().unwrap_or_else(|p| p.into_inner());
-        answers.take()
+    pub fn take_answers(&self) -> Option<(Instant, Instant)> {
+        lock(&self.state.answers).take()
     }
 
     /// TLS handshakes completed so far (0 for a plain sink).
     pub fn handshakes(&self) -> u64 {
-        self.state.handshakes.load(Ordering::Relaxed)
+        self.servers.iter().map(ServerHandle::handshakes).sum()
     }
 
-    /// The listening addresses.
     pub fn addrs(&self) -> Vec<SocketAddr> {
-        let addr = |l: &Listener| match l {
-            Listener::Plain(s) => s.addr(),
-            Listener::Tls { addr, .. } => *addr,
-        };
-        self.listeners.iter().map(addr).collect()
+        self.servers.iter().map(ServerHandle::addr).collect()
     }
 
     /// URL of `path` on listener `index` (taken modulo the number of
     /// listeners, so callers can round-robin with a plain counter).
     pub fn url(&self, index: usize, path: &str) -> String {
-        let addrs = self.addrs();
-        let addr = addrs[index % addrs.len()];
+        let addr = self.servers[index % self.servers.len()].addr();
         let sep = if path.starts_with('/') { "" } else { "/" };
         let scheme = if self.ca_pem.is_some() {
             "https"
@@ -191,13 +137,15 @@ impl Sink {
 
     /// Requests answered so far, all listeners together.
     pub fn count(&self) -> u64 {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+        self.counts().iter().sum()
     }
 
     /// Requests answered per listener.
     pub fn counts(&self) -> Vec<u64> {
-        let load = |c: &Arc<AtomicU64>| c.load(Ordering::Relaxed);
-        self.counts.iter().map(load).collect()
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Request body bytes received, all listeners together.
@@ -207,20 +155,8 @@ impl Sink {
 
     /// Waits until at least `n` requests were answered.
     pub async fn wait_for(&self, n: u64, timeout: Duration) -> Result<u64, DevstackError> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let count = self.count();
-            if count >= n {
-                return Ok(count);
-            }
-            if Instant::now() >= deadline {
-                return Err(DevstackError::Timeout {
-                    what: format!("{n} requests at the sink (got {count})"),
-                    after: timeout,
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        let what = || format!("{n} requests at the sink (got {})", self.count());
+        wait_until(timeout, what, || Some(self.count()).filter(|c| *c >= n)).await
     }
 }
 
@@ -258,38 +194,4 @@ fn test_ca() -> Result<(String, rustls::ServerConfig), DevstackError> {
         .map_err(|e| tls(&e))?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok((ca.pem(), config))
-}
-
-async fn tls_accept_loop(
-    listener: TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    count: Arc<AtomicU64>,
-    state: Arc<State>,
-) {
-    // Connections live in the set, so aborting this task closes them all.
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let Ok((stream, _)) = accepted else {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                };
-                let _ = stream.set_nodelay(true);
-                let (acceptor, count, state) = (acceptor.clone(), count.clone(), state.clone());
-                connections.spawn(async move {
-                    let Ok(tls) = acceptor.accept(stream).await else { return };
-                    state.handshakes.fetch_add(1, Ordering::Relaxed);
-                    let service = hyper::service::service_fn(move |req| {
-                        let fut = answer(req, count.clone(), state.clone());
-                        async move { Ok::<_, Infallible>(fut.await) }
-                    });
-                    let conn = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(tls), service);
-                    let _ = conn.await;
-                });
-            }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
 }

@@ -26,7 +26,7 @@ use crate::paths::{self, lock, ACCOUNT_ID, REGION};
 use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
-pub use process::{FunctionProcess, LocalFunction, ProcessReport};
+pub use process::{LocalFunction, ProcessReport};
 
 const PREFIX: &str = "/2018-06-01/runtime/";
 
@@ -62,7 +62,6 @@ pub struct Invocation {
 }
 
 impl Invocation {
-    /// The response value when the function succeeded.
     pub fn ok(&self) -> Option<&Value> {
         match &self.outcome {
             Outcome::Ok(v) => Some(v),
@@ -70,7 +69,6 @@ impl Invocation {
         }
     }
 
-    /// The error document when the function failed.
     pub fn error(&self) -> Option<&Value> {
         match &self.outcome {
             Outcome::Ok(_) => None,
@@ -78,7 +76,6 @@ impl Invocation {
         }
     }
 
-    /// True when the function succeeded.
     pub fn is_ok(&self) -> bool {
         self.ok().is_some()
     }
@@ -167,7 +164,7 @@ impl RuntimeApi {
             .ok_or(DevstackError::RuntimeApiStopped)
     }
 
-    /// The document the function posted to `/init/error`, if it did.
+    /// What the function posted to `/init/error`, if it did.
     pub fn init_error(&self) -> Option<Value> {
         self.shared.init_error.borrow().clone()
     }

@@ -30,28 +30,32 @@ pub struct ProcessReport {
     pub status: Option<ExitStatus>,
 }
 
-/// A Lambda binary running against a Runtime API; killed on drop.
-pub struct FunctionProcess {
+/// A function binary running against its own Runtime API; the process is
+/// killed on drop.
+pub struct LocalFunction {
+    // Drop order: kill the process before its Runtime API goes away.
     child: Mutex<Child>,
+    api: RuntimeApi,
     pid: u32,
     spawned_at: Instant,
     log_path: PathBuf,
+    timeout: Duration,
 }
 
-impl FunctionProcess {
-    /// Starts `binary` with the Lambda environment pointing at `api`. The
-    /// developer's own `AWS_*` variables are removed so their credentials
-    /// never reach a local function; `env` wins over the Lambda defaults.
-    /// stdout and stderr are appended to `log_path`.
-    pub fn spawn(
+impl LocalFunction {
+    /// Starts a Runtime API named after the binary's file stem and `binary`
+    /// against it. The developer's own `AWS_*` variables are removed so their
+    /// credentials never reach a local function; `env` wins over the Lambda
+    /// defaults. stdout and stderr are appended to `log_path`.
+    pub async fn start(
         binary: &Path,
-        api: &RuntimeApi,
         env: &[(String, String)],
         log_path: &Path,
-    ) -> Result<FunctionProcess, DevstackError> {
+    ) -> Result<LocalFunction, DevstackError> {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));
         }
+        let api = RuntimeApi::start(&stem(binary)).await?;
         let failed = |e| DevstackError::io(format!("opening log {}", log_path.display()), e);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
@@ -75,7 +79,7 @@ impl FunctionProcess {
                 cmd.env_remove(&key);
             }
         }
-        cmd.envs(lambda_env(&stem(binary), api))
+        cmd.envs(lambda_env(&stem(binary), &api))
             .envs(env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
@@ -85,54 +89,13 @@ impl FunctionProcess {
         let spawned = cmd.spawn();
         let child =
             spawned.map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
-        Ok(FunctionProcess {
+        Ok(LocalFunction {
             // None only once the child has been reaped, which cannot have happened yet.
             pid: child.id().unwrap_or(0),
             child: Mutex::new(child),
+            api,
             spawned_at,
             log_path: log_path.to_path_buf(),
-        })
-    }
-
-    /// The instant just before the spawn; with [`RuntimeApi::first_poll_at`]
-    /// it gives the cold-start (init) time.
-    pub fn spawned_at(&self) -> Instant {
-        self.spawned_at
-    }
-
-    /// The last `lines` lines of the log.
-    pub fn log_tail(&self, lines: usize) -> String {
-        paths::log_tail(&self.log_path, lines)
-    }
-
-    /// The exit status if the process has ended, without waiting.
-    pub fn try_exit_status(&self) -> Result<Option<ExitStatus>, DevstackError> {
-        let status = lock(&self.child).try_wait();
-        status.map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
-    }
-}
-
-/// A function binary and its Runtime API; the process is killed on drop.
-pub struct LocalFunction {
-    // Drop order: kill the process before its Runtime API goes away.
-    process: FunctionProcess,
-    api: RuntimeApi,
-    timeout: Duration,
-}
-
-impl LocalFunction {
-    /// Starts a Runtime API named after the binary's file stem and the binary
-    /// against it. `env` is added to (and overrides) the Lambda environment.
-    pub async fn start(
-        binary: &Path,
-        env: &[(String, String)],
-        log_path: &Path,
-    ) -> Result<LocalFunction, DevstackError> {
-        let api = RuntimeApi::start(&stem(binary)).await?;
-        let process = FunctionProcess::spawn(binary, &api, env, log_path)?;
-        Ok(LocalFunction {
-            process,
-            api,
             timeout: DEFAULT_TIMEOUT,
         })
     }
@@ -143,24 +106,29 @@ impl LocalFunction {
         self
     }
 
-    /// The Runtime API the process polls.
     pub fn api(&self) -> &RuntimeApi {
         &self.api
     }
 
-    /// The running process.
-    pub fn process(&self) -> &FunctionProcess {
-        &self.process
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
-    /// The process id.
-    pub fn pid(&self) -> u32 {
-        self.process.pid
+    /// The instant just before the spawn; with [`RuntimeApi::first_poll_at`]
+    /// it gives the cold-start (init) time.
+    pub fn spawned_at(&self) -> Instant {
+        self.spawned_at
+    }
+
+    /// The exit status if the process has ended, without waiting.
+    pub fn try_exit_status(&self) -> Result<Option<ExitStatus>, DevstackError> {
+        let status = lock(&self.child).try_wait();
+        status.map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
     }
 
     /// Peak resident set size in KiB (`VmHWM`); `None` once the process is gone.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
         let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
         line.split_whitespace().next()?.parse().ok()
     }
@@ -180,8 +148,8 @@ impl LocalFunction {
             tokio::select! {
                 biased;
                 result = &mut invocation => return result,
-                _ = ticker.tick() => if let Some(status) = self.process.try_exit_status()? {
-                    let log_tail = self.process.log_tail(40);
+                _ = ticker.tick() => if let Some(status) = self.try_exit_status()? {
+                    let log_tail = paths::log_tail(&self.log_path, 40);
                     return Err(DevstackError::ProcessExited { status: status.to_string(), log_tail });
                 }
             }
@@ -192,11 +160,7 @@ impl LocalFunction {
     /// environments no graceful signal either) and waits for it.
     pub async fn stop(self) -> Result<ProcessReport, DevstackError> {
         let peak_rss_kib = self.peak_rss_kib();
-        let mut child = self
-            .process
-            .child
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut child = self.child.into_inner().unwrap_or_else(|e| e.into_inner());
         // kill() on an already ended child is a no-op that still reaps it.
         let _ = child.start_kill();
         let waited = child.wait().await;
@@ -226,17 +190,21 @@ fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
     let date = time::OffsetDateTime::now_utc().date();
     let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
     let stream = format!("{y:04}/{m:02}/{d:02}/[$LATEST]{}", paths::random_hex(16));
-    vec![
+    let fixed = [
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
+        ("AWS_REGION", REGION),
+        ("AWS_DEFAULT_REGION", REGION),
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let mut env = vec![
         ("AWS_LAMBDA_RUNTIME_API", api.addr().to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".to_owned()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".to_owned()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".to_owned()),
-        ("AWS_REGION", REGION.to_owned()),
-        ("AWS_DEFAULT_REGION", REGION.to_owned()),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-    ]
+    ];
+    env.extend(fixed.map(|(k, v)| (k, v.to_owned())));
+    env
 }
