@@ -53,7 +53,7 @@ const FULL_VCPU_MB: f64 = 1769.0;
 const FAILING_EVERY: usize = 10;
 const TIMEOUT: Duration = Duration::from_secs(600);
 /// What a paced outcome write takes: DynamoDB's single-digit milliseconds.
-const DYNAMODB_WRITE_LATENCY: Duration = Duration::from_millis(5);
+pub const DYNAMODB_WRITE_LATENCY: Duration = Duration::from_millis(5);
 
 /// The workload's fixed parts, shared by every contender.
 struct Setup {

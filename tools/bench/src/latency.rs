@@ -46,6 +46,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         stack::proxy(moto.endpoint()).await?,
         stack::proxy(moto.endpoint()).await?,
     ];
+    // deliver's outcome writes paced like DynamoDB and applied behind, one
+    // at a time: 32 in flight at moto (which applies DynamoDB calls one at a
+    // time) made each ingest call wait behind them, a queue DynamoDB has not.
+    proxies[1].set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
     let store = stack.store(moto).await;
     let receiver = Receiver::start(Behaviour::status(204))
         .await
@@ -125,6 +129,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         return Err(format!(
             "latency: the event source mapping saw failures: {esm_stats:?}"
         ));
+    }
+    let refused = proxies[1].settle().await;
+    if refused > 0 {
+        return Err(format!("latency: moto refused {refused} paced writes"));
     }
     let mut latencies = vec![f64::NAN; pushes];
     for r in &got {
