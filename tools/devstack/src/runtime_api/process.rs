@@ -73,9 +73,13 @@ impl LocalFunction {
         writeln!(log, "{banner}").map_err(failed)?;
         let log_err = log.try_clone().map_err(failed)?;
         let mut cmd = Command::new(binary);
+        // Lambda sets none of these; a developer's shell often does (a CA
+        // bundle in SSL_CERT_FILE would have every cold start parse it).
+        // What `env` names explicitly is set again below.
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
-            if k.starts_with("AWS_") || k.starts_with("_X_AMZN") {
+            let ca = k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR";
+            if k.starts_with("AWS_") || k.starts_with("_X_AMZN") || ca {
                 cmd.env_remove(&key);
             }
         }
