@@ -20,7 +20,9 @@ done
 [ -x .venv/bin/moto_server ] || bash scripts/tools.sh
 if [ "$small" = 1 ]; then
   profile=debug
-  cargo build --locked -p ingest -p deliver -p settings -p alin-bench
+  # The whole workspace, as scripts/test.sh builds it just before: built
+  # per package, features unify differently and ~60 crates compile again.
+  cargo build --workspace --bins --locked
   export BENCH_COMMAND="bash scripts/bench.sh --small"
 else
   profile=release
