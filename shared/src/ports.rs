@@ -7,8 +7,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryAttempt, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord,
-    RepositoryName, WebhookUrl,
+    BatchOutcome, DeliveryJob, OutcomeApplied, QueuedJob, RepoRecord, RepositoryName, WebhookUrl,
 };
 use crate::webhook::{CustomHeaders, PayloadFormat};
 
@@ -111,28 +110,15 @@ pub trait WebhookStore: Send + Sync {
 
     /// Records one batch's outcome in a single conditional write: a stale
     /// URL version writes nothing; the write that reaches the threshold
-    /// disables, exactly once.
+    /// disables, exactly once. The outcome's history attempts go in the same
+    /// write, so history costs no write of its own (stores without history
+    /// leave them out).
     async fn record_outcome(
         &self,
         repo: &RepositoryName,
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError>;
-
-    /// Like [`WebhookStore::record_outcome`], also replacing the delivery
-    /// history with `history` (newest first, bounded) in the same write, so
-    /// history costs no write of its own. `None` leaves it as it is. Stores
-    /// without history record the outcome only.
-    async fn record_outcome_with_history(
-        &self,
-        repo: &RepositoryName,
-        outcome: &BatchOutcome,
-        history: Option<&[DeliveryAttempt]>,
-        threshold: u32,
-    ) -> Result<OutcomeApplied, StoreError> {
-        let _ = history;
-        self.record_outcome(repo, outcome, threshold).await
-    }
 
     /// Counts each distinct layer once into the repository size and returns
     /// the size afterwards. Idempotent: a layer seen before adds nothing.

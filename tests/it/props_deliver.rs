@@ -109,6 +109,7 @@ async fn store() -> Arc<MemoryStore> {
             attempt: 1,
         },
         now: "2026-11-28T08:00:00Z".into(),
+        history: None,
     };
     store.record_outcome(&bob, &gone, 5).await.unwrap();
     store

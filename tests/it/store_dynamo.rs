@@ -36,6 +36,7 @@ fn outcome(version: u64, kind: OutcomeKind) -> BatchOutcome {
             attempt: 1,
         },
         now: "2026-11-28T08:00:00Z".into(),
+        history: None,
     }
 }
 

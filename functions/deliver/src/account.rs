@@ -112,8 +112,6 @@ fn later(jobs: &[Planned], current: Option<usize>, i: usize) -> bool {
 pub(crate) struct Finished {
     pub repo: usize,
     pub outcome: BatchOutcome,
-    /// The delivery history to write with it (`None`: leave it).
-    pub history: Option<Vec<DeliveryAttempt>>,
     /// Failed attempts behind it (for the log).
     pub failed: u32,
 }
@@ -201,15 +199,13 @@ impl Ledger {
 
     fn finished(&self, r: usize, jobs: &[Planned], repos: &[Repo]) -> Option<Finished> {
         let t = &self.tallies[r];
-        let outcome = outcome(t, repos[r].url_version, jobs, self.max_attempts)?;
-        let history = match &repos[r].route {
-            Route::Send { target, .. } => Some(history(t, jobs, target)),
-            _ => None,
-        };
+        let mut outcome = outcome(t, repos[r].url_version, jobs, self.max_attempts)?;
+        if let Route::Send { target, .. } = &repos[r].route {
+            outcome.history = Some(history(t, jobs, target));
+        }
         Some(Finished {
             repo: r,
             outcome,
-            history,
             failed: t.failed,
         })
     }
@@ -238,6 +234,7 @@ fn outcome(
         kind,
         last_delivery: last_delivery(last, max_attempts)?,
         now: rfc3339(OffsetDateTime::now_utc()),
+        history: None,
     })
 }
 
@@ -362,9 +359,8 @@ pub(crate) async fn write_outcomes(
             msg = rx.recv(), if open && in_flight.len() < OUTCOME_WRITES_IN_FLIGHT => match msg {
                 Some(finished) => in_flight.push(async move {
                     let name = &names[finished.repo];
-                    let history = finished.history.as_deref();
                     let result = store
-                        .record_outcome_with_history(name, &finished.outcome, history, threshold)
+                        .record_outcome(name, &finished.outcome, threshold)
                         .await;
                     Written { finished, result }
                 }),

@@ -387,6 +387,7 @@ impl Rig {
                     attempt: 1,
                 },
                 now: "2026-11-28T08:00:00Z".into(),
+                history: None,
             };
             self.store
                 .record_outcome(&repo(name), &outcome, 1000)
@@ -547,6 +548,7 @@ async fn no_webhook_or_disabled_is_dropped() {
                     attempt: 1,
                 },
                 now: "2026-11-28T08:00:00Z".into(),
+                history: None,
             },
             5,
         )

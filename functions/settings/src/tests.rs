@@ -702,6 +702,7 @@ async fn disable(app: &App, name: &str) {
             attempt: 1,
         },
         now: "2026-11-28T08:00:00Z".into(),
+        history: None,
     };
     for _ in 0..3 {
         app.store.record_outcome(&repo, &outcome, 3).await.unwrap();
@@ -1241,11 +1242,9 @@ async fn deliveries_are_listed_and_redelivered_from_the_history() {
             attempt: 1,
         },
         now: "2026-11-28T08:00:00Z".into(),
+        history: Some(vec![entry]),
     };
-    app.store
-        .record_outcome_with_history(&repo, &outcome, Some(std::slice::from_ref(&entry)), 3)
-        .await
-        .unwrap();
+    app.store.record_outcome(&repo, &outcome, 3).await.unwrap();
 
     let r = app
         .call("GET", "/repositories/alice/app/webhook/deliveries", None)

@@ -29,6 +29,9 @@ pub const SK: &str = "sk";
 pub const SK_REPO: &str = "repo";
 /// Sort key prefix of a counted layer.
 pub const SK_LAYER_PREFIX: &str = "layer#";
+/// What counting layers reads of the repository record and the layer
+/// markers: which exist, and the size (not the webhook and its history).
+const SIZE_ATTRIBUTES: &str = "pk, sk, repository_size";
 /// BatchGetItem's limit.
 const BATCH_GET_MAX: usize = 100;
 /// TransactWriteItems' limit, less the one repository update.
@@ -75,17 +78,26 @@ impl DynamoStore {
     /// concurrent (a batch of 1,000 repositories must not wait for ten round
     /// trips in a row before its first POST), UnprocessedKeys retried with
     /// backoff. Returns every item found.
-    async fn batch_get(&self, keys: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    async fn batch_get(
+        &self,
+        keys: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let chunks: Vec<Vec<Item>> = keys.chunks(BATCH_GET_MAX).map(<[Item]>::to_vec).collect();
         let parts: Vec<Vec<Item>> = futures::stream::iter(chunks)
-            .map(|chunk| self.batch_get_chunk(chunk))
+            .map(|chunk| self.batch_get_chunk(chunk, projection))
             .buffer_unordered(PARALLEL_READS)
             .try_collect()
             .await?;
         Ok(parts.into_iter().flatten().collect())
     }
 
-    async fn batch_get_chunk(&self, chunk: Vec<Item>) -> Result<Vec<Item>, StoreError> {
+    /// One BatchGetItem chunk, only the `projection`'s attributes when given.
+    async fn batch_get_chunk(
+        &self,
+        chunk: Vec<Item>,
+        projection: Option<&str>,
+    ) -> Result<Vec<Item>, StoreError> {
         let mut found = Vec::with_capacity(chunk.len());
         let mut pending = chunk;
         let mut round = 0;
@@ -103,6 +115,7 @@ impl DynamoStore {
             let ka = KeysAndAttributes::builder()
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
+                .set_projection_expression(projection.map(str::to_owned))
                 .build()
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
             let out = self
@@ -477,7 +490,7 @@ impl WebhookStore for DynamoStore {
         let unique: HashSet<&RepositoryName> = repos.iter().collect();
         let keys = unique.iter().map(|r| Self::repo_key(r)).collect();
         let mut out = HashMap::with_capacity(unique.len());
-        for item in self.batch_get(keys).await? {
+        for item in self.batch_get(keys, None).await? {
             let Some(repo) = repo_of_item(&item) else {
                 continue;
             };
@@ -601,18 +614,7 @@ impl WebhookStore for DynamoStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
-        self.record_outcome_with_history(repo, outcome, None, threshold)
-            .await
-    }
-
-    async fn record_outcome_with_history(
-        &self,
-        repo: &RepositoryName,
-        outcome: &BatchOutcome,
-        history: Option<&[DeliveryAttempt]>,
-        threshold: u32,
-    ) -> Result<OutcomeApplied, StoreError> {
-        let history = HistoryWrite::of(history);
+        let history = HistoryWrite::of(outcome.history.as_deref());
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
         let version = n(outcome.url_version);
         match &outcome.kind {
@@ -706,7 +708,7 @@ impl WebhookStore for DynamoStore {
             let guarded = round == 0;
             let mut keys = vec![Self::repo_key(repo)];
             keys.extend(layers.iter().map(|l| Self::layer_key(repo, &l.digest)));
-            let items = self.batch_get(keys).await?;
+            let items = self.batch_get(keys, Some(SIZE_ATTRIBUTES)).await?;
             let mut size = None;
             let mut known = HashSet::new();
             for item in &items {
@@ -766,7 +768,9 @@ impl WebhookStore for DynamoStore {
 impl DynamoStore {
     /// The repository's size as of now (a strongly consistent read).
     async fn repository_size(&self, repo: &RepositoryName) -> Result<u64, StoreError> {
-        let items = self.batch_get(vec![Self::repo_key(repo)]).await?;
+        let items = self
+            .batch_get(vec![Self::repo_key(repo)], Some(SIZE_ATTRIBUTES))
+            .await?;
         Ok(items.first().map_or(0, |item| num(item, "repository_size")))
     }
 

@@ -8,8 +8,8 @@ use std::sync::Mutex;
 use async_trait::async_trait;
 
 use crate::domain::{
-    BatchOutcome, DeliveryAttempt, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord,
-    RepositoryName, WebhookConfig, WebhookUrl,
+    BatchOutcome, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord, RepositoryName,
+    WebhookConfig, WebhookUrl,
 };
 use crate::ports::{
     DeliveryQueue, LayerSize, QueueError, SendReport, StoreError, WebhookStore, WebhookUpdate,
@@ -168,17 +168,6 @@ impl WebhookStore for MemoryStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
-        self.record_outcome_with_history(repo, outcome, None, threshold)
-            .await
-    }
-
-    async fn record_outcome_with_history(
-        &self,
-        repo: &RepositoryName,
-        outcome: &BatchOutcome,
-        history: Option<&[DeliveryAttempt]>,
-        threshold: u32,
-    ) -> Result<OutcomeApplied, StoreError> {
         Ok(self.with(|s| {
             s.writes += 1;
             let Some(w) = s.records.get_mut(repo).and_then(|r| r.webhook.as_mut()) else {
@@ -188,8 +177,8 @@ impl WebhookStore for MemoryStore {
                 return OutcomeApplied::Stale;
             }
             w.last_delivery = Some(outcome.last_delivery.clone());
-            if let Some(h) = history {
-                w.deliveries = h.to_vec();
+            if let Some(h) = &outcome.history {
+                w.deliveries.clone_from(h);
             }
             let was_enabled = w.enabled;
             let disable = |w: &mut WebhookConfig, reason: &str| {
@@ -291,48 +280,42 @@ impl MemoryQueue {
     pub fn fail_next_sends(&self, n: usize) {
         self.with(|s| s.fail_next_sends = n);
     }
+
+    /// Sends (or re-queues) `items` onto the list `to` picks, ≤10 a call,
+    /// failing the ones [`MemoryQueue::fail_next_sends`] asked for.
+    fn send<T: Clone>(
+        &self,
+        items: &[T],
+        to: impl Fn(&mut QueueState) -> &mut Vec<T>,
+    ) -> SendReport {
+        self.with(|s| {
+            let mut report = SendReport {
+                calls: items.len().div_ceil(10),
+                ..SendReport::default()
+            };
+            s.send_calls += report.calls;
+            for (i, item) in items.iter().enumerate() {
+                if s.fail_next_sends > 0 {
+                    s.fail_next_sends -= 1;
+                    report.failed.push((i, "injected failure".into()));
+                } else {
+                    to(s).push(item.clone());
+                    report.sent += 1;
+                }
+            }
+            report
+        })
+    }
 }
 
 #[async_trait]
 impl DeliveryQueue for MemoryQueue {
     async fn send_jobs(&self, jobs: &[DeliveryJob]) -> Result<SendReport, QueueError> {
-        Ok(self.with(|s| {
-            let mut report = SendReport {
-                calls: jobs.len().div_ceil(10),
-                ..SendReport::default()
-            };
-            s.send_calls += report.calls;
-            for (i, j) in jobs.iter().enumerate() {
-                if s.fail_next_sends > 0 {
-                    s.fail_next_sends -= 1;
-                    report.failed.push((i, "injected failure".into()));
-                } else {
-                    s.jobs.push(j.clone());
-                    report.sent += 1;
-                }
-            }
-            report
-        }))
+        Ok(self.send(jobs, |s| &mut s.jobs))
     }
 
     async fn requeue(&self, jobs: &[(QueuedJob, i32)]) -> Result<SendReport, QueueError> {
-        Ok(self.with(|s| {
-            let mut report = SendReport {
-                calls: jobs.len().div_ceil(10),
-                ..SendReport::default()
-            };
-            s.send_calls += report.calls;
-            for (i, j) in jobs.iter().enumerate() {
-                if s.fail_next_sends > 0 {
-                    s.fail_next_sends -= 1;
-                    report.failed.push((i, "injected failure".into()));
-                } else {
-                    s.requeued.push(j.clone());
-                    report.sent += 1;
-                }
-            }
-            report
-        }))
+        Ok(self.send(jobs, |s| &mut s.requeued))
     }
 
     async fn change_visibility(&self, items: &[(String, i32)]) -> Result<(), QueueError> {

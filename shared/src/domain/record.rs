@@ -198,6 +198,9 @@ pub struct BatchOutcome {
     pub last_delivery: LastDelivery,
     /// RFC 3339 time of recording.
     pub now: String,
+    /// The delivery history after this batch (newest first, bounded),
+    /// written by the same write; `None` leaves it as it is.
+    pub history: Option<Vec<DeliveryAttempt>>,
 }
 
 /// What recording an outcome did.
