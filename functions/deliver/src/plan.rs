@@ -33,8 +33,8 @@ use crate::parse::{self, Malformed, Record};
 
 /// Repositories per read (one BatchGetItem's worth).
 pub(crate) const READ_CHUNK: usize = 100;
-/// Reads in flight: few, so the first answers early instead of all at once
-/// at the end of a burst the store serves together.
+/// Reads in flight after the first: few, so each answers early instead of
+/// all at once at the end of a burst the store serves together.
 const READS_IN_FLIGHT: usize = 2;
 
 /// How one job of the batch ended up.
@@ -171,20 +171,28 @@ pub(crate) fn plan(event: aws_lambda_events::event::sqs::SqsEvent, config: &Conf
 
 /// Reads the records of `names` (the batch's repositories, in
 /// [`Plan::repos`] order), [`READ_CHUNK`] a call, in the order they answer.
+/// The first read goes alone: sending waits for it, and a store that serves
+/// concurrent calls together (one process, or a throttled partition) would
+/// answer it only with the next; its chunk keeps the slots busy while the
+/// others are read [`READS_IN_FLIGHT`] at a time.
 pub(crate) fn read<'a>(
     store: &'a dyn WebhookStore,
     names: &'a [RepositoryName],
 ) -> impl Stream<Item = Chunk> + Send + 'a {
-    let chunks = names.chunks(READ_CHUNK).enumerate();
-    stream::iter(chunks)
-        .map(move |(k, chunk)| async move {
-            let start = k * READ_CHUNK;
-            Chunk {
-                range: start..start + chunk.len(),
-                found: store.get_many(chunk).await,
-            }
-        })
-        .buffer_unordered(READS_IN_FLIGHT)
+    let read_chunk = move |(k, chunk): (usize, &'a [RepositoryName])| async move {
+        let start = k * READ_CHUNK;
+        Chunk {
+            range: start..start + chunk.len(),
+            found: store.get_many(chunk).await,
+        }
+    };
+    let mut chunks = names.chunks(READ_CHUNK).enumerate();
+    let first = stream::iter(chunks.next()).then(read_chunk);
+    first.chain(
+        stream::iter(chunks)
+            .map(read_chunk)
+            .buffer_unordered(READS_IN_FLIGHT),
+    )
 }
 
 /// The batch's repositories, each once and not routed yet, and each

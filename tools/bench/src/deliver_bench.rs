@@ -14,11 +14,11 @@
 //!   invocations (the per-event cost of a design without batching).
 //!
 //! deliver's outcome writes are paced like DynamoDB (answered after
-//! [`DYNAMODB_WRITE_LATENCY`], applied to moto behind the answer; see
-//! devstack's `AwsProxy::set_write_behind`): moto applies about 140
-//! UpdateItem/s, so 1,000 outcome writes against it take longer than the
-//! whole sending phase and would measure moto. The headline also runs deliver
-//! against moto itself, reported beside it.
+//! [`DYNAMODB_WRITE_LATENCY`], applied to moto after the run; see devstack's
+//! `AwsProxy::set_write_behind`): moto applies about 140 UpdateItem/s on the
+//! machine's own cores, so 1,000 outcome writes against it take longer than
+//! the whole sending phase and would measure moto. The headline also runs
+//! deliver against moto itself, reported beside it.
 //!
 //! `BENCH_DELIVER=headline,instant,https,failing,single` picks some of them
 //! (for working on deliver: `--only deliver` with it).

@@ -46,9 +46,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         stack::proxy(moto.endpoint()).await?,
         stack::proxy(moto.endpoint()).await?,
     ];
-    // deliver's outcome writes paced like DynamoDB and applied behind, one
-    // at a time: 32 in flight at moto (which applies DynamoDB calls one at a
-    // time) made each ingest call wait behind them, a queue DynamoDB has not.
+    // deliver's outcome writes paced like DynamoDB and applied after the run:
+    // 32 in flight at moto (which applies DynamoDB calls one at a time) made
+    // each ingest call wait behind them, a queue DynamoDB has not.
     proxies[1].set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
     let store = stack.store(moto).await;
     let receiver = Receiver::start(Behaviour::status(204))
