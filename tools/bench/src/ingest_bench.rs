@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::stack::{self, function_env, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
+use crate::Context as _;
 use crate::{workload, Ctx, Res};
 
 /// The registry-events queue mapping's BatchSize in template.yaml.
@@ -54,12 +55,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     for b in 0..batches {
         // Consecutive events go to different repositories: a batch of ten
         // names ten repositories (no help from de-duplication).
+        let arn = &stack.registry_queue_arn;
         let records = (b * BATCH..((b + 1) * BATCH).min(events))
-            .map(|e| workload::sqs_record("in", e, push(e).to_string(), &stack.registry_queue_arn));
-        let inv = f
-            .invoke(workload::sqs_event(records.collect()), TIMEOUT)
-            .await;
-        let inv = inv.map_err(|e| format!("invoking ingest: {e}"))?;
+            .map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
+        let event = workload::sqs_event(records.collect());
+        let inv = f.invoke(event, TIMEOUT).await.ctx("invoking ingest")?;
         let failures = inv.ok().and_then(|v| v["batchItemFailures"].as_array());
         if failures.map(Vec::len) != Some(0) {
             return Err(format!(
@@ -94,17 +94,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // (the first one a warm-up, not counted).
     let pool = Arc::new(Pool::new(vec![f], TIMEOUT));
     let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await;
-    let url = url.map_err(|e| format!("function url: {e}"))?;
+    let url = url.ctx("function url")?;
     let (http, singles) = (stack::http_client()?, ctx.sizes.singles);
     for k in 0..=singles {
-        let resp = http
-            .post(format!("{}/", url.url()))
-            .header("content-type", "application/json")
-            .bearer_auth(token)
-            .body(push(events + k).to_string())
-            .send()
-            .await
-            .map_err(|e| format!("POST ingest: {e}"))?;
+        let post = stack::post_push(&http, &url.url(), &push(events + k));
+        let resp = post.send().await.ctx("POST ingest")?;
         if resp.status().as_u16() != 202 {
             return Err(format!("ingest answered {}", resp.status()));
         }
@@ -141,38 +135,28 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 /// delivery job, each seen once (by `repository:tag`).
 async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<String>) -> Res<()> {
     loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await;
-        let messages = out
-            .map_err(|e| format!("ReceiveMessage: {e}"))?
-            .messages
-            .unwrap_or_default();
+        let receive = sqs.receive_message().queue_url(queue_url);
+        let out = receive.max_number_of_messages(10).send().await;
+        let messages = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(());
         }
         let mut entries = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default())
-                .map_err(|e| format!("ingest queued something that is not a job: {e}"))?;
+            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default());
+            let job = job.ctx("ingest queued something that is not a job")?;
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));
             }
-            let entry = DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .build();
-            entries.push(entry.map_err(|e| e.to_string())?);
+            let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string());
+            let entry = entry.receipt_handle(m.receipt_handle().unwrap_or_default());
+            entries.push(entry.build().map_err(|e| e.to_string())?);
         }
-        let out = sqs
-            .delete_message_batch()
-            .queue_url(queue_url)
+        let delete = sqs.delete_message_batch().queue_url(queue_url);
+        delete
             .set_entries(Some(entries))
             .send()
-            .await;
-        out.map_err(|e| format!("DeleteMessageBatch: {e}"))?;
+            .await
+            .ctx("DeleteMessageBatch")?;
     }
 }
