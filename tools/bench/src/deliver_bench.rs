@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use devstack::aws_proxy::{busy_time, AwsProxy, Call};
+use devstack::paths::cpu_ms;
 use devstack::receiver::{Behaviour, Receiver, Sink};
 use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
@@ -132,20 +133,17 @@ async fn deliver_once(
     proxy.reset_counts();
     let before = s.sink.count();
     s.sink.take_answers();
-    let (cpu0, jiffies0) = (devstack::paths::cpu_ms(f.pid()), stats::machine_jiffies());
+    let (cpu0, jiffies0) = (cpu_ms(f.pid()), stats::machine_jiffies());
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
     let inv = inv.ctx("invoking deliver")?;
-    let cpu_ms = devstack::paths::cpu_ms(f.pid())
-        .zip(cpu0)
-        .map(|(a, b)| a - b);
+    let cpu = cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b);
     let rss_kib = f.peak_rss_kib();
     let _ = f.stop().await;
     // Outside the timed window: moto catches up with the paced writes.
     let refused = proxy.settle().await;
-    let response = inv
-        .ok()
-        .ok_or_else(|| format!("deliver: {:?}", inv.error()))?;
+    let error = || format!("deliver: {:?}", inv.error());
+    let response = inv.ok().ok_or_else(error)?;
     if refused > 0 {
         return Err(format!("{label}: moto refused {refused} paced writes"));
     }
@@ -155,7 +153,7 @@ async fn deliver_once(
         calls: proxy.take_calls(),
         received: s.sink.count() - before,
         answers: s.sink.take_answers(),
-        cpu_ms,
+        cpu_ms: cpu,
         machine_busy,
         rss_kib,
         failures: response["batchItemFailures"].as_array().map_or(0, Vec::len),
@@ -167,26 +165,20 @@ async fn deliver_once(
 async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let before = s.sink.count();
     s.sink.take_answers();
-    let out = tokio::process::Command::new(workspace_binary("bare-client"))
-        .args([
-            file.display().to_string(),
-            CONCURRENCY.to_string(),
-            PER_HOST.to_string(),
-        ])
-        .envs(s.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&ctx.root)
-        .output()
-        .await
-        .ctx("running bare-client")?;
+    let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
+    let mut bare = tokio::process::Command::new(workspace_binary("bare-client"));
+    bare.args([file.display().to_string(), c, p]);
+    let bare = bare.current_dir(&ctx.root).envs(s.env.clone());
+    let out = bare.output().await.ctx("running bare-client")?;
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
         let err = String::from_utf8_lossy(&out.stderr);
         format!("bare-client ({}): {e}: {err}", out.status)
     })?;
     let (jobs, got) = (s.jobs.len() as u64, s.sink.count() - before);
     if v["ok"].as_u64() != Some(jobs) || got != jobs {
+        let ok = &v["ok"];
         return Err(format!(
-            "bare-client: {} of {jobs} 2xx, the sink got {got}",
-            v["ok"]
+            "bare-client: {ok} of {jobs} 2xx, the sink got {got}"
         ));
     }
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
@@ -234,8 +226,8 @@ fn write_bare_requests(file: &Path, s: &Setup, urls: &[String]) -> Res<(usize, u
             json!({ "url": urls[i % n], "headers": headers, "body": body })
         })
         .collect();
-    std::fs::write(file, serde_json::to_vec(&list).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let text = serde_json::to_vec(&list).map_err(|e| e.to_string())?;
+    std::fs::write(file, text).ctx(&format!("writing {}", file.display()))?;
     Ok(first.unwrap_or_default())
 }
 
@@ -253,15 +245,14 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
     let jobs = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j));
     let jobs: Vec<DeliveryJob> = jobs.collect::<Res<_>>()?;
+    let arn = &stack.queue_arn;
     let records = jobs.iter().enumerate();
-    let records =
-        records.map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn));
+    let records = records.map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), arn));
     let event = workload::sqs_event(records.collect());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
     let urls = hook_urls(&sink, repos_n);
-    ctx.progress(&format!(
-        "deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"
-    ));
+    let seeding = format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports");
+    ctx.progress(&seeding);
     let secrets = seed(&store, &repos, |i| urls[i].clone()).await?;
     let paced = crate::stack::proxy(ctx.moto.endpoint()).await?;
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
@@ -357,12 +348,10 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
                 runs.push(d);
             }
         }
-        ctx.progress(&format!(
-            "deliver {name} round {}: deliver {:.0}/s, bare {:.0}/s",
-            round + 1,
-            row["deliver"]["per_s"].as_f64().unwrap_or(0.0),
-            row["bare"]["per_s"].as_f64().unwrap_or(0.0)
-        ));
+        let per_s = |who: &str| row[who]["per_s"].as_f64().unwrap_or(0.0);
+        let (d, b, n) = (per_s("deliver"), per_s("bare"), round + 1);
+        let line = format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s");
+        ctx.progress(&line);
         rounds.push(row);
     }
     let _ = std::fs::remove_file(&bare_file);

@@ -32,23 +32,14 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
     stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
-    let token = BENCH_INGEST_TOKEN;
-    let env = function_env(
-        &ctx.moto,
-        &stack,
-        &proxy.endpoint(),
-        &[("INGEST_TOKEN", token)],
-    );
+    let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
+    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
     let (f, log) = start_function("ingest", &env, &ctx.logs, "ingest-sqs", TIMEOUT).await?;
     proxy.reset_counts();
     let sqs = aws_sdk_sqs::Client::new(&direct);
     let push = |e: usize| {
-        workload::native_push(
-            &repos[e % repos_n],
-            &format!("t{e}"),
-            &format!("ev-{e}"),
-            e as u64,
-        )
+        let (tag, id) = (format!("t{e}"), format!("ev-{e}"));
+        workload::native_push(&repos[e % repos_n], &tag, &id, e as u64)
     };
     let (mut queued, mut durations, mut calls) = (HashSet::new(), Vec::new(), Vec::new());
     let batches = events.div_ceil(BATCH);
@@ -77,9 +68,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         }
     }
     if queued.len() != events {
+        let n = queued.len();
         return Err(format!(
-            "ingest queued {} distinct jobs for {events} push events",
-            queued.len()
+            "ingest queued {n} distinct jobs for {events} push events"
         ));
     }
     let peak_rss_kib = f.peak_rss_kib();
@@ -110,11 +101,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut seen = HashSet::new();
     drain(&sqs, &stack.queue_url, &mut seen).await?;
     if seen.len() != singles + 1 {
-        return Err(format!(
-            "{} jobs queued for {} pushes over HTTP",
-            seen.len(),
-            singles + 1
-        ));
+        let (n, pushes) = (seen.len(), singles + 1);
+        return Err(format!("{n} jobs queued for {pushes} pushes over HTTP"));
     }
     let samples = pool.samples();
     let http_ms: Vec<f64> = samples.iter().skip(1).map(|s| ms(s.duration)).collect();

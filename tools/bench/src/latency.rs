@@ -85,12 +85,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut tasks = Vec::with_capacity(pushes);
     for i in 0..pushes {
         tokio::time::sleep_until((t0 + interval * i as u32).into()).await;
-        let body = workload::native_push(
-            &repos[i % repos_n],
-            &format!("l{i}"),
-            &format!("lat-{i}"),
-            i as u64,
-        );
+        let (tag, id) = (format!("l{i}"), format!("lat-{i}"));
+        let body = workload::native_push(&repos[i % repos_n], &tag, &id, i as u64);
         let req = stack::post_push(&http, &url.url(), &body);
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();

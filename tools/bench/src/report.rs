@@ -216,10 +216,9 @@ fn verdict(x: f64, target: &str) -> &'static str {
     let Ok(bound) = bound.parse::<f64>() else {
         return "";
     };
-    let met = if op == "≤" {
-        x <= bound * (1.0 + 1e-9)
-    } else {
-        x >= bound
+    let met = match op {
+        "≤" => x <= bound * (1.0 + 1e-9),
+        _ => x >= bound,
     };
     match (x.is_finite(), met) {
         (false, _) => "not measured",
@@ -241,13 +240,8 @@ fn table(o: &mut String, spec: &str, rows: &[Value]) {
 
 fn summary(r: &Value) -> Vec<[String; 4]> {
     let row = |c: &Col| {
-        let v = verdict(n(r, c.ptr), c.target);
-        [
-            c.label.to_owned(),
-            cell(r, c),
-            c.target.to_owned(),
-            v.to_owned(),
-        ]
+        let v = verdict(n(r, c.ptr), c.target).to_owned();
+        [c.label.to_owned(), cell(r, c), c.target.to_owned(), v]
     };
     cols(SUMMARY).iter().map(row).collect()
 }

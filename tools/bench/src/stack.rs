@@ -50,10 +50,8 @@ impl Stack {
         let outputs = moto.provision(&prefix, &[]).await;
         let outputs = outputs.ctx("creating the stack")?;
         let param = |name: &str| outputs["Parameters"][name].as_str()?.parse::<u64>().ok();
-        let out = |key: &str| match outputs.get(key).and_then(Value::as_str) {
-            Some(v) => Ok(v.to_owned()),
-            None => Err(format!("stack output {key} missing")),
-        };
+        let out = |key: &str| outputs.get(key).and_then(Value::as_str).map(str::to_owned);
+        let out = |key: &str| out(key).ok_or(format!("stack output {key} missing"));
         Ok(Stack {
             table: out("WebhooksTable")?,
             queue_url: out("DeliveryQueueUrl")?,
@@ -230,11 +228,8 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
-        let (free, permits) = (
-            Mutex::new((0..fns.len()).collect()),
-            Semaphore::new(fns.len()),
-        );
-        let samples = Mutex::default();
+        let free = Mutex::new((0..fns.len()).collect());
+        let (permits, samples) = (Semaphore::new(fns.len()), Mutex::default());
         Pool {
             fns,
             free,
