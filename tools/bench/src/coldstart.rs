@@ -84,18 +84,16 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let hello = median(init.get(HELLO).map_or(&[][..], Vec::as_slice));
     let size = |p: &Path| Some(std::fs::metadata(p).ok()?.len() as f64 / 1048576.0);
-    let binaries: BTreeMap<&str, Value> = init
-        .iter()
-        .map(|(name, v)| {
-            let m = median(v);
-            let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = v.iter().copied().fold(0.0, f64::max);
-            let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello,
-                "first_invocation_ms": median(&first[name]),
-                "binary_mib": size(&workspace_binary(name)) });
-            (*name, j)
-        })
-        .collect();
+    let binary = |(name, v): (&&'static str, &Vec<f64>)| {
+        let m = median(v);
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = v.iter().copied().fold(0.0, f64::max);
+        let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello,
+            "first_invocation_ms": median(&first[name]),
+            "binary_mib": size(&workspace_binary(name)) });
+        (*name, j)
+    };
+    let binaries: BTreeMap<&str, Value> = init.iter().map(binary).collect();
     let zip = |f: &str| size(&ctx.root.join(format!("target/lambda/{f}/bootstrap.zip")));
     let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS.iter().map(|f| (*f, zip(f))).collect();
     Ok(

@@ -58,20 +58,12 @@ const SQS_LINES: [&str; 6] = [
 
 /// (line, quantity per million pushes, $ per million pushes).
 fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
-    let gbs = |ms: f64| ms / 1000.0 * MEMORY_GB;
+    let (gbs, gb_s) = (|ms: f64| ms / 1000.0 * MEMORY_GB, LAMBDA_GB_SECOND * 1e6);
     let requests = p.ingest_invocations + p.deliver_invocations;
     let lambda = [
         ("Lambda requests", requests, LAMBDA_REQUESTS),
-        (
-            "ingest compute (GB-s)",
-            gbs(p.ingest_ms),
-            LAMBDA_GB_SECOND * 1e6,
-        ),
-        (
-            "deliver compute (GB-s)",
-            gbs(p.deliver_ms),
-            LAMBDA_GB_SECOND * 1e6,
-        ),
+        ("ingest compute (GB-s)", gbs(p.ingest_ms), gb_s),
+        ("deliver compute (GB-s)", gbs(p.deliver_ms), gb_s),
     ];
     let sqs = SQS_LINES
         .iter()
@@ -96,9 +88,8 @@ fn design(name: &str, p: &PerPush) -> Value {
 }
 
 fn f(v: &Value, path: &str) -> Res<f64> {
-    v.pointer(path)
-        .and_then(Value::as_f64)
-        .ok_or_else(|| format!("cost: {path} was not measured"))
+    let value = v.pointer(path).and_then(Value::as_f64);
+    value.ok_or_else(|| format!("cost: {path} was not measured"))
 }
 
 pub fn run(r: &Map<String, Value>) -> Res<Value> {
@@ -169,11 +160,13 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         design("ours, registry queue", &queue),
         design("ours, quiet service", &quiet),
     ];
-    let name = |d: &Value| d["name"].as_str().unwrap_or("").to_owned();
-    let totals: Map<String, Value> = designs
-        .iter()
-        .map(|d| (name(d), d["total"].clone()))
-        .collect();
+    let total = |d: &Value| {
+        (
+            d["name"].as_str().unwrap_or("").to_owned(),
+            d["total"].clone(),
+        )
+    };
+    let totals: Map<String, Value> = designs.iter().map(total).collect();
     Ok(json!({
         "prices": "us-east-1 list prices as published in 2025 (Lambda arm64 at 128 MB, SQS standard, DynamoDB on-demand)",
         "designs": designs,

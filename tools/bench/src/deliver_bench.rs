@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use devstack::aws_proxy::{busy_time, AwsProxy, Call};
+use devstack::paths::cpu_ms;
 use devstack::receiver::{Behaviour, Receiver, Sink};
 use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
@@ -38,6 +39,7 @@ use shared::webhook::{build_request, WebhookSecret};
 
 use crate::stack::{function_env, seed, start_function, tally, Stack};
 use crate::stats::{self, median, ms};
+use crate::Context as _;
 use crate::{workload, Ctx, Res};
 
 pub const REGISTRY_HOST: &str = "container.alin.io";
@@ -131,18 +133,17 @@ async fn deliver_once(
     proxy.reset_counts();
     let before = s.sink.count();
     s.sink.take_answers();
-    let (cpu0, jiffies0) = (stats::process_cpu_ms(f.pid()), stats::machine_jiffies());
+    let (cpu0, jiffies0) = (cpu_ms(f.pid()), stats::machine_jiffies());
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
-    let inv = inv.map_err(|e| format!("invoking deliver: {e}"))?;
-    let cpu_ms = stats::process_cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b);
+    let inv = inv.ctx("invoking deliver")?;
+    let cpu = cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b);
     let rss_kib = f.peak_rss_kib();
     let _ = f.stop().await;
     // Outside the timed window: moto catches up with the paced writes.
     let refused = proxy.settle().await;
-    let response = inv
-        .ok()
-        .ok_or_else(|| format!("deliver: {:?}", inv.error()))?;
+    let error = || format!("deliver: {:?}", inv.error());
+    let response = inv.ok().ok_or_else(error)?;
     if refused > 0 {
         return Err(format!("{label}: moto refused {refused} paced writes"));
     }
@@ -152,7 +153,7 @@ async fn deliver_once(
         calls: proxy.take_calls(),
         received: s.sink.count() - before,
         answers: s.sink.take_answers(),
-        cpu_ms,
+        cpu_ms: cpu,
         machine_busy,
         rss_kib,
         failures: response["batchItemFailures"].as_array().map_or(0, Vec::len),
@@ -164,26 +165,20 @@ async fn deliver_once(
 async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let before = s.sink.count();
     s.sink.take_answers();
-    let out = tokio::process::Command::new(workspace_binary("bare-client"))
-        .args([
-            file.display().to_string(),
-            CONCURRENCY.to_string(),
-            PER_HOST.to_string(),
-        ])
-        .envs(s.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&ctx.root)
-        .output()
-        .await
-        .map_err(|e| format!("running bare-client: {e}"))?;
+    let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
+    let mut bare = tokio::process::Command::new(workspace_binary("bare-client"));
+    bare.args([file.display().to_string(), c, p]);
+    let bare = bare.current_dir(&ctx.root).envs(s.env.clone());
+    let out = bare.output().await.ctx("running bare-client")?;
     let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
         let err = String::from_utf8_lossy(&out.stderr);
         format!("bare-client ({}): {e}: {err}", out.status)
     })?;
     let (jobs, got) = (s.jobs.len() as u64, s.sink.count() - before);
     if v["ok"].as_u64() != Some(jobs) || got != jobs {
+        let ok = &v["ok"];
         return Err(format!(
-            "bare-client: {} of {jobs} 2xx, the sink got {got}",
-            v["ok"]
+            "bare-client: {ok} of {jobs} 2xx, the sink got {got}"
         ));
     }
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
@@ -192,6 +187,11 @@ async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
         "sink_per_s": s.sink.take_answers().map(|(a, b)| rate(s.jobs.len(), ms(b - a))),
         "peak_rss_mib": mib(v["peak_rss_kib"].as_u64()),
     }))
+}
+
+/// `/hook/<i>` for each of `n` repositories, round-robin over the sink's ports.
+fn hook_urls(sink: &Sink, n: usize) -> Vec<String> {
+    (0..n).map(|i| sink.url(i, &format!("/hook/{i}"))).collect()
 }
 
 /// Calls in a tally whose operation starts with `prefix`.
@@ -226,8 +226,8 @@ fn write_bare_requests(file: &Path, s: &Setup, urls: &[String]) -> Res<(usize, u
             json!({ "url": urls[i % n], "headers": headers, "body": body })
         })
         .collect();
-    std::fs::write(file, serde_json::to_vec(&list).map_err(|e| e.to_string())?)
-        .map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let text = serde_json::to_vec(&list).map_err(|e| e.to_string())?;
+    std::fs::write(file, text).ctx(&format!("writing {}", file.display()))?;
     Ok(first.unwrap_or_default())
 }
 
@@ -240,23 +240,19 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (jobs_n, repos_n) = (ctx.sizes.jobs, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, "tp").await?;
     let direct = ctx.moto.sdk_config().await;
-    let sink = Sink::start(HOSTS).await.map_err(|e| format!("sink: {e}"))?;
+    let sink = Sink::start(HOSTS).await.ctx("sink")?;
     let repos = workload::repos("tp", repos_n)?;
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
-    let jobs: Vec<DeliveryJob> = (0..jobs_n)
-        .map(|j| workload::job(&repos[j % repos_n], j))
-        .collect::<Res<_>>()?;
+    let jobs = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j));
+    let jobs: Vec<DeliveryJob> = jobs.collect::<Res<_>>()?;
+    let arn = &stack.queue_arn;
     let records = jobs.iter().enumerate();
-    let records =
-        records.map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn));
+    let records = records.map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), arn));
     let event = workload::sqs_event(records.collect());
     let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
-    let urls: Vec<String> = (0..repos_n)
-        .map(|i| sink.url(i, &format!("/hook/{i}")))
-        .collect();
-    ctx.progress(&format!(
-        "deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"
-    ));
+    let urls = hook_urls(&sink, repos_n);
+    let seeding = format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports");
+    ctx.progress(&seeding);
     let secrets = seed(&store, &repos, |i| urls[i].clone()).await?;
     let paced = crate::stack::proxy(ctx.moto.endpoint()).await?;
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
@@ -297,14 +293,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 /// The headline against a TLS sink: every webhook re-pointed at it, the
 /// test CA handed to both contenders as `SSL_CERT_FILE` (an extra CA bundle).
 async fn https(ctx: &Ctx, s: &mut Setup) -> Res<Value> {
-    let tls = Sink::start_tls(HOSTS)
-        .await
-        .map_err(|e| format!("TLS sink: {e}"))?;
+    let tls = Sink::start_tls(HOSTS).await.ctx("TLS sink")?;
     let ca = ctx.work.join("bench-test-ca.pem");
-    std::fs::write(&ca, tls.ca_pem().unwrap_or_default()).map_err(|e| format!("CA file: {e}"))?;
-    let urls: Vec<String> = (0..s.repos.len())
-        .map(|i| tls.url(i, &format!("/hook/{i}")))
-        .collect();
+    std::fs::write(&ca, tls.ca_pem().unwrap_or_default()).ctx("CA file")?;
+    let urls = hook_urls(&tls, s.repos.len());
     seed(&s.store, &s.repos, |i| urls[i].clone()).await?;
     s.env = vec![("SSL_CERT_FILE".into(), ca.display().to_string())];
     s.sink = tls;
@@ -356,22 +348,18 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
                 runs.push(d);
             }
         }
-        ctx.progress(&format!(
-            "deliver {name} round {}: deliver {:.0}/s, bare {:.0}/s",
-            round + 1,
-            row["deliver"]["per_s"].as_f64().unwrap_or(0.0),
-            row["bare"]["per_s"].as_f64().unwrap_or(0.0)
-        ));
+        let per_s = |who: &str| row[who]["per_s"].as_f64().unwrap_or(0.0);
+        let (d, b, n) = (per_s("deliver"), per_s("bare"), round + 1);
+        let line = format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s");
+        ctx.progress(&line);
         rounds.push(row);
     }
     let _ = std::fs::remove_file(&bare_file);
-    let med = |who: &str, what: &str| {
-        let v: Vec<f64> = rounds
-            .iter()
-            .filter_map(|r| r[who][what].as_f64())
-            .collect();
-        median(&v)
+    let figures = |who: &str, what: &str| {
+        let all = rounds.iter().filter_map(|r| r[who][what].as_f64());
+        all.collect::<Vec<f64>>()
     };
+    let med = |who: &str, what: &str| median(&figures(who, what));
     let per_webhook = |who: &str, what: &str| med(who, what) / jobs_n as f64;
     let cpu_us = |who: &str| per_webhook(who, "cpu_ms") * 1000.0;
     runs.sort_by_key(|d| d.duration);
@@ -381,12 +369,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
     let aws = tally(&median_run.calls);
     let reads = count(&aws, "dynamodb:BatchGetItem") + count(&aws, "dynamodb:GetItem");
     let writes = count(&aws, "dynamodb:") - reads;
-    let max_rss = |who: &str| {
-        rounds
-            .iter()
-            .filter_map(|r| r[who]["peak_rss_mib"].as_f64())
-            .fold(0.0, f64::max)
-    };
+    let max_rss = |who: &str| figures(who, "peak_rss_mib").into_iter().fold(0.0, f64::max);
     Ok(json!({
         "jobs": jobs_n, "repos": s.repos.len(), "hosts": HOSTS, "concurrency": CONCURRENCY,
         "per_host": PER_HOST, "delay_ms": ms(delay),
@@ -426,9 +409,8 @@ fn lambda_share(cpu_us: f64) -> f64 {
 /// which deliver never uses (queueing them all would only measure moto, whose
 /// SendMessage is quadratic in the queue's length).
 async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
-    let receiver = Receiver::start(Behaviour::status(503))
-        .await
-        .map_err(|e| format!("receiver: {e}"))?;
+    let receiver = Receiver::start(Behaviour::status(503)).await;
+    let receiver = receiver.ctx("receiver")?;
     let failing: Vec<RepositoryName> = s.repos.iter().step_by(FAILING_EVERY).cloned().collect();
     seed(&s.store, &failing, |i| receiver.url(&format!("/hook/{i}"))).await?;
     let failing_jobs: Vec<&DeliveryJob> = (s.jobs.iter().enumerate())
@@ -487,41 +469,32 @@ async fn queue_and_receive(
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
         let entries = chunk.iter().enumerate().map(|(i, job)| {
-            let e = SendMessageBatchRequestEntry::builder().id(i.to_string());
-            e.message_body(job.to_json())
-                .build()
-                .map_err(|e| e.to_string())
+            let entry = SendMessageBatchRequestEntry::builder().id(i.to_string());
+            entry.message_body(job.to_json()).build()
         });
-        let sent = s
-            .sqs
-            .send_message_batch()
-            .queue_url(q)
-            .set_entries(Some(entries.collect::<Res<_>>()?));
-        let sent = sent
-            .send()
-            .await
-            .map_err(|e| format!("SendMessageBatch: {e}"))?;
+        let entries = entries.collect::<Result<Vec<_>, _>>();
+        let entries = entries.map_err(|e| e.to_string())?;
+        let sent = s.sqs.send_message_batch().queue_url(q);
+        let sent = sent.set_entries(Some(entries)).send().await;
+        let sent = sent.ctx("SendMessageBatch")?;
         if !sent.failed.is_empty() {
             return Err("SendMessageBatch: entries failed".into());
         }
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let out = (s
+        let receive = s
             .sqs
             .receive_message()
             .queue_url(q)
-            .max_number_of_messages(10))
-        .message_system_attribute_names(MessageSystemAttributeName::All)
-        .message_attribute_names("All")
-        .send()
-        .await
-        .map_err(|e| format!("ReceiveMessage: {e}"))?;
-        let got = out.messages.unwrap_or_default();
+            .max_number_of_messages(10);
+        let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
+        let out = receive.message_attribute_names("All").send().await;
+        let got = out.ctx("ReceiveMessage")?.messages;
+        let got = got.unwrap_or_default();
         empty = if got.is_empty() { empty + 1 } else { 0 };
         for m in got {
-            let job = DeliveryJob::parse(m.body().unwrap_or_default())
-                .map_err(|e| format!("received job: {e}"))?;
+            let job = DeliveryJob::parse(m.body().unwrap_or_default()).ctx("received job")?;
             received.insert(job.image_ref(), m);
         }
     }
@@ -551,7 +524,7 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
         }
         let before = s.sink.count();
         let inv = f.invoke(workload::sqs_event(vec![record]), TIMEOUT).await;
-        let inv = inv.map_err(|e| format!("invoking deliver: {e}"))?;
+        let inv = inv.ctx("invoking deliver")?;
         if !inv.is_ok() || s.sink.count() != before + 1 {
             return Err(format!("single-job deliver failed: {:?}", inv.outcome));
         }

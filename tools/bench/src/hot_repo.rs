@@ -19,10 +19,12 @@ use shared::ports::WebhookStore as _;
 use crate::stack::{self, function_env, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{ms, percentile};
 use crate::workload::digest;
+use crate::Context as _;
 use crate::{Ctx, Res};
 
 const CLIENTS: usize = 8;
 const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const ENVELOPES: &str = "application/vnd.docker.distribution.events.v1+json";
 const BASE_LAYERS: [(u64, u64); 2] = [(1, 30_000_000), (2, 5_000_000)];
 const REPO: &str = "bench/hot";
 
@@ -40,9 +42,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     stack::seed(&store, std::slice::from_ref(&repo), hook).await?;
 
     // Image i: the base layers and layer 1000 + i of 1000 + i bytes.
-    let registry = StubRegistry::start()
-        .await
-        .map_err(|e| format!("registry: {e}"))?;
+    let registry = StubRegistry::start().await.ctx("registry")?;
     let images: Vec<String> = (0..pushes as u64)
         .map(|i| {
             let mut layers: Vec<Value> = BASE_LAYERS.iter().map(|&(n, s)| layer(n, s)).collect();
@@ -65,7 +65,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let timeout = Duration::from_secs(30);
     let pool = Pool::start(ctx, "ingest", &env, "hot-ingest", CLIENTS, timeout).await?;
     let function_url = FunctionUrl::serve(pool.clone()).await;
-    let function_url = function_url.map_err(|e| format!("function url: {e}"))?;
+    let function_url = function_url.ctx("function url")?;
     let url = function_url.url();
     proxy.reset_counts();
     ctx.progress(&format!(
@@ -88,13 +88,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             let mut answers = Vec::new();
             for body in bodies {
                 let sent = Instant::now();
-                let r = http
-                    .post(format!("{url}/"))
-                    .header(
-                        "content-type",
-                        "application/vnd.docker.distribution.events.v1+json",
-                    )
-                    .bearer_auth(BENCH_INGEST_TOKEN)
+                let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
+                let r = post
+                    .header("content-type", ENVELOPES)
                     .body(body)
                     .send()
                     .await;
@@ -110,7 +106,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     });
     let mut answers = Vec::with_capacity(pushes);
     for w in workers.collect::<Vec<_>>() {
-        answers.extend(w.await.map_err(|e| format!("hot client: {e}"))?);
+        answers.extend(w.await.ctx("hot client")?);
     }
     let wall = started.elapsed();
     let calls = proxy.take_calls();
@@ -121,7 +117,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let count = |key: &str| {
         answers
             .iter()
-            .map(|a| a.2[key].as_u64().unwrap_or(0))
+            .filter_map(|a| a.2[key].as_u64())
             .sum::<u64>()
     };
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
@@ -130,9 +126,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         .for_each(|a| *statuses.entry(a.0).or_default() += 1);
     let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
     let record = store.get(&repo).await;
-    let size = record
-        .map_err(|e| format!("reading the record: {e}"))?
-        .map(|r| r.repository_size);
+    let size = record.ctx("reading the record")?.map(|r| r.repository_size);
     Ok(json!({
         "pushes": pushes, "clients": CLIENTS, "wall_s": wall.as_secs_f64(),
         "statuses": statuses, "server_errors": answers.iter().filter(|a| a.0 >= 500 || a.0 == 0).count(),

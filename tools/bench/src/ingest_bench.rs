@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 use crate::stack::{self, function_env, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
+use crate::Context as _;
 use crate::{workload, Ctx, Res};
 
 /// The registry-events queue mapping's BatchSize in template.yaml.
@@ -31,35 +32,25 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
     stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
-    let token = BENCH_INGEST_TOKEN;
-    let env = function_env(
-        &ctx.moto,
-        &stack,
-        &proxy.endpoint(),
-        &[("INGEST_TOKEN", token)],
-    );
+    let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
+    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
     let (f, log) = start_function("ingest", &env, &ctx.logs, "ingest-sqs", TIMEOUT).await?;
     proxy.reset_counts();
     let sqs = aws_sdk_sqs::Client::new(&direct);
     let push = |e: usize| {
-        workload::native_push(
-            &repos[e % repos_n],
-            &format!("t{e}"),
-            &format!("ev-{e}"),
-            e as u64,
-        )
+        let (tag, id) = (format!("t{e}"), format!("ev-{e}"));
+        workload::native_push(&repos[e % repos_n], &tag, &id, e as u64)
     };
     let (mut queued, mut durations, mut calls) = (HashSet::new(), Vec::new(), Vec::new());
     let batches = events.div_ceil(BATCH);
     for b in 0..batches {
         // Consecutive events go to different repositories: a batch of ten
         // names ten repositories (no help from de-duplication).
+        let arn = &stack.registry_queue_arn;
         let records = (b * BATCH..((b + 1) * BATCH).min(events))
-            .map(|e| workload::sqs_record("in", e, push(e).to_string(), &stack.registry_queue_arn));
-        let inv = f
-            .invoke(workload::sqs_event(records.collect()), TIMEOUT)
-            .await;
-        let inv = inv.map_err(|e| format!("invoking ingest: {e}"))?;
+            .map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
+        let event = workload::sqs_event(records.collect());
+        let inv = f.invoke(event, TIMEOUT).await.ctx("invoking ingest")?;
         let failures = inv.ok().and_then(|v| v["batchItemFailures"].as_array());
         if failures.map(Vec::len) != Some(0) {
             return Err(format!(
@@ -77,9 +68,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         }
     }
     if queued.len() != events {
+        let n = queued.len();
         return Err(format!(
-            "ingest queued {} distinct jobs for {events} push events",
-            queued.len()
+            "ingest queued {n} distinct jobs for {events} push events"
         ));
     }
     let peak_rss_kib = f.peak_rss_kib();
@@ -94,17 +85,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // (the first one a warm-up, not counted).
     let pool = Arc::new(Pool::new(vec![f], TIMEOUT));
     let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await;
-    let url = url.map_err(|e| format!("function url: {e}"))?;
+    let url = url.ctx("function url")?;
     let (http, singles) = (stack::http_client()?, ctx.sizes.singles);
     for k in 0..=singles {
-        let resp = http
-            .post(format!("{}/", url.url()))
-            .header("content-type", "application/json")
-            .bearer_auth(token)
-            .body(push(events + k).to_string())
-            .send()
-            .await
-            .map_err(|e| format!("POST ingest: {e}"))?;
+        let post = stack::post_push(&http, &url.url(), &push(events + k));
+        let resp = post.send().await.ctx("POST ingest")?;
         if resp.status().as_u16() != 202 {
             return Err(format!("ingest answered {}", resp.status()));
         }
@@ -116,11 +101,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut seen = HashSet::new();
     drain(&sqs, &stack.queue_url, &mut seen).await?;
     if seen.len() != singles + 1 {
-        return Err(format!(
-            "{} jobs queued for {} pushes over HTTP",
-            seen.len(),
-            singles + 1
-        ));
+        let (n, pushes) = (seen.len(), singles + 1);
+        return Err(format!("{n} jobs queued for {pushes} pushes over HTTP"));
     }
     let samples = pool.samples();
     let http_ms: Vec<f64> = samples.iter().skip(1).map(|s| ms(s.duration)).collect();
@@ -141,38 +123,28 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 /// delivery job, each seen once (by `repository:tag`).
 async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<String>) -> Res<()> {
     loop {
-        let out = sqs
-            .receive_message()
-            .queue_url(queue_url)
-            .max_number_of_messages(10)
-            .send()
-            .await;
-        let messages = out
-            .map_err(|e| format!("ReceiveMessage: {e}"))?
-            .messages
-            .unwrap_or_default();
+        let receive = sqs.receive_message().queue_url(queue_url);
+        let out = receive.max_number_of_messages(10).send().await;
+        let messages = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
         if messages.is_empty() {
             return Ok(());
         }
         let mut entries = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default())
-                .map_err(|e| format!("ingest queued something that is not a job: {e}"))?;
+            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default());
+            let job = job.ctx("ingest queued something that is not a job")?;
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));
             }
-            let entry = DeleteMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .receipt_handle(m.receipt_handle().unwrap_or_default())
-                .build();
-            entries.push(entry.map_err(|e| e.to_string())?);
+            let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string());
+            let entry = entry.receipt_handle(m.receipt_handle().unwrap_or_default());
+            entries.push(entry.build().map_err(|e| e.to_string())?);
         }
-        let out = sqs
-            .delete_message_batch()
-            .queue_url(queue_url)
+        let delete = sqs.delete_message_batch().queue_url(queue_url);
+        delete
             .set_entries(Some(entries))
             .send()
-            .await;
-        out.map_err(|e| format!("DeleteMessageBatch: {e}"))?;
+            .await
+            .ctx("DeleteMessageBatch")?;
     }
 }

@@ -16,6 +16,7 @@ use shared::domain::RepositoryName;
 
 use crate::stack::{self, function_env, start_function, Stack, BENCH_INGEST_TOKEN};
 use crate::workload::{sqs_event, sqs_record};
+use crate::Context as _;
 use crate::{Ctx, Res};
 
 /// Events in the SQS batch (ingest resolves up to 8 pushes at once).
@@ -38,9 +39,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let hook = |_| "https://hooks.example.com/mem".to_owned();
     stack::seed(&stack.store(&ctx.moto).await, &[repo], hook).await?;
 
-    let registry = StubRegistry::start()
-        .await
-        .map_err(|e| format!("registry: {e}"))?;
+    let registry = StubRegistry::start().await.ctx("registry")?;
     let (top, sizes) = hostile_index(&registry);
     let base = registry.base();
     let extra = [
@@ -69,14 +68,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             stack::tail(&log)
         ));
     };
-    let jobs_failed = answer["batchItemFailures"]
-        .as_array()
-        .map_or(EVENTS, Vec::len);
+    let failures = answer["batchItemFailures"].as_array();
+    let jobs_failed = failures.map_or(EVENTS, Vec::len);
     let peak_kib = function.peak_rss_kib();
     let peak_kib = peak_kib.ok_or("cannot read the ingest process's peak RSS")?;
     let _ = function.stop().await;
-    let template = std::fs::read_to_string(ctx.root.join("template.yaml"))
-        .map_err(|e| format!("reading template.yaml: {e}"))?;
+    let template =
+        std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
     let memory_size = devstack::stack::template_memory_size(&template, "IngestFunction")
         .ok_or("no MemorySize for IngestFunction")?;
     let (peak_rss_mib, served) = (peak_kib as f64 / 1024.0, registry.requests());
@@ -96,13 +94,12 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 /// the top index's digest and each manifest path's size.
 fn hostile_index(registry: &StubRegistry) -> (String, HashMap<String, usize>) {
     let pad = "p".repeat(PAD);
-    let layers: Vec<Value> = (0..LAYERS)
-        .map(|i| {
-            json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                   "digest": sha256(format!("layer {i}").as_bytes()), "size": 1024,
-                   "annotations": {"org.example.pad": pad}})
-        })
-        .collect();
+    let layer = |i: usize| {
+        json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+               "digest": sha256(format!("layer {i}").as_bytes()), "size": 1024,
+               "annotations": {"org.example.pad": pad}})
+    };
+    let layers: Vec<Value> = (0..LAYERS).map(layer).collect();
     let leaf = json!({"schemaVersion": 2, "mediaType": MANIFEST,
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
                    "digest": sha256(b"{}"), "size": 2},

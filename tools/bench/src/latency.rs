@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 
 use crate::stack::{self, function_env, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
+use crate::Context as _;
 use crate::{workload, Ctx, Res};
 
 /// The emulated mapping's batching window (the template's is longer).
@@ -29,17 +30,12 @@ const INGEST_POOL: usize = 4;
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (pushes, repos_n, rate) = (ctx.sizes.pushes, ctx.sizes.push_repos, ctx.sizes.push_rate);
-    let pool_size = std::env::var("BENCH_INGEST_POOL")
-        .ok()
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(INGEST_POOL);
+    let pool_size = crate::env_or("BENCH_INGEST_POOL", INGEST_POOL);
     // A moto of its own: the earlier measurements leave tens of thousands
     // of messages and items in the shared one, which made every call here
     // slower (ReceiveMessage 5 → 28 ms median) and the result depend on
     // what ran before.
-    let moto = &devstack::moto::Moto::start()
-        .await
-        .map_err(|e| format!("moto: {e}"))?;
+    let moto = &devstack::moto::Moto::start().await.ctx("moto")?;
     let stack = Stack::create(moto, "lt").await?;
     let proxies = [
         stack::proxy(moto.endpoint()).await?,
@@ -53,7 +49,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let store = stack.store(moto).await;
     let receiver = Receiver::start(Behaviour::status(204))
         .await
-        .map_err(|e| format!("receiver: {e}"))?;
+        .ctx("receiver")?;
     let repos = workload::repos("lt", repos_n)?;
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
@@ -67,12 +63,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
     let url = FunctionUrl::serve(ingest.clone())
         .await
-        .map_err(|e| format!("function url: {e}"))?;
-    let esm_sdk = moto.sdk_config().await;
-    let esm_sdk = esm_sdk
-        .to_builder()
-        .endpoint_url(proxies[2].endpoint())
-        .build();
+        .ctx("function url")?;
+    let esm_sdk = moto.sdk_config().await.to_builder();
+    let esm_sdk = esm_sdk.endpoint_url(proxies[2].endpoint()).build();
     let esm = EventSourceMapping::start(
         aws_sdk_sqs::Client::new(&esm_sdk),
         stack.queue_url.clone(),
@@ -92,17 +85,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut tasks = Vec::with_capacity(pushes);
     for i in 0..pushes {
         tokio::time::sleep_until((t0 + interval * i as u32).into()).await;
-        let body = workload::native_push(
-            &repos[i % repos_n],
-            &format!("l{i}"),
-            &format!("lat-{i}"),
-            i as u64,
-        );
-        let req = http
-            .post(format!("{}/", url.url()))
-            .header("content-type", "application/json")
-            .bearer_auth(BENCH_INGEST_TOKEN)
-            .body(body.to_string());
+        let (tag, id) = (format!("l{i}"), format!("lat-{i}"));
+        let body = workload::native_push(&repos[i % repos_n], &tag, &id, i as u64);
+        let req = stack::post_push(&http, &url.url(), &body);
         tasks.push(tokio::spawn(async move {
             let sent = Instant::now();
             let status = req.send().await.map_or(0, |r| r.status().as_u16());
@@ -111,7 +96,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let mut sent = Vec::with_capacity(pushes);
     for t in tasks {
-        sent.push(t.await.map_err(|e| format!("push task: {e}"))?);
+        sent.push(t.await.ctx("push task")?);
     }
     let refused = sent.iter().filter(|(_, _, s)| *s != 202).count();
     if refused > 0 {
@@ -137,9 +122,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut latencies = vec![f64::NAN; pushes];
     for r in &got {
         let id = r.header("x-alin-webhook");
-        let i = id
-            .and_then(|h| h.rsplit_once(":l"))
-            .and_then(|(_, i)| i.parse::<usize>().ok());
+        let i = id.and_then(|h| h.rsplit_once(":l")?.1.parse::<usize>().ok());
         match i {
             Some(i) if i < pushes && latencies[i].is_nan() => {
                 latencies[i] = ms(r.received_at.saturating_duration_since(sent[i].0));
@@ -153,11 +136,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let pct = |v: &[f64]| json!({ "p50": percentile(v, 50.0), "p90": percentile(v, 90.0), "p99": percentile(v, 99.0), "max": percentile(v, 100.0), "min": percentile(v, 0.0) });
     let http_ms: Vec<f64> = sent.iter().map(|s| s.1).collect();
     let deliver_samples = deliver.samples();
-    let calls: BTreeMap<&str, Value> = ["ingest", "deliver", "event source mapping"]
+    let roles = ["ingest", "deliver", "event source mapping"]
         .into_iter()
-        .zip(&proxies)
-        .map(|(role, p)| (role, tally(&p.take_calls())))
-        .collect();
+        .zip(&proxies);
+    let calls: BTreeMap<&str, Value> = roles.map(|(r, p)| (r, tally(&p.take_calls()))).collect();
     Ok(json!({
         "pushes": pushes, "repos": repos_n, "rate": rate, "ingest_pool": pool_size,
         "batch_size": stack.deliver_batch_size, "window_ms": ms(WINDOW), "template_window_s": stack.deliver_window_secs,

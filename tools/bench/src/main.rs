@@ -32,6 +32,17 @@ use serde_json::{json, Map, Value};
 
 pub type Res<T> = Result<T, String>;
 
+/// Turns any error into this crate's, naming what failed (`what: error`).
+pub trait Context<T> {
+    fn ctx(self, what: &str) -> Res<T>;
+}
+
+impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
+    fn ctx(self, what: &str) -> Res<T> {
+        self.map_err(|e| format!("{what}: {e}"))
+    }
+}
+
 /// What every measurement needs.
 pub struct Ctx {
     pub moto: Moto,
@@ -81,12 +92,15 @@ impl Sizes {
             singles: if small { 10 } else { 50 },
             pushes: 1_000 / k,
             push_repos: if small { 20 } else { 100 },
-            push_rate: std::env::var("BENCH_PUSH_RATE")
-                .ok()
-                .and_then(|r| r.parse().ok())
-                .unwrap_or(50.0),
+            push_rate: env_or("BENCH_PUSH_RATE", 50.0),
         }
     }
+}
+
+/// The value of environment variable `name`, else `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    let value = std::env::var(name).ok().and_then(|v| v.parse().ok());
+    value.unwrap_or(default)
 }
 
 fn usage() -> ! {
@@ -130,7 +144,7 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
     let ctx = Ctx {
-        moto: Moto::start().await.map_err(|e| format!("moto: {e}"))?,
+        moto: Moto::start().await.ctx("moto")?,
         root: root.clone(),
         logs,
         work,
@@ -142,37 +156,34 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
 
     // The measurements, in order: each adds one section to the results (an
     // error string when it could not be made). A new measurement is one line.
-    let mut results = Map::new();
-    let measure = |results: &mut Map<String, Value>, name: &str, r: Res<Value>| {
+    let mut sections = Map::new();
+    let results = &mut sections;
+    let measure = |results: &mut Map<_, _>, name: &str, r: Res<Value>| {
         if let Err(e) = &r {
             ctx.progress(&format!("{name}: FAILED: {e}"));
         }
         results.insert(name.into(), r.unwrap_or_else(|e| json!({ "error": e })));
     };
     if wanted("cold") {
-        measure(&mut results, "cold_start", coldstart::run(&ctx).await);
+        measure(results, "cold_start", coldstart::run(&ctx).await);
     }
     if wanted("deliver") {
-        measure(&mut results, "deliver", deliver_bench::run(&ctx).await);
+        measure(results, "deliver", deliver_bench::run(&ctx).await);
     }
     if wanted("ingest") {
-        measure(&mut results, "ingest", ingest_bench::run(&ctx).await);
+        measure(results, "ingest", ingest_bench::run(&ctx).await);
     }
     if wanted("ingest-memory") {
-        measure(
-            &mut results,
-            "ingest_memory",
-            ingest_memory::run(&ctx).await,
-        );
+        measure(results, "ingest_memory", ingest_memory::run(&ctx).await);
     }
     if wanted("hot") {
-        measure(&mut results, "hot_repo", hot_repo::run(&ctx).await);
+        measure(results, "hot_repo", hot_repo::run(&ctx).await);
     }
     if wanted("latency") {
-        measure(&mut results, "latency", latency::run(&ctx).await);
+        measure(results, "latency", latency::run(&ctx).await);
     }
-    let cost = cost::run(&results);
-    measure(&mut results, "cost", cost);
+    let cost = cost::run(results);
+    measure(results, "cost", cost);
 
     results.insert(
         "run".into(),
@@ -187,13 +198,17 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
         }),
     );
     let healthy = results.values().all(|v| v.get("error").is_none());
-    let out = match (&only, small) {
-        (Some(_), _) => report::Out::dir(root.join("target/bench/dev")),
-        (None, true) => report::Out::dir(root.join("target/bench/small")),
-        (None, false) => report::Out::repo(&root),
-    };
-    report::write(&Value::Object(results), &root, &out)?;
-    ctx.progress(&format!("results written to {}", out.json.display()));
+    let full = only.is_none() && !small;
+    let charts = root.join(match (&only, full) {
+        (_, true) => "tools/bench/results",
+        (Some(_), _) => "target/bench/dev",
+        (None, _) => "target/bench/small",
+    });
+    let md = (if full { &root } else { &charts }).join("BENCHMARKS.md");
+    let out = report::Out { charts, md };
+    report::write(&Value::Object(sections), &root, &out)?;
+    let json = out.charts.join("results.json");
+    ctx.progress(&format!("results written to {}", json.display()));
     if !healthy {
         eprintln!("alin-bench: some measurements could not be made (see above)");
     }

@@ -7,11 +7,12 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use devstack::aws_proxy::{AwsProxy, Call};
 use devstack::moto::Moto;
+use devstack::paths::lock;
 use devstack::receiver::Behaviour;
 use devstack::registry::StubRegistry;
 use devstack::runtime_api::{workspace_binary, Invocation, LocalFunction};
@@ -24,6 +25,7 @@ use shared::ports::WebhookStore as _;
 use shared::webhook::WebhookSecret;
 use tokio::sync::Semaphore;
 
+use crate::Context as _;
 use crate::{Ctx, Res};
 
 /// The bearer token the benchmark's ingest takes (its HTTP door is closed
@@ -46,12 +48,10 @@ impl Stack {
     pub async fn create(moto: &Moto, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
         let outputs = moto.provision(&prefix, &[]).await;
-        let outputs = outputs.map_err(|e| format!("creating the stack: {e}"))?;
+        let outputs = outputs.ctx("creating the stack")?;
         let param = |name: &str| outputs["Parameters"][name].as_str()?.parse::<u64>().ok();
-        let out = |key: &str| match outputs.get(key).and_then(Value::as_str) {
-            Some(v) => Ok(v.to_owned()),
-            None => Err(format!("stack output {key} missing")),
-        };
+        let out = |key: &str| outputs.get(key).and_then(Value::as_str).map(str::to_owned);
+        let out = |key: &str| out(key).ok_or(format!("stack output {key} missing"));
         Ok(Stack {
             table: out("WebhooksTable")?,
             queue_url: out("DeliveryQueueUrl")?,
@@ -72,9 +72,7 @@ impl Stack {
 
 /// devstack's AWS proxy in front of `upstream` (moto, or a stub).
 pub async fn proxy(upstream: &str) -> Res<AwsProxy> {
-    AwsProxy::start(upstream)
-        .await
-        .map_err(|e| format!("aws proxy: {e}"))
+    AwsProxy::start(upstream).await.ctx("aws proxy")
 }
 
 /// Calls per operation and the DynamoDB units they bill: each key of a
@@ -97,10 +95,8 @@ pub fn tally(calls: &[Call]) -> Value {
         failed += c.failed_entries;
         errors += u64::from(!(200..300).contains(&c.status));
     }
-    let p50: BTreeMap<&str, f64> = times
-        .iter()
-        .map(|(k, v)| (*k, crate::stats::median(v)))
-        .collect();
+    let p50 = times.iter().map(|(k, v)| (*k, crate::stats::median(v)));
+    let p50: BTreeMap<&str, f64> = p50.collect();
     json!({ "calls": counts, "call_ms_p50": p50, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
@@ -200,6 +196,13 @@ pub fn serve_manifest(
     digest
 }
 
+/// A push event POSTed to the ingest Function URL at `url` with the token.
+pub fn post_push(http: &reqwest::Client, url: &str, push: &Value) -> reqwest::RequestBuilder {
+    let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
+    post.header("content-type", "application/json")
+        .body(push.to_string())
+}
+
 /// A client for the local endpoints.
 pub fn http_client() -> Res<reqwest::Client> {
     let client = reqwest::Client::builder().no_proxy().build();
@@ -223,17 +226,10 @@ pub struct Pool {
     samples: Mutex<Vec<Sample>>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
 impl Pool {
     pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
-        let (free, permits) = (
-            Mutex::new((0..fns.len()).collect()),
-            Semaphore::new(fns.len()),
-        );
-        let samples = Mutex::default();
+        let free = Mutex::new((0..fns.len()).collect());
+        let (permits, samples) = (Semaphore::new(fns.len()), Mutex::default());
         Pool {
             fns,
             free,

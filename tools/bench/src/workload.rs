@@ -2,7 +2,7 @@
 //! tags (so nothing is coalesced), native push events, and SQS events shaped
 //! exactly as Lambda's event source mapping hands them to a function.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use serde_json::{json, Value};
 use shared::domain::job::{derive_webhook_id, JOB_VERSION};
@@ -15,9 +15,8 @@ pub const LAYERS: usize = 3;
 
 /// `bench/<prefix>0000`, …
 pub fn repos(prefix: &str, n: usize) -> Res<Vec<RepositoryName>> {
-    (0..n)
-        .map(|i| RepositoryName::parse(&format!("bench/{prefix}{i:04}")).map_err(|e| e.to_string()))
-        .collect()
+    let repo = |i| RepositoryName::parse(&format!("bench/{prefix}{i:04}"));
+    (0..n).map(|i| repo(i).map_err(|e| e.to_string())).collect()
 }
 
 pub fn digest(n: u64) -> String {
@@ -69,11 +68,6 @@ pub fn native_push(repo: &RepositoryName, tag: &str, id: &str, seed: u64) -> Val
     })
 }
 
-fn epoch_ms() -> u64 {
-    let now = SystemTime::now().duration_since(UNIX_EPOCH);
-    now.map_or(0, |d| d.as_millis() as u64)
-}
-
 /// UUID-shaped, unique per (prefix, i).
 fn hex_id(prefix: &str, i: usize) -> String {
     let p: String = prefix.bytes().map(|b| format!("{b:02x}")).collect();
@@ -83,7 +77,7 @@ fn hex_id(prefix: &str, i: usize) -> String {
 /// One SQS record as Lambda's event source mapping builds it. The receipt
 /// handle is synthetic (only valid for workloads that never use it).
 pub fn sqs_record(prefix: &str, i: usize, body: String, queue_arn: &str) -> Value {
-    let sent = epoch_ms();
+    let sent = devstack::paths::epoch_millis(SystemTime::now());
     json!({
         "messageId": hex_id(prefix, i),
         "receiptHandle": format!("AQEB{}{}", hex_id(prefix, i).replace('-', ""), "bench+synthetic+receipt+handle/never+valid=="),

@@ -94,13 +94,11 @@ pub struct AwsProxy {
 impl AwsProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<AwsProxy, DevstackError> {
-        let upstream: Arc<str> = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .into();
+        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
+        let upstream: Arc<str> = upstream.into();
         let state = Arc::new(State::default());
         let (st, up) = (state.clone(), upstream.clone());
-        let server = http_server::serve("aws proxy", true, move |req, _| {
+        let server = http_server::serve("aws proxy", true, None, move |req, _| {
             let (st, upstream) = (st.clone(), up.clone());
             async move { handle(req, upstream, st).await }
         });
@@ -113,7 +111,7 @@ impl AwsProxy {
 
     /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.server.addr())
+        format!("http://{}", self.server.addr)
     }
 
     /// Calls so far per operation, e.g. `dynamodb:BatchGetItem`.
@@ -123,20 +121,14 @@ impl AwsProxy {
 
     /// Calls so far of one operation.
     pub fn count(&self, operation: &str) -> u64 {
-        lock(&self.state.counts)
-            .get(operation)
-            .copied()
-            .unwrap_or(0)
+        *lock(&self.state.counts).get(operation).unwrap_or(&0)
     }
 
     /// Calls so far whose operation starts with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> u64 {
         let counts = lock(&self.state.counts);
-        counts
-            .iter()
-            .filter(|(k, _)| k.starts_with(prefix))
-            .map(|(_, v)| v)
-            .sum()
+        let matching = counts.iter().filter(|(k, _)| k.starts_with(prefix));
+        matching.map(|(_, v)| v).sum()
     }
 
     /// Forgets the counts and the recorded calls.
@@ -269,9 +261,8 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
 /// (the JSON protocol every SDK client here speaks), `unknown` without one.
 fn operation(headers: &http::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let (service, op) = target
-        .and_then(|t| t.split_once('.'))
-        .unwrap_or(("", "unknown"));
+    let parts = target.and_then(|t| t.split_once('.'));
+    let (service, op) = parts.unwrap_or(("", "unknown"));
     let known = [
         ("DynamoDB", "dynamodb"),
         ("AmazonSQS", "sqs"),
@@ -301,11 +292,7 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
     use serde_json::Value;
     let req: Value = serde_json::from_slice(req).unwrap_or(Value::Null);
     let resp: Value = serde_json::from_slice(resp).unwrap_or(Value::Null);
-    let len = |v: &Value, key: &str| {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map_or(0, |a| a.len() as u64)
-    };
+    let len = |v: &Value, key: &str| v[key].as_array().map_or(0, |a| a.len() as u64);
     let items = match op {
         "dynamodb:BatchGetItem" => req
             .get("RequestItems")

@@ -45,20 +45,10 @@ pub(crate) struct ConnInfo {
 /// A running server; dropping it stops accepting and closes every open
 /// connection (they live in a `JoinSet` owned by the accept task).
 pub(crate) struct ServerHandle {
-    addr: SocketAddr,
+    pub addr: SocketAddr,
     task: JoinHandle<()>,
     /// TLS handshakes completed.
-    handshakes: Arc<AtomicU64>,
-}
-
-impl ServerHandle {
-    pub(crate) fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    pub(crate) fn handshakes(&self) -> u64 {
-        self.handshakes.load(Ordering::Relaxed)
-    }
+    pub handshakes: Arc<AtomicU64>,
 }
 
 impl Drop for ServerHandle {
@@ -67,23 +57,11 @@ impl Drop for ServerHandle {
     }
 }
 
-/// Binds 127.0.0.1 on a free port and serves `handler` in a background task.
-/// `resettable` must be true for handlers that may return [`Reply::Reset`];
-/// it costs a duplicated descriptor per connection, which sinks avoid.
+/// Binds 127.0.0.1 on a free port and serves `handler` in a background
+/// task, over TLS when `tls` is given. `resettable` must be true for
+/// handlers that may return [`Reply::Reset`]; it costs a duplicated
+/// descriptor per connection, which sinks avoid.
 pub(crate) async fn serve<F, Fut>(
-    what: &str,
-    resettable: bool,
-    handler: F,
-) -> Result<ServerHandle, DevstackError>
-where
-    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
-    serve_tls(what, resettable, None, handler).await
-}
-
-/// [`serve`], over TLS when `tls` is given.
-pub(crate) async fn serve_tls<F, Fut>(
     what: &str,
     resettable: bool,
     tls: Option<TlsAcceptor>,

@@ -214,10 +214,8 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 
 /// True when something at `endpoint` answers an HTTP request.
 async fn answers_http(endpoint: &str) -> bool {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(3));
-    let Ok(client) = client.build() else {
+    let client = reqwest::Client::builder().no_proxy();
+    let Ok(client) = client.timeout(Duration::from_secs(3)).build() else {
         return false;
     };
     let answer = client.get(format!("{endpoint}/moto-api/")).send().await;
@@ -409,10 +407,8 @@ async fn create_queue(
 ) -> Result<(String, String), DevstackError> {
     let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
     let create = sqs.create_queue().queue_name(name);
-    let created = create
-        .set_attributes(Some(attributes.into_iter().collect()))
-        .send()
-        .await;
+    let created = create.set_attributes(Some(attributes.into_iter().collect()));
+    let created = created.send().await;
     let created = created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
     let url = created
         .queue_url
@@ -420,8 +416,8 @@ async fn create_queue(
     let describe = sqs.get_queue_attributes().queue_url(&url);
     let described = describe
         .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await;
+        .send();
+    let described = described.await;
     let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
     let arn = described
         .attributes

@@ -1,7 +1,8 @@
 //! Locating things on disk (the workspace root with the project venv and
 //! scripts; the target directory and the Lambda binaries built there) and
-//! the small AWS-shaped values the emulations share: ids, trace headers,
-//! epoch times, free ports, log tails. Nothing here builds.
+//! the small values the emulations and the benchmark share: ids, trace
+//! headers, epoch times, free ports, log tails, a process's peak memory and
+//! CPU time (from /proc). Nothing here builds.
 
 use std::env;
 use std::net::{Ipv4Addr, TcpListener};
@@ -89,7 +90,7 @@ pub fn free_port() -> Result<u16, DevstackError> {
 
 /// Locks `m`. Nothing here panics holding a lock; if something did, the
 /// maps and counters inside are still consistent, so carry on.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
@@ -127,6 +128,21 @@ pub fn log_tail(path: &Path, lines: usize) -> String {
     }
 }
 
+/// Peak resident set size (`VmHWM`) of process `pid` in KiB; `None` once
+/// the process is gone.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
+    line.split_whitespace().next()?.parse().ok()
+}
+
+/// CPU time (user + system) of process `pid` so far, in ms (10 ms ticks).
+pub fn cpu_ms(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) * 10.0)
+}
+
 /// Random lowercase hex of `bytes` bytes.
 pub(crate) fn random_hex(bytes: usize) -> String {
     (0..bytes)
@@ -136,9 +152,8 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 
 /// A random UUID v4 string, the shape Lambda uses for request ids.
 pub(crate) fn uuid_v4() -> String {
-    uuid::Builder::from_random_bytes(rand::random())
-        .into_uuid()
-        .to_string()
+    let uuid = uuid::Builder::from_random_bytes(rand::random());
+    uuid.into_uuid().to_string()
 }
 
 /// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.
@@ -152,7 +167,7 @@ pub(crate) fn trace_header() -> String {
 }
 
 /// Milliseconds since the Unix epoch (0 for times before it).
-pub(crate) fn epoch_millis(at: SystemTime) -> u64 {
+pub fn epoch_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -91,10 +91,8 @@ impl OciLayout {
 
     fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
         let digest = sha256(bytes);
-        let path = self
-            .dir
-            .join("blobs/sha256")
-            .join(digest.trim_start_matches("sha256:"));
+        let name = digest.trim_start_matches("sha256:");
+        let path = self.dir.join("blobs/sha256").join(name);
         std::fs::write(path, bytes).map_err(io("writing a blob"))?;
         Ok((digest, bytes.len() as u64))
     }
@@ -109,10 +107,9 @@ impl OciLayout {
         let config = json!({"architecture": arch, "os": "linux", "config": {},
                             "rootfs": {"type": "layers", "diff_ids": diff_ids}});
         let (config_digest, config_size) = self.blob(config.to_string().as_bytes())?;
-        let descriptors: Vec<Value> = layers
-            .iter()
-            .map(|l| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size}))
-            .collect();
+        let descriptor =
+            |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
+        let descriptors: Vec<Value> = layers.iter().map(descriptor).collect();
         let manifest = json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
             "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
@@ -328,10 +325,7 @@ impl StubRegistry {
     /// Each request's path and the `Authorization` it presented, in order.
     pub fn seen(&self) -> Vec<(String, Option<String>)> {
         let auth = |r: &RecordedRequest| r.header("authorization").map(str::to_owned);
-        self.receiver
-            .requests()
-            .iter()
-            .map(|r| (r.path.clone(), auth(r)))
-            .collect()
+        let requests = self.receiver.requests();
+        requests.iter().map(|r| (r.path.clone(), auth(r))).collect()
     }
 }

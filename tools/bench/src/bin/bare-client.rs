@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use devstack::paths::{cpu_ms, peak_rss_kib};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use tokio::sync::Semaphore;
 
@@ -26,19 +27,6 @@ struct Spec {
 }
 
 type Res<T> = Result<T, String>;
-
-/// CPU time (user + system) this process has used, in ms.
-fn cpu_ms() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let f: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) * 10.0)
-}
-
-fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-    line.split_whitespace().next()?.parse().ok()
-}
 
 /// The requests, grouped per host:port in file order, ready to send.
 fn load(path: &str) -> Res<BTreeMap<String, Vec<reqwest::Request>>> {
@@ -87,7 +75,7 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
     let sent = by_host.values().map(Vec::len).sum::<usize>();
     let ok = Arc::new(AtomicU64::new(0));
     let limit = Arc::new(Semaphore::new(global.max(1)));
-    let (cpu_before, started) = (cpu_ms(), Instant::now());
+    let (cpu_before, started) = (cpu_ms(std::process::id()), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for list in by_host.into_values() {
         let (list, cursor) = (Arc::new(list), Arc::new(AtomicUsize::new(0)));
@@ -119,8 +107,8 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
         "sent": sent,
         "ok": ok.load(Ordering::Relaxed),
         "elapsed_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        "peak_rss_kib": peak_rss_kib(),
-        "cpu_ms": cpu_ms().zip(cpu_before).map(|(a, b)| a - b),
+        "peak_rss_kib": peak_rss_kib(std::process::id()),
+        "cpu_ms": cpu_ms(std::process::id()).zip(cpu_before).map(|(a, b)| a - b),
     }))
 }
 

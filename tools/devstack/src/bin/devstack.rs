@@ -120,14 +120,12 @@ async fn start() -> Res<Up> {
 
     step("starting ingest, deliver and settings through the Lambda Runtime API");
     let mut env = moto.function_env();
+    let dlq = out("RegistryEventsDeadLetterQueueUrl");
     let settings = [
         ("WEBHOOKS_TABLE", table),
         ("DELIVERY_QUEUE_URL", queue.clone()),
         ("REGISTRY_EVENTS_QUEUE_URL", out("RegistryEventsQueueUrl")),
-        (
-            "REGISTRY_EVENTS_DLQ_URL",
-            out("RegistryEventsDeadLetterQueueUrl"),
-        ),
+        ("REGISTRY_EVENTS_DLQ_URL", dlq),
         ("INGEST_TOKEN", INGEST_TOKEN.into()),
         // The receiver is on 127.0.0.1: allowed only in local use.
         ("ALLOW_PRIVATE_TARGETS", "true".into()),
@@ -145,10 +143,8 @@ async fn start() -> Res<Up> {
         }
     };
     let params = Params::parse(&[])?;
-    let (batch, window) = (
-        params.get("DeliverBatchSize"),
-        params.get("DeliverBatchingWindowSeconds"),
-    );
+    let batch = params.get("DeliverBatchSize");
+    let window = params.get("DeliverBatchingWindowSeconds");
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
     let (deliver, window_secs) = (
         function("deliver").await?,
@@ -163,11 +159,8 @@ async fn start() -> Res<Up> {
         receiver: Receiver::start(Behaviour::ok()).await?,
         _moto: moto,
     };
-    println!(
-        "   ingest   {}\n   settings {}",
-        up.ingest.url(),
-        up.settings.url()
-    );
+    let (ingest, settings) = (up.ingest.url(), up.settings.url());
+    println!("   ingest   {ingest}\n   settings {settings}");
     println!(
         "   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)"
     );
@@ -224,13 +217,10 @@ fn step(what: &str) {
 /// Prints a received webhook, its query string redacted: the receiver's
 /// token is ours, but print the habit we preach.
 fn print_request(req: &RecordedRequest) {
-    let path = req
-        .target
-        .split_once('?')
-        .map_or(req.target.clone(), |(p, _)| format!("{p}?…"));
-    println!("   {} {path}", req.method);
-    req.headers
-        .iter()
-        .for_each(|(name, value)| println!("   {name}: {value}"));
+    let path = req.target.split_once('?').map(|(p, _)| format!("{p}?…"));
+    println!("   {} {}", req.method, path.as_ref().unwrap_or(&req.target));
+    for (name, value) in &req.headers {
+        println!("   {name}: {value}");
+    }
     println!("\n   {}", req.body_text());
 }

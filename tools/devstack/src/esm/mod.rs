@@ -19,10 +19,10 @@ use tokio::time::Instant;
 
 use serde_json::Value;
 
-use crate::invoker::Invoker;
 use crate::paths::{lock, wait_until};
 use crate::runtime_api::Outcome;
 use crate::DevstackError;
+use crate::Invoker;
 
 /// ReceiveMessage and DeleteMessageBatch take at most 10 messages per call.
 const SQS_MAX_BATCH: usize = 10;
@@ -173,16 +173,11 @@ impl<I: Invoker> Mapping<I> {
             // Long-poll only if the window leaves time for it.
             let wait_seconds = i32::from(left.is_none_or(|left| left >= Duration::from_secs(1)));
             let want = (self.batch_size - batch.len()).min(SQS_MAX_BATCH);
-            let received = self
-                .sqs
-                .receive_message()
-                .queue_url(&self.queue_url)
-                .max_number_of_messages(i32::try_from(want).unwrap_or(10))
-                .wait_time_seconds(wait_seconds)
-                .message_system_attribute_names(MessageSystemAttributeName::All)
-                .message_attribute_names("All")
-                .send()
-                .await;
+            let request = self.sqs.receive_message().queue_url(&self.queue_url);
+            let request = request.max_number_of_messages(i32::try_from(want).unwrap_or(10));
+            let request = request.wait_time_seconds(wait_seconds);
+            let request = request.message_system_attribute_names(MessageSystemAttributeName::All);
+            let received = request.message_attribute_names("All").send().await;
             match received.map(|out| out.messages.unwrap_or_default()) {
                 Ok(messages) if messages.is_empty() && batch.is_empty() => break,
                 Ok(messages) if messages.is_empty() => {}
@@ -210,10 +205,8 @@ impl<I: Invoker> Mapping<I> {
             s.records += n;
         });
         let ids: HashSet<&str> = batch.iter().filter_map(|m| m.message_id()).collect();
-        let invoked = self
-            .invoker
-            .invoke_event(event::event(&batch, &self.queue_arn));
-        let outcome = match invoked.await {
+        let event = event::event(&batch, &self.queue_arn);
+        let outcome = match self.invoker.invoke_event(event).await {
             Ok(invocation) => invocation.outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "devstack esm: invocation could not be made");
@@ -235,10 +228,8 @@ impl<I: Invoker> Mapping<I> {
             });
         };
         self.count(|s| s.failed += failed.len() as u64);
-        let to_delete: Vec<&Message> = batch
-            .iter()
-            .filter(|m| m.message_id().is_none_or(|id| !failed.contains(id)))
-            .collect();
+        let kept = |m: &&Message| m.message_id().is_none_or(|id| !failed.contains(id));
+        let to_delete: Vec<&Message> = batch.iter().filter(kept).collect();
         for chunk in to_delete.chunks(SQS_MAX_BATCH) {
             self.delete(chunk).await;
         }
@@ -254,13 +245,8 @@ impl<I: Invoker> Mapping<I> {
         // Both fields are always set, so building cannot fail.
         let entries: Vec<_> = entries.filter_map(Result::ok).collect();
         let n = entries.len() as u64;
-        let sent = self
-            .sqs
-            .delete_message_batch()
-            .queue_url(&self.queue_url)
-            .set_entries(Some(entries))
-            .send()
-            .await;
+        let request = self.sqs.delete_message_batch().queue_url(&self.queue_url);
+        let sent = request.set_entries(Some(entries)).send().await;
         match sent {
             Ok(out) => self.count(|s| {
                 s.deleted += out.successful.len() as u64;

@@ -24,10 +24,10 @@ use time::macros::format_description;
 use time::OffsetDateTime;
 
 use crate::http_server::{self, json_response, Body, ConnInfo, Reply, ServerHandle};
-use crate::invoker::Invoker;
 use crate::paths::{self, REGION};
 use crate::runtime_api::{Invocation, Outcome};
 use crate::DevstackError;
+use crate::Invoker;
 
 /// Lambda's synchronous invocation payload limit: larger bodies are refused
 /// the way the Function URL front end refuses them.
@@ -47,7 +47,7 @@ impl FunctionUrl {
         // Function URL ids are 32 lowercase alphanumerics; hex is a subset.
         let url_id = paths::random_hex(16);
         let id = url_id.clone();
-        let server = http_server::serve("Function URL", false, move |req, info| {
+        let server = http_server::serve("Function URL", false, None, move |req, info| {
             handle(invoker.clone(), id.clone(), req, info)
         });
         let server = server.await?;
@@ -55,12 +55,12 @@ impl FunctionUrl {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.server.addr
     }
 
     /// `http://127.0.0.1:PORT`, without the trailing slash AWS shows.
     pub fn url(&self) -> String {
-        format!("http://{}", self.server.addr())
+        format!("http://{}", self.server.addr)
     }
 
     /// The emulated URL id (the `apiId`/`domainPrefix` of the events).
@@ -124,10 +124,8 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     req.headers = lambda_headers(parts, info);
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        let joined = req
-            .query_string_parameters
-            .entry(key.into_owned())
-            .or_default();
+        let params = &mut req.query_string_parameters;
+        let joined = params.entry(key.into_owned()).or_default();
         let sep = if joined.is_empty() { "" } else { "," };
         joined.push_str(&format!("{sep}{value}"));
     }

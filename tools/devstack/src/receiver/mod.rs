@@ -133,10 +133,8 @@ impl RecordedRequest {
 
     /// All values of header `name` (case-insensitive), in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let named = self
-            .headers
-            .iter()
-            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let headers = self.headers.iter();
+        let named = headers.filter(|(n, _)| n.eq_ignore_ascii_case(name));
         named.map(|(_, v)| v.as_str()).collect()
     }
 
@@ -170,7 +168,7 @@ impl Receiver {
             count: watch::channel(0).0,
         });
         let st = state.clone();
-        let server = http_server::serve("receiver", true, move |req, info| {
+        let server = http_server::serve("receiver", true, None, move |req, info| {
             handle(st.clone(), req, info)
         });
         let server = server.await?;
@@ -178,14 +176,14 @@ impl Receiver {
     }
 
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.server.addr
     }
 
     /// `http://127.0.0.1:PORT` followed by `path` (a leading `/` is added
     /// when missing).
     pub fn url(&self, path: &str) -> String {
         let sep = if path.starts_with('/') { "" } else { "/" };
-        format!("http://{}{sep}{path}", self.server.addr())
+        format!("http://{}{sep}{path}", self.server.addr)
     }
 
     /// Replaces the behaviour for requests arriving from now on.
@@ -294,10 +292,8 @@ pub fn verify_standardwebhooks(
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let script = crate::paths::in_repo("scripts/verify_signature.py");
-    let headers: serde_json::Map<_, _> = headers
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone().into()))
-        .collect();
+    let headers = headers.iter().map(|(k, v)| (k.clone(), v.clone().into()));
+    let headers: serde_json::Map<_, _> = headers.collect();
     let input = serde_json::json!({ "secret": secret, "headers": headers, "body": body });
     let run = |what: &str| {
         let what = format!("{what} {} (run scripts/tools.sh)", script.display());
@@ -310,9 +306,8 @@ pub fn verify_standardwebhooks(
         .spawn()
         .map_err(run("running"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin
-            .write_all(input.to_string().as_bytes())
-            .map_err(run("writing to"))?;
+        let written = stdin.write_all(input.to_string().as_bytes());
+        written.map_err(run("writing to"))?;
     }
     let out = child.wait_with_output().map_err(run("waiting for"))?;
     match out.status.success() {

@@ -85,7 +85,7 @@ impl Sink {
             let count = Arc::new(AtomicU64::new(0));
             let (c, st) = (count.clone(), state.clone());
             let handler = move |req, _| answer(req, c.clone(), st.clone());
-            servers.push(http_server::serve_tls("sink", false, acceptor.clone(), handler).await?);
+            servers.push(http_server::serve("sink", false, acceptor.clone(), handler).await?);
             counts.push(count);
         }
         Ok(Sink {
@@ -115,23 +115,20 @@ impl Sink {
 
     /// TLS handshakes completed so far (0 for a plain sink).
     pub fn handshakes(&self) -> u64 {
-        self.servers.iter().map(ServerHandle::handshakes).sum()
+        let handshakes = self.servers.iter().map(|s| &s.handshakes);
+        handshakes.map(|h| h.load(Ordering::Relaxed)).sum()
     }
 
     pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.servers.iter().map(ServerHandle::addr).collect()
+        self.servers.iter().map(|s| s.addr).collect()
     }
 
     /// URL of `path` on listener `index` (taken modulo the number of
     /// listeners, so callers can round-robin with a plain counter).
     pub fn url(&self, index: usize, path: &str) -> String {
-        let addr = self.servers[index % self.servers.len()].addr();
+        let addr = self.servers[index % self.servers.len()].addr;
         let sep = if path.starts_with('/') { "" } else { "/" };
-        let scheme = if self.ca_pem.is_some() {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = self.ca_pem.as_ref().map_or("http", |_| "https");
         format!("{scheme}://{addr}{sep}{path}")
     }
 

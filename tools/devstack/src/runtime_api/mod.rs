@@ -4,11 +4,13 @@
 //! It owns the invocation queue: `invoke()` enqueues an event FIFO, the
 //! function takes it with `GET /next`, and its `POST …/response` or
 //! `…/error` completes the `invoke()`. Like one execution environment it
-//! serves one invocation at a time. The process side is [`process`].
+//! serves one invocation at a time. The process side is [`process`]; what
+//! event sources invoke, a process or a closure, is an [`Invoker`].
 
 pub mod process;
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
@@ -122,7 +124,7 @@ impl RuntimeApi {
             init_error: watch::channel(None).0,
         });
         let handler_shared = shared.clone();
-        let server = http_server::serve("Runtime API", false, move |req, _| {
+        let server = http_server::serve("Runtime API", false, None, move |req, _| {
             handle(handler_shared.clone(), req)
         })
         .await?;
@@ -137,7 +139,7 @@ impl RuntimeApi {
 
     /// The socket address; `AWS_LAMBDA_RUNTIME_API` is its `ip:port` form.
     pub fn addr(&self) -> SocketAddr {
-        self.server.addr()
+        self.server.addr
     }
 
     /// Changes how long an invocation waits for the function to take it.
@@ -158,10 +160,8 @@ impl RuntimeApi {
             what: "the function's first /next poll".into(),
             after: timeout,
         })?;
-        polled
-            .ok()
-            .and_then(|at| *at)
-            .ok_or(DevstackError::RuntimeApiStopped)
+        let at = polled.ok().and_then(|at| *at);
+        at.ok_or(DevstackError::RuntimeApiStopped)
     }
 
     /// What the function posted to `/init/error`, if it did.
@@ -191,9 +191,8 @@ impl RuntimeApi {
             dispatched,
             done,
         };
-        self.queue
-            .send(pending)
-            .map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let queued = self.queue.send(pending);
+        queued.map_err(|_| DevstackError::RuntimeApiStopped)?;
         let finished = |started_at: Instant, outcome, timed_out| Invocation {
             request_id: request_id.clone(),
             outcome,
@@ -240,11 +239,8 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
     let header = parts.headers.get("lambda-runtime-function-error-type");
     let error_type = header.and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
     // A broken body reads as empty, which the waiting invoke() then reports.
-    let body = body
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
+    let body = body.collect().await.map(|c| c.to_bytes());
+    let body = body.unwrap_or_default();
     let error_doc = || {
         serde_json::from_slice(&body).unwrap_or_else(
             |_| json!({"errorType": error_type, "errorMessage": String::from_utf8_lossy(&body)}),
@@ -326,4 +322,58 @@ fn error(status: u16, error_type: &str, message: String) -> Response<Body> {
 
 fn accepted() -> Response<Body> {
     json_response(202, &json!({"status": "OK"}))
+}
+
+/// Something that can be invoked with an event, like a Lambda function: the
+/// seam between event sources (Function URL, SQS event source mapping) and
+/// what they invoke, a [`LocalFunction`] process, or a plain async closure so
+/// a test can exercise an event source without building any binary.
+pub trait Invoker: Send + Sync + 'static {
+    /// Invokes with `event`. `Err` means the invocation could not be carried
+    /// out at all (process gone, …); a failing function is an
+    /// `Outcome::FunctionError`.
+    fn invoke_event(
+        &self,
+        event: Value,
+    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send;
+}
+
+impl<T: Invoker> Invoker for Arc<T> {
+    fn invoke_event(
+        &self,
+        event: Value,
+    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
+        (**self).invoke_event(event)
+    }
+}
+
+/// An [`Invoker`] backed by an async closure; build it with [`invoker_fn`].
+pub struct FnInvoker<F>(F);
+
+/// Wraps `f` as an [`Invoker`]: each invocation calls `f(event)` and reports
+/// its [`Outcome`] with a fresh request id and the measured duration.
+pub fn invoker_fn<F, Fut>(f: F) -> FnInvoker<F>
+where
+    F: Fn(Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    FnInvoker(f)
+}
+
+impl<F, Fut> Invoker for FnInvoker<F>
+where
+    F: Fn(Value) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send + 'static,
+{
+    async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
+        let started_at = Instant::now();
+        Ok(Invocation {
+            outcome: (self.0)(event).await,
+            request_id: paths::uuid_v4(),
+            duration: started_at.elapsed(),
+            queued: Duration::ZERO,
+            started_at,
+            timed_out: false,
+        })
+    }
 }

@@ -13,9 +13,9 @@ use serde_json::Value;
 use tokio::process::{Child, Command};
 
 use super::{Invocation, RuntimeApi};
-use crate::invoker::Invoker;
 use crate::paths::{self, lock, REGION};
 use crate::DevstackError;
+use crate::Invoker;
 
 /// Local invocations default to 30 s: our functions are configured longer
 /// than Lambda's 3 s default, and debug builds are slow.
@@ -132,9 +132,7 @@ impl LocalFunction {
 
     /// Peak resident set size in KiB (`VmHWM`); `None` once the process is gone.
     pub fn peak_rss_kib(&self) -> Option<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid)).ok()?;
-        let line = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?;
-        line.split_whitespace().next()?.parse().ok()
+        paths::peak_rss_kib(self.pid)
     }
 
     /// [`RuntimeApi::invoke`], except that a process exiting meanwhile fails
