@@ -128,7 +128,7 @@ fuzz_target!(|data: &[u8]| {
         )
         .expect("a client");
         let report = deliverer
-            .deliver(event, None)
+            .deliver(event.into(), None)
             .await
             .expect("the memory store never fails a batch");
         let failed: BTreeSet<String> = report

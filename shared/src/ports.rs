@@ -66,7 +66,11 @@ pub trait WebhookStore: Send + Sync {
     async fn get(&self, repo: &RepositoryName) -> Result<Option<RepoRecord>, StoreError>;
 
     /// Many records at once (BatchGetItem, ≤100 keys a call, unprocessed keys
-    /// retried). Repositories with no record are absent from the map.
+    /// retried), as a batch needs them: the webhook's URL, secret, state,
+    /// URL version, format, headers and history, and the size. The failure
+    /// count, disable time and reason, last delivery and timestamps are
+    /// left at their defaults (read one record with [`WebhookStore::get`]
+    /// for those). Repositories with no record are absent from the map.
     async fn get_many(
         &self,
         repos: &[RepositoryName],

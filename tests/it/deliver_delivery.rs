@@ -113,7 +113,7 @@ impl Rig {
     }
 
     async fn deliver(&self, event: SqsEvent) -> BatchReport {
-        self.deliverer.deliver(event, None).await.unwrap()
+        self.deliverer.deliver(event.into(), None).await.unwrap()
     }
 
     /// Enqueues, receives and delivers one batch; returns the message ids

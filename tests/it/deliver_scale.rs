@@ -89,7 +89,7 @@ async fn ten_thousand_jobs_over_a_thousand_repositories() {
 
     stack.proxy.reset_counts();
     let started = Instant::now();
-    let report = deliverer.deliver(event, None).await.unwrap();
+    let report = deliverer.deliver(event.into(), None).await.unwrap();
     let took = started.elapsed();
     let counts = stack.proxy.counts();
     eprintln!(

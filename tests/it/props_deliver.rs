@@ -155,7 +155,7 @@ proptest! {
             let event: SqsEvent = serde_json::from_value(sqs_event(&bodies, receives))
                 .map_err(|e| TestCaseError::fail(e.to_string()))?;
             let report = deliverer
-                .deliver(event, None)
+                .deliver(event.into(), None)
                 .await
                 .map_err(|e| TestCaseError::fail(format!("batch failed as a whole: {e}")))?;
             let failed: BTreeSet<String> = report

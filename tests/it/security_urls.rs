@@ -279,7 +279,7 @@ async fn delivery_never_contacts_a_name_that_resolves_to_a_private_address() {
     .unwrap();
     let event: SqsEvent =
         serde_json::from_value(sqs_event(&[job("evt_rebind", "alice/app", "1.0")], 1)).unwrap();
-    let report = deliverer.deliver(event, None).await.unwrap();
+    let report = deliverer.deliver(event.into(), None).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(rx.count(), 0, "the private address was contacted");
     assert!(

@@ -196,6 +196,11 @@ async fn batch_fetch_of_250_repositories_takes_three_calls() {
     let got = store.get_many(&asked).await.unwrap();
     assert_eq!(got.len(), 250);
     assert!(got.values().all(|r| r.active_webhook().is_some()));
+    // A batch reads what routing needs, not what only the API shows.
+    let w = got[&repos[7]].webhook.clone().unwrap();
+    assert_eq!((w.url.as_str(), w.url_version), (hook.as_str(), 1));
+    assert!(w.secret.expose().starts_with("whsec_"));
+    assert!(w.created_at.is_empty() && w.updated_at.is_empty());
     assert_eq!(
         stack.proxy.count("dynamodb:BatchGetItem"),
         3,

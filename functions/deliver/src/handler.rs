@@ -8,7 +8,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent};
+use aws_lambda_events::event::sqs::SqsBatchResponse;
 use lambda_runtime::LambdaEvent;
 use shared::net::{webhook_client, ClientOptions, NameLookup};
 use shared::ports::{DeliveryQueue, WebhookStore};
@@ -18,6 +18,7 @@ use crate::attempt::SendContext;
 use crate::config::Config;
 use crate::error::DeliverError;
 use crate::metrics::{self, Summary};
+use crate::parse::SqsBatch;
 use crate::{account, plan, respond, send};
 
 /// The `deliver` function: its configuration, ports and the one HTTP client.
@@ -88,7 +89,7 @@ impl Deliverer {
     /// (a hand-made context) means none.
     pub async fn handle(
         &self,
-        event: LambdaEvent<SqsEvent>,
+        event: LambdaEvent<SqsBatch>,
     ) -> Result<SqsBatchResponse, DeliverError> {
         let started = Instant::now();
         let deadline = (event.context.deadline != 0).then(|| event.context.deadline());
@@ -117,7 +118,7 @@ impl Deliverer {
     /// (the webhook store could not be read): Lambda then retries every record.
     pub async fn deliver(
         &self,
-        event: SqsEvent,
+        event: SqsBatch,
         deadline: Option<SystemTime>,
     ) -> Result<BatchReport, DeliverError> {
         let t0 = Instant::now();

@@ -41,6 +41,7 @@ pub use config::Config;
 pub use error::DeliverError;
 pub use handler::{build_client, BatchReport, Deliverer};
 pub use metrics::Summary;
+pub use parse::{SqsAttributes, SqsBatch, SqsRecord};
 
 #[cfg(test)]
 mod tests;

@@ -4,8 +4,7 @@
 
 use std::sync::Arc;
 
-use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::Deliverer;
+use deliver::{Deliverer, SqsBatch};
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
 use shared::adapters::{DynamoStore, SqsQueue};
 use shared::net::SystemLookup;
@@ -25,7 +24,7 @@ async fn main() -> Result<(), Error> {
         Arc::new(SystemLookup),
     )?;
     let deliverer = &deliverer;
-    run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+    run(service_fn(move |event: LambdaEvent<SqsBatch>| async move {
         deliverer.handle(event).await
     }))
     .await

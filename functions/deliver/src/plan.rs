@@ -132,7 +132,7 @@ pub(crate) struct Chunk {
 
 /// Parses and coalesces one batch and lists its repositories; nothing is
 /// read yet.
-pub(crate) fn plan(event: aws_lambda_events::event::sqs::SqsEvent, config: &Config) -> Plan {
+pub(crate) fn plan(event: parse::SqsBatch, config: &Config) -> Plan {
     let received = event.records.len() as u64;
     let (parsed, malformed) = parse::parse(event);
     let superseded = coalesce::superseded(&parsed, config.max_attempts);

@@ -282,10 +282,10 @@ fn msg(message_id: &str, body: &str, receive_count: u32) -> SqsMessage {
     m
 }
 
-fn event(msgs: Vec<SqsMessage>) -> SqsEvent {
+fn event(msgs: Vec<SqsMessage>) -> crate::SqsBatch {
     let mut e = SqsEvent::default();
     e.records = msgs;
-    e
+    e.into()
 }
 
 fn settings() -> Config {

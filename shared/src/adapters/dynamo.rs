@@ -29,6 +29,13 @@ pub const SK: &str = "sk";
 pub const SK_REPO: &str = "repo";
 /// Sort key prefix of a counted layer.
 pub const SK_LAYER_PREFIX: &str = "layer#";
+/// What a batch read (`get_many`) brings back of a record: what routing and
+/// delivering need, and the size. Not the failure count, the disable
+/// time and reason, the last delivery or the timestamps: only the settings
+/// API shows those, and every attribute left out is one less to read for
+/// each of a batch's records.
+const BATCH_READ_ATTRIBUTES: &str =
+    "pk, #url_attr, secret, enabled, url_version, #fmt_attr, #hdr_attr, deliveries, repository_size";
 /// What counting layers reads of the repository record and the layer
 /// markers: which exist, and the size (not the webhook and its history).
 const SIZE_ATTRIBUTES: &str = "pk, sk, repository_size";
@@ -116,6 +123,7 @@ impl DynamoStore {
                 .set_keys(Some(std::mem::take(&mut pending)))
                 .consistent_read(true)
                 .set_projection_expression(projection.map(str::to_owned))
+                .set_expression_attribute_names(projection.and_then(aliases_in))
                 .build()
                 .map_err(|e| StoreError::Permanent(e.to_string()))?;
             let out = self
@@ -156,17 +164,8 @@ impl DynamoStore {
         if let Some(c) = condition {
             req = req.condition_expression(c);
         }
-        // `url` and `format` are DynamoDB reserved words; `headers` is
-        // aliased alike so no future reserved word can break the write.
-        for (alias, name) in [
-            ("#url_attr", "url"),
-            ("#fmt_attr", "format"),
-            ("#hdr_attr", "headers"),
-        ] {
-            if update.contains(alias) || condition.is_some_and(|c| c.contains(alias)) {
-                req = req.expression_attribute_names(alias, name);
-            }
-        }
+        let expressions = format!("{update} {}", condition.unwrap_or_default());
+        req = req.set_expression_attribute_names(aliases_in(&expressions));
         for (k, v) in values {
             req = req.expression_attribute_values(k, v);
         }
@@ -341,6 +340,22 @@ impl HistoryWrite {
     }
 }
 
+/// The attribute names `expression` uses by alias: `url` and `format` are
+/// DynamoDB reserved words, and `headers` is aliased alike so no future
+/// reserved word can break an expression. `None` when it uses none.
+fn aliases_in(expression: &str) -> Option<HashMap<String, String>> {
+    let names: HashMap<String, String> = [
+        ("#url_attr", "url"),
+        ("#fmt_attr", "format"),
+        ("#hdr_attr", "headers"),
+    ]
+    .into_iter()
+    .filter(|(alias, _)| expression.contains(alias))
+    .map(|(alias, name)| (alias.to_owned(), name.to_owned()))
+    .collect();
+    (!names.is_empty()).then_some(names)
+}
+
 fn item_matches_version(item: &Item, version: u64) -> bool {
     item.contains_key("url") && num(item, "url_version") == version
 }
@@ -490,7 +505,7 @@ impl WebhookStore for DynamoStore {
         let unique: HashSet<&RepositoryName> = repos.iter().collect();
         let keys = unique.iter().map(|r| Self::repo_key(r)).collect();
         let mut out = HashMap::with_capacity(unique.len());
-        for item in self.batch_get(keys, None).await? {
+        for item in self.batch_get(keys, Some(BATCH_READ_ATTRIBUTES)).await? {
             let Some(repo) = repo_of_item(&item) else {
                 continue;
             };
