@@ -76,30 +76,30 @@ pub trait WebhookStore: Send + Sync {
         repos: &[RepositoryName],
     ) -> Result<HashMap<RepositoryName, RepoRecord>, StoreError>;
 
-    /// Sets the URL: creates the webhook with a new secret, or replaces the
-    /// URL keeping the secret; either way enabled with a count of 0.
-    async fn put_url(
-        &self,
-        repo: &RepositoryName,
-        url: &WebhookUrl,
-        now: &str,
-    ) -> Result<RepoRecord, StoreError>;
-
-    /// Like [`WebhookStore::put_url`], also setting the format and (when
-    /// given) the custom headers. Stores that keep neither accept only the
-    /// plain `alin` update that keeps the headers.
+    /// Sets the URL, the format and (when given) the custom headers: creates
+    /// the webhook with a new secret, or replaces them keeping the secret;
+    /// either way enabled with a count of 0.
     async fn put_webhook(
         &self,
         repo: &RepositoryName,
         update: &WebhookUpdate,
         now: &str,
+    ) -> Result<RepoRecord, StoreError>;
+
+    /// [`WebhookStore::put_webhook`] of a URL alone: the `alin` format, the
+    /// stored headers kept.
+    async fn put_url(
+        &self,
+        repo: &RepositoryName,
+        url: &WebhookUrl,
+        now: &str,
     ) -> Result<RepoRecord, StoreError> {
-        if update.format != PayloadFormat::Alin || update.headers.is_some() {
-            return Err(StoreError::Permanent(
-                "this store keeps no payload formats or custom headers".into(),
-            ));
-        }
-        self.put_url(repo, &update.url, now).await
+        let update = WebhookUpdate {
+            url: url.clone(),
+            format: PayloadFormat::Alin,
+            headers: None,
+        };
+        self.put_webhook(repo, &update, now).await
     }
 
     /// Removes the webhook (the repository size stays). `false` if none.

@@ -1226,13 +1226,13 @@ impl WebhookStore for FlakyStore {
         }
         self.inner.get_many(repos).await
     }
-    async fn put_url(
+    async fn put_webhook(
         &self,
         repo: &RepositoryName,
-        url: &WebhookUrl,
+        update: &shared::ports::WebhookUpdate,
         now: &str,
     ) -> Result<RepoRecord, StoreError> {
-        self.inner.put_url(repo, url, now).await
+        self.inner.put_webhook(repo, update, now).await
     }
     async fn delete(&self, repo: &RepositoryName) -> Result<bool, StoreError> {
         self.inner.delete(repo).await

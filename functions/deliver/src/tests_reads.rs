@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use shared::adapters::{MemoryQueue, MemoryStore};
-use shared::domain::{BatchOutcome, OutcomeApplied, RepoRecord, RepositoryName, WebhookUrl};
+use shared::domain::{BatchOutcome, OutcomeApplied, RepoRecord, RepositoryName};
 use shared::net::StaticLookup;
 use shared::ports::{LayerSize, StoreError, WebhookStore};
 
@@ -75,13 +75,13 @@ impl WebhookStore for ChunkStore {
         }
         self.inner.get_many(repos).await
     }
-    async fn put_url(
+    async fn put_webhook(
         &self,
         repo: &RepositoryName,
-        url: &WebhookUrl,
+        update: &shared::ports::WebhookUpdate,
         now: &str,
     ) -> Result<RepoRecord, StoreError> {
-        self.inner.put_url(repo, url, now).await
+        self.inner.put_webhook(repo, update, now).await
     }
     async fn delete(&self, repo: &RepositoryName) -> Result<bool, StoreError> {
         self.inner.delete(repo).await

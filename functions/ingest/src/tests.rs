@@ -87,10 +87,10 @@ impl WebhookStore for DownStore {
     ) -> Result<HashMap<RepositoryName, shared::domain::RepoRecord>, StoreError> {
         Err(StoreError::Retryable("throttled".into()))
     }
-    async fn put_url(
+    async fn put_webhook(
         &self,
         _: &RepositoryName,
-        _: &shared::domain::WebhookUrl,
+        _: &shared::ports::WebhookUpdate,
         _: &str,
     ) -> Result<shared::domain::RepoRecord, StoreError> {
         Err(StoreError::Retryable("throttled".into()))

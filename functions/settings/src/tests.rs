@@ -12,9 +12,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
-use shared::domain::{
-    BatchOutcome, LastDelivery, OutcomeKind, RepoRecord, RepositoryName, WebhookUrl,
-};
+use shared::domain::{BatchOutcome, LastDelivery, OutcomeKind, RepoRecord, RepositoryName};
 use shared::function_url::HttpResponse;
 use shared::net::{webhook_client, ClientOptions, NameLookup, StaticLookup};
 use shared::ports::{LayerSize, StoreError, WebhookStore};
@@ -864,10 +862,10 @@ impl WebhookStore for FailingStore {
     ) -> Result<HashMap<RepositoryName, RepoRecord>, StoreError> {
         Err(self.err())
     }
-    async fn put_url(
+    async fn put_webhook(
         &self,
         _: &RepositoryName,
-        _: &WebhookUrl,
+        _: &shared::ports::WebhookUpdate,
         _: &str,
     ) -> Result<RepoRecord, StoreError> {
         Err(self.err())

@@ -16,7 +16,7 @@ use futures::{StreamExt as _, TryStreamExt as _};
 
 use crate::domain::{
     BatchOutcome, DeliveryAttempt, LastDelivery, OutcomeApplied, OutcomeKind, RepoRecord,
-    RepositoryName, WebhookConfig, WebhookUrl,
+    RepositoryName, WebhookConfig,
 };
 use crate::ports::{LayerSize, StoreError, WebhookStore, WebhookUpdate};
 use crate::webhook::{CustomHeaders, PayloadFormat, WebhookSecret};
@@ -521,20 +521,6 @@ impl WebhookStore for DynamoStore {
             }
         }
         Ok(out)
-    }
-
-    async fn put_url(
-        &self,
-        repo: &RepositoryName,
-        url: &WebhookUrl,
-        now: &str,
-    ) -> Result<RepoRecord, StoreError> {
-        let update = WebhookUpdate {
-            url: url.clone(),
-            format: PayloadFormat::Alin,
-            headers: None,
-        };
-        self.put_webhook(repo, &update, now).await
     }
 
     async fn put_webhook(

@@ -9,12 +9,12 @@ use async_trait::async_trait;
 
 use crate::domain::{
     BatchOutcome, DeliveryJob, OutcomeApplied, OutcomeKind, QueuedJob, RepoRecord, RepositoryName,
-    WebhookConfig, WebhookUrl,
+    WebhookConfig,
 };
 use crate::ports::{
     DeliveryQueue, LayerSize, QueueError, SendReport, StoreError, WebhookStore, WebhookUpdate,
 };
-use crate::webhook::{PayloadFormat, WebhookSecret};
+use crate::webhook::WebhookSecret;
 
 #[derive(Default)]
 struct StoreState {
@@ -83,20 +83,6 @@ impl WebhookStore for MemoryStore {
                 .filter_map(|r| s.records.get(r).map(|rec| (r.clone(), batch_read(rec))))
                 .collect()
         }))
-    }
-
-    async fn put_url(
-        &self,
-        repo: &RepositoryName,
-        url: &WebhookUrl,
-        now: &str,
-    ) -> Result<RepoRecord, StoreError> {
-        let update = WebhookUpdate {
-            url: url.clone(),
-            format: PayloadFormat::Alin,
-            headers: None,
-        };
-        self.put_webhook(repo, &update, now).await
     }
 
     async fn put_webhook(
