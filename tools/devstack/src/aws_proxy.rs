@@ -178,9 +178,11 @@ impl AwsProxy {
 /// UpdateItem asking for no values back, while pacing is on.
 fn paced(st: &State, op: &str, body: &[u8]) -> Option<Duration> {
     let latency = (*lock(&st.write_behind))?;
-    let req: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let returns = req.get("ReturnValues").and_then(|v| v.as_str());
-    (op == "dynamodb:UpdateItem" && matches!(returns, None | Some("NONE"))).then_some(latency)
+    if op != "dynamodb:UpdateItem" {
+        return None;
+    }
+    let req: Counted = serde_json::from_slice(body).ok()?;
+    matches!(req.return_values.as_deref(), None | Some("NONE")).then_some(latency)
 }
 
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
@@ -289,20 +291,21 @@ async fn forward(
 /// (items or messages carried, SQS batch entries failed) of one call, from
 /// its JSON request and response; zeros for what does not parse.
 fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
-    use serde_json::Value;
-    let req: Value = serde_json::from_slice(req).unwrap_or(Value::Null);
-    let resp: Value = serde_json::from_slice(resp).unwrap_or(Value::Null);
-    let len = |v: &Value, key: &str| v[key].as_array().map_or(0, |a| a.len() as u64);
+    // Only the bodies a count needs are read, into types that skip all
+    // else: the proxy runs on the cores of the function it measures, and a
+    // BatchGetItem answer is a megabyte.
+    let parse = |body: &[u8]| serde_json::from_slice::<Counted>(body).unwrap_or_default();
     let items = match op {
-        "dynamodb:BatchGetItem" => req
-            .get("RequestItems")
-            .and_then(Value::as_object)
-            .map_or(0, |tables| tables.values().map(|t| len(t, "Keys")).sum()),
-        "dynamodb:TransactWriteItems" => len(&req, "TransactItems"),
+        "dynamodb:BatchGetItem" => parse(req)
+            .request_items
+            .values()
+            .map(|t| t.keys.len())
+            .sum(),
+        "dynamodb:TransactWriteItems" => parse(req).transact_items.len(),
         "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
-            len(&req, "Entries")
+            parse(req).entries.len()
         }
-        "sqs:ReceiveMessage" => len(&resp, "Messages"),
+        "sqs:ReceiveMessage" => parse(resp).messages.len(),
         "dynamodb:GetItem"
         | "dynamodb:UpdateItem"
         | "dynamodb:PutItem"
@@ -312,7 +315,32 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
         | "sqs:DeleteMessage" => 1,
         _ => 0,
     };
-    (items, len(&resp, "Failed"))
+    let failed = match op {
+        "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
+            parse(resp).failed.len()
+        }
+        _ => 0,
+    };
+    (items as u64, failed as u64)
+}
+
+/// What the proxy counts in a request or answer body; every other field is
+/// skipped unread.
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct Counted {
+    request_items: std::collections::HashMap<String, Keys>,
+    transact_items: Vec<serde::de::IgnoredAny>,
+    entries: Vec<serde::de::IgnoredAny>,
+    messages: Vec<serde::de::IgnoredAny>,
+    failed: Vec<serde::de::IgnoredAny>,
+    return_values: Option<String>,
+}
+
+#[derive(Default, serde::Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct Keys {
+    keys: Vec<serde::de::IgnoredAny>,
 }
 
 /// Wall time within `[from, to]` during which at least one of `calls` was in
