@@ -35,7 +35,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Fetches manifests from the one Distribution (v2 API) registry configured.
 #[derive(Clone)]
 pub struct DistributionFetcher {
-    client: reqwest::Client,
+    /// Made on the first fetch: an invocation with no Distribution envelope
+    /// does not pay for it at cold start.
+    client: std::sync::OnceLock<reqwest::Client>,
     /// `REGISTRY_URL` (an origin); `None` refuses every Distribution event.
     registry: Option<url::Url>,
     authorization: Option<HeaderValue>,
@@ -49,24 +51,12 @@ impl DistributionFetcher {
         registry: Option<&url::Url>,
         authorization: Option<&Sensitive>,
     ) -> Result<Self, IngestError> {
-        let tls =
-            shared::net::tls::client_config().map_err(|e| IngestError::Config(e.to_string()))?;
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
-            .connect_timeout(CONNECT_TIMEOUT)
-            .user_agent("alin-webhooks-ingest")
-            // A proxy from the environment would see the credentials and
-            // decide where they go; a redirect would carry them elsewhere.
-            .no_proxy()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| IngestError::Config(format!("building the HTTP client: {e}")))?;
-        Self::with_client(client, registry, authorization)
+        Self::with_client(None, registry, authorization)
     }
 
-    /// A fetcher over a client the caller configured.
+    /// A fetcher over a client the caller configured (`None`: its own).
     pub fn with_client(
-        client: reqwest::Client,
+        client: Option<reqwest::Client>,
         registry: Option<&url::Url>,
         authorization: Option<&Sensitive>,
     ) -> Result<Self, IngestError> {
@@ -81,10 +71,30 @@ impl DistributionFetcher {
             })
             .transpose()?;
         Ok(Self {
-            client,
+            client: client.map_or_else(std::sync::OnceLock::new, std::sync::OnceLock::from),
             registry: registry.cloned(),
             authorization,
         })
+    }
+
+    /// The client, made on first use (the process's one TLS configuration).
+    fn client(&self) -> Result<&reqwest::Client, IngestError> {
+        if let Some(c) = self.client.get() {
+            return Ok(c);
+        }
+        let tls =
+            shared::net::tls::client_config().map_err(|e| IngestError::Config(e.to_string()))?;
+        let client = reqwest::Client::builder()
+            .use_preconfigured_tls(rustls::ClientConfig::clone(&tls))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .user_agent("alin-webhooks-ingest")
+            // A proxy from the environment would see the credentials and
+            // decide where they go; a redirect would carry them elsewhere.
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| IngestError::Config(format!("building the HTTP client: {e}")))?;
+        Ok(self.client.get_or_init(|| client))
     }
 
     /// The URL to GET for `location`, or why the event is refused.
@@ -125,7 +135,7 @@ impl DistributionFetcher {
     ) -> Result<(RawManifest, Option<BudgetPermit>), IngestError> {
         let url = self.manifest_url(location)?;
         let mut req = self
-            .client
+            .client()?
             .get(url)
             .header(ACCEPT, ACCEPTED_MEDIA_TYPES.join(", "));
         if let Some(auth) = &self.authorization {

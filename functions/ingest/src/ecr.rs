@@ -35,18 +35,36 @@ const PERMANENT_FAILURES: [&str; 6] = [
 /// Reads manifests from ECR.
 #[derive(Clone, Debug)]
 pub struct EcrSource {
-    client: aws_sdk_ecr::Client,
+    /// Made on first use: an invocation with no ECR event (most, where the
+    /// registry is Distribution) does not pay for it at cold start.
+    client: std::sync::OnceLock<aws_sdk_ecr::Client>,
+    config: Option<aws_config::SdkConfig>,
 }
 
 impl EcrSource {
     pub fn new(client: aws_sdk_ecr::Client) -> Self {
-        Self { client }
+        Self {
+            client: client.into(),
+            config: None,
+        }
     }
 
     /// An ECR client from a loaded SDK configuration (region, credentials,
-    /// `AWS_ENDPOINT_URL`).
+    /// `AWS_ENDPOINT_URL`), made when the first ECR event needs it.
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
-        Self::new(aws_sdk_ecr::Client::new(config))
+        Self {
+            client: std::sync::OnceLock::new(),
+            config: Some(config.clone()),
+        }
+    }
+
+    fn client(&self) -> &aws_sdk_ecr::Client {
+        self.client.get_or_init(|| match &self.config {
+            Some(c) => aws_sdk_ecr::Client::new(c),
+            // `new` filled the cell, so this is never reached; a client on
+            // the default configuration would still fail loudly, not panic.
+            None => aws_sdk_ecr::Client::from_conf(aws_sdk_ecr::Config::builder().build()),
+        })
     }
 }
 
@@ -91,7 +109,7 @@ impl ManifestSource for EcrSource {
         }
         .build();
         let mut req = self
-            .client
+            .client()
             .batch_get_image()
             .registry_id(registry_id)
             .repository_name(repository)
