@@ -9,36 +9,61 @@ root=$(pwd)
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
 
-step "tools"
+# The debug build needs nothing the tools step installs, so it runs beside
+# it (pip and apt mostly wait on the network and the disk).
+mkdir -p target
+debug_log="$root/target/debug-build.log"
+cargo build --workspace --bins --locked >"$debug_log" 2>&1 &
+debug_pid=$!
+trap 'kill "$debug_pid" 2>/dev/null || true' EXIT
+
+step "tools (the debug build runs beside them)"
 bash scripts/tools.sh
 export PATH="$root/.venv/bin:$PATH"
 
 step "arm64 bootstraps (cargo lambda build --release --arm64) and sam build, in the background"
 # The deployable artifacts, built the way users build them: cargo-lambda
 # cross-compiles with zig; then `sam build` (rust-cargolambda, in source)
-# must succeed too. The arm64 test below runs them under qemu-user. Its fat
-# LTO link is mostly one thread, so it runs beside clippy and the debug build
-# (separate target directories, no lock between them) instead of after them.
-mkdir -p target
+# must succeed too. The arm64 test at the end runs them under qemu-user.
+# Its release build is the heaviest compile here, and the integration tests
+# mostly wait on timers and sockets, so it runs at the lowest priority and
+# takes the CPU they leave idle instead of delaying them.
 arm64_log="$root/target/arm64-build.log"
 (
-  cargo-lambda lambda build --release --arm64 --locked --bin ingest --bin deliver --bin settings &&
-    SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam build
+  nice -n 19 cargo-lambda lambda build --release --arm64 --locked --bin ingest --bin deliver --bin settings &&
+    SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 nice -n 19 sam build
 ) >"$arm64_log" 2>&1 &
 arm64_pid=$!
-trap 'kill "$arm64_pid" 2>/dev/null || true' EXIT
+trap 'kill "$debug_pid" "$arm64_pid" 2>/dev/null || true' EXIT
 
 step "fmt"
 cargo fmt --all -- --check
 
-step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-
 step "template"
 bash scripts/validate_template.sh
 
-step "build binaries"
-cargo build --workspace --bins --locked
+step "waiting for the debug build"
+if ! wait "$debug_pid"; then
+  cat "$debug_log"
+  echo "cargo build --workspace --bins failed (log above)" >&2
+  exit 1
+fi
+tail -n 1 "$debug_log"
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "tests (all but the arm64 bootstraps)"
+# The integration tests are one binary (tests/it): one moto server for the
+# run (devstack::moto), every test under its own resource prefix. Most of
+# their time is spent waiting (retry delays, batching windows, visibility
+# timeouts), so four run at once on two cores.
+RUST_TEST_THREADS=4 cargo test --workspace --locked --no-fail-fast -- --skip arm64_bootstraps
+
+if [ -f scripts/bench.sh ]; then
+  step "benchmark (small)"
+  bash scripts/bench.sh --small
+fi
 
 step "waiting for the arm64 bootstraps and sam build"
 if ! wait "$arm64_pid"; then
@@ -48,16 +73,8 @@ if ! wait "$arm64_pid"; then
 fi
 trap - EXIT
 tail -n 3 "$arm64_log"
-export ALIN_REQUIRE_ARM64=1
 
-step "tests"
-# The integration tests are one binary (tests/it): one moto server for the
-# run (devstack::moto), every test under its own resource prefix.
-cargo test --workspace --locked --no-fail-fast
-
-if [ -f scripts/bench.sh ]; then
-  step "benchmark (small)"
-  bash scripts/bench.sh --small
-fi
+step "arm64 bootstraps under qemu-user"
+ALIN_REQUIRE_ARM64=1 cargo test -p alin-tests --test it --locked -- arm64_bootstraps
 
 step "done"
