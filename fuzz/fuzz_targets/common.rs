@@ -72,7 +72,7 @@ impl ManifestSource for FuzzManifests {
 /// A memory store where each `(repository, url)` has that webhook
 /// (validated, private addresses allowed when `allow_private`).
 pub async fn store_with(webhooks: &[(&str, &str)], allow_private: bool) -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::default());
     for (repo, url) in webhooks {
         let url = validate_webhook_url(url, allow_private).expect("a valid seed URL");
         let repo = RepositoryName::parse(repo).expect("a valid seed repository");
@@ -84,15 +84,13 @@ pub async fn store_with(webhooks: &[(&str, &str)], allow_private: bool) -> Arc<M
     store
 }
 
-/// Ingest over memory adapters: `repos` have a webhook, the registry serves
-/// `manifest` (or 404s); returns the handler and its queue.
-pub async fn ingest_with(
-    repos: &[&str],
-    url: &str,
-    manifest: Option<RawManifest>,
-) -> (Ingest, Arc<MemoryQueue>) {
-    let webhooks: Vec<(&str, &str)> = repos.iter().map(|r| (*r, url)).collect();
-    let queue = Arc::new(MemoryQueue::new());
+/// Ingest over memory adapters: the repositories the fuzz inputs name have
+/// a webhook, the registry serves `manifest` (or 404s); returns the handler
+/// and its queue.
+pub async fn ingest_with(manifest: Option<RawManifest>) -> (Ingest, Arc<MemoryQueue>) {
+    let repos = ["alice/app", "library/hello-world", "library/my-repo", "team/app"];
+    let webhooks = repos.map(|r| (r, "https://hooks.example.com/h?token=x"));
+    let queue = Arc::new(MemoryQueue::default());
     let ingest = Ingest::new(
         store_with(&webhooks, false).await,
         queue.clone(),

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Config, Deliverer};
+use deliver::{Config, Deliverer, DeliveryPolicy};
 use libfuzzer_sys::fuzz_target;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
@@ -113,11 +113,14 @@ fuzz_target!(|data: &[u8]| {
         .expect("an SQS event of strings parses");
 
     common::runtime().block_on(async move {
-        let queue = Arc::new(MemoryQueue::new());
+        let queue = Arc::new(MemoryQueue::default());
         let settings = Config {
-            delivery_timeout: Duration::from_secs(1),
-            retry_base_delay: Duration::from_secs(1),
-            max_attempts: 3,
+            delivery: DeliveryPolicy {
+                delivery_timeout: Duration::from_secs(1),
+                retry_base_delay: Duration::from_secs(1),
+                max_attempts: 3,
+                ..DeliveryPolicy::default()
+            },
             ..Config::default()
         };
         let deliverer = Deliverer::new(

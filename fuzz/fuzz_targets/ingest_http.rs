@@ -63,12 +63,7 @@ fuzz_target!(|data: &[u8]| {
     });
 
     common::runtime().block_on(async move {
-        let (ingest, queue) = common::ingest_with(
-            &["alice/app", "library/hello-world", "team/app"],
-            "https://hooks.example.com/h?token=x",
-            manifest,
-        )
-        .await;
+        let (ingest, queue) = common::ingest_with(manifest).await;
         let ingest = ingest.with_token(Some(&Sensitive(TOKEN.into())));
         let answer = ingest
             .handle(event)

@@ -46,12 +46,7 @@ fuzz_target!(|data: &[u8]| {
         .collect();
 
     common::runtime().block_on(async move {
-        let (ingest, queue) = common::ingest_with(
-            &["alice/app", "library/my-repo", "team/app"],
-            "https://hooks.example.com/h",
-            manifest,
-        )
-        .await;
+        let (ingest, queue) = common::ingest_with(manifest).await;
         let answer = ingest
             .handle(json!({ "Records": records }))
             .await

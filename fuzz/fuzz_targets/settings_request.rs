@@ -57,7 +57,7 @@ fuzz_target!(|data: &[u8]| {
     };
 
     common::runtime().block_on(async move {
-        let store = Arc::new(MemoryStore::new());
+        let store = Arc::new(MemoryStore::default());
         let repo = RepositoryName::parse("alice/app").unwrap();
         let url = validate_webhook_url("https://hooks.example.com/h?token=x", false).unwrap();
         store
@@ -70,7 +70,7 @@ fuzz_target!(|data: &[u8]| {
             .unwrap();
         let api = settings::Settings::new(
             store.clone(),
-            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryQueue::default()),
             Arc::new(common::OfflineLookup),
             false,
         );

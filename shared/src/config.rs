@@ -45,6 +45,13 @@ pub struct Config {
     /// `REGISTRY_EVENTS_DLQ_URL`: that queue's dead-letter queue, where the
     /// HTTP door keeps Distribution events that can never be processed.
     pub registry_events_dlq_url: Option<String>,
+    pub delivery: DeliveryPolicy,
+}
+
+/// How webhooks are sent, retried and counted: the settings deliver runs by
+/// (and settings' address rule, through `allow_private_targets`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryPolicy {
     pub failure_threshold: u32,
     pub delivery_timeout: Duration,
     pub delivery_concurrency: usize,
@@ -52,6 +59,21 @@ pub struct Config {
     pub retry_base_delay: Duration,
     pub max_attempts: u32,
     pub allow_private_targets: bool,
+}
+
+impl Default for DeliveryPolicy {
+    /// The contract's defaults.
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            delivery_timeout: Duration::from_secs(10),
+            delivery_concurrency: 64,
+            per_host_concurrency: 4,
+            retry_base_delay: Duration::from_secs(30),
+            max_attempts: 6,
+            allow_private_targets: false,
+        }
+    }
 }
 
 /// Longest wait SQS allows for a message to reappear through our retry path.
@@ -67,6 +89,9 @@ impl Config {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |k: &str| get(k).filter(|v| !v.trim().is_empty());
         let required = |k: &'static str| get(k).ok_or(ConfigError::Missing(k));
+        let secs = Duration::from_secs;
+        let d = DeliveryPolicy::default();
+        let (timeout, base) = (d.delivery_timeout.as_secs(), d.retry_base_delay.as_secs());
         let ingest_token = get("INGEST_TOKEN").map(|t| Sensitive(t.trim().to_owned()));
         let registry_auth = get("REGISTRY_AUTH").map(Sensitive);
         if registry_auth.is_some() && ingest_token.is_none() {
@@ -90,25 +115,33 @@ impl Config {
                 .transpose()?,
             registry_events_queue_url: get("REGISTRY_EVENTS_QUEUE_URL").map(|v| v.trim().into()),
             registry_events_dlq_url: get("REGISTRY_EVENTS_DLQ_URL").map(|v| v.trim().into()),
-            failure_threshold: number(&get, "FAILURE_THRESHOLD", 5, 1, 1_000)?,
-            delivery_timeout: Duration::from_secs(number(
-                &get,
-                "DELIVERY_TIMEOUT_SECS",
-                10,
-                1,
-                900,
-            )?),
-            delivery_concurrency: number(&get, "DELIVERY_CONCURRENCY", 64, 1, 10_000)?,
-            per_host_concurrency: number(&get, "PER_HOST_CONCURRENCY", 4, 1, 10_000)?,
-            retry_base_delay: Duration::from_secs(number(
-                &get,
-                "RETRY_BASE_DELAY_SECS",
-                30,
-                0,
-                900,
-            )?),
-            max_attempts: number(&get, "MAX_ATTEMPTS", 6, 1, 1_000)?,
-            allow_private_targets: boolean(&get, "ALLOW_PRIVATE_TARGETS")?,
+            delivery: DeliveryPolicy {
+                failure_threshold: number(
+                    &get,
+                    "FAILURE_THRESHOLD",
+                    d.failure_threshold,
+                    1,
+                    1_000,
+                )?,
+                delivery_timeout: secs(number(&get, "DELIVERY_TIMEOUT_SECS", timeout, 1, 900)?),
+                delivery_concurrency: number(
+                    &get,
+                    "DELIVERY_CONCURRENCY",
+                    d.delivery_concurrency,
+                    1,
+                    10_000,
+                )?,
+                per_host_concurrency: number(
+                    &get,
+                    "PER_HOST_CONCURRENCY",
+                    d.per_host_concurrency,
+                    1,
+                    10_000,
+                )?,
+                retry_base_delay: secs(number(&get, "RETRY_BASE_DELAY_SECS", base, 0, 900)?),
+                max_attempts: number(&get, "MAX_ATTEMPTS", d.max_attempts, 1, 1_000)?,
+                allow_private_targets: boolean(&get, "ALLOW_PRIVATE_TARGETS")?,
+            },
         })
     }
 }
@@ -199,13 +232,13 @@ mod tests {
     fn defaults_per_contract() {
         let c = cfg(&[("WEBHOOKS_TABLE", "t"), ("DELIVERY_QUEUE_URL", "q")]).unwrap();
         assert_eq!(c.registry_host, "container.alin.io");
-        assert_eq!(c.failure_threshold, 5);
-        assert_eq!(c.delivery_timeout, Duration::from_secs(10));
-        assert_eq!(c.delivery_concurrency, 64);
-        assert_eq!(c.per_host_concurrency, 4);
-        assert_eq!(c.retry_base_delay, Duration::from_secs(30));
-        assert_eq!(c.max_attempts, 6);
-        assert!(!c.allow_private_targets);
+        assert_eq!(c.delivery.failure_threshold, 5);
+        assert_eq!(c.delivery.delivery_timeout, Duration::from_secs(10));
+        assert_eq!(c.delivery.delivery_concurrency, 64);
+        assert_eq!(c.delivery.per_host_concurrency, 4);
+        assert_eq!(c.delivery.retry_base_delay, Duration::from_secs(30));
+        assert_eq!(c.delivery.max_attempts, 6);
+        assert!(!c.delivery.allow_private_targets);
         assert!(c.ingest_token.is_none());
         assert!(c.registry_url.is_none());
         assert!(c.registry_events_queue_url.is_none());
@@ -279,27 +312,15 @@ mod tests {
             cfg(&[("DELIVERY_QUEUE_URL", "q")]),
             Err(ConfigError::Missing("WEBHOOKS_TABLE"))
         );
-        let e = cfg(&[
-            ("WEBHOOKS_TABLE", "t"),
-            ("DELIVERY_QUEUE_URL", "q"),
-            ("MAX_ATTEMPTS", "x"),
-        ])
-        .unwrap_err();
-        assert!(e.to_string().contains("MAX_ATTEMPTS"));
-        let e = cfg(&[
-            ("WEBHOOKS_TABLE", "t"),
-            ("DELIVERY_QUEUE_URL", "q"),
-            ("ALLOW_PRIVATE_TARGETS", "maybe"),
-        ])
-        .unwrap_err();
-        assert!(e.to_string().contains("ALLOW_PRIVATE_TARGETS"));
-        let e = cfg(&[
-            ("WEBHOOKS_TABLE", "t"),
-            ("DELIVERY_QUEUE_URL", "q"),
-            ("DELIVERY_CONCURRENCY", "0"),
-        ])
-        .unwrap_err();
-        assert!(e.to_string().contains("outside"));
+        for (name, value, says) in [
+            ("MAX_ATTEMPTS", "x", "MAX_ATTEMPTS"),
+            ("ALLOW_PRIVATE_TARGETS", "maybe", "ALLOW_PRIVATE_TARGETS"),
+            ("DELIVERY_CONCURRENCY", "0", "outside"),
+        ] {
+            let base = [("WEBHOOKS_TABLE", "t"), ("DELIVERY_QUEUE_URL", "q")];
+            let e = cfg(&[base[0], base[1], (name, value)]).unwrap_err();
+            assert!(e.to_string().contains(says), "{name}={value}: {e}");
+        }
     }
 
     #[test]

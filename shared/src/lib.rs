@@ -12,4 +12,4 @@ pub mod net;
 pub mod ports;
 pub mod webhook;
 
-pub use config::Config;
+pub use config::{Config, DeliveryPolicy};

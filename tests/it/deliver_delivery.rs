@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime};
 use alin_tests::{verify_with_standardwebhooks, Stack};
 use aws_lambda_events::event::sqs::SqsEvent;
 use aws_sdk_sqs::types::Message;
-use deliver::{BatchReport, Config, Deliverer};
+use deliver::{BatchReport, Config, Deliverer, DeliveryPolicy};
 use devstack::receiver::{Behaviour, Receiver};
 use lambda_runtime::{Context, LambdaEvent};
 use shared::adapters::DynamoStore;
@@ -48,13 +48,15 @@ fn push(id: &str, repository: &str, tag: &str) -> String {
 fn settings() -> Config {
     Config {
         registry_host: "container.alin.io".into(),
-        failure_threshold: 3,
-        delivery_timeout: Duration::from_secs(1),
-        delivery_concurrency: 16,
-        per_host_concurrency: 4,
-        retry_base_delay: Duration::from_secs(30),
-        max_attempts: 6,
-        allow_private_targets: true,
+        delivery: DeliveryPolicy {
+            failure_threshold: 3,
+            delivery_timeout: Duration::from_secs(1),
+            delivery_concurrency: 16,
+            per_host_concurrency: 4,
+            retry_base_delay: Duration::from_secs(30),
+            max_attempts: 6,
+            allow_private_targets: true,
+        },
         deadline_margin: Duration::from_millis(500),
         host_breaker: 3,
     }
@@ -365,7 +367,7 @@ async fn retry_visibility_on_the_queue() {
         .await
         .unwrap();
     let mut s = settings();
-    s.retry_base_delay = Duration::from_secs(1);
+    s.delivery.retry_base_delay = Duration::from_secs(1);
     let rig = Rig::new("deliver-retry", s).await;
     rig.webhook("alice/app", &rx.url("/h")).await;
     rig.stack.proxy.reset_counts();
@@ -402,8 +404,8 @@ async fn retry_visibility_on_the_queue() {
 async fn exhausted_and_malformed_jobs_end_in_the_dead_letter_queue() {
     let rx = Receiver::start(Behaviour::status(500)).await.unwrap();
     let mut s = settings();
-    s.max_attempts = 2;
-    s.retry_base_delay = Duration::ZERO;
+    s.delivery.max_attempts = 2;
+    s.delivery.retry_base_delay = Duration::ZERO;
     let rig = Rig::with_params("deliver-dlq", s, &["MaxAttempts=2"]).await;
     rig.webhook("alice/app", &rx.url("/h")).await;
     rig.stack
@@ -557,10 +559,10 @@ async fn coalesces_pushes_of_one_tag() {
 async fn deadline_rule() {
     let rx = alin_tests::slow_receiver(400, Behaviour::ok()).await;
     let mut s = settings();
-    s.delivery_timeout = Duration::from_secs(1);
+    s.delivery.delivery_timeout = Duration::from_secs(1);
     s.deadline_margin = Duration::from_millis(500);
-    s.delivery_concurrency = 1;
-    s.per_host_concurrency = 1;
+    s.delivery.delivery_concurrency = 1;
+    s.delivery.per_host_concurrency = 1;
     let rig = Rig::new("deliver-deadline", s).await;
     rig.webhook("alice/early", &rx.url("/e")).await;
     rig.webhook("alice/late", &rx.url("/l")).await;

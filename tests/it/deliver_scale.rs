@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
-use deliver::{Config, Deliverer};
+use deliver::{Config, Deliverer, DeliveryPolicy};
 use devstack::receiver::Sink;
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use futures::stream::{self, StreamExt};
@@ -71,10 +71,13 @@ async fn ten_thousand_jobs_over_a_thousand_repositories() {
     let store = stack.store();
 
     let settings = Config {
-        delivery_timeout: Duration::from_secs(10),
-        delivery_concurrency: 64,
-        per_host_concurrency: 16,
-        allow_private_targets: true,
+        delivery: DeliveryPolicy {
+            delivery_timeout: Duration::from_secs(10),
+            delivery_concurrency: 64,
+            per_host_concurrency: 16,
+            allow_private_targets: true,
+            ..DeliveryPolicy::default()
+        },
         ..Config::default()
     };
     let deliverer = Deliverer::new(

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Config, Deliverer};
+use deliver::{Config, Deliverer, DeliveryPolicy};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 use shared::adapters::{MemoryQueue, MemoryStore};
@@ -71,7 +71,7 @@ fn cases(n: u32) -> ProptestConfig {
 /// address (refused at connect time), a private literal (refused before
 /// sending), a disabled one; `dave` and `nobody` have none.
 async fn store() -> Arc<MemoryStore> {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::default());
     for (repo, url) in [
         ("alice/app", "http://hooks.internal.test/h?token=s3cr3t"),
         ("carol/app", "http://10.0.0.1/h"),
@@ -142,12 +142,15 @@ proptest! {
         receives in 1u32..6,
     ) {
         rt().block_on(async {
-            let queue = Arc::new(MemoryQueue::new());
+            let queue = Arc::new(MemoryQueue::default());
             let settings = Config {
-                delivery_timeout: Duration::from_secs(1),
-                retry_base_delay: Duration::from_secs(1),
-                max_attempts: 3,
-                allow_private_targets: false,
+                delivery: DeliveryPolicy {
+                    delivery_timeout: Duration::from_secs(1),
+                    retry_base_delay: Duration::from_secs(1),
+                    max_attempts: 3,
+                    allow_private_targets: false,
+                    ..DeliveryPolicy::default()
+                },
                 ..Config::default()
             };
             let deliverer = Deliverer::new(settings, store().await, queue.clone(), Arc::new(OfflineLookup))

@@ -73,7 +73,7 @@ fn ecr(digest: &str) -> Value {
 /// The handler over memory adapters, with webhooks for [`REPOS`] and the
 /// standard manifest (two small layers) served under its digest.
 async fn ingest(manifests: FakeManifests) -> (Ingest, Arc<MemoryQueue>) {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::default());
     for r in REPOS {
         let url = validate_webhook_url("https://hooks.example.com/h?token=x", false).unwrap();
         store
@@ -85,7 +85,7 @@ async fn ingest(manifests: FakeManifests) -> (Ingest, Arc<MemoryQueue>) {
             .await
             .unwrap();
     }
-    let queue = Arc::new(MemoryQueue::new());
+    let queue = Arc::new(MemoryQueue::default());
     let ingest = Ingest::new(store, queue.clone(), Arc::new(manifests))
         .with_token(Some(&Sensitive(TOKEN.into())));
     (ingest, queue)

@@ -33,7 +33,7 @@ fn cases(n: u32) -> ProptestConfig {
 }
 
 async fn api() -> settings::Settings {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::default());
     let url = validate_webhook_url("https://ci.example.com/h?token=x", false).unwrap();
     store
         .put_url(
@@ -45,7 +45,7 @@ async fn api() -> settings::Settings {
         .unwrap();
     settings::Settings::new(
         store,
-        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::default()),
         Arc::new(OfflineLookup),
         false,
     )
@@ -240,8 +240,8 @@ proptest! {
         headers in prop::collection::vec((arb_header_name(), arb_header_value()), 0..13),
     ) {
         rt().block_on(async {
-            let store = Arc::new(MemoryStore::new());
-            let api = settings::Settings::new(store.clone(), Arc::new(MemoryQueue::new()), Arc::new(OfflineLookup), false);
+            let store = Arc::new(MemoryStore::default());
+            let api = settings::Settings::new(store.clone(), Arc::new(MemoryQueue::default()), Arc::new(OfflineLookup), false);
             let map: serde_json::Map<String, serde_json::Value> =
                 headers.iter().map(|(n, v)| (n.clone(), json!(v))).collect();
             let body = json!({"url": "https://ci.example.com/h", "format": format, "headers": map});

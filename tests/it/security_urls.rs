@@ -22,7 +22,7 @@ use std::time::Duration;
 
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::SqsEvent;
-use deliver::{Config, Deliverer};
+use deliver::{Config, Deliverer, DeliveryPolicy};
 use devstack::receiver::{Behaviour, Receiver};
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use serde_json::{json, Value};
@@ -57,7 +57,7 @@ fn lookup() -> StaticLookup {
 fn settings_api(store: Arc<MemoryStore>) -> settings::Settings {
     settings::Settings::new(
         store,
-        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::default()),
         Arc::new(lookup()),
         false,
     )
@@ -147,7 +147,7 @@ fn hostile_urls() -> Vec<(String, &'static str)> {
 /// stored; a public URL is still accepted.
 #[tokio::test]
 async fn settings_refuses_hostile_urls_with_their_reason() {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::default());
     let api = settings_api(store.clone());
     let cases = hostile_urls();
     assert!(cases.len() >= 40, "{} cases", cases.len());
@@ -210,7 +210,7 @@ async fn settings_refuses_hostile_urls_with_their_reason() {
 /// docs/reliability.md).
 #[tokio::test]
 async fn a_url_accepted_at_set_time_is_accepted_at_delivery_time() {
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(MemoryStore::default());
     let api = settings_api(store);
     let url = format!("https://ci.example.com/{}", "é".repeat(1000));
     assert!(url.chars().count() <= 2048);
@@ -258,8 +258,8 @@ fn failed(response: &Value) -> Vec<String> {
 async fn delivery_never_contacts_a_name_that_resolves_to_a_private_address() {
     let rx = Receiver::start(Behaviour::ok()).await.unwrap();
     let port = rx.addr().port();
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
+    let store = Arc::new(MemoryStore::default());
+    let queue = Arc::new(MemoryQueue::default());
     let alice = RepositoryName::parse("alice/app").unwrap();
     let url =
         validate_webhook_url(&format!("http://rebind.example.test:{port}/hook"), false).unwrap();
@@ -269,7 +269,10 @@ async fn delivery_never_contacts_a_name_that_resolves_to_a_private_address() {
         .unwrap();
     let deliverer = Deliverer::new(
         Config {
-            delivery_timeout: Duration::from_secs(2),
+            delivery: DeliveryPolicy {
+                delivery_timeout: Duration::from_secs(2),
+                ..DeliveryPolicy::default()
+            },
             ..Config::default()
         },
         store.clone(),

@@ -465,7 +465,7 @@ pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) ->
         }
         Fate::Deferred => {
             summary.deferred += 1;
-            let delay = retry_delay(config.retry_base_delay, rec.attempt, None);
+            let delay = retry_delay(config.delivery.retry_base_delay, rec.attempt, None);
             return Some(Return::Requeue(delay));
         }
         Fate::Exhausted => {
@@ -480,12 +480,13 @@ pub(crate) fn comes_back(p: &Planned, config: &Config, summary: &mut Summary) ->
                 if e.status() == Some(410) {
                     summary.gone += 1;
                 } else if e.is_retryable() {
-                    if rec.attempt >= config.max_attempts {
+                    if rec.attempt >= config.delivery.max_attempts {
                         summary.dead_lettered += 1;
                         return Some(Return::Visibility(0));
                     }
                     summary.retried += 1;
-                    let delay = retry_delay(config.retry_base_delay, rec.attempt, a.retry_after);
+                    let delay =
+                        retry_delay(config.delivery.retry_base_delay, rec.attempt, a.retry_after);
                     return Some(Return::Visibility(delay));
                 }
             }

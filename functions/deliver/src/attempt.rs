@@ -188,7 +188,7 @@ async fn answer(
 /// A reqwest failure as the outcomes policy sees it. The guarded resolver's refusal travels
 /// inside the connect error; finding it makes the failure permanent.
 fn classify(e: &reqwest::Error) -> DeliverError {
-    if let Some(refusal) = url_error_in(e) {
+    if let Some(refusal) = shared::net::find_source::<UrlError>(e) {
         return DeliverError::Refused(refusal.clone());
     }
     if e.is_timeout() {
@@ -199,17 +199,6 @@ fn classify(e: &reqwest::Error) -> DeliverError {
     } else {
         DeliverError::Connection
     }
-}
-
-fn url_error_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a UrlError> {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if let Some(u) = err.downcast_ref::<UrlError>() {
-            return Some(u);
-        }
-        cur = err.source();
-    }
-    None
 }
 
 #[cfg(test)]

@@ -56,39 +56,19 @@ mod tests {
     #[test]
     fn newest_push_of_a_tag_wins() {
         let t = |s: &str| format!("2026-11-28T08:00:{s}Z");
+        let push = |id: &str, event: &str, tag: &str, at: Option<&str>, sent: &str| {
+            let body = body(event, "alice/app", tag, "push", at);
+            msg(id, &body, &[("SentTimestamp", sent)])
+        };
         let (jobs, _) = parse(event(vec![
             // pushed_at decides
-            msg(
-                "a1",
-                &body("e1", "alice/app", "1.0", "push", Some(&t("05"))),
-                &[("SentTimestamp", "9")],
-            ),
-            msg(
-                "a2",
-                &body("e2", "alice/app", "1.0", "push", Some(&t("10"))),
-                &[("SentTimestamp", "1")],
-            ),
-            msg(
-                "a3",
-                &body("e3", "alice/app", "1.0", "push", None),
-                &[("SentTimestamp", "99")],
-            ),
+            push("a1", "e1", "1.0", Some(&t("05")), "9"),
+            push("a2", "e2", "1.0", Some(&t("10")), "1"),
+            push("a3", "e3", "1.0", None, "99"),
             // no pushed_at: SentTimestamp, then position
-            msg(
-                "b1",
-                &body("e4", "alice/app", "2.0", "push", None),
-                &[("SentTimestamp", "5")],
-            ),
-            msg(
-                "b2",
-                &body("e5", "alice/app", "2.0", "push", None),
-                &[("SentTimestamp", "4")],
-            ),
-            msg(
-                "b3",
-                &body("e6", "alice/app", "2.0", "push", None),
-                &[("SentTimestamp", "5")],
-            ),
+            push("b1", "e4", "2.0", None, "5"),
+            push("b2", "e5", "2.0", None, "4"),
+            push("b3", "e6", "2.0", None, "5"),
             // pings are never coalesced, not even with a push tagged "ping"
             msg("p1", &body("e7", "alice/app", "ping", "ping", None), &[]),
             msg("p2", &body("e8", "alice/app", "ping", "ping", None), &[]),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+pub use shared::DeliveryPolicy;
+
 /// Time kept back at the end of an invocation, after the last request may
 /// finish, for the visibility changes, the outcome writes and the response.
 pub const DEFAULT_DEADLINE_MARGIN: Duration = Duration::from_secs(2);
@@ -17,13 +19,7 @@ pub const DEFAULT_HOST_BREAKER: u32 = 3;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     pub registry_host: String,
-    pub failure_threshold: u32,
-    pub delivery_timeout: Duration,
-    pub delivery_concurrency: usize,
-    pub per_host_concurrency: usize,
-    pub retry_base_delay: Duration,
-    pub max_attempts: u32,
-    pub allow_private_targets: bool,
+    pub delivery: DeliveryPolicy,
     /// See [`DEFAULT_DEADLINE_MARGIN`].
     pub deadline_margin: Duration,
     /// See [`DEFAULT_HOST_BREAKER`]; 0 turns the breaker off.
@@ -36,13 +32,7 @@ impl Config {
     pub fn from_env_config(c: &shared::Config) -> Self {
         Self {
             registry_host: c.registry_host.clone(),
-            failure_threshold: c.failure_threshold,
-            delivery_timeout: c.delivery_timeout,
-            delivery_concurrency: c.delivery_concurrency.max(1),
-            per_host_concurrency: c.per_host_concurrency.max(1),
-            retry_base_delay: c.retry_base_delay,
-            max_attempts: c.max_attempts.max(1),
-            allow_private_targets: c.allow_private_targets,
+            delivery: c.delivery.clone(),
             deadline_margin: DEFAULT_DEADLINE_MARGIN,
             host_breaker: DEFAULT_HOST_BREAKER,
         }
@@ -54,13 +44,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             registry_host: "container.alin.io".to_owned(),
-            failure_threshold: 5,
-            delivery_timeout: Duration::from_secs(10),
-            delivery_concurrency: 64,
-            per_host_concurrency: 4,
-            retry_base_delay: Duration::from_secs(30),
-            max_attempts: 6,
-            allow_private_targets: false,
+            delivery: DeliveryPolicy::default(),
             deadline_margin: DEFAULT_DEADLINE_MARGIN,
             host_breaker: DEFAULT_HOST_BREAKER,
         }

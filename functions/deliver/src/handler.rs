@@ -44,10 +44,10 @@ pub fn build_client(
     lookup: Arc<dyn NameLookup>,
 ) -> Result<reqwest::Client, DeliverError> {
     webhook_client(ClientOptions {
-        timeout: config.delivery_timeout,
-        allow_private: config.allow_private_targets,
+        timeout: config.delivery.delivery_timeout,
+        allow_private: config.delivery.allow_private_targets,
         lookup,
-        max_idle_per_host: config.per_host_concurrency.max(1),
+        max_idle_per_host: config.delivery.per_host_concurrency.max(1),
     })
     .map_err(DeliverError::Client)
 }
@@ -145,7 +145,7 @@ impl Deliverer {
         let remaining = deadline
             .duration_since(SystemTime::now())
             .unwrap_or(Duration::ZERO);
-        let reserve = self.config.delivery_timeout + self.config.deadline_margin;
+        let reserve = self.config.delivery.delivery_timeout + self.config.deadline_margin;
         now + remaining.saturating_sub(reserve)
     }
 }

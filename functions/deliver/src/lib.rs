@@ -37,7 +37,7 @@ mod respond;
 mod send;
 
 pub use backoff::{parse_retry_after, retry_delay, retry_delay_secs, scheduled_delay};
-pub use config::Config;
+pub use config::{Config, DeliveryPolicy};
 pub use error::DeliverError;
 pub use handler::{build_client, BatchReport, Deliverer};
 pub use metrics::Summary;

@@ -135,7 +135,7 @@ pub(crate) struct Chunk {
 pub(crate) fn plan(event: parse::SqsBatch, config: &Config) -> Plan {
     let received = event.records.len() as u64;
     let (parsed, malformed) = parse::parse(event);
-    let superseded = coalesce::superseded(&parsed, config.max_attempts);
+    let superseded = coalesce::superseded(&parsed, config.delivery.max_attempts);
     let (mut repos, job_repo) = repositories(&parsed);
     let jobs: Vec<Planned> = parsed
         .into_iter()
@@ -144,7 +144,7 @@ pub(crate) fn plan(event: parse::SqsBatch, config: &Config) -> Plan {
         .enumerate()
         .map(|(i, ((p, repo), superseded))| {
             repos[repo].jobs.push(i);
-            let fate = if p.record.spent(config.max_attempts) {
+            let fate = if p.record.spent(config.delivery.max_attempts) {
                 Fate::Exhausted
             } else if superseded {
                 Fate::Superseded
@@ -165,7 +165,7 @@ pub(crate) fn plan(event: parse::SqsBatch, config: &Config) -> Plan {
         jobs,
         repos,
         hosts: HashMap::new(),
-        allow_private: config.allow_private_targets,
+        allow_private: config.delivery.allow_private_targets,
     }
 }
 

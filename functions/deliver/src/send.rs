@@ -36,13 +36,13 @@ pub(crate) async fn send(
     let names: Vec<RepositoryName> = plan.repos.iter().map(|r| r.name.clone()).collect();
     let (tx, rx) = mpsc::unbounded_channel::<Finished>();
     let limits = Limits {
-        global: config.delivery_concurrency,
-        per_host: config.per_host_concurrency,
+        global: config.delivery.delivery_concurrency,
+        per_host: config.delivery.per_host_concurrency,
         breaker: config.host_breaker,
     };
     let sending = async {
         let mut batch = Sending {
-            ledger: Ledger::new(plan, config.max_attempts),
+            ledger: Ledger::new(plan, config.delivery.max_attempts),
             plan,
             outcomes: tx,
             held: Vec::new(),
@@ -58,7 +58,7 @@ pub(crate) async fn send(
         let left = dispatch::run(reads, limits, last_start, work, host_signal, &mut batch).await;
         batch.finish(left)
     };
-    let writing = account::write_outcomes(store, &names, rx, config.failure_threshold);
+    let writing = account::write_outcomes(store, &names, rx, config.delivery.failure_threshold);
     let (read, written) = futures::join!(sending, writing);
     read.map(|()| written)
 }

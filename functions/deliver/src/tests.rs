@@ -22,7 +22,7 @@ use shared::domain::{
 use shared::net::StaticLookup;
 use shared::ports::{LayerSize, StoreError, WebhookStore};
 
-use crate::{Config, Deliverer, Summary};
+use crate::{Config, Deliverer, DeliveryPolicy, Summary};
 
 // ---------------------------------------------------------------- receiver
 
@@ -291,13 +291,15 @@ fn event(msgs: Vec<SqsMessage>) -> crate::SqsBatch {
 fn settings() -> Config {
     Config {
         registry_host: "container.alin.io".into(),
-        failure_threshold: 3,
-        delivery_timeout: Duration::from_secs(2),
-        delivery_concurrency: 16,
-        per_host_concurrency: 4,
-        retry_base_delay: Duration::from_secs(30),
-        max_attempts: 3,
-        allow_private_targets: true,
+        delivery: DeliveryPolicy {
+            failure_threshold: 3,
+            delivery_timeout: Duration::from_secs(2),
+            delivery_concurrency: 16,
+            per_host_concurrency: 4,
+            retry_base_delay: Duration::from_secs(30),
+            max_attempts: 3,
+            allow_private_targets: true,
+        },
         deadline_margin: Duration::from_millis(500),
         host_breaker: 3,
     }
@@ -315,8 +317,8 @@ impl Rig {
     }
 
     fn with_lookup(settings: Config, lookup: StaticLookup) -> Self {
-        let store = Arc::new(MemoryStore::new());
-        let queue = Arc::new(MemoryQueue::new());
+        let store = Arc::new(MemoryStore::default());
+        let queue = Arc::new(MemoryQueue::default());
         let deliverer =
             Deliverer::new(settings, store.clone(), queue.clone(), Arc::new(lookup)).unwrap();
         Self {
@@ -591,7 +593,7 @@ async fn each_outcome_class() {
     let rx = Receiver::start(Reply::status(200)).await;
     let (reset_addr, resets) = reset_server().await;
     let mut s = settings();
-    s.delivery_timeout = Duration::from_millis(1000);
+    s.delivery.delivery_timeout = Duration::from_millis(1000);
     let rig = Rig::new(s);
     let cases: Vec<(&str, String)> = vec![
         ("o/ok", rx.on("/ok", Reply::status(200))),
@@ -800,10 +802,10 @@ async fn mixed_outcomes_in_one_batch() {
 async fn deadline_leaves_unstarted_jobs_uncounted() {
     let rx = Receiver::start(Reply::status(200).delay(Duration::from_millis(400))).await;
     let mut s = settings();
-    s.delivery_timeout = Duration::from_secs(1);
+    s.delivery.delivery_timeout = Duration::from_secs(1);
     s.deadline_margin = Duration::from_millis(500);
-    s.delivery_concurrency = 1;
-    s.per_host_concurrency = 1;
+    s.delivery.delivery_concurrency = 1;
+    s.delivery.per_host_concurrency = 1;
     let rig = Rig::new(s);
     rig.webhook("alice/early", &rx.url("/e")).await;
     rig.webhook("alice/late", &rx.url("/l")).await;
@@ -928,7 +930,7 @@ async fn attempts_count_real_attempts() {
 async fn a_failed_requeue_falls_back_to_visibility() {
     let (reset_addr, _accepted) = reset_server().await;
     let mut s = settings();
-    s.per_host_concurrency = 1;
+    s.delivery.per_host_concurrency = 1;
     s.host_breaker = 1;
     let rig = Rig::new(s);
     rig.webhook("dead/app", &format!("http://{reset_addr}/x"))
@@ -983,7 +985,7 @@ async fn a_stale_url_never_counts() {
 async fn forbidden_addresses_are_refused_and_counted() {
     let rx = Receiver::start(Reply::status(200)).await;
     let mut s = settings();
-    s.allow_private_targets = false;
+    s.delivery.allow_private_targets = false;
     let lookup = StaticLookup::new().with("evil.example", &["127.0.0.1".parse().unwrap()]);
     let rig = Rig::with_lookup(s, lookup);
     rig.webhook("alice/literal", &rx.url("/lit?token=s3cr3t"))
@@ -1039,9 +1041,9 @@ impl shared::net::NameLookup for FailingLookup {
 async fn a_dns_failure_is_retried_like_a_connection_error() {
     for allow_private in [false, true] {
         let mut s = settings();
-        s.allow_private_targets = allow_private;
-        let store = Arc::new(MemoryStore::new());
-        let queue = Arc::new(MemoryQueue::new());
+        s.delivery.allow_private_targets = allow_private;
+        let store = Arc::new(MemoryStore::default());
+        let queue = Arc::new(MemoryQueue::default());
         let deliverer =
             Deliverer::new(s, store.clone(), queue.clone(), Arc::new(FailingLookup)).unwrap();
         let rig = Rig {
@@ -1078,8 +1080,8 @@ async fn concurrency_limits_hold() {
     let b = Receiver::start_with(reply.clone(), Some(total.clone())).await;
     let c = Receiver::start_with(reply, Some(total.clone())).await;
     let mut s = settings();
-    s.delivery_concurrency = 5;
-    s.per_host_concurrency = 2;
+    s.delivery.delivery_concurrency = 5;
+    s.delivery.per_host_concurrency = 2;
     let rig = Rig::new(s);
     let mut msgs = Vec::new();
     for (k, rx) in [&a, &b, &c].iter().enumerate() {
@@ -1114,7 +1116,7 @@ async fn a_dead_host_does_not_clog_the_batch() {
     let (reset_addr, accepted) = reset_server().await;
     let rx = Receiver::start(Reply::status(200)).await;
     let mut s = settings();
-    s.per_host_concurrency = 1;
+    s.delivery.per_host_concurrency = 1;
     s.host_breaker = 3;
     let rig = Rig::new(s);
     let mut msgs = Vec::new();
@@ -1180,8 +1182,8 @@ async fn empty_batch() {
 async fn store_calls_scale_with_repositories_not_jobs() {
     let rx = Receiver::start(Reply::status(204)).await;
     let mut s = settings();
-    s.delivery_concurrency = 64;
-    s.per_host_concurrency = 64;
+    s.delivery.delivery_concurrency = 64;
+    s.delivery.per_host_concurrency = 64;
     let rig = Rig::new(s);
     for r in 0..100 {
         rig.webhook(&format!("u{r}/app"), &rx.url(&format!("/{r}")))
@@ -1266,7 +1268,7 @@ impl WebhookStore for FlakyStore {
 
 async fn flaky(fail_reads: bool, fail_writes: bool, url: &str) -> (Deliverer, Arc<FlakyStore>) {
     let store = Arc::new(FlakyStore {
-        inner: MemoryStore::new(),
+        inner: MemoryStore::default(),
         fail_reads,
         fail_writes,
     });
@@ -1278,7 +1280,7 @@ async fn flaky(fail_reads: bool, fail_writes: bool, url: &str) -> (Deliverer, Ar
     let deliverer = Deliverer::new(
         settings(),
         store.clone(),
-        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::default()),
         Arc::new(StaticLookup::new()),
     )
     .unwrap();

@@ -14,7 +14,7 @@ use shared::ports::{LayerSize, StoreError, WebhookStore};
 
 use crate::parse::tests::{body, event, msg};
 use crate::plan::READ_CHUNK;
-use crate::{Config, Deliverer};
+use crate::{Config, Deliverer, DeliveryPolicy};
 
 /// Answers 204 to every POST and counts them; returns its base URL.
 async fn receiver(count: Arc<AtomicUsize>) -> String {
@@ -116,7 +116,7 @@ async fn run(repos: usize, later: Later) -> (crate::BatchReport, Arc<ChunkStore>
     let received = Arc::new(AtomicUsize::new(0));
     let base = receiver(received.clone()).await;
     let store = Arc::new(ChunkStore {
-        inner: MemoryStore::new(),
+        inner: MemoryStore::default(),
         later,
         reads: AtomicUsize::new(0),
         received: received.clone(),
@@ -139,10 +139,13 @@ async fn run(repos: usize, later: Later) -> (crate::BatchReport, Arc<ChunkStore>
         ));
     }
     let config = Config {
-        allow_private_targets: true,
+        delivery: DeliveryPolicy {
+            allow_private_targets: true,
+            ..DeliveryPolicy::default()
+        },
         ..Config::default()
     };
-    let queue = Arc::new(MemoryQueue::new());
+    let queue = Arc::new(MemoryQueue::default());
     let d = Deliverer::new(config, store.clone(), queue, Arc::new(StaticLookup::new())).unwrap();
     let report = d.deliver(event(msgs), None).await.unwrap();
     let got = received.load(Ordering::SeqCst);

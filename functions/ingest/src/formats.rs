@@ -153,6 +153,27 @@ fn timestamp(raw: &str, field: &str) -> Result<String, IngestError> {
 }
 
 /// `None` for absent, null or empty strings (registries differ).
+/// A push's webhook id, stable across redeliveries: derived from the
+/// registry's event id, or without one from what the push names (a registry
+/// resending it resends the same fields).
+fn push_id(
+    source: &str,
+    event_id: Option<String>,
+    (repository, tag, digest): (&RepositoryName, &Tag, Option<&Digest>),
+    pushed_at: Option<&str>,
+) -> String {
+    match non_empty(event_id) {
+        Some(id) => derive_webhook_id(&[source, &id]),
+        None => derive_webhook_id(&[
+            source,
+            repository.as_str(),
+            tag.as_str(),
+            digest.map_or("", Digest::as_str),
+            pushed_at.unwrap_or(""),
+        ]),
+    }
+}
+
 fn non_empty(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
@@ -207,18 +228,8 @@ fn parse_native(obj: Map<String, Value>) -> Result<Parsed, IngestError> {
     let pushed_at = non_empty(n.pushed_at)
         .map(|t| timestamp(&t, "pushed_at"))
         .transpose()?;
-    let webhook_id = match non_empty(n.id) {
-        Some(id) => derive_webhook_id(&[SOURCE_NATIVE, &id]),
-        // Without an id the push's identity is what it names; a registry
-        // resending it resends the same fields.
-        None => derive_webhook_id(&[
-            SOURCE_NATIVE,
-            repository.as_str(),
-            tag.as_str(),
-            digest.as_ref().map_or("", Digest::as_str),
-            pushed_at.as_deref().unwrap_or(""),
-        ]),
-    };
+    let named = (&repository, &tag, digest.as_ref());
+    let webhook_id = push_id(SOURCE_NATIVE, n.id, named, pushed_at.as_deref());
     Ok(Parsed::one_push(Push {
         webhook_id,
         repository,
@@ -319,16 +330,8 @@ fn distribution_event(e: DistEvent) -> Result<Result<Push, IgnoreReason>, Ingest
     let pushed_at = non_empty(e.timestamp)
         .map(|t| timestamp(&t, "timestamp"))
         .transpose()?;
-    let webhook_id = match non_empty(e.id) {
-        Some(id) => derive_webhook_id(&[SOURCE_DISTRIBUTION, &id]),
-        None => derive_webhook_id(&[
-            SOURCE_DISTRIBUTION,
-            repository.as_str(),
-            tag.as_str(),
-            digest.as_str(),
-            pushed_at.as_deref().unwrap_or(""),
-        ]),
-    };
+    let named = (&repository, &tag, Some(&digest));
+    let webhook_id = push_id(SOURCE_DISTRIBUTION, e.id, named, pushed_at.as_deref());
     // The URL is only compared by origin; the request is built from the
     // repository and digest (see `DistributionFetcher`).
     let content = PushContent::Manifest(ManifestLocation::Distribution {

@@ -609,28 +609,23 @@ mod tests {
 
     #[test]
     fn too_many_layers_or_children_are_unusable() {
-        let layers: Vec<String> = (0..=MAX_LAYERS_PER_PUSH)
-            .map(|i| format!(r#"{{"digest":"sha256:{i:064x}","size":1}}"#))
-            .collect();
-        let raw = RawManifest {
-            media_type: Some(OCI_MANIFEST.into()),
-            body: format!(r#"{{"layers":[{}]}}"#, layers.join(",")).into_bytes(),
-        };
-        assert!(matches!(
-            parse_manifest(&raw),
-            Err(IngestError::ManifestUnusable(_))
-        ));
-        let children: Vec<String> = (0..=MAX_FETCHES_PER_PUSH)
-            .map(|i| format!(r#"{{"digest":"sha256:{i:064x}","size":1}}"#))
-            .collect();
-        let raw = RawManifest {
-            media_type: Some(OCI_INDEX.into()),
-            body: format!(r#"{{"manifests":[{}]}}"#, children.join(",")).into_bytes(),
-        };
-        assert!(matches!(
-            parse_manifest(&raw),
-            Err(IngestError::ManifestUnusable(_))
-        ));
+        for (media_type, field, limit) in [
+            (OCI_MANIFEST, "layers", MAX_LAYERS_PER_PUSH),
+            (OCI_INDEX, "manifests", MAX_FETCHES_PER_PUSH),
+        ] {
+            let entries: Vec<String> = (0..=limit)
+                .map(|i| format!(r#"{{"digest":"sha256:{i:064x}","size":1}}"#))
+                .collect();
+            let raw = RawManifest {
+                media_type: Some(media_type.into()),
+                body: format!(r#"{{"{field}":[{}]}}"#, entries.join(",")).into_bytes(),
+            };
+            let parsed = parse_manifest(&raw);
+            assert!(
+                matches!(parsed, Err(IngestError::ManifestUnusable(_))),
+                "{field}"
+            );
+        }
     }
 
     #[test]

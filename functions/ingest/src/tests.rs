@@ -131,8 +131,8 @@ struct Harness {
 }
 
 fn harness() -> Harness {
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
+    let store = Arc::new(MemoryStore::default());
+    let queue = Arc::new(MemoryQueue::default());
     let registry = Arc::new(FakeRegistry::default());
     let ingest = Ingest::new(store.clone(), queue.clone(), registry.clone())
         .with_token(Some(&Sensitive(TOKEN.into())));
@@ -597,8 +597,8 @@ async fn token_is_required_when_configured() {
     // request is 401 with a JSON error saying why, whatever it carries.
     for token in [None, Some(Sensitive("  ".into()))] {
         let closed = Ingest::new(
-            Arc::new(MemoryStore::new()),
-            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryStore::default()),
+            Arc::new(MemoryQueue::default()),
             Arc::new(FakeRegistry::default()),
         )
         .with_token(token.as_ref());
@@ -625,7 +625,7 @@ async fn token_is_required_when_configured() {
     // The configured token is trimmed like the presented one.
     let padded = Ingest::new(
         h.store.clone(),
-        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::default()),
         Arc::new(FakeRegistry::default()),
     )
     .with_token(Some(&Sensitive(format!(" {TOKEN}\n"))));
@@ -865,7 +865,7 @@ async fn retryable_failures_are_500_or_failed_records() {
     // A store that is down: 500 for HTTP, every record failed for SQS.
     let down = Ingest::new(
         Arc::new(DownStore),
-        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryQueue::default()),
         Arc::new(FakeRegistry::default()),
     )
     .with_token(Some(&Sensitive(TOKEN.into())));
@@ -988,8 +988,8 @@ async fn sample_events_in_the_events_folder_are_handled() {
             std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         serde_json::from_str(&text).unwrap()
     };
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
+    let store = Arc::new(MemoryStore::default());
+    let queue = Arc::new(MemoryQueue::default());
     let registry = Arc::new(FakeRegistry::default());
     let ingest = Ingest::new(store.clone(), queue.clone(), registry.clone())
         .with_token(Some(&Sensitive("local-ingest-token".into())));
@@ -1096,8 +1096,8 @@ impl crate::RegistryEvents for MemoryRegistryEvents {
 #[tokio::test]
 async fn distribution_envelopes_are_always_202_with_each_event_processed_deferred_or_kept() {
     // GIVEN a registry with one manifest, one that is down, one that is gone
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
+    let store = Arc::new(MemoryStore::default());
+    let queue = Arc::new(MemoryQueue::default());
     let registry = Arc::new(FakeRegistry::default());
     let events = Arc::new(MemoryRegistryEvents::default());
     let ingest = Ingest::new(store.clone(), queue.clone(), registry.clone())

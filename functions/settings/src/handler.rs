@@ -290,12 +290,7 @@ impl Settings {
         if job.kind == JobKind::Push && !webhook.enabled {
             return Err(ApiError::Disabled(repo));
         }
-        let report = self.queue.send_jobs(std::slice::from_ref(&job)).await?;
-        if let Some((_, reason)) = report.failed.first() {
-            return Err(ApiError::Unavailable(format!(
-                "delivery queue did not accept the redelivery: {reason}"
-            )));
-        }
+        self.queue_one(&job, "redelivery").await?;
         let body = json!({
             "queued": true,
             "event": job.kind.as_str(),
@@ -310,6 +305,18 @@ impl Settings {
         })
     }
 
+    /// Sends one job; a job the queue refuses is a 503 naming `what` (the
+    /// caller may try again).
+    async fn queue_one(&self, job: &DeliveryJob, what: &str) -> Result<(), ApiError> {
+        let report = self.queue.send_jobs(std::slice::from_ref(job)).await?;
+        match report.failed.first() {
+            Some((_, reason)) => Err(ApiError::Unavailable(format!(
+                "delivery queue did not accept the {what}: {reason}"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     /// Queues a ping through the delivery queue, so it takes the same path,
     /// address rule, policy and signature as a real push.
     async fn test(&self, repo: RepositoryName) -> Result<Served, ApiError> {
@@ -322,12 +329,7 @@ impl Settings {
         };
         let webhook_id = random_webhook_id();
         let job = DeliveryJob::ping(repo.clone(), record.repository_size, webhook_id.clone());
-        let report = self.queue.send_jobs(std::slice::from_ref(&job)).await?;
-        if let Some((_, reason)) = report.failed.first() {
-            return Err(ApiError::Unavailable(format!(
-                "delivery queue did not accept the test delivery: {reason}"
-            )));
-        }
+        self.queue_one(&job, "test delivery").await?;
         let body = json!({
             "queued": true,
             "event": "ping",

@@ -26,7 +26,7 @@ async fn main() -> Result<(), Error> {
             config.delivery_queue_url.clone(),
         )),
         Arc::new(SystemLookup),
-        config.allow_private_targets,
+        config.delivery.allow_private_targets,
     );
     let settings = &settings;
     run(service_fn(move |event: LambdaEvent<Value>| async move {

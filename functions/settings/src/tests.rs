@@ -49,8 +49,8 @@ struct App {
 }
 
 fn app_with(lookup: impl NameLookup, allow_private: bool) -> App {
-    let store = Arc::new(MemoryStore::new());
-    let queue = Arc::new(MemoryQueue::new());
+    let store = Arc::new(MemoryStore::default());
+    let queue = Arc::new(MemoryQueue::default());
     let settings = Settings::new(
         store.clone(),
         queue.clone(),
@@ -894,7 +894,7 @@ async fn store_failures_are_503_when_retryable_and_500_when_not() {
     for (retryable, status) in [(true, 503), (false, 500)] {
         let settings = Settings::new(
             Arc::new(FailingStore(retryable)),
-            Arc::new(MemoryQueue::new()),
+            Arc::new(MemoryQueue::default()),
             Arc::new(lookup()),
             false,
         );

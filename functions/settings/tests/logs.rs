@@ -53,8 +53,8 @@ async fn logs_name_the_request_but_never_the_secret_or_the_url_path() {
     let _guard = tracing::subscriber::set_default(collector);
 
     let settings = Settings::new(
-        Arc::new(MemoryStore::new()),
-        Arc::new(MemoryQueue::new()),
+        Arc::new(MemoryStore::default()),
+        Arc::new(MemoryQueue::default()),
         Arc::new(StaticLookup::new().with("ci.example.com", &["93.184.215.14".parse().unwrap()])),
         false,
     );

@@ -208,19 +208,27 @@ impl DynamoStore {
         let version = n(outcome.url_version);
         let ld = s(serde_json::to_string(&outcome.last_delivery).unwrap_or_default());
         let (below_update, at_update) = history.failure_updates();
+        // Both writes count one failure of this URL version against the
+        // threshold; the one at the threshold also disables.
+        let counted = |extra: &[(&'static str, AttributeValue)]| {
+            let mut values = vec![
+                (":one", n(1)),
+                (":ld", ld.clone()),
+                (":v", version.clone()),
+                (":tm1", n(threshold.saturating_sub(1))),
+            ];
+            values.extend_from_slice(extra);
+            history.with(values)
+        };
+        let same_url = "attribute_exists(#url_attr) AND url_version = :v";
         for round in 0..MAX_ROUNDS {
             // Below the threshold: a plain atomic increment, no read needed.
             let below = self
                 .update_repo(
                     repo,
                     &below_update,
-                    Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures < :tm1"),
-                    history.with(vec![
-                        (":one", n(1)),
-                        (":ld", ld.clone()),
-                        (":v", version.clone()),
-                        (":tm1", n(threshold.saturating_sub(1))),
-                    ]),
+                    Some(&format!("{same_url} AND consecutive_failures < :tm1")),
+                    counted(&[]),
                     ReturnValue::AllNew,
                 )
                 .await;
@@ -247,12 +255,8 @@ impl DynamoStore {
                 .update_repo(
                     repo,
                     &at_update,
-                    Some("attribute_exists(#url_attr) AND url_version = :v AND consecutive_failures >= :tm1"),
-                    history.with(vec![
-                        (":one", n(1)),
-                        (":ld", ld.clone()),
-                        (":v", version.clone()),
-                        (":tm1", n(threshold.saturating_sub(1))),
+                    Some(&format!("{same_url} AND consecutive_failures >= :tm1")),
+                    counted(&[
                         (":f", AttributeValue::Bool(false)),
                         (":now", s(&outcome.now)),
                         (":reason", s(reason)),

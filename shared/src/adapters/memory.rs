@@ -25,25 +25,26 @@ struct StoreState {
     writes: usize,
 }
 
+/// A fake's state behind a mutex; a panicked test's poison is ignored.
+#[derive(Default)]
+struct Locked<S>(Mutex<S>);
+
+impl<S> Locked<S> {
+    fn with<T>(&self, f: impl FnOnce(&mut S) -> T) -> T {
+        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
 /// A [`WebhookStore`] in a mutex, with call counters.
 #[derive(Default)]
 pub struct MemoryStore {
-    state: Mutex<StoreState>,
+    state: Locked<StoreState>,
 }
 
 impl MemoryStore {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut StoreState) -> T) -> T {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
     /// (read calls, write calls) so far.
     pub fn calls(&self) -> (usize, usize) {
-        self.with(|s| (s.reads, s.writes))
+        self.state.with(|s| (s.reads, s.writes))
     }
 }
 
@@ -65,7 +66,7 @@ fn batch_read(rec: &RepoRecord) -> RepoRecord {
 #[async_trait]
 impl WebhookStore for MemoryStore {
     async fn get(&self, repo: &RepositoryName) -> Result<Option<RepoRecord>, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             s.reads += 1;
             s.records.get(repo).cloned()
         }))
@@ -75,7 +76,7 @@ impl WebhookStore for MemoryStore {
         &self,
         repos: &[RepositoryName],
     ) -> Result<HashMap<RepositoryName, RepoRecord>, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             let unique: HashSet<&RepositoryName> = repos.iter().collect();
             s.reads += unique.len().div_ceil(100);
             unique
@@ -91,7 +92,7 @@ impl WebhookStore for MemoryStore {
         update: &WebhookUpdate,
         now: &str,
     ) -> Result<RepoRecord, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             s.writes += 1;
             let version = s.versions.entry(repo.clone()).or_insert(0);
             *version += 1;
@@ -131,7 +132,7 @@ impl WebhookStore for MemoryStore {
     }
 
     async fn delete(&self, repo: &RepositoryName) -> Result<bool, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             s.writes += 1;
             *s.versions.entry(repo.clone()).or_insert(0) += 1;
             s.records
@@ -146,7 +147,7 @@ impl WebhookStore for MemoryStore {
         repo: &RepositoryName,
         now: &str,
     ) -> Result<Option<RepoRecord>, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             s.writes += 1;
             let version = s.versions.entry(repo.clone()).or_insert(0);
             *version += 1;
@@ -169,7 +170,7 @@ impl WebhookStore for MemoryStore {
         outcome: &BatchOutcome,
         threshold: u32,
     ) -> Result<OutcomeApplied, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             s.writes += 1;
             let Some(w) = s.records.get_mut(repo).and_then(|r| r.webhook.as_mut()) else {
                 return OutcomeApplied::Stale;
@@ -212,7 +213,7 @@ impl WebhookStore for MemoryStore {
         repo: &RepositoryName,
         layers: &[LayerSize],
     ) -> Result<u64, StoreError> {
-        Ok(self.with(|s| {
+        Ok(self.state.with(|s| {
             s.reads += 1;
             let mut added: u64 = 0;
             for l in layers {
@@ -246,40 +247,31 @@ struct QueueState {
 /// A [`DeliveryQueue`] that records what was sent and every visibility change.
 #[derive(Default)]
 pub struct MemoryQueue {
-    state: Mutex<QueueState>,
+    state: Locked<QueueState>,
 }
 
 impl MemoryQueue {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut QueueState) -> T) -> T {
-        let mut guard = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        f(&mut guard)
-    }
-
     pub fn jobs(&self) -> Vec<DeliveryJob> {
-        self.with(|s| s.jobs.clone())
+        self.state.with(|s| s.jobs.clone())
     }
 
     pub fn visibility_changes(&self) -> Vec<(String, i32)> {
-        self.with(|s| s.visibility.clone())
+        self.state.with(|s| s.visibility.clone())
     }
 
     /// Jobs re-queued, with their delay in seconds, in order.
     pub fn requeued(&self) -> Vec<(QueuedJob, i32)> {
-        self.with(|s| s.requeued.clone())
+        self.state.with(|s| s.requeued.clone())
     }
 
     /// SendMessageBatch calls a real queue would have needed (10 a call).
     pub fn send_calls(&self) -> usize {
-        self.with(|s| s.send_calls)
+        self.state.with(|s| s.send_calls)
     }
 
     /// Makes the next `n` jobs sent fail, to test the callers' error paths.
     pub fn fail_next_sends(&self, n: usize) {
-        self.with(|s| s.fail_next_sends = n);
+        self.state.with(|s| s.fail_next_sends = n);
     }
 
     /// Sends (or re-queues) `items` onto the list `to` picks, ≤10 a call,
@@ -289,7 +281,7 @@ impl MemoryQueue {
         items: &[T],
         to: impl Fn(&mut QueueState) -> &mut Vec<T>,
     ) -> SendReport {
-        self.with(|s| {
+        self.state.with(|s| {
             let mut report = SendReport {
                 calls: items.len().div_ceil(10),
                 ..SendReport::default()
@@ -320,7 +312,7 @@ impl DeliveryQueue for MemoryQueue {
     }
 
     async fn change_visibility(&self, items: &[(String, i32)]) -> Result<(), QueueError> {
-        self.with(|s| s.visibility.extend_from_slice(items));
+        self.state.with(|s| s.visibility.extend_from_slice(items));
         Ok(())
     }
 }

@@ -285,13 +285,15 @@ mod tests {
         // whole rather than losing the count).
         assert!(DeliveryJob::parse(&body).is_err());
         let s = sample();
-        for bad in [
-            s.replace("\"v\":1", "\"v\":2"),
-            s.replace("\"v\":1", "\"v\":2,\"attempts\":-1"),
-            s.replace("\"v\":1", "\"v\":2,\"attempts\":\"x\""),
-            s.replace("\"v\":1", "\"v\":2,\"attempts\":1,\"extra\":0"),
-            s.replace("\"v\":1", "\"v\":3,\"attempts\":1"),
+        // Version 2 without a usable count, with an extra field, or version 3.
+        for v in [
+            r#"2"#,
+            r#"2,"attempts":-1"#,
+            r#"2,"attempts":"x""#,
+            r#"2,"attempts":1,"extra":0"#,
+            r#"3,"attempts":1"#,
         ] {
+            let bad = s.replace("\"v\":1", &format!("\"v\":{v}"));
             assert!(QueuedJob::parse(&bad).is_err(), "{bad}");
         }
     }

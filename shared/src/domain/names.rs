@@ -30,6 +30,37 @@ pub enum NameError {
     BadDigest(String),
 }
 
+/// What every validated name shares: it is read as a `&str`, displayed as
+/// itself, and (de)serialized as a string that must parse.
+macro_rules! validated_string {
+    ($name:ident) => {
+        impl $name {
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = NameError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+    };
+}
+
 /// `<username>/<repository>`; the repository part may itself contain `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
@@ -63,10 +94,6 @@ impl RepositoryName {
         }
     }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The first segment: the owner's username.
     pub fn username(&self) -> &str {
         self.0.split_once('/').map_or(&self.0, |(u, _)| u)
@@ -78,24 +105,7 @@ impl RepositoryName {
     }
 }
 
-impl fmt::Display for RepositoryName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for RepositoryName {
-    type Error = NameError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<RepositoryName> for String {
-    fn from(value: RepositoryName) -> Self {
-        value.0
-    }
-}
+validated_string!(RepositoryName);
 
 fn validate_path(raw: &str) -> Result<(), NameError> {
     if raw.is_empty() {
@@ -159,30 +169,9 @@ impl Tag {
             Err(NameError::BadTag(raw.chars().take(140).collect()))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for Tag {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Tag {
-    type Error = NameError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<Tag> for String {
-    fn from(value: Tag) -> Self {
-        value.0
-    }
-}
+validated_string!(Tag);
 
 /// A content digest, `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -207,30 +196,9 @@ impl Digest {
             Err(NameError::BadDigest(raw.chars().take(140).collect()))
         }
     }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
 }
 
-impl fmt::Display for Digest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl TryFrom<String> for Digest {
-    type Error = NameError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<Digest> for String {
-    fn from(value: Digest) -> Self {
-        value.0
-    }
-}
+validated_string!(Digest);
 
 #[cfg(test)]
 mod tests {

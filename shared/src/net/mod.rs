@@ -12,4 +12,5 @@ pub use client::{webhook_client, ClientError, ClientOptions};
 pub use resolver::{
     check_resolved, GuardedResolver, NameLookup, ResolveError, StaticLookup, SystemLookup,
 };
+pub use sdk_http::find_source;
 pub use tls::TlsError;

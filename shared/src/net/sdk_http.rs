@@ -117,7 +117,8 @@ fn classify(e: hyper_util::client::legacy::Error) -> ConnectorError {
     }
 }
 
-fn find_source<'a, E: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a E> {
+/// The first error of type `E` in `e`'s chain of sources, `e` included.
+pub fn find_source<'a, E: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a E> {
     let mut next = Some(e);
     while let Some(err) = next {
         if let Some(found) = err.downcast_ref::<E>() {

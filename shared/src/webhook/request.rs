@@ -209,6 +209,20 @@ fn sendable(custom: &CustomHeaders, format: PayloadFormat) -> CustomHeaders {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The seed's header order, then the Standard Webhooks headers.
+    const ALIN_HEADER_ORDER: [&str; 10] = [
+        "User-Agent",
+        "Accept-Encoding",
+        "Accept",
+        "Connection",
+        "x-alin-webhook",
+        "Content-Length",
+        "Content-Type",
+        "webhook-id",
+        "webhook-timestamp",
+        "webhook-signature",
+    ];
     use crate::domain::job::DeliveryJob;
 
     fn job(kind: &str) -> DeliveryJob {
@@ -232,21 +246,7 @@ mod tests {
         );
         assert_eq!(String::from_utf8(req.body.clone()).unwrap(), body);
         let names: Vec<&str> = req.headers.iter().map(|(n, _)| *n).collect();
-        assert_eq!(
-            names,
-            [
-                "User-Agent",
-                "Accept-Encoding",
-                "Accept",
-                "Connection",
-                "x-alin-webhook",
-                "Content-Length",
-                "Content-Type",
-                "webhook-id",
-                "webhook-timestamp",
-                "webhook-signature"
-            ]
-        );
+        assert_eq!(names, ALIN_HEADER_ORDER);
         assert_eq!(req.header("user-agent"), Some("Alin.io WebHook Handler"));
         assert_eq!(req.header("accept-encoding"), Some("gzip, deflate"));
         assert_eq!(req.header("accept"), Some("*/*"));
@@ -296,33 +296,17 @@ mod tests {
         let alin = build_request(&push, "container.alin.io", &secret, now);
         let alin_body = String::from_utf8(alin.body.clone()).unwrap();
 
-        let gh = build_request_as(
-            &push,
-            "container.alin.io",
-            (PayloadFormat::GithubDispatch, &none),
-            &secret,
-            now,
-        );
+        let build_as =
+            |format| build_request_as(&push, "container.alin.io", (format, &none), &secret, now);
+        let gh = build_as(PayloadFormat::GithubDispatch);
         assert_eq!(
             String::from_utf8(gh.body.clone()).unwrap(),
             format!(r#"{{"event_type":"alin-push","client_payload":{alin_body}}}"#)
         );
-        assert_eq!(
-            names(&gh),
-            [
-                "User-Agent",
-                "Accept-Encoding",
-                "Accept",
-                "X-GitHub-Api-Version",
-                "Connection",
-                "x-alin-webhook",
-                "Content-Length",
-                "Content-Type",
-                "webhook-id",
-                "webhook-timestamp",
-                "webhook-signature"
-            ]
-        );
+        // GitHub's version header follows Accept; the rest keep their order.
+        let mut github_order = ALIN_HEADER_ORDER.to_vec();
+        github_order.insert(3, "X-GitHub-Api-Version");
+        assert_eq!(names(&gh), github_order);
         assert_eq!(gh.header("accept"), Some("application/vnd.github+json"));
         assert_eq!(gh.header("x-github-api-version"), Some("2022-11-28"));
         assert_eq!(gh.header("content-type"), Some("application/json"));
@@ -333,13 +317,7 @@ mod tests {
             gh.header("webhook-signature").unwrap()
         ));
 
-        let ce = build_request_as(
-            &push,
-            "container.alin.io",
-            (PayloadFormat::CloudEvents, &none),
-            &secret,
-            now,
-        );
+        let ce = build_as(PayloadFormat::CloudEvents);
         assert_eq!(
             String::from_utf8(ce.body.clone()).unwrap(),
             format!(
@@ -370,23 +348,12 @@ mod tests {
         let now = OffsetDateTime::from_unix_timestamp(1_795_852_800).unwrap();
         let ping = job("ping");
         let none = CustomHeaders::default();
-        let gh = build_request_as(
-            &ping,
-            "r",
-            (PayloadFormat::GithubDispatch, &none),
-            &secret,
-            now,
-        );
+        let build_as = |format| build_request_as(&ping, "r", (format, &none), &secret, now);
+        let gh = build_as(PayloadFormat::GithubDispatch);
         assert!(gh
             .body
             .starts_with(br#"{"event_type":"alin-ping","client_payload":{"#));
-        let ce = build_request_as(
-            &ping,
-            "r",
-            (PayloadFormat::CloudEvents, &none),
-            &secret,
-            now,
-        );
+        let ce = build_as(PayloadFormat::CloudEvents);
         let v: serde_json::Value = serde_json::from_slice(&ce.body).unwrap();
         assert_eq!(v["type"], "io.alin.container.ping");
         assert_eq!(v["data"]["event"], "ping");
@@ -408,21 +375,11 @@ mod tests {
             PayloadFormat::Alin,
         )
         .unwrap();
-        let alin = build_request_as(
-            &job("push"),
-            "r",
-            (PayloadFormat::Alin, &custom),
-            &secret,
-            now,
-        );
+        let push = job("push");
+        let build_as = |format| build_request_as(&push, "r", (format, &custom), &secret, now);
+        let alin = build_as(PayloadFormat::Alin);
         assert_eq!(alin.custom, custom);
-        let gh = build_request_as(
-            &job("push"),
-            "r",
-            (PayloadFormat::GithubDispatch, &custom),
-            &secret,
-            now,
-        );
+        let gh = build_as(PayloadFormat::GithubDispatch);
         assert_eq!(gh.custom.names().collect::<Vec<_>>(), ["X-B", "X-A"]);
         assert!(!format!("{gh:?}").contains("text/plain"));
     }
