@@ -38,33 +38,22 @@ pub struct EcrSource {
     /// Made on first use: an invocation with no ECR event (most, where the
     /// registry is Distribution) does not pay for it at cold start.
     client: std::sync::OnceLock<aws_sdk_ecr::Client>,
-    config: Option<aws_config::SdkConfig>,
+    config: aws_config::SdkConfig,
 }
 
 impl EcrSource {
-    pub fn new(client: aws_sdk_ecr::Client) -> Self {
-        Self {
-            client: client.into(),
-            config: None,
-        }
-    }
-
     /// An ECR client from a loaded SDK configuration (region, credentials,
     /// `AWS_ENDPOINT_URL`), made when the first ECR event needs it.
     pub fn from_config(config: &aws_config::SdkConfig) -> Self {
         Self {
             client: std::sync::OnceLock::new(),
-            config: Some(config.clone()),
+            config: config.clone(),
         }
     }
 
     fn client(&self) -> &aws_sdk_ecr::Client {
-        self.client.get_or_init(|| match &self.config {
-            Some(c) => aws_sdk_ecr::Client::new(c),
-            // `new` filled the cell, so this is never reached; a client on
-            // the default configuration would still fail loudly, not panic.
-            None => aws_sdk_ecr::Client::from_conf(aws_sdk_ecr::Config::builder().build()),
-        })
+        self.client
+            .get_or_init(|| aws_sdk_ecr::Client::new(&self.config))
     }
 }
 

@@ -949,6 +949,74 @@ mod tests {
         );
     }
 
+    /// A batch read's projection and the memory fake's `batch_read` leave
+    /// out the same fields: a record field read by `record_from_item` but
+    /// missing from `BATCH_READ_ATTRIBUTES` (or the other way round) fails
+    /// here instead of silently coming back at its default.
+    #[test]
+    fn batch_read_projection_matches_the_memory_fake() {
+        use crate::domain::record::{AttemptKind, DeliveryOutcome};
+        let repo = RepositoryName::parse("alice/app").unwrap();
+        let secret = WebhookSecret::generate();
+        let attempt = DeliveryAttempt {
+            webhook_id: "evt_1".into(),
+            event: "push".into(),
+            tag: "1.0".into(),
+            attempt: 2,
+            at: "2026-11-28T08:00:00Z".into(),
+            duration_ms: 12,
+            status: Some(503),
+            error: None,
+            kind: AttemptKind::Retry,
+            payload: None,
+        };
+        let last = LastDelivery {
+            webhook_id: "evt_1".into(),
+            event: "push".into(),
+            tag: "1.0".into(),
+            at: "2026-11-28T08:00:00Z".into(),
+            outcome: DeliveryOutcome::Retrying,
+            status: Some(503),
+            error: None,
+            duration_ms: 12,
+            attempt: 2,
+        };
+        let pairs = vec![("X-Team".to_owned(), "a".to_owned())];
+        let headers = CustomHeaders::new(pairs, PayloadFormat::CloudEvents).unwrap();
+        let full: Item = [
+            (PK, s("repo#alice/app")),
+            ("url", s("https://ci.example.com/h?token=t")),
+            ("secret", s(secret.expose())),
+            ("enabled", AttributeValue::Bool(true)),
+            ("consecutive_failures", n(3)),
+            ("disabled_at", s("2026-11-28T09:00:00Z")),
+            ("disabled_reason", s("failures")),
+            ("last_delivery", s(serde_json::to_string(&last).unwrap())),
+            ("created_at", s("2026-11-01T00:00:00Z")),
+            ("updated_at", s("2026-11-02T00:00:00Z")),
+            ("url_version", n(7)),
+            ("format", s("cloudevents")),
+            ("headers", s(headers.to_stored())),
+            ("deliveries", s(serde_json::to_string(&[attempt]).unwrap())),
+            ("repository_size", n(42)),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let aliases = aliases_in(BATCH_READ_ATTRIBUTES).unwrap_or_default();
+        let projected: Item = BATCH_READ_ATTRIBUTES
+            .split(", ")
+            .map(|a| aliases.get(a).map_or(a, String::as_str))
+            .filter_map(|a| full.get(a).map(|v| (a.to_owned(), v.clone())))
+            .collect();
+        let whole = record_from_item(&repo, &full).unwrap();
+        let batch = record_from_item(&repo, &projected).unwrap();
+        assert_eq!(batch, crate::adapters::memory::batch_read(&whole));
+        // The item sets every field, so the projection really leaves some out.
+        assert_ne!(batch, whole);
+        assert_eq!(projected.len(), BATCH_READ_ATTRIBUTES.split(", ").count());
+    }
+
     const CONFLICT: &str = r#"{"__type":"com.amazonaws.dynamodb.v20120810#TransactionCanceledException","Message":"Transaction cancelled, please refer cancellation reasons for specific reasons [None, TransactionConflict]","CancellationReasons":[{"Code":"None"},{"Code":"TransactionConflict","Message":"Transaction is ongoing for the item"}]}"#;
 
     /// A DynamoDB endpoint on 127.0.0.1 that cancels the first `conflicts`

@@ -50,7 +50,7 @@ impl MemoryStore {
 
 /// A record as `get_many` returns it: without the fields a batch does not
 /// read (see the port).
-fn batch_read(rec: &RepoRecord) -> RepoRecord {
+pub(crate) fn batch_read(rec: &RepoRecord) -> RepoRecord {
     let mut rec = rec.clone();
     if let Some(w) = &mut rec.webhook {
         w.consecutive_failures = 0;
