@@ -96,8 +96,6 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let binaries: BTreeMap<&str, Value> = init.iter().map(binary).collect();
     let zip = |f: &str| size(&ctx.root.join(format!("target/lambda/{f}/bootstrap.zip")));
     let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS.iter().map(|f| (*f, zip(f))).collect();
-    Ok(
-        json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
-        "zip_status": zip_status(&ctx.root) }),
-    )
+    Ok(json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
+        "zip_status": zip_status(&ctx.root) }))
 }

@@ -65,17 +65,10 @@ fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
         ("ingest compute (GB-s)", gbs(p.ingest_ms), gb_s),
         ("deliver compute (GB-s)", gbs(p.deliver_ms), gb_s),
     ];
-    let sqs = SQS_LINES
-        .iter()
-        .zip(p.sqs)
-        .map(|(l, n)| (*l, n, SQS_REQUESTS));
-    let ddb = [
-        ("DynamoDB read units", p.rru, DDB_RRU),
-        ("DynamoDB write units", p.wru, DDB_WRU),
-    ];
+    let sqs = SQS_LINES.iter().zip(p.sqs).map(|(l, n)| (*l, n, SQS_REQUESTS));
+    let ddb = [("DynamoDB read units", p.rru, DDB_RRU), ("DynamoDB write units", p.wru, DDB_WRU)];
     let all = lambda.into_iter().chain(sqs).chain(ddb);
-    all.map(|(line, n, price)| (line.to_owned(), n * 1e6, n * price))
-        .collect()
+    all.map(|(line, n, price)| (line.to_owned(), n * 1e6, n * price)).collect()
 }
 
 fn design(name: &str, p: &PerPush) -> Value {
@@ -160,12 +153,7 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         design("ours, registry queue", &queue),
         design("ours, quiet service", &quiet),
     ];
-    let total = |d: &Value| {
-        (
-            d["name"].as_str().unwrap_or("").to_owned(),
-            d["total"].clone(),
-        )
-    };
+    let total = |d: &Value| (d["name"].as_str().unwrap_or("").to_owned(), d["total"].clone());
     let totals: Map<String, Value> = designs.iter().map(total).collect();
     Ok(json!({
         "prices": "us-east-1 list prices as published in 2025 (Lambda arm64 at 128 MB, SQS standard, DynamoDB on-demand)",

@@ -177,9 +177,7 @@ async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let (jobs, got) = (s.jobs.len() as u64, s.sink.count() - before);
     if v["ok"].as_u64() != Some(jobs) || got != jobs {
         let ok = &v["ok"];
-        return Err(format!(
-            "bare-client: {ok} of {jobs} 2xx, the sink got {got}"
-        ));
+        return Err(format!("bare-client: {ok} of {jobs} 2xx, the sink got {got}"));
     }
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
     Ok(json!({
@@ -363,9 +361,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
     let per_webhook = |who: &str, what: &str| med(who, what) / jobs_n as f64;
     let cpu_us = |who: &str| per_webhook(who, "cpu_ms") * 1000.0;
     runs.sort_by_key(|d| d.duration);
-    let median_run = runs
-        .get((runs.len().max(1) - 1) / 2)
-        .ok_or("no deliver round")?;
+    let median_run = runs.get((runs.len().max(1) - 1) / 2).ok_or("no deliver round")?;
     let aws = tally(&median_run.calls);
     let reads = count(&aws, "dynamodb:BatchGetItem") + count(&aws, "dynamodb:GetItem");
     let writes = count(&aws, "dynamodb:") - reads;
@@ -430,16 +426,8 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         Err(e) => Err(e),
     };
     // Whatever happened, leave the queue empty and the sink URLs back.
-    let _ = s
-        .sqs
-        .purge_queue()
-        .queue_url(&s.stack.queue_url)
-        .send()
-        .await;
-    let back = |i: usize| {
-        s.sink
-            .url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY))
-    };
+    let _ = s.sqs.purge_queue().queue_url(&s.stack.queue_url).send().await;
+    let back = |i: usize| s.sink.url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY));
     seed(&s.store, &failing, back).await?;
     let run = run?;
     let (receiver_got, ok_jobs) = (receiver.count(), (s.jobs.len() - failing_jobs.len()) as u64);
@@ -483,11 +471,7 @@ async fn queue_and_receive(
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let receive = s
-            .sqs
-            .receive_message()
-            .queue_url(q)
-            .max_number_of_messages(10);
+        let receive = s.sqs.receive_message().queue_url(q).max_number_of_messages(10);
         let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
         let out = receive.message_attribute_names("All").send().await;
         let got = out.ctx("ReceiveMessage")?.messages;
@@ -499,11 +483,7 @@ async fn queue_and_receive(
         }
     }
     if received.len() != jobs.len() {
-        return Err(format!(
-            "received {} of {} queued jobs back",
-            received.len(),
-            jobs.len()
-        ));
+        return Err(format!("received {} of {} queued jobs back", received.len(), jobs.len()));
     }
     Ok(received)
 }

@@ -68,9 +68,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let function_url = function_url.ctx("function url")?;
     let url = function_url.url();
     proxy.reset_counts();
-    ctx.progress(&format!(
-        "hot repository: {pushes} pushes to one repository, {CLIENTS} at once"
-    ));
+    ctx.progress(&format!("hot repository: {pushes} pushes to one repository, {CLIENTS} at once"));
 
     let http = stack::http_client()?;
     let envelope = |i: usize| {
@@ -89,11 +87,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             for body in bodies {
                 let sent = Instant::now();
                 let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-                let r = post
-                    .header("content-type", ENVELOPES)
-                    .body(body)
-                    .send()
-                    .await;
+                let r = post.header("content-type", ENVELOPES).body(body).send().await;
                 let status = r.as_ref().map_or(0, |r| r.status().as_u16());
                 let summary: Value = match r {
                     Ok(r) => r.json().await.unwrap_or(Value::Null),
@@ -110,20 +104,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let wall = started.elapsed();
     let calls = proxy.take_calls();
-    let transactions = calls
-        .iter()
-        .filter(|c| c.op == "dynamodb:TransactWriteItems");
+    let transactions = calls.iter().filter(|c| c.op == "dynamodb:TransactWriteItems");
     let cancelled = transactions.clone().filter(|c| c.status != 200).count();
-    let count = |key: &str| {
-        answers
-            .iter()
-            .filter_map(|a| a.2[key].as_u64())
-            .sum::<u64>()
-    };
+    let count = |key: &str| answers.iter().filter_map(|a| a.2[key].as_u64()).sum::<u64>();
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    answers
-        .iter()
-        .for_each(|a| *statuses.entry(a.0).or_default() += 1);
+    answers.iter().for_each(|a| *statuses.entry(a.0).or_default() += 1);
     let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
     let record = store.get(&repo).await;
     let size = record.ctx("reading the record")?.map(|r| r.repository_size);

@@ -69,9 +69,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     if queued.len() != events {
         let n = queued.len();
-        return Err(format!(
-            "ingest queued {n} distinct jobs for {events} push events"
-        ));
+        return Err(format!("ingest queued {n} distinct jobs for {events} push events"));
     }
     let peak_rss_kib = f.peak_rss_kib();
     let mut mean_ms = BTreeMap::<&str, (f64, f64)>::new();
@@ -141,10 +139,6 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<St
             entries.push(entry.build().map_err(|e| e.to_string())?);
         }
         let delete = sqs.delete_message_batch().queue_url(queue_url);
-        delete
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .ctx("DeleteMessageBatch")?;
+        delete.set_entries(Some(entries)).send().await.ctx("DeleteMessageBatch")?;
     }
 }

@@ -42,10 +42,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let registry = StubRegistry::start().await.ctx("registry")?;
     let (top, sizes) = hostile_index(&registry);
     let base = registry.base();
-    let extra = [
-        ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
-        ("REGISTRY_URL", &base),
-    ];
+    let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN), ("REGISTRY_URL", &base)];
     let env = function_env(&ctx.moto, &stack, &chain.endpoint(), &extra);
     let timeout = Duration::from_secs(300);
     let (function, log) =
@@ -63,10 +60,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let duration = started.elapsed();
     let Some(answer) = inv.ok() else {
         let error = inv.error();
-        return Err(format!(
-            "ingest failed: {error:?}; log:\n{}",
-            stack::tail(&log)
-        ));
+        return Err(format!("ingest failed: {error:?}; log:\n{}", stack::tail(&log)));
     };
     let failures = answer["batchItemFailures"].as_array();
     let jobs_failed = failures.map_or(EVENTS, Vec::len);

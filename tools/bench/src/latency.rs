@@ -47,9 +47,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // each ingest call wait behind them, a queue DynamoDB has not.
     proxies[1].set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
     let store = stack.store(moto).await;
-    let receiver = Receiver::start(Behaviour::status(204))
-        .await
-        .ctx("receiver")?;
+    let receiver = Receiver::start(Behaviour::status(204)).await.ctx("receiver")?;
     let repos = workload::repos("lt", repos_n)?;
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
@@ -61,9 +59,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
     let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
     let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
-    let url = FunctionUrl::serve(ingest.clone())
-        .await
-        .ctx("function url")?;
+    let url = FunctionUrl::serve(ingest.clone()).await.ctx("function url")?;
     let esm_sdk = moto.sdk_config().await.to_builder();
     let esm_sdk = esm_sdk.endpoint_url(proxies[2].endpoint()).build();
     let esm = EventSourceMapping::start(
@@ -100,9 +96,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let refused = sent.iter().filter(|(_, _, s)| *s != 202).count();
     if refused > 0 {
-        return Err(format!(
-            "latency: ingest refused {refused} of {pushes} pushes"
-        ));
+        return Err(format!("latency: ingest refused {refused} of {pushes} pushes"));
     }
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
     let deliver_log = ctx.logs.join("latency-deliver-0.log");
@@ -111,9 +105,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {
-        return Err(format!(
-            "latency: the event source mapping saw failures: {esm_stats:?}"
-        ));
+        return Err(format!("latency: the event source mapping saw failures: {esm_stats:?}"));
     }
     let refused = proxies[1].settle().await;
     if refused > 0 {
@@ -136,9 +128,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let pct = |v: &[f64]| json!({ "p50": percentile(v, 50.0), "p90": percentile(v, 90.0), "p99": percentile(v, 99.0), "max": percentile(v, 100.0), "min": percentile(v, 0.0) });
     let http_ms: Vec<f64> = sent.iter().map(|s| s.1).collect();
     let deliver_samples = deliver.samples();
-    let roles = ["ingest", "deliver", "event source mapping"]
-        .into_iter()
-        .zip(&proxies);
+    let roles = ["ingest", "deliver", "event source mapping"].into_iter().zip(&proxies);
     let calls: BTreeMap<&str, Value> = roles.map(|(r, p)| (r, tally(&p.take_calls()))).collect();
     Ok(json!({
         "pushes": pushes, "repos": repos_n, "rate": rate, "ingest_pool": pool_size,

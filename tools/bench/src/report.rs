@@ -119,12 +119,7 @@ fn cols(spec: &str) -> Vec<Col<'_>> {
             let mut f = line.split(" | ");
             let (label, ptr) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
             let digits = f.next().and_then(|d| d.parse().ok()).unwrap_or(0);
-            Col {
-                label,
-                ptr,
-                digits,
-                target: f.next().unwrap_or(""),
-            }
+            Col { label, ptr, digits, target: f.next().unwrap_or("") }
         })
         .collect()
 }
@@ -147,21 +142,14 @@ pub fn now_utc() -> String {
 pub fn machine() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let field = |text: &str, key: &str| {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(key))
-            .unwrap_or_default();
+        let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_default();
         let value = line.split_once(':').map(|(_, v)| v.trim().to_owned());
         value.unwrap_or_default()
     };
     let kib = field(&read("/proc/meminfo"), "MemTotal");
     let kib: f64 = kib.trim_end_matches(" kB").parse().unwrap_or(0.0);
-    let rustc = std::process::Command::new("rustc")
-        .arg("--version")
-        .output();
-    let rustc = rustc.map_or(String::new(), |o| {
-        String::from_utf8_lossy(&o.stdout).trim().into()
-    });
+    let rustc = std::process::Command::new("rustc").arg("--version").output();
+    let rustc = rustc.map_or(String::new(), |o| String::from_utf8_lossy(&o.stdout).trim().into());
     let bin = devstack::runtime_api::workspace_binary("deliver");
     json!({
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -286,28 +274,21 @@ fn generated(r: &Value) -> String {
     let (jobs, events) = (&t["jobs"], &i["events"]);
     let (k, p) = (&d["single"]["invocations"], &i["http"]["pushes"]);
     let aws = [
-        with(
-            format!("deliver, {jobs} jobs, all succeed"),
-            &t["median_run"],
-        ),
+        with(format!("deliver, {jobs} jobs, all succeed"), &t["median_run"]),
         with(format!("deliver, {jobs} jobs, 10% fail"), &d["failing"]),
         with(format!("deliver, {k} single-job invocations"), &d["single"]),
         with(format!("ingest, {events} events in batches of 10"), i),
-        with(
-            format!("ingest, {p} single pushes (Function URL)"),
-            &i["http"],
-        ),
+        with(format!("ingest, {p} single pushes (Function URL)"), &i["http"]),
     ];
     table(&mut o, AWS, &aws);
-    let cold = r["cold_start"]["binaries"]
-        .as_object()
-        .into_iter()
-        .flatten();
+    let cold = r["cold_start"]["binaries"].as_object().into_iter().flatten();
     let cold: Vec<Value> = cold.map(|(b, v)| with(format!("`{b}`"), v)).collect();
     table(&mut o, COLD, &cold);
     table(&mut o, LATENCY, std::slice::from_ref(&r["latency"]));
     cost_table(&mut o, &r["cost"]);
-    o.push_str("![throughput](tools/bench/results/throughput.svg)\n![latency](tools/bench/results/latency.svg)\n");
+    o.push_str(
+        "![throughput](tools/bench/results/throughput.svg)\n![latency](tools/bench/results/latency.svg)\n",
+    );
     o
 }
 
@@ -353,9 +334,7 @@ pub fn write(r: &Value, root: &Path, out: &Out) -> Res<()> {
 
 /// `source` with what is between the markers replaced by `section`.
 pub fn splice(source: &str, section: &str) -> Res<String> {
-    let (before, rest) = source
-        .split_once(BEGIN)
-        .ok_or("BENCHMARKS.md: no begin marker")?;
+    let (before, rest) = source.split_once(BEGIN).ok_or("BENCHMARKS.md: no begin marker")?;
     let (_, after) = rest.split_once(END).ok_or("BENCHMARKS.md: no end marker")?;
     Ok(format!("{before}{BEGIN}\n{section}{END}{after}"))
 }
@@ -386,10 +365,7 @@ fn charts(r: &Value, dir: &Path) -> ChartRes {
         let finite = bars.iter().map(|b| b.1).filter(|x| x.is_finite());
         let top = finite.fold(1.0, f64::max) * 1.1;
         let mut chart = ChartBuilder::on(area)
-            .caption(
-                "webhooks per second, 20 ms receivers (medians)",
-                ("sans-serif", 18),
-            )
+            .caption("webhooks per second, 20 ms receivers (medians)", ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(70)
@@ -441,10 +417,7 @@ mod tests {
     fn splice_replaces_only_between_the_markers() {
         let src = format!("# B\nprose above\n{BEGIN}\nold tables\n{END}\nprose below\n");
         let out = splice(&src, "new tables\n").unwrap_or_default();
-        assert_eq!(
-            out,
-            format!("# B\nprose above\n{BEGIN}\nnew tables\n{END}\nprose below\n")
-        );
+        assert_eq!(out, format!("# B\nprose above\n{BEGIN}\nnew tables\n{END}\nprose below\n"));
         assert!(splice("no markers", "x").is_err());
     }
 

@@ -114,10 +114,7 @@ pub fn function_env(
         ("DELIVERY_QUEUE_URL", &stack.queue_url),
         ("RUST_LOG", "info"),
     ];
-    let ours = base
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let ours = base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string()));
     moto.function_env().into_iter().chain(ours).collect()
 }
 
@@ -189,9 +186,7 @@ pub fn serve_manifest(
 ) -> String {
     let digest = devstack::registry::sha256(&manifest);
     let served = Behaviour::ok().with_header("content-type", media_type);
-    let served = served
-        .with_header("connection", "close")
-        .with_body(manifest);
+    let served = served.with_header("connection", "close").with_body(manifest);
     registry.answer(&StubRegistry::path(repo, &digest), served);
     digest
 }
@@ -199,8 +194,7 @@ pub fn serve_manifest(
 /// A push event POSTed to the ingest Function URL at `url` with the token.
 pub fn post_push(http: &reqwest::Client, url: &str, push: &Value) -> reqwest::RequestBuilder {
     let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-    post.header("content-type", "application/json")
-        .body(push.to_string())
+    post.header("content-type", "application/json").body(push.to_string())
 }
 
 /// A client for the local endpoints.
@@ -230,13 +224,7 @@ impl Pool {
     pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
         let free = Mutex::new((0..fns.len()).collect());
         let (permits, samples) = (Semaphore::new(fns.len()), Mutex::default());
-        Pool {
-            fns,
-            free,
-            permits,
-            timeout,
-            samples,
-        }
+        Pool { fns, free, permits, timeout, samples }
     }
 
     /// `n` processes of function `name`, logs `<label>-<k>`.

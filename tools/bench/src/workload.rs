@@ -24,9 +24,7 @@ pub fn digest(n: u64) -> String {
 }
 
 fn layers(seed: u64) -> Vec<String> {
-    (0..LAYERS as u64)
-        .map(|l| digest(seed * 16 + l + 1))
-        .collect()
+    (0..LAYERS as u64).map(|l| digest(seed * 16 + l + 1)).collect()
 }
 
 /// The `index`-th job, for `repo`, tag `t<index>`.

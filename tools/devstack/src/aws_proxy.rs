@@ -102,11 +102,7 @@ impl AwsProxy {
             let (st, upstream) = (st.clone(), up.clone());
             async move { handle(req, upstream, st).await }
         });
-        Ok(AwsProxy {
-            server: server.await?,
-            state,
-            upstream,
-        })
+        Ok(AwsProxy { server: server.await?, state, upstream })
     }
 
     /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
@@ -187,10 +183,7 @@ fn paced(st: &State, op: &str, body: &[u8]) -> Option<Duration> {
 
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
     let mut faults = lock(&st.faults);
-    for (f, seen) in faults
-        .iter_mut()
-        .filter(|(f, _)| op.starts_with(&f.operation_prefix))
-    {
+    for (f, seen) in faults.iter_mut().filter(|(f, _)| op.starts_with(&f.operation_prefix)) {
         *seen += 1;
         if f.every > 0 && *seen % f.every == 0 {
             return Some(f.kind);
@@ -210,14 +203,7 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
     let record = |status: u16, resp: &[u8]| {
         let (items, failed_entries) = carried(&op, &body, resp);
         let (op, end) = (op.clone(), Instant::now());
-        lock(&st.calls).push(Call {
-            op,
-            start,
-            end,
-            status,
-            items,
-            failed_entries,
-        });
+        lock(&st.calls).push(Call { op, start, end, status, items, failed_entries });
     };
     let (status, error) = match pick_fault(&st, &op) {
         None => {
@@ -252,11 +238,7 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
         return Reply::Reset;
     }
     let body = format!(r#"{{"__type":"{error}","message":"injected by devstack aws_proxy"}}"#);
-    Reply::Response(http_server::response(
-        status,
-        "application/x-amz-json-1.0",
-        body,
-    ))
+    Reply::Response(http_server::response(status, "application/x-amz-json-1.0", body))
 }
 
 /// `dynamodb:BatchGetItem` from `X-Amz-Target: DynamoDB_20120810.BatchGetItem`
@@ -265,11 +247,8 @@ fn operation(headers: &http::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let parts = target.and_then(|t| t.split_once('.'));
     let (service, op) = parts.unwrap_or(("", "unknown"));
-    let known = [
-        ("DynamoDB", "dynamodb"),
-        ("AmazonSQS", "sqs"),
-        ("AmazonEC2ContainerRegistry", "ecr"),
-    ];
+    let known =
+        [("DynamoDB", "dynamodb"), ("AmazonSQS", "sqs"), ("AmazonEC2ContainerRegistry", "ecr")];
     match known.iter().find(|(prefix, _)| service.starts_with(prefix)) {
         Some((_, short)) => format!("{short}:{op}"),
         None if service.is_empty() => op.to_owned(),
@@ -296,11 +275,7 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
     // BatchGetItem answer is a megabyte.
     let parse = |body: &[u8]| serde_json::from_slice::<Counted>(body).unwrap_or_default();
     let items = match op {
-        "dynamodb:BatchGetItem" => parse(req)
-            .request_items
-            .values()
-            .map(|t| t.keys.len())
-            .sum(),
+        "dynamodb:BatchGetItem" => parse(req).request_items.values().map(|t| t.keys.len()).sum(),
         "dynamodb:TransactWriteItems" => parse(req).transact_items.len(),
         "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
             parse(req).entries.len()
@@ -390,12 +365,7 @@ mod tests {
     #[test]
     fn busy_time_is_the_union_of_intervals_clipped() {
         let b = Instant::now();
-        let calls = [
-            call(b, 0, 10),
-            call(b, 5, 20),
-            call(b, 30, 40),
-            call(b, 35, 36),
-        ];
+        let calls = [call(b, 0, 10), call(b, 5, 20), call(b, 30, 40), call(b, 35, 36)];
         let ms = Duration::from_millis;
         assert_eq!(busy_time(&calls, b, b + ms(100)), ms(30));
         assert_eq!(busy_time(&calls, b + ms(15), b + ms(32)), ms(7));
@@ -408,14 +378,8 @@ mod tests {
         assert_eq!(carried("dynamodb:BatchGetItem", batch_get, b"{}"), (3, 0));
         let entries = br#"{"Entries":[{},{}]}"#;
         let answer = br#"{"Successful":[{}],"Failed":[{}]}"#;
-        assert_eq!(
-            carried("sqs:ChangeMessageVisibilityBatch", entries, answer),
-            (2, 1)
-        );
-        assert_eq!(
-            carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#),
-            (2, 0)
-        );
+        assert_eq!(carried("sqs:ChangeMessageVisibilityBatch", entries, answer), (2, 1));
+        assert_eq!(carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#), (2, 0));
         assert_eq!(carried("dynamodb:UpdateItem", b"{}", b"{}"), (1, 0));
         assert_eq!(carried("dynamodb:Scan", b"not json", b""), (0, 0));
     }

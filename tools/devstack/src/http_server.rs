@@ -72,9 +72,7 @@ where
     Fut: Future<Output = Reply> + Send + 'static,
 {
     let failed = |e| DevstackError::io(format!("binding the {what} server"), e);
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .map_err(failed)?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
     let (handler, handshakes) = (Arc::new(handler), Arc::new(AtomicU64::new(0)));
     let counter = handshakes.clone();
@@ -98,11 +96,7 @@ where
             }
         }
     });
-    Ok(ServerHandle {
-        addr,
-        task,
-        handshakes,
-    })
+    Ok(ServerHandle { addr, task, handshakes })
 }
 
 async fn connection<F, Fut>(
@@ -197,10 +191,8 @@ pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) 
     let mut resp = Response::new(Full::new(body.into()));
     *resp.status_mut() =
         hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    if let (false, Ok(value)) = (
-        content_type.is_empty(),
-        http::HeaderValue::from_str(content_type),
-    ) {
+    if let (false, Ok(value)) = (content_type.is_empty(), http::HeaderValue::from_str(content_type))
+    {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     resp

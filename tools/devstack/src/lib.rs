@@ -59,10 +59,7 @@ pub enum DevstackError {
     NotVerified(String),
     /// Waiting for something (requests at a receiver, …) took too long.
     #[error("timed out after {after:?} waiting for {what}")]
-    Timeout {
-        what: String,
-        after: std::time::Duration,
-    },
+    Timeout { what: String, after: std::time::Duration },
     /// A background task of devstack panicked or was cancelled.
     #[error("background task failed: {0}")]
     Task(String),
@@ -71,9 +68,6 @@ pub enum DevstackError {
 impl DevstackError {
     /// Wraps an I/O error with what devstack was doing at the time.
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        DevstackError::Io {
-            context: context.into(),
-            source,
-        }
+        DevstackError::Io { context: context.into(), source }
     }
 }

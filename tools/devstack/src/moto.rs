@@ -107,12 +107,7 @@ impl Moto {
         // Piped above, so always there.
         let stdin = child.stdin.take();
         let watchdog = Mutex::new(stdin.map(|stdin| (child, stdin)));
-        let moto = Moto {
-            endpoint,
-            port,
-            log_path,
-            watchdog,
-        };
+        let moto = Moto { endpoint, port, log_path, watchdog };
         let started = Instant::now();
         let why = loop {
             let exited = match lock(&moto.watchdog).as_mut() {
@@ -131,9 +126,7 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let log = paths::log_tail(&moto.log_path, 20);
-        Err(DevstackError::Setup(format!(
-            "moto {why} (run scripts/tools.sh); log:\n{log}"
-        )))
+        Err(DevstackError::Setup(format!("moto {why} (run scripts/tools.sh); log:\n{log}")))
     }
 
     pub fn endpoint(&self) -> &str {
@@ -263,9 +256,7 @@ impl Params {
         let mut values = PARAMETERS.to_vec();
         for o in overrides {
             let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
-            let (name, value) = o
-                .split_once('=')
-                .ok_or_else(|| bad("expected Name=Value"))?;
+            let (name, value) = o.split_once('=').ok_or_else(|| bad("expected Name=Value"))?;
             if RETIRED.contains(&name) {
                 continue;
             }
@@ -302,11 +293,7 @@ impl Params {
         let queue = |logical_id, visibility_secs, redrive: Option<_>| QueueSpec {
             logical_id,
             visibility_secs,
-            retention_secs: if redrive.is_some() {
-                345_600
-            } else {
-                1_209_600
-            },
+            retention_secs: if redrive.is_some() { 345_600 } else { 1_209_600 },
             redrive,
         };
         let delivery_redrive = ("DeliveryDeadLetterQueue", self.get("MaxAttempts"));
@@ -316,11 +303,7 @@ impl Params {
             queue("RegistryEventsDeadLetterQueue", None, None),
             queue("DeliveryQueue", delivery_visibility, Some(delivery_redrive)),
             // 6 x the ingest function's 30 s timeout; five receives.
-            queue(
-                "RegistryEventsQueue",
-                Some(180),
-                Some(("RegistryEventsDeadLetterQueue", 5)),
-            ),
+            queue("RegistryEventsQueue", Some(180), Some(("RegistryEventsDeadLetterQueue", 5))),
         ]
     }
 }
@@ -351,10 +334,7 @@ pub async fn create(
             attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
         }
         if let Some((dlq, max_receive_count)) = queue.redrive {
-            let arn = outputs
-                .get(&format!("{dlq}Arn"))
-                .cloned()
-                .unwrap_or_default();
+            let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
             let policy =
                 json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
             attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
@@ -365,10 +345,7 @@ pub async fn create(
         outputs.insert(format!("{id}Arn"), Value::String(arn));
         outputs.insert(format!("{id}Name"), Value::String(name));
     }
-    let rendered = params
-        .0
-        .iter()
-        .map(|(n, v)| (n.to_string(), json!(v.to_string())));
+    let rendered = params.0.iter().map(|(n, v)| (n.to_string(), json!(v.to_string())));
     outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
     Ok(outputs)
 }
@@ -385,10 +362,7 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), D
             .attribute_name(key)
             .attribute_type(ScalarAttributeType::S)
             .build();
-        let element = KeySchemaElement::builder()
-            .attribute_name(key)
-            .key_type(key_type)
-            .build();
+        let element = KeySchemaElement::builder().attribute_name(key).key_type(key_type).build();
         let (attribute, element) = attribute
             .and_then(|a| element.map(|k| (a, k)))
             .map_err(|e| failed("describing", e.to_string()))?;
@@ -410,18 +384,12 @@ async fn create_queue(
     let created = create.set_attributes(Some(attributes.into_iter().collect()));
     let created = created.send().await;
     let created = created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-    let url = created
-        .queue_url
-        .ok_or_else(|| failed("no QueueUrl".into()))?;
+    let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
     let describe = sqs.get_queue_attributes().queue_url(&url);
-    let described = describe
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send();
+    let described = describe.attribute_names(QueueAttributeName::QueueArn).send();
     let described = described.await;
     let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-    let arn = described
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+    let arn = described.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
     Ok((url, arn.ok_or_else(|| failed("no QueueArn".into()))?))
 }
 

@@ -72,10 +72,7 @@ pub fn target_dir() -> Option<PathBuf> {
 pub fn workspace_binary(name: &str) -> PathBuf {
     match env::var_os(BIN_DIR_ENV) {
         Some(dir) => PathBuf::from(dir).join(name),
-        None => target_dir()
-            .unwrap_or_else(|| "target".into())
-            .join("debug")
-            .join(name),
+        None => target_dir().unwrap_or_else(|| "target".into()).join("debug").join(name),
     }
 }
 
@@ -107,10 +104,7 @@ pub(crate) async fn wait_until<T>(
             return Ok(value);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(DevstackError::Timeout {
-                what: what(),
-                after: timeout,
-            });
+            return Err(DevstackError::Timeout { what: what(), after: timeout });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -145,9 +139,7 @@ pub fn cpu_ms(pid: u32) -> Option<f64> {
 
 /// Random lowercase hex of `bytes` bytes.
 pub(crate) fn random_hex(bytes: usize) -> String {
-    (0..bytes)
-        .map(|_| format!("{:02x}", rand::random::<u8>()))
-        .collect()
+    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
 
 /// A random UUID v4 string, the shape Lambda uses for request ids.
@@ -159,15 +151,10 @@ pub(crate) fn uuid_v4() -> String {
 /// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.
 pub(crate) fn trace_header() -> String {
     let secs = epoch_millis(SystemTime::now()) / 1000;
-    format!(
-        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
-        random_hex(12),
-        random_hex(8)
-    )
+    format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", random_hex(12), random_hex(8))
 }
 
 /// Milliseconds since the Unix epoch (0 for times before it).
 pub fn epoch_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

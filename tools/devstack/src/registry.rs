@@ -56,12 +56,7 @@ impl Layer {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, content).map_err(io("gzip"))?;
         let gz = gz.finish().map_err(io("gzip"))?;
-        Ok(Layer {
-            digest: sha256(&gz),
-            size: gz.len() as u64,
-            diff_id: sha256(content),
-            gz,
-        })
+        Ok(Layer { digest: sha256(&gz), size: gz.len() as u64, diff_id: sha256(content), gz })
     }
 }
 
@@ -79,10 +74,7 @@ impl OciLayout {
             .map_err(io("creating a layout"))?;
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(io("writing oci-layout"))?;
-        Ok(OciLayout {
-            dir: dir.to_owned(),
-            index: Vec::new(),
-        })
+        Ok(OciLayout { dir: dir.to_owned(), index: Vec::new() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -126,10 +118,8 @@ impl OciLayout {
         media_type: &str,
         (digest, size): (String, u64),
     ) -> Result<String, DevstackError> {
-        self.index.push(
-            json!({"mediaType": media_type, "digest": digest, "size": size,
-                               "annotations": {"org.opencontainers.image.ref.name": tag}}),
-        );
+        self.index.push(json!({"mediaType": media_type, "digest": digest, "size": size,
+                               "annotations": {"org.opencontainers.image.ref.name": tag}}));
         let index = json!({"schemaVersion": 2, "manifests": self.index});
         std::fs::write(self.dir.join("index.json"), index.to_string())
             .map_err(io("writing index.json"))?;
@@ -151,10 +141,8 @@ impl OciLayout {
         let mut manifests = Vec::new();
         for (arch, layers) in platforms {
             let (digest, size) = self.image(arch, layers)?;
-            manifests.push(
-                json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
-                                  "platform": {"architecture": arch, "os": "linux"}}),
-            );
+            manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                                  "platform": {"architecture": arch, "os": "linux"}}));
         }
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
         let blob = self.blob(index.to_string().as_bytes())?;
@@ -202,11 +190,7 @@ impl Registry {
             .stderr(log)
             .spawn()
             .map_err(io("starting docker-registry"))?;
-        let registry = Registry {
-            child,
-            port,
-            work: work.to_owned(),
-        };
+        let registry = Registry { child, port, work: work.to_owned() };
         let listening = || tokio::net::TcpStream::connect(("127.0.0.1", port));
         let deadline = Instant::now() + Duration::from_secs(20);
         while listening().await.is_err() {

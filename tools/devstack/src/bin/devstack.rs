@@ -67,9 +67,7 @@ async fn run(keep_running: bool) -> Res<()> {
     let hook_url = up.receiver.url("/hooks/alin?token=local-receiver-token");
     step("setting the webhook of alice/app through settings (PUT)");
     let put = format!("{}/repositories/alice/app/webhook", up.settings.url());
-    let put = reqwest::Client::new()
-        .put(put)
-        .json(&json!({ "url": hook_url }));
+    let put = reqwest::Client::new().put(put).json(&json!({ "url": hook_url }));
     let config = call(put, 200).await?;
     let secret = config["secret"].as_str().ok_or("config has no secret")?;
     let enabled = &config["enabled"];
@@ -108,9 +106,7 @@ async fn run(keep_running: bool) -> Res<()> {
 /// moto and the stack, the three functions, their URLs, the event source
 /// mapping and a receiver.
 async fn start() -> Res<Up> {
-    let logs = devstack::paths::target_dir()
-        .ok_or("no target directory")?
-        .join("devstack-up");
+    let logs = devstack::paths::target_dir().ok_or("no target directory")?.join("devstack-up");
     step("starting moto (DynamoDB + SQS) with the stack's table and queues");
     let moto = Moto::start_on(LOCAL_MOTO_PORT).await?;
     let stack = moto.provision("local-", &[]).await?;
@@ -146,10 +142,7 @@ async fn start() -> Res<Up> {
     let batch = params.get("DeliverBatchSize");
     let window = params.get("DeliverBatchingWindowSeconds");
     let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
-    let (deliver, window_secs) = (
-        function("deliver").await?,
-        Duration::from_secs(window.into()),
-    );
+    let (deliver, window_secs) = (function("deliver").await?, Duration::from_secs(window.into()));
     let arn = out("DeliveryQueueArn");
     let esm = EventSourceMapping::start(sqs, queue, arn, deliver, batch as usize, window_secs);
     let up = Up {

@@ -17,9 +17,7 @@ pub fn record(message: &Message, queue_arn: &str) -> Value {
     record.md5_of_body = message.md5_of_body.clone();
     record.md5_of_message_attributes = message.md5_of_message_attributes.clone();
     let attributes = message.attributes().into_iter().flatten();
-    record.attributes = attributes
-        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
-        .collect();
+    record.attributes = attributes.map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect();
     for (name, value) in message.message_attributes().into_iter().flatten() {
         let blob = |b: &aws_sdk_sqs::primitives::Blob| {
             let mut data = Base64Data::default();

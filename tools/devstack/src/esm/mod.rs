@@ -97,11 +97,7 @@ impl EventSourceMapping {
             stop: stop_rx,
         };
         let task = Some(tokio::spawn(mapping.run()));
-        EventSourceMapping {
-            stats,
-            stop: stop_tx,
-            task,
-        }
+        EventSourceMapping { stats, stop: stop_tx, task }
     }
 
     pub fn stats(&self) -> EsmStats {
@@ -114,12 +110,7 @@ impl EventSourceMapping {
         timeout: Duration,
         done: impl Fn(&EsmStats) -> bool,
     ) -> Result<EsmStats, DevstackError> {
-        let what = || {
-            format!(
-                "event source mapping condition (last stats {:?})",
-                self.stats()
-            )
-        };
+        let what = || format!("event source mapping condition (last stats {:?})", self.stats());
         wait_until(timeout, what, || Some(self.stats()).filter(&done)).await
     }
 

@@ -97,9 +97,7 @@ fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
         let values = parts.headers.get_all(name).iter();
-        let values: Vec<_> = values
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect();
+        let values: Vec<_> = values.map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
             headers.insert(name, value);
         }
@@ -187,11 +185,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
 fn is_textual(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or_default();
     let mime = mime.trim().to_ascii_lowercase();
-    let text = [
-        "application/json",
-        "application/xml",
-        "application/javascript",
-    ];
+    let text = ["application/json", "application/xml", "application/javascript"];
     mime.starts_with("text/")
         || text.contains(&mime.as_str())
         || mime.ends_with("+json")

@@ -28,11 +28,7 @@ pub use sink::Sink;
 #[derive(Clone)]
 pub enum Behaviour {
     /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
-    Respond {
-        status: u16,
-        headers: Vec<(String, String)>,
-        body: Bytes,
-    },
+    Respond { status: u16, headers: Vec<(String, String)>, body: Bytes },
     /// Wait, then behave as the inner behaviour.
     Delay(Duration, Box<Behaviour>),
     /// Close the connection with a TCP reset, answering nothing.
@@ -45,11 +41,7 @@ impl Behaviour {
     /// Answer `status` with an empty body.
     pub fn status(status: u16) -> Behaviour {
         let (headers, body) = (Vec::new(), Bytes::new());
-        Behaviour::Respond {
-            status,
-            headers,
-            body,
-        }
+        Behaviour::Respond { status, headers, body }
     }
 
     pub fn ok() -> Behaviour {
@@ -259,14 +251,8 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, _: ConnInfo) -> Reply
                 *then
             }
             Behaviour::Reset => return Reply::Reset,
-            Behaviour::Respond {
-                status,
-                headers,
-                body,
-            } => {
-                let typed = headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+            Behaviour::Respond { status, headers, body } => {
+                let typed = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
                 let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
                 for (name, value) in headers {
                     let name = HeaderName::from_bytes(name.as_bytes());
@@ -312,8 +298,8 @@ pub fn verify_standardwebhooks(
     let out = child.wait_with_output().map_err(run("waiting for"))?;
     match out.status.success() {
         true => Ok(()),
-        false => Err(DevstackError::NotVerified(
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        )),
+        false => {
+            Err(DevstackError::NotVerified(String::from_utf8_lossy(&out.stdout).trim().to_owned()))
+        }
     }
 }

@@ -46,11 +46,7 @@ struct State {
 /// delay, counts, answers 204.
 async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>, state: Arc<State>) -> Reply {
     let delay = state.delay_us.load(Ordering::Relaxed);
-    let n = req
-        .into_body()
-        .collect()
-        .await
-        .map_or(0, |b| b.to_bytes().len());
+    let n = req.into_body().collect().await.map_or(0, |b| b.to_bytes().len());
     state.bytes.fetch_add(n as u64, Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_micros(delay)).await;
@@ -88,12 +84,7 @@ impl Sink {
             servers.push(http_server::serve("sink", false, acceptor.clone(), handler).await?);
             counts.push(count);
         }
-        Ok(Sink {
-            servers,
-            counts,
-            state,
-            ca_pem,
-        })
+        Ok(Sink { servers, counts, state, ca_pem })
     }
 
     /// Answers every later request `delay` after its body arrived.
@@ -139,10 +130,7 @@ impl Sink {
 
     /// Requests answered per listener.
     pub fn counts(&self) -> Vec<u64> {
-        self.counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     /// Request body bytes received, all listeners together.
@@ -169,18 +157,14 @@ fn test_ca() -> Result<(String, rustls::ServerConfig), DevstackError> {
     };
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls(&e))?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "alin-webhooks bench test CA");
+    ca.distinguished_name.push(DnType::CommonName, "alin-webhooks bench test CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate().map_err(|e| tls(&e))?;
     let ca = ca.self_signed(&ca_key).map_err(|e| tls(&e))?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(|e| tls(&e))?;
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     let leaf_key = KeyPair::generate().map_err(|e| tls(&e))?;
-    let leaf = leaf
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .map_err(|e| tls(&e))?;
+    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).map_err(|e| tls(&e))?;
     let key = rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)

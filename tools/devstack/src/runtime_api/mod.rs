@@ -129,12 +129,7 @@ impl RuntimeApi {
         })
         .await?;
         let dispatch_timeout = DEFAULT_DISPATCH_TIMEOUT;
-        Ok(RuntimeApi {
-            server,
-            shared,
-            queue,
-            dispatch_timeout,
-        })
+        Ok(RuntimeApi { server, shared, queue, dispatch_timeout })
     }
 
     /// The socket address; `AWS_LAMBDA_RUNTIME_API` is its `ip:port` form.
@@ -184,13 +179,7 @@ impl RuntimeApi {
         let (done, mut done_rx) = oneshot::channel();
         let enqueued_at = Instant::now();
         let event = Bytes::from(event.to_string());
-        let pending = Pending {
-            request_id: request_id.clone(),
-            event,
-            timeout,
-            dispatched,
-            done,
-        };
+        let pending = Pending { request_id: request_id.clone(), event, timeout, dispatched, done };
         let queued = self.queue.send(pending);
         queued.map_err(|_| DevstackError::RuntimeApiStopped)?;
         let finished = |started_at: Instant, outcome, timed_out| Invocation {
@@ -262,11 +251,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
             shared.init_error.send_replace(Some(error_doc()));
             accepted()
         }
-        _ => error(
-            404,
-            "NotFound",
-            format!("no such Runtime API route: {path}"),
-        ),
+        _ => error(404, "NotFound", format!("no such Runtime API route: {path}")),
     })
 }
 
@@ -294,11 +279,7 @@ async fn next(shared: &Shared) -> Response<Body> {
             .body(Full::new(pending.event));
         return resp.unwrap_or_else(|e| error(500, "ServiceException", e.to_string()));
     }
-    error(
-        500,
-        "ServiceException",
-        "devstack Runtime API stopped".into(),
-    )
+    error(500, "ServiceException", "devstack Runtime API stopped".into())
 }
 
 /// Delivers the function's answer to the waiting `invoke()`.
@@ -314,10 +295,7 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
 }
 
 fn error(status: u16, error_type: &str, message: String) -> Response<Body> {
-    json_response(
-        status,
-        &json!({"errorType": error_type, "errorMessage": message}),
-    )
+    json_response(status, &json!({"errorType": error_type, "errorMessage": message}))
 }
 
 fn accepted() -> Response<Body> {

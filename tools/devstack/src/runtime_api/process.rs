@@ -60,16 +60,10 @@ impl LocalFunction {
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
-        let open = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log_path);
+        let open = std::fs::OpenOptions::new().create(true).append(true).open(log_path);
         let mut log = open.map_err(failed)?;
         let stamp = paths::epoch_millis(SystemTime::now());
-        let banner = format!(
-            "=== devstack: starting {} (epoch ms {stamp}) ===",
-            binary.display()
-        );
+        let banner = format!("=== devstack: starting {} (epoch ms {stamp}) ===", binary.display());
         writeln!(log, "{banner}").map_err(failed)?;
         let log_err = log.try_clone().map_err(failed)?;
         let mut cmd = Command::new(binary);
@@ -168,10 +162,7 @@ impl LocalFunction {
         let waited = child.wait().await;
         let status =
             waited.map_err(|e| DevstackError::io("waiting for the function process", e))?;
-        Ok(ProcessReport {
-            peak_rss_kib,
-            status: Some(status),
-        })
+        Ok(ProcessReport { peak_rss_kib, status: Some(status) })
     }
 }
 
