@@ -286,9 +286,7 @@ fn generated(r: &Value) -> String {
     table(&mut o, COLD, &cold);
     table(&mut o, LATENCY, std::slice::from_ref(&r["latency"]));
     cost_table(&mut o, &r["cost"]);
-    o.push_str(
-        "![throughput](tools/bench/results/throughput.svg)\n![latency](tools/bench/results/latency.svg)\n",
-    );
+    o.push_str("![throughput](tools/bench/results/throughput.svg)\n![latency](tools/bench/results/latency.svg)\n");
     o
 }
 

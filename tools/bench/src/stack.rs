@@ -255,7 +255,7 @@ impl Invoker for Pool {
         let permit = self.permits.acquire().await;
         let _permit = permit.map_err(|_| DevstackError::RuntimeApiStopped)?;
         let idx = lock(&self.free).pop();
-        let idx = idx.ok_or_else(|| DevstackError::Task("pool: no free function".into()))?;
+        let idx = idx.ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
         let result = self.fns[idx].invoke(event, self.timeout).await;
         lock(&self.free).push(idx);
         if let Ok(inv) = &result {

@@ -17,7 +17,7 @@
 //! on the cores the measured function runs on, where DynamoDB's work is on
 //! its own machines. Every other call goes to moto as always.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,7 +26,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use serde::de::IgnoredAny;
 
 use crate::http_server::{self, Reply, ServerHandle};
 use crate::paths::lock;
@@ -57,9 +57,8 @@ pub struct Fault {
 pub struct Call {
     /// `dynamodb:UpdateItem`, `sqs:SendMessageBatch`, … (as in [`AwsProxy::counts`]).
     pub op: String,
-    /// Request received by the proxy.
+    /// From the request received to upstream's answer read whole (or the fault injected).
     pub start: Instant,
-    /// Upstream's answer read whole (or the fault injected).
     pub end: Instant,
     /// The status answered (0 for a dropped connection).
     pub status: u16,
@@ -73,11 +72,12 @@ pub struct Call {
 
 #[derive(Default)]
 struct State {
+    /// Counted when the request arrives, so a call cut short still counts.
     counts: Mutex<BTreeMap<String, u64>>,
     calls: Mutex<Vec<Call>>,
+    injected: AtomicU64,
     /// Each rule with the number of calls it has matched.
     faults: Mutex<Vec<(Fault, u64)>>,
-    injected: AtomicU64,
     /// Latency of a write answered ahead of moto, when pacing.
     write_behind: Mutex<Option<Duration>>,
     /// Writes answered ahead of moto, not applied yet.
@@ -94,13 +94,12 @@ pub struct AwsProxy {
 impl AwsProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<AwsProxy, DevstackError> {
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
-        let upstream: Arc<str> = upstream.into();
-        let state = Arc::new(State::default());
-        let (st, up) = (state.clone(), upstream.clone());
+        let upstream: Arc<str> =
+            upstream.trim_start_matches("http://").trim_end_matches('/').into();
+        let (state, up) = (Arc::new(State::default()), upstream.clone());
+        let st = state.clone();
         let server = http_server::serve("aws proxy", true, None, move |req, _| {
-            let (st, upstream) = (st.clone(), up.clone());
-            async move { handle(req, upstream, st).await }
+            handle(req, up.clone(), st.clone())
         });
         Ok(AwsProxy { server: server.await?, state, upstream })
     }
@@ -115,7 +114,6 @@ impl AwsProxy {
         lock(&self.state.counts).clone()
     }
 
-    /// Calls so far of one operation.
     pub fn count(&self, operation: &str) -> u64 {
         *lock(&self.state.counts).get(operation).unwrap_or(&0)
     }
@@ -123,8 +121,7 @@ impl AwsProxy {
     /// Calls so far whose operation starts with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> u64 {
         let counts = lock(&self.state.counts);
-        let matching = counts.iter().filter(|(k, _)| k.starts_with(prefix));
-        matching.map(|(_, v)| v).sum()
+        counts.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
     }
 
     /// Forgets the counts and the recorded calls.
@@ -143,7 +140,6 @@ impl AwsProxy {
         *lock(&self.state.faults) = faults.into_iter().map(|f| (f, 0)).collect();
     }
 
-    /// Faults injected so far.
     pub fn injected(&self) -> u64 {
         self.state.injected.load(Ordering::Relaxed)
     }
@@ -162,23 +158,10 @@ impl AwsProxy {
         let mut refused = 0;
         for req in held {
             let reply = forward(req, &self.upstream).await;
-            if !matches!(reply, Ok((p, _)) if p.status.is_success()) {
-                refused += 1;
-            }
+            refused += u64::from(!matches!(reply, Ok((p, _)) if p.status.is_success()));
         }
         refused
     }
-}
-
-/// The latency to answer this call with ahead of moto, if it is paced: an
-/// UpdateItem asking for no values back, while pacing is on.
-fn paced(st: &State, op: &str, body: &[u8]) -> Option<Duration> {
-    let latency = (*lock(&st.write_behind))?;
-    if op != "dynamodb:UpdateItem" {
-        return None;
-    }
-    let req: Counted = serde_json::from_slice(body).ok()?;
-    matches!(req.return_values.as_deref(), None | Some("NONE")).then_some(latency)
 }
 
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
@@ -205,16 +188,29 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
         let (op, end) = (op.clone(), Instant::now());
         lock(&st.calls).push(Call { op, start, end, status, items, failed_entries });
     };
-    let (status, error) = match pick_fault(&st, &op) {
+    const AMZ_JSON: &str = "application/x-amz-json-1.0";
+    let fault = pick_fault(&st, &op);
+    st.injected.fetch_add(u64::from(fault.is_some()), Ordering::Relaxed);
+    let error = match fault {
+        Some(FaultKind::Drop) => {
+            record(0, b"");
+            return Reply::Reset;
+        }
+        Some(FaultKind::Throttle) => (400, "ThrottlingException"),
+        Some(FaultKind::ServerError) => (500, "InternalServerError"),
         None => {
-            let latency = paced(&st, &op, &body);
             let req = Request::from_parts(parts, Full::new(body.clone()));
-            if let Some(latency) = latency {
+            // Paced: an UpdateItem asking for no values back, while pacing is on.
+            let latency = *lock(&st.write_behind);
+            let paced = latency.filter(|_| op == "dynamodb:UpdateItem").filter(|_| {
+                let req: Counted = serde_json::from_slice(&body).unwrap_or_default();
+                matches!(req.return_values.as_deref(), None | Some("NONE"))
+            });
+            if let Some(latency) = paced {
                 lock(&st.held).push(req);
                 tokio::time::sleep(latency).await;
                 record(200, b"{}");
-                let ok = http_server::response(200, "application/x-amz-json-1.0", "{}");
-                return Reply::Response(ok);
+                return Reply::Response(http_server::response(200, AMZ_JSON, "{}"));
             }
             return Reply::Response(match forward(req, &upstream).await {
                 Ok((parts, bytes)) => {
@@ -228,25 +224,17 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
                 }
             });
         }
-        Some(FaultKind::Drop) => (0, ""),
-        Some(FaultKind::Throttle) => (400, "ThrottlingException"),
-        Some(FaultKind::ServerError) => (500, "InternalServerError"),
     };
-    st.injected.fetch_add(1, Ordering::Relaxed);
-    record(status, b"");
-    if status == 0 {
-        return Reply::Reset;
-    }
-    let body = format!(r#"{{"__type":"{error}","message":"injected by devstack aws_proxy"}}"#);
-    Reply::Response(http_server::response(status, "application/x-amz-json-1.0", body))
+    record(error.0, b"");
+    let body = format!(r#"{{"__type":"{}","message":"injected by devstack aws_proxy"}}"#, error.1);
+    Reply::Response(http_server::response(error.0, AMZ_JSON, body))
 }
 
 /// `dynamodb:BatchGetItem` from `X-Amz-Target: DynamoDB_20120810.BatchGetItem`
 /// (the JSON protocol every SDK client here speaks), `unknown` without one.
 fn operation(headers: &http::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let parts = target.and_then(|t| t.split_once('.'));
-    let (service, op) = parts.unwrap_or(("", "unknown"));
+    let (service, op) = target.and_then(|t| t.split_once('.')).unwrap_or(("", "unknown"));
     let known =
         [("DynamoDB", "dynamodb"), ("AmazonSQS", "sqs"), ("AmazonEC2ContainerRegistry", "ecr")];
     match known.iter().find(|(prefix, _)| service.starts_with(prefix)) {
@@ -256,11 +244,13 @@ fn operation(headers: &http::HeaderMap) -> String {
     }
 }
 
+type Answer = (http::response::Parts, Bytes);
+
 async fn forward(
     req: Request<Full<Bytes>>,
     upstream: &str,
-) -> Result<(http::response::Parts, Bytes), Box<dyn std::error::Error>> {
-    let stream = TcpStream::connect(upstream).await?;
+) -> Result<Answer, Box<dyn std::error::Error>> {
+    let stream = tokio::net::TcpStream::connect(upstream).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let (parts, body) = sender.send_request(req).await?.into_parts();
@@ -274,28 +264,20 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
     // else: the proxy runs on the cores of the function it measures, and a
     // BatchGetItem answer is a megabyte.
     let parse = |body: &[u8]| serde_json::from_slice::<Counted>(body).unwrap_or_default();
+    const BATCH: [&str; 3] =
+        ["sqs:SendMessageBatch", "sqs:ChangeMessageVisibilityBatch", "sqs:DeleteMessageBatch"];
     let items = match op {
         "dynamodb:BatchGetItem" => parse(req).request_items.values().map(|t| t.keys.len()).sum(),
         "dynamodb:TransactWriteItems" => parse(req).transact_items.len(),
-        "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
-            parse(req).entries.len()
-        }
         "sqs:ReceiveMessage" => parse(resp).messages.len(),
-        "dynamodb:GetItem"
-        | "dynamodb:UpdateItem"
-        | "dynamodb:PutItem"
-        | "dynamodb:DeleteItem"
-        | "sqs:SendMessage"
-        | "sqs:ChangeMessageVisibility"
-        | "sqs:DeleteMessage" => 1,
-        _ => 0,
-    };
-    let failed = match op {
-        "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
-            parse(resp).failed.len()
+        _ if BATCH.contains(&op) => parse(req).entries.len(),
+        "dynamodb:GetItem" | "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => {
+            1
         }
+        "sqs:SendMessage" | "sqs:ChangeMessageVisibility" | "sqs:DeleteMessage" => 1,
         _ => 0,
     };
+    let failed = if BATCH.contains(&op) { parse(resp).failed.len() } else { 0 };
     (items as u64, failed as u64)
 }
 
@@ -304,18 +286,18 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
 #[derive(Default, serde::Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct Counted {
-    request_items: std::collections::HashMap<String, Keys>,
-    transact_items: Vec<serde::de::IgnoredAny>,
-    entries: Vec<serde::de::IgnoredAny>,
-    messages: Vec<serde::de::IgnoredAny>,
-    failed: Vec<serde::de::IgnoredAny>,
+    request_items: HashMap<String, Keys>,
+    transact_items: Vec<IgnoredAny>,
+    entries: Vec<IgnoredAny>,
+    messages: Vec<IgnoredAny>,
+    failed: Vec<IgnoredAny>,
     return_values: Option<String>,
 }
 
 #[derive(Default, serde::Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct Keys {
-    keys: Vec<serde::de::IgnoredAny>,
+    keys: Vec<IgnoredAny>,
 }
 
 /// Wall time within `[from, to]` during which at least one of `calls` was in
@@ -326,25 +308,15 @@ pub fn busy_time<'a>(
     from: Instant,
     to: Instant,
 ) -> Duration {
-    let mut spans: Vec<(Instant, Instant)> = calls
-        .into_iter()
-        .map(|c| (c.start.max(from), c.end.min(to)))
-        .filter(|(s, e)| s < e)
-        .collect();
+    let spans = calls.into_iter().map(|c| (c.start.max(from), c.end.min(to)));
+    let mut spans: Vec<(Instant, Instant)> = spans.filter(|(s, e)| s < e).collect();
     spans.sort();
-    let mut total = Duration::ZERO;
-    let mut current: Option<(Instant, Instant)> = None;
+    let (mut total, mut reached) = (Duration::ZERO, from);
     for (s, e) in spans {
-        current = match current {
-            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                Some((s, e))
-            }
-            None => Some((s, e)),
-        };
+        total += e.saturating_duration_since(s.max(reached));
+        reached = reached.max(e);
     }
-    total + current.map_or(Duration::ZERO, |(cs, ce)| ce - cs)
+    total
 }
 
 #[cfg(test)]

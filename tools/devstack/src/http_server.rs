@@ -26,28 +26,27 @@ use crate::DevstackError;
 /// The response body type every handler produces.
 pub(crate) type Body = Full<Bytes>;
 
-/// What a handler wants done with a request.
+/// What a handler wants done with a request: a response, or the connection
+/// aborted with a TCP RST and nothing answered, the way a crashing server or
+/// a middlebox dropping the flow looks to a client.
 pub(crate) enum Reply {
-    /// Send this response.
     Response(Response<Body>),
-    /// Abort the connection with a TCP RST and answer nothing, the way a
-    /// crashing server or a middlebox dropping the flow looks to a client.
     Reset,
 }
 
 /// The two ends of the connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
 }
 
-/// A running server; dropping it stops accepting and closes every open
-/// connection (they live in a `JoinSet` owned by the accept task).
+/// A running server and the TLS handshakes it completed; dropping it stops
+/// accepting and closes every open connection (they live in a `JoinSet`
+/// owned by the accept task).
 pub(crate) struct ServerHandle {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
-    /// TLS handshakes completed.
     pub handshakes: Arc<AtomicU64>,
 }
 
@@ -198,7 +197,6 @@ pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) 
     resp
 }
 
-/// A JSON response.
 pub(crate) fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
     response(status, "application/json", value.to_string())
 }

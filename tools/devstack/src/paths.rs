@@ -24,16 +24,13 @@ pub(crate) const REGION: &str = "us-east-1";
 /// `Cargo.toml` of the running package, the current directory, or this
 /// crate's source, so a binary started anywhere in the checkout finds it.
 pub fn workspace_root() -> Option<PathBuf> {
-    let starts = [
-        env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
-        env::current_dir().ok(),
-        Some(PathBuf::from(env!("CARGO_MANIFEST_DIR"))),
-    ];
+    let starts = [env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), env::current_dir().ok()];
     let is_root = |dir: &&Path| {
-        std::fs::read_to_string(dir.join("Cargo.toml"))
-            .is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"));
+        manifest.is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
     };
-    let mut starts = starts.into_iter().flatten();
+    let mut starts =
+        starts.into_iter().flatten().chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
     starts.find_map(|start| start.ancestors().find(is_root).map(Path::to_path_buf))
 }
 
@@ -44,12 +41,9 @@ pub(crate) fn in_repo(path: &str) -> PathBuf {
 
 /// The project venv's Python (moto, `standardwebhooks`), else `python3`.
 pub(crate) fn venv_python() -> PathBuf {
-    let venv = in_repo(".venv/bin/python");
-    if venv.is_file() {
-        venv
-    } else {
-        "python3".into()
-    }
+    Some(in_repo(".venv/bin/python"))
+        .filter(|venv| venv.is_file())
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// The cargo target directory the current executable was built into: test
@@ -79,9 +73,9 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 /// A port on 127.0.0.1 free a moment ago, for child processes (moto,
 /// docker-registry) told their port up front; our own servers bind port 0.
 pub fn free_port() -> Result<u16, DevstackError> {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
+    let port =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr());
+    port.map(|addr| addr.port())
         .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
 }
 
@@ -144,8 +138,7 @@ pub(crate) fn random_hex(bytes: usize) -> String {
 
 /// A random UUID v4 string, the shape Lambda uses for request ids.
 pub(crate) fn uuid_v4() -> String {
-    let uuid = uuid::Builder::from_random_bytes(rand::random());
-    uuid.into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
 }
 
 /// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.

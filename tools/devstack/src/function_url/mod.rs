@@ -80,7 +80,10 @@ async fn handle<I: Invoker>(
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let (status, message) = match e.is::<http_body_util::LengthLimitError>() {
-                true => (413, format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation")),
+                true => (
+                    413,
+                    format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation"),
+                ),
                 false => (400, format!("bad request body: {e}")),
             };
             return Reply::Response(json_response(status, &json!({ "Message": message })));

@@ -18,8 +18,6 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{Method, Response};
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::Request;
 use serde_json::{json, Value};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -29,12 +27,6 @@ use crate::DevstackError;
 
 pub use crate::paths::workspace_binary;
 pub use process::{LocalFunction, ProcessReport};
-
-const PREFIX: &str = "/2018-06-01/runtime/";
-
-/// How long an invocation waits for the function to poll `/next` (see
-/// [`RuntimeApi::set_dispatch_timeout`]); a cold debug binary may take seconds.
-pub const DEFAULT_DISPATCH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How an invocation ended, as Lambda's Invoke API would report it.
 #[derive(Clone, Debug, PartialEq)]
@@ -51,7 +43,6 @@ pub enum Outcome {
 pub struct Invocation {
     /// The `Lambda-Runtime-Aws-Request-Id` the function saw.
     pub request_id: String,
-    /// What the function answered.
     pub outcome: Outcome,
     /// From the function taking the event to its answer (Lambda's billed duration).
     pub duration: Duration,
@@ -72,10 +63,9 @@ impl Invocation {
     }
 
     pub fn error(&self) -> Option<&Value> {
-        match &self.outcome {
-            Outcome::Ok(_) => None,
-            Outcome::FunctionError(v) => Some(v),
-        }
+        self.ok().is_none().then_some(match &self.outcome {
+            Outcome::Ok(v) | Outcome::FunctionError(v) => v,
+        })
     }
 
     pub fn is_ok(&self) -> bool {
@@ -109,6 +99,8 @@ pub struct RuntimeApi {
     server: ServerHandle,
     shared: Arc<Shared>,
     queue: mpsc::UnboundedSender<Pending>,
+    /// How long an invocation waits for the function to poll `/next`; a cold
+    /// debug binary may take seconds.
     dispatch_timeout: Duration,
 }
 
@@ -123,13 +115,15 @@ impl RuntimeApi {
             first_poll: watch::channel(None).0,
             init_error: watch::channel(None).0,
         });
-        let handler_shared = shared.clone();
-        let server = http_server::serve("Runtime API", false, None, move |req, _| {
-            handle(handler_shared.clone(), req)
+        let st = shared.clone();
+        let server =
+            http_server::serve("Runtime API", false, None, move |req, _| handle(st.clone(), req));
+        Ok(RuntimeApi {
+            server: server.await?,
+            shared,
+            queue,
+            dispatch_timeout: Duration::from_secs(30),
         })
-        .await?;
-        let dispatch_timeout = DEFAULT_DISPATCH_TIMEOUT;
-        Ok(RuntimeApi { server, shared, queue, dispatch_timeout })
     }
 
     /// The socket address; `AWS_LAMBDA_RUNTIME_API` is its `ip:port` form.
@@ -137,7 +131,6 @@ impl RuntimeApi {
         self.server.addr
     }
 
-    /// Changes how long an invocation waits for the function to take it.
     pub fn set_dispatch_timeout(&mut self, timeout: Duration) {
         self.dispatch_timeout = timeout;
     }
@@ -147,16 +140,12 @@ impl RuntimeApi {
         *self.shared.first_poll.borrow()
     }
 
-    /// Waits until the function first polls `/next`.
     pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
         let mut rx = self.shared.first_poll.subscribe();
         let polled = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        let polled = polled.map_err(|_| DevstackError::Timeout {
-            what: "the function's first /next poll".into(),
-            after: timeout,
-        })?;
-        let at = polled.ok().and_then(|at| *at);
-        at.ok_or(DevstackError::RuntimeApiStopped)
+        let what = "the function's first /next poll".into();
+        let polled = polled.map_err(|_| DevstackError::Timeout { what, after: timeout })?;
+        polled.ok().and_then(|at| *at).ok_or(DevstackError::RuntimeApiStopped)
     }
 
     /// What the function posted to `/init/error`, if it did.
@@ -177,11 +166,9 @@ impl RuntimeApi {
         let request_id = paths::uuid_v4();
         let (dispatched, dispatched_rx) = oneshot::channel();
         let (done, mut done_rx) = oneshot::channel();
-        let enqueued_at = Instant::now();
-        let event = Bytes::from(event.to_string());
+        let (enqueued_at, event) = (Instant::now(), Bytes::from(event.to_string()));
         let pending = Pending { request_id: request_id.clone(), event, timeout, dispatched, done };
-        let queued = self.queue.send(pending);
-        queued.map_err(|_| DevstackError::RuntimeApiStopped)?;
+        self.queue.send(pending).map_err(|_| DevstackError::RuntimeApiStopped)?;
         let finished = |started_at: Instant, outcome, timed_out| Invocation {
             request_id: request_id.clone(),
             outcome,
@@ -222,26 +209,25 @@ impl RuntimeApi {
     }
 }
 
-async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
+async fn handle(shared: Arc<Shared>, req: hyper::Request<hyper::body::Incoming>) -> Reply {
     let (parts, body) = req.into_parts();
     let path = parts.uri.path();
     let header = parts.headers.get("lambda-runtime-function-error-type");
     let error_type = header.and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
     // A broken body reads as empty, which the waiting invoke() then reports.
-    let body = body.collect().await.map(|c| c.to_bytes());
-    let body = body.unwrap_or_default();
+    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let text = || String::from_utf8_lossy(&body).into_owned();
     let error_doc = || {
-        serde_json::from_slice(&body).unwrap_or_else(
-            |_| json!({"errorType": error_type, "errorMessage": String::from_utf8_lossy(&body)}),
-        )
+        let doc = serde_json::from_slice(&body);
+        doc.unwrap_or_else(|_| json!({"errorType": error_type, "errorMessage": text()}))
     };
-    let segments: Vec<&str> = path.strip_prefix(PREFIX).unwrap_or("").split('/').collect();
+    let segments: Vec<&str> =
+        path.strip_prefix("/2018-06-01/runtime/").unwrap_or("").split('/').collect();
     Reply::Response(match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["invocation", "next"]) => next(&shared).await,
+        // Not-JSON is kept as a string so a test can still see it.
         (&Method::POST, ["invocation", id, "response"]) => {
-            // Not-JSON is kept as a string so a test can still see it.
-            let value = serde_json::from_slice(&body)
-                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+            let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(text()));
             complete(&shared, id, Outcome::Ok(value))
         }
         (&Method::POST, ["invocation", id, "error"]) => {
@@ -257,9 +243,7 @@ async fn handle(shared: Arc<Shared>, req: Request<Incoming>) -> Reply {
 
 /// `GET /next`: long-polls the queue and hands out the next live invocation.
 async fn next(shared: &Shared) -> Response<Body> {
-    if shared.first_poll.borrow().is_none() {
-        shared.first_poll.send_replace(Some(Instant::now()));
-    }
+    shared.first_poll.send_if_modified(|at| at.is_none() && at.replace(Instant::now()).is_none());
     // The lock serialises a stray second poller instead of splitting the FIFO.
     let mut queue = shared.queue.lock().await;
     // None: the RuntimeApi was dropped; the 500 makes the runtime loop exit.
@@ -282,11 +266,11 @@ async fn next(shared: &Shared) -> Response<Body> {
     error(500, "ServiceException", "devstack Runtime API stopped".into())
 }
 
-/// Delivers the function's answer to the waiting `invoke()`.
+/// Delivers the function's answer to the waiting `invoke()` (gone if it
+/// timed out or was cancelled).
 fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
     match lock(&shared.in_flight).remove(id) {
         Some(done) => {
-            // A dropped receiver: invoke() timed out or was cancelled.
             let _ = done.send(outcome);
             accepted()
         }
@@ -304,12 +288,11 @@ fn accepted() -> Response<Body> {
 
 /// Something that can be invoked with an event, like a Lambda function: the
 /// seam between event sources (Function URL, SQS event source mapping) and
-/// what they invoke, a [`LocalFunction`] process, or a plain async closure so
-/// a test can exercise an event source without building any binary.
+/// what they invoke, a [`LocalFunction`] process, or a plain async closure
+/// ([`invoker_fn`]) so a test can exercise an event source without a binary.
+/// `Err` means the invocation could not be made at all (process gone, …); a
+/// failing function is an `Outcome::FunctionError`.
 pub trait Invoker: Send + Sync + 'static {
-    /// Invokes with `event`. `Err` means the invocation could not be carried
-    /// out at all (process gone, …); a failing function is an
-    /// `Outcome::FunctionError`.
     fn invoke_event(
         &self,
         event: Value,
@@ -325,33 +308,25 @@ impl<T: Invoker> Invoker for Arc<T> {
     }
 }
 
-/// An [`Invoker`] backed by an async closure; build it with [`invoker_fn`].
-pub struct FnInvoker<F>(F);
-
-/// Wraps `f` as an [`Invoker`]: each invocation calls `f(event)` and reports
-/// its [`Outcome`] with a fresh request id and the measured duration.
-pub fn invoker_fn<F, Fut>(f: F) -> FnInvoker<F>
+/// An async closure as an [`Invoker`]: each invocation calls `f(event)` and
+/// reports its [`Outcome`] with a fresh request id and the measured duration.
+pub fn invoker_fn<F, Fut>(f: F) -> impl Invoker
 where
     F: Fn(Value) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send + 'static,
 {
-    FnInvoker(f)
-}
-
-impl<F, Fut> Invoker for FnInvoker<F>
-where
-    F: Fn(Value) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Outcome> + Send + 'static,
-{
-    async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
-        let started_at = Instant::now();
-        Ok(Invocation {
-            outcome: (self.0)(event).await,
-            request_id: paths::uuid_v4(),
-            duration: started_at.elapsed(),
-            queued: Duration::ZERO,
-            started_at,
-            timed_out: false,
-        })
+    struct FnInvoker<F>(F);
+    impl<F, Fut> Invoker for FnInvoker<F>
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Outcome> + Send + 'static,
+    {
+        async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
+            let (started_at, request_id) = (Instant::now(), paths::uuid_v4());
+            let outcome = (self.0)(event).await;
+            let (duration, queued) = (started_at.elapsed(), Duration::ZERO);
+            Ok(Invocation { outcome, request_id, duration, queued, started_at, timed_out: false })
+        }
     }
+    FnInvoker(f)
 }

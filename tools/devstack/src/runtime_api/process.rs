@@ -12,14 +12,9 @@ use std::time::{Duration, Instant, SystemTime};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-use super::{Invocation, RuntimeApi};
+use super::{Invocation, Invoker, RuntimeApi};
 use crate::paths::{self, lock, REGION};
 use crate::DevstackError;
-use crate::Invoker;
-
-/// Local invocations default to 30 s: our functions are configured longer
-/// than Lambda's 3 s default, and debug builds are slow.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a stopped process left behind.
 #[derive(Clone, Debug)]
@@ -39,6 +34,8 @@ pub struct LocalFunction {
     pid: u32,
     spawned_at: Instant,
     log_path: PathBuf,
+    /// The timeout when invoked as an [`Invoker`]: 30 s by default, as our
+    /// functions are configured longer than Lambda's 3 s and debug builds are slow.
     timeout: Duration,
 }
 
@@ -55,16 +52,17 @@ impl LocalFunction {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));
         }
-        let api = RuntimeApi::start(&stem(binary)).await?;
+        let name = binary.file_stem().and_then(|s| s.to_str()).unwrap_or("function");
+        let api = RuntimeApi::start(name).await?;
         let failed = |e| DevstackError::io(format!("opening log {}", log_path.display()), e);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
-        let open = std::fs::OpenOptions::new().create(true).append(true).open(log_path);
-        let mut log = open.map_err(failed)?;
+        let mut log =
+            std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(failed)?;
         let stamp = paths::epoch_millis(SystemTime::now());
-        let banner = format!("=== devstack: starting {} (epoch ms {stamp}) ===", binary.display());
-        writeln!(log, "{banner}").map_err(failed)?;
+        writeln!(log, "=== devstack: starting {} (epoch ms {stamp}) ===", binary.display())
+            .map_err(failed)?;
         let log_err = log.try_clone().map_err(failed)?;
         let mut cmd = Command::new(binary);
         // Lambda sets none of these; a developer's shell often does (a CA
@@ -72,21 +70,20 @@ impl LocalFunction {
         // What `env` names explicitly is set again below.
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
-            let ca = k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR";
-            if k.starts_with("AWS_") || k.starts_with("_X_AMZN") || ca {
+            if k.starts_with("AWS_")
+                || k.starts_with("_X_AMZN")
+                || k == "SSL_CERT_FILE"
+                || k == "SSL_CERT_DIR"
+            {
                 cmd.env_remove(&key);
             }
         }
-        cmd.envs(lambda_env(&stem(binary), &api))
-            .envs(env.iter().cloned())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log))
-            .stderr(Stdio::from(log_err))
-            .kill_on_drop(true);
+        cmd.envs(lambda_env(name, &api)).envs(env.iter().cloned()).stdin(Stdio::null());
+        cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err)).kill_on_drop(true);
         let spawned_at = Instant::now();
-        let spawned = cmd.spawn();
-        let child =
-            spawned.map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
         Ok(LocalFunction {
             // None only once the child has been reaped, which cannot have happened yet.
             pid: child.id().unwrap_or(0),
@@ -94,7 +91,7 @@ impl LocalFunction {
             api,
             spawned_at,
             log_path: log_path.to_path_buf(),
-            timeout: DEFAULT_TIMEOUT,
+            timeout: Duration::from_secs(30),
         })
     }
 
@@ -159,9 +156,10 @@ impl LocalFunction {
         let mut child = self.child.into_inner().unwrap_or_else(|e| e.into_inner());
         // kill() on an already ended child is a no-op that still reaps it.
         let _ = child.start_kill();
-        let waited = child.wait().await;
-        let status =
-            waited.map_err(|e| DevstackError::io("waiting for the function process", e))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| DevstackError::io("waiting for the function process", e))?;
         Ok(ProcessReport { peak_rss_kib, status: Some(status) })
     }
 }
@@ -170,11 +168,6 @@ impl Invoker for LocalFunction {
     async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
         self.invoke(event, self.timeout).await
     }
-}
-
-fn stem(binary: &Path) -> String {
-    let stem = binary.file_stem().and_then(|s| s.to_str());
-    stem.unwrap_or("function").to_owned()
 }
 
 /// The variables Lambda sets for a function: those `lambda_runtime` needs,
