@@ -114,12 +114,7 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         in_flight: 1.0,
         ..PerPush::default()
     };
-    let naive = PerPush {
-        sqs: [0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
-        rru: 1.0,
-        wru: 1.0,
-        ..unbatched_deliver.clone()
-    };
+    let naive = PerPush { sqs: [0.0, 0.0, 1.0, 1.0, 1.0, 0.0], rru: 1.0, wru: 1.0, ..unbatched_deliver.clone() };
     let http = PerPush {
         ingest_invocations: 1.0,
         ingest_ms: unbatched_deliver.ingest_ms,
@@ -130,14 +125,7 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
     let queue = PerPush {
         ingest_invocations: f(i, "/invocations")? / events,
         ingest_ms: f(i, "/billed_ms_sum")? / events,
-        sqs: [
-            1.0,
-            2.0 / BATCH as f64,
-            count(i, "/aws/calls/sqs:SendMessageBatch") / events,
-            0.1,
-            0.1,
-            visibility,
-        ],
+        sqs: [1.0, 2.0 / BATCH as f64, count(i, "/aws/calls/sqs:SendMessageBatch") / events, 0.1, 0.1, visibility],
         rru: f(i, "/aws/rru")? / events + batched.rru,
         ..batched.clone()
     };

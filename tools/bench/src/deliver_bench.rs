@@ -114,13 +114,7 @@ impl Run {
     }
 }
 
-async fn deliver_once(
-    ctx: &Ctx,
-    s: &Setup,
-    proxy: &AwsProxy,
-    event: Value,
-    label: &str,
-) -> Res<Run> {
+async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, label: &str) -> Res<Run> {
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
     let mut extra = vec![
         ("ALLOW_PRIVATE_TARGETS", "true"),
@@ -414,12 +408,11 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         .map(|(_, job)| job)
         .collect();
     let received = queue_and_receive(s, &failing_jobs).await;
-    let records = s.jobs.iter().enumerate().map(|(j, job)| {
-        match received.as_ref().ok().and_then(|r| r.get(&job.image_ref())) {
+    let records =
+        s.jobs.iter().enumerate().map(|(j, job)| match received.as_ref().ok().and_then(|r| r.get(&job.image_ref())) {
             Some(m) => devstack::esm::event::record(m, &s.stack.queue_arn),
             None => workload::sqs_record("fa", j, job.to_json(), &s.stack.queue_arn),
-        }
-    });
+        });
     let event = workload::sqs_event(records.collect());
     let run = match received {
         Ok(_) => deliver_once(ctx, s, &s.proxy, event, "deliver-failing").await,
@@ -431,10 +424,7 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
     seed(&s.store, &failing, back).await?;
     let run = run?;
     let (receiver_got, ok_jobs) = (receiver.count(), (s.jobs.len() - failing_jobs.len()) as u64);
-    if run.failures != failing_jobs.len()
-        || receiver_got != failing_jobs.len()
-        || run.received != ok_jobs
-    {
+    if run.failures != failing_jobs.len() || receiver_got != failing_jobs.len() || run.received != ok_jobs {
         return Err(format!(
             "failure workload: {} reported failed of {}, the 503 receiver got {receiver_got}, the sink {} of {ok_jobs}; figures {}",
             run.failures, failing_jobs.len(), run.received, run.figures
@@ -450,10 +440,7 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
 }
 
 /// Sends `jobs` to the delivery queue and receives them back, by image.
-async fn queue_and_receive(
-    s: &Setup,
-    jobs: &[&DeliveryJob],
-) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
+async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
         let entries = chunk.iter().enumerate().map(|(i, job)| {

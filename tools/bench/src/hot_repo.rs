@@ -52,8 +52,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             stack::serve_manifest(&registry, REPO, MANIFEST, body.to_string().into_bytes())
         })
         .collect();
-    let expected_size: u64 = BASE_LAYERS.iter().map(|l| l.1).sum::<u64>()
-        + (0..pushes as u64).map(|i| 1000 + i).sum::<u64>();
+    let expected_size: u64 =
+        BASE_LAYERS.iter().map(|l| l.1).sum::<u64>() + (0..pushes as u64).map(|i| 1000 + i).sum::<u64>();
 
     let base = registry.base();
     let extra = [

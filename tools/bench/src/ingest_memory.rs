@@ -45,8 +45,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN), ("REGISTRY_URL", &base)];
     let env = function_env(&ctx.moto, &stack, &chain.endpoint(), &extra);
     let timeout = Duration::from_secs(300);
-    let (function, log) =
-        start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
+    let (function, log) = start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
     let records = (0..EVENTS).map(|i| {
         let target = json!({"mediaType": INDEX, "digest": top, "repository": REPO,
                             "url": registry.url(REPO, &top), "tag": format!("m{i}")});
@@ -67,10 +66,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let peak_kib = function.peak_rss_kib();
     let peak_kib = peak_kib.ok_or("cannot read the ingest process's peak RSS")?;
     let _ = function.stop().await;
-    let template =
-        std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
-    let memory_size = devstack::stack::template_memory_size(&template, "IngestFunction")
-        .ok_or("no MemorySize for IngestFunction")?;
+    let template = std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
+    let memory_size =
+        devstack::stack::template_memory_size(&template, "IngestFunction").ok_or("no MemorySize for IngestFunction")?;
     let (peak_rss_mib, served) = (peak_kib as f64 / 1024.0, registry.requests());
     Ok(json!({
         "peak_rss_mib": peak_rss_mib,

@@ -72,9 +72,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     );
     proxies.iter().for_each(|p| p.reset_counts());
 
-    ctx.progress(&format!(
-        "latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"
-    ));
+    ctx.progress(&format!("latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"));
     let http = stack::http_client()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let (t0, started) = (Instant::now() + Duration::from_millis(100), Instant::now());
@@ -100,8 +98,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
     let deliver_log = ctx.logs.join("latency-deliver-0.log");
-    let got =
-        got.map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&deliver_log)))?;
+    let got = got.map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&deliver_log)))?;
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {

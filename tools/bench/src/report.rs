@@ -390,10 +390,7 @@ fn charts(r: &Value, dir: &Path) -> ChartRes {
     svg(dir, "latency.svg", |area| {
         let max = lat.last().copied().unwrap_or(1.0).max(1.0) * 1.05;
         let mut chart = ChartBuilder::on(area)
-            .caption(
-                "push → webhook latency: % of pushes delivered within (ms)",
-                ("sans-serif", 18),
-            )
+            .caption("push → webhook latency: % of pushes delivered within (ms)", ("sans-serif", 18))
             .margin(10)
             .x_label_area_size(30)
             .y_label_area_size(50)

@@ -102,12 +102,7 @@ pub fn tally(calls: &[Call]) -> Value {
 
 /// The environment of a function binary using `stack` through `endpoint`
 /// (later entries win when the process is spawned).
-pub fn function_env(
-    moto: &Moto,
-    stack: &Stack,
-    endpoint: &str,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
+pub fn function_env(moto: &Moto, stack: &Stack, endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let base = [
         ("AWS_ENDPOINT_URL", endpoint),
         ("WEBHOOKS_TABLE", &stack.table),
@@ -178,12 +173,7 @@ pub fn last_emf(log: &Path) -> Value {
 /// Serves `manifest` as `media_type` from `registry` under its digest in
 /// `repo`, one request per connection (ingest's peak memory depends on it:
 /// over kept-alive connections it measured ~60% higher); returns the digest.
-pub fn serve_manifest(
-    registry: &StubRegistry,
-    repo: &str,
-    media_type: &str,
-    manifest: Vec<u8>,
-) -> String {
+pub fn serve_manifest(registry: &StubRegistry, repo: &str, media_type: &str, manifest: Vec<u8>) -> String {
     let digest = devstack::registry::sha256(&manifest);
     let served = Behaviour::ok().with_header("content-type", media_type);
     let served = served.with_header("connection", "close").with_body(manifest);

@@ -39,11 +39,7 @@ pub fn job(repo: &RepositoryName, index: usize) -> Res<DeliveryJob> {
         tag: Tag::parse(&tag).map_err(e)?,
         digest: Some(Digest::parse(&digest(index as u64 + 1_000_000)).map_err(e)?),
         image_size: 48_000_000 + index as u64,
-        layers: layers(index as u64)
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<_, _>>()
-            .map_err(e)?,
+        layers: layers(index as u64).iter().map(|d| Digest::parse(d)).collect::<Result<_, _>>().map_err(e)?,
         repository_size: 900_000_000,
         pushed_at: Some("2026-11-28T08:00:00Z".to_owned()),
     })

@@ -94,13 +94,10 @@ pub struct AwsProxy {
 impl AwsProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<AwsProxy, DevstackError> {
-        let upstream: Arc<str> =
-            upstream.trim_start_matches("http://").trim_end_matches('/').into();
+        let upstream: Arc<str> = upstream.trim_start_matches("http://").trim_end_matches('/').into();
         let (state, up) = (Arc::new(State::default()), upstream.clone());
         let st = state.clone();
-        let server = http_server::serve("aws proxy", true, None, move |req, _| {
-            handle(req, up.clone(), st.clone())
-        });
+        let server = http_server::serve("aws proxy", true, None, move |req, _| handle(req, up.clone(), st.clone()));
         Ok(AwsProxy { server: server.await?, state, upstream })
     }
 
@@ -235,8 +232,7 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
 fn operation(headers: &http::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
     let (service, op) = target.and_then(|t| t.split_once('.')).unwrap_or(("", "unknown"));
-    let known =
-        [("DynamoDB", "dynamodb"), ("AmazonSQS", "sqs"), ("AmazonEC2ContainerRegistry", "ecr")];
+    let known = [("DynamoDB", "dynamodb"), ("AmazonSQS", "sqs"), ("AmazonEC2ContainerRegistry", "ecr")];
     match known.iter().find(|(prefix, _)| service.starts_with(prefix)) {
         Some((_, short)) => format!("{short}:{op}"),
         None if service.is_empty() => op.to_owned(),
@@ -246,10 +242,7 @@ fn operation(headers: &http::HeaderMap) -> String {
 
 type Answer = (http::response::Parts, Bytes);
 
-async fn forward(
-    req: Request<Full<Bytes>>,
-    upstream: &str,
-) -> Result<Answer, Box<dyn std::error::Error>> {
+async fn forward(req: Request<Full<Bytes>>, upstream: &str) -> Result<Answer, Box<dyn std::error::Error>> {
     let stream = tokio::net::TcpStream::connect(upstream).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -264,16 +257,13 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
     // else: the proxy runs on the cores of the function it measures, and a
     // BatchGetItem answer is a megabyte.
     let parse = |body: &[u8]| serde_json::from_slice::<Counted>(body).unwrap_or_default();
-    const BATCH: [&str; 3] =
-        ["sqs:SendMessageBatch", "sqs:ChangeMessageVisibilityBatch", "sqs:DeleteMessageBatch"];
+    const BATCH: [&str; 3] = ["sqs:SendMessageBatch", "sqs:ChangeMessageVisibilityBatch", "sqs:DeleteMessageBatch"];
     let items = match op {
         "dynamodb:BatchGetItem" => parse(req).request_items.values().map(|t| t.keys.len()).sum(),
         "dynamodb:TransactWriteItems" => parse(req).transact_items.len(),
         "sqs:ReceiveMessage" => parse(resp).messages.len(),
         _ if BATCH.contains(&op) => parse(req).entries.len(),
-        "dynamodb:GetItem" | "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => {
-            1
-        }
+        "dynamodb:GetItem" | "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => 1,
         "sqs:SendMessage" | "sqs:ChangeMessageVisibility" | "sqs:DeleteMessage" => 1,
         _ => 0,
     };
@@ -303,11 +293,7 @@ struct Keys {
 /// Wall time within `[from, to]` during which at least one of `calls` was in
 /// flight (the union of their intervals, clipped): how long an invocation
 /// waited on AWS, however many calls overlapped.
-pub fn busy_time<'a>(
-    calls: impl IntoIterator<Item = &'a Call>,
-    from: Instant,
-    to: Instant,
-) -> Duration {
+pub fn busy_time<'a>(calls: impl IntoIterator<Item = &'a Call>, from: Instant, to: Instant) -> Duration {
     let spans = calls.into_iter().map(|c| (c.start.max(from), c.end.min(to)));
     let mut spans: Vec<(Instant, Instant)> = spans.filter(|(s, e)| s < e).collect();
     spans.sort();

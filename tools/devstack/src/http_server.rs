@@ -136,12 +136,8 @@ async fn connection<F, Fut>(
     }
 }
 
-async fn serve_connection<S, F, Fut>(
-    stream: S,
-    twin: Option<TcpStream>,
-    info: ConnInfo,
-    handler: Arc<F>,
-) where
+async fn serve_connection<S, F, Fut>(stream: S, twin: Option<TcpStream>, info: ConnInfo, handler: Arc<F>)
+where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
@@ -188,10 +184,8 @@ fn split_twin(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
 /// A response with a status, content type (none when empty) and body.
 pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    if let (false, Ok(value)) = (content_type.is_empty(), http::HeaderValue::from_str(content_type))
-    {
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let (false, Ok(value)) = (content_type.is_empty(), http::HeaderValue::from_str(content_type)) {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     resp

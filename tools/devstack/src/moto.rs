@@ -20,8 +20,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    SseSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Map, Value};
@@ -94,16 +93,13 @@ impl Moto {
         moto.args(["-c", WATCHDOG, "devstack-moto"]).arg(paths::venv_python()).arg(&script);
         moto.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::piped());
         let spawning = format!("spawning {} (run scripts/tools.sh)", script.display());
-        let mut child =
-            moto.stdout(log.0).stderr(log.1).spawn().map_err(|e| DevstackError::io(spawning, e))?;
+        let mut child = moto.stdout(log.0).stderr(log.1).spawn().map_err(|e| DevstackError::io(spawning, e))?;
         // Piped above, so always there.
         let watchdog = Mutex::new(child.stdin.take().map(|stdin| (child, stdin)));
         let moto = Moto { endpoint, port, log_path, watchdog };
         let started = Instant::now();
         let why = loop {
-            let exited = lock(&moto.watchdog)
-                .as_mut()
-                .and_then(|(child, _)| child.try_wait().ok().flatten());
+            let exited = lock(&moto.watchdog).as_mut().and_then(|(child, _)| child.try_wait().ok().flatten());
             if let Some(status) = exited {
                 break format!("exited ({status}) before answering");
             }
@@ -138,20 +134,13 @@ impl Moto {
     pub fn function_env(&self) -> Vec<(String, String)> {
         let credentials = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")];
         let region = [("AWS_REGION", REGION), ("AWS_DEFAULT_REGION", REGION)];
-        let all = [("AWS_ENDPOINT_URL", self.endpoint.as_str())]
-            .into_iter()
-            .chain(credentials)
-            .chain(region);
+        let all = [("AWS_ENDPOINT_URL", self.endpoint.as_str())].into_iter().chain(credentials).chain(region);
         all.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
     /// [`create`]s the stack under `prefix` in this moto with template
     /// parameter overrides (`Name=Value`).
-    pub async fn provision(
-        &self,
-        prefix: &str,
-        overrides: &[&str],
-    ) -> Result<Map<String, Value>, DevstackError> {
+    pub async fn provision(&self, prefix: &str, overrides: &[&str]) -> Result<Map<String, Value>, DevstackError> {
         create(&self.sdk_config().await, prefix, overrides).await
     }
 }
@@ -182,8 +171,7 @@ impl Drop for Moto {
 /// nothing read from the developer's profile; a plain-HTTP client (moto and
 /// the proxy speak HTTP; the workspace links no SDK default HTTPS client).
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    let credentials =
-        aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
+    let credentials = aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .endpoint_url(endpoint)
@@ -305,24 +293,15 @@ pub async fn create(
         }
         if let Some((dlq, max_receive_count)) = redrive {
             let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
-            let policy =
-                json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+            let policy = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
             attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
         }
         let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
-        let created = sqs
-            .create_queue()
-            .queue_name(&name)
-            .set_attributes(Some(attributes.into_iter().collect()));
-        let created =
-            created.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+        let created = sqs.create_queue().queue_name(&name).set_attributes(Some(attributes.into_iter().collect()));
+        let created = created.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
         let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
-        let described = sqs
-            .get_queue_attributes()
-            .queue_url(&url)
-            .attribute_names(QueueAttributeName::QueueArn);
-        let described =
-            described.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+        let described = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn);
+        let described = described.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
         let arn = described.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
         let arn = arn.ok_or_else(|| failed("no QueueArn".into()))?;
         for (output, value) in [("Url", url), ("Arn", arn), ("Name", name)] {
@@ -339,9 +318,7 @@ async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), D
     let sse = SseSpecification::builder().enabled(true).build();
     let mut request = db.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
     for (key, key_type) in KEYS.into_iter().zip([KeyType::Hash, KeyType::Range]) {
-        let attribute = AttributeDefinition::builder()
-            .attribute_name(key)
-            .attribute_type(ScalarAttributeType::S);
+        let attribute = AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S);
         let element = KeySchemaElement::builder().attribute_name(key).key_type(key_type).build();
         let (attribute, element) = (attribute.build().and_then(|a| element.map(|k| (a, k))))
             .map_err(|e| failed("describing", e.to_string()))?;
@@ -360,8 +337,7 @@ pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
     // spaces) and runs until the next line at that indent or less.
     let memory = |header: &str, indent: usize| {
         let lines = template.lines().skip_while(|l| l.trim_end() != header).skip(1);
-        let mut block =
-            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent);
+        let mut block = lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent);
         block.find_map(|l| l.trim().strip_prefix("MemorySize:")).and_then(|v| v.trim().parse().ok())
     };
     memory(&format!("  {function}:"), 2).or_else(|| memory("Globals:", 0))

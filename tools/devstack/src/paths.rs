@@ -29,8 +29,7 @@ pub fn workspace_root() -> Option<PathBuf> {
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml"));
         manifest.is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
     };
-    let mut starts =
-        starts.into_iter().flatten().chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
+    let mut starts = starts.into_iter().flatten().chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
     starts.find_map(|start| start.ancestors().find(is_root).map(Path::to_path_buf))
 }
 
@@ -41,9 +40,7 @@ pub(crate) fn in_repo(path: &str) -> PathBuf {
 
 /// The project venv's Python (moto, `standardwebhooks`), else `python3`.
 pub(crate) fn venv_python() -> PathBuf {
-    Some(in_repo(".venv/bin/python"))
-        .filter(|venv| venv.is_file())
-        .unwrap_or_else(|| "python3".into())
+    Some(in_repo(".venv/bin/python")).filter(|venv| venv.is_file()).unwrap_or_else(|| "python3".into())
 }
 
 /// The cargo target directory the current executable was built into: test
@@ -53,8 +50,7 @@ pub fn target_dir() -> Option<PathBuf> {
     let exe = env::current_exe().ok();
     let from_exe = exe.as_deref().and_then(Path::parent).and_then(|parent| {
         let name = parent.file_name()?.to_str()?;
-        matches!(name, "deps" | "examples")
-            .then(|| parent.parent()?.parent().map(Path::to_path_buf))?
+        matches!(name, "deps" | "examples").then(|| parent.parent()?.parent().map(Path::to_path_buf))?
     });
     from_exe
         .or_else(|| env::var_os("CARGO_TARGET_DIR").map(|dir| in_repo("").join(dir)))
@@ -73,10 +69,8 @@ pub fn workspace_binary(name: &str) -> PathBuf {
 /// A port on 127.0.0.1 free a moment ago, for child processes (moto,
 /// docker-registry) told their port up front; our own servers bind port 0.
 pub fn free_port() -> Result<u16, DevstackError> {
-    let port =
-        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr());
-    port.map(|addr| addr.port())
-        .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
+    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr());
+    port.map(|addr| addr.port()).map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
 }
 
 /// Locks `m`. Nothing here panics holding a lock; if something did, the

@@ -70,8 +70,7 @@ pub struct OciLayout {
 impl OciLayout {
     /// An empty layout at `dir`.
     pub fn new(dir: &Path) -> Result<OciLayout, DevstackError> {
-        std::fs::create_dir_all(dir.join("blobs").join("sha256"))
-            .map_err(io("creating a layout"))?;
+        std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(io("creating a layout"))?;
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(io("writing oci-layout"))?;
         Ok(OciLayout { dir: dir.to_owned(), index: Vec::new() })
@@ -99,8 +98,7 @@ impl OciLayout {
         let config = json!({"architecture": arch, "os": "linux", "config": {},
                             "rootfs": {"type": "layers", "diff_ids": diff_ids}});
         let (config_digest, config_size) = self.blob(config.to_string().as_bytes())?;
-        let descriptor =
-            |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
+        let descriptor = |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
         let descriptors: Vec<Value> = layers.iter().map(descriptor).collect();
         let manifest = json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -112,17 +110,11 @@ impl OciLayout {
     }
 
     /// Names a manifest or index `tag` in index.json; returns its digest.
-    fn tag(
-        &mut self,
-        tag: &str,
-        media_type: &str,
-        (digest, size): (String, u64),
-    ) -> Result<String, DevstackError> {
+    fn tag(&mut self, tag: &str, media_type: &str, (digest, size): (String, u64)) -> Result<String, DevstackError> {
         self.index.push(json!({"mediaType": media_type, "digest": digest, "size": size,
                                "annotations": {"org.opencontainers.image.ref.name": tag}}));
         let index = json!({"schemaVersion": 2, "manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), index.to_string())
-            .map_err(io("writing index.json"))?;
+        std::fs::write(self.dir.join("index.json"), index.to_string()).map_err(io("writing index.json"))?;
         Ok(digest)
     }
 
@@ -133,11 +125,7 @@ impl OciLayout {
     }
 
     /// A multi-platform image (an OCI index) tagged `tag`; returns the index digest.
-    pub fn add_index(
-        &mut self,
-        tag: &str,
-        platforms: &[(&str, &[Layer])],
-    ) -> Result<String, DevstackError> {
+    pub fn add_index(&mut self, tag: &str, platforms: &[(&str, &[Layer])]) -> Result<String, DevstackError> {
         let mut manifests = Vec::new();
         for (arch, layers) in platforms {
             let (digest, size) = self.image(arch, layers)?;
@@ -162,15 +150,9 @@ impl Registry {
     /// Starts the registry on 127.0.0.1:`port` (chosen by the caller, so
     /// ingest can be told `REGISTRY_URL` before the registry exists) with its
     /// storage and config under `work`, and waits until it listens.
-    pub async fn start(
-        work: &Path,
-        port: u16,
-        notify_url: &str,
-        token: &str,
-    ) -> Result<Registry, DevstackError> {
-        let binary = find_tool("docker-registry").ok_or_else(|| {
-            DevstackError::Setup("docker-registry (apt-get install docker-registry)".into())
-        })?;
+    pub async fn start(work: &Path, port: u16, notify_url: &str, token: &str) -> Result<Registry, DevstackError> {
+        let binary = find_tool("docker-registry")
+            .ok_or_else(|| DevstackError::Setup("docker-registry (apt-get install docker-registry)".into()))?;
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  \
              delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    \
@@ -180,8 +162,7 @@ impl Registry {
         );
         let config_path = work.join("registry.yml");
         std::fs::write(&config_path, config).map_err(io("writing registry.yml"))?;
-        let log = std::fs::File::create(work.join("registry.log"))
-            .map_err(io("creating registry.log"))?;
+        let log = std::fs::File::create(work.join("registry.log")).map_err(io("creating registry.log"))?;
         let child = Command::new(binary)
             .arg("serve")
             .arg(&config_path)
@@ -196,9 +177,7 @@ impl Registry {
         while listening().await.is_err() {
             if Instant::now() > deadline {
                 let log = registry.log();
-                return Err(DevstackError::Setup(format!(
-                    "docker-registry did not listen:\n{log}"
-                )));
+                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{log}")));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -212,14 +191,9 @@ impl Registry {
     /// Pushes `tag` of `layout` to `destination` (`repository:tag`) with
     /// `skopeo copy --all` (an index goes with every platform, as `docker
     /// buildx` pushes it).
-    pub fn push(
-        &self,
-        layout: &OciLayout,
-        tag: &str,
-        destination: &str,
-    ) -> Result<(), DevstackError> {
-        let skopeo = find_tool("skopeo")
-            .ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
+    pub fn push(&self, layout: &OciLayout, tag: &str, destination: &str) -> Result<(), DevstackError> {
+        let skopeo =
+            find_tool("skopeo").ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
         let policy = self.work.join("policy.json");
         let accept_all = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
         std::fs::write(&policy, accept_all).map_err(io("writing policy.json"))?;
@@ -264,9 +238,7 @@ impl StubRegistry {
         let table = routes.clone();
         let receiver = Receiver::start(Behaviour::per_request(move |req| {
             lock(&table).get(&req.path).cloned().unwrap_or_else(|| {
-                Behaviour::status(404)
-                    .with_header("content-type", "application/json")
-                    .with_body("{}")
+                Behaviour::status(404).with_header("content-type", "application/json").with_body("{}")
             })
         }))
         .await?;

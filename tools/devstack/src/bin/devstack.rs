@@ -154,9 +154,7 @@ async fn start() -> Res<Up> {
     };
     let (ingest, settings) = (up.ingest.url(), up.settings.url());
     println!("   ingest   {ingest}\n   settings {settings}");
-    println!(
-        "   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)"
-    );
+    println!("   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)");
     println!("   function logs in {}", logs.display());
     println!("   webhook receiver {}", up.receiver.url("/hooks/alin"));
     Ok(up)

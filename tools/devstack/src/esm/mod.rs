@@ -120,8 +120,7 @@ impl EventSourceMapping {
         // A send error means the loop already ended; joining tells how.
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
-            task.await
-                .map_err(|e| DevstackError::Setup(format!("event source mapping task: {e}")))?;
+            task.await.map_err(|e| DevstackError::Setup(format!("event source mapping task: {e}")))?;
         }
         Ok(self.stats())
     }

@@ -69,12 +69,7 @@ impl FunctionUrl {
     }
 }
 
-async fn handle<I: Invoker>(
-    invoker: Arc<I>,
-    url_id: String,
-    req: Request<Incoming>,
-    info: ConnInfo,
-) -> Reply {
+async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incoming>, info: ConnInfo) -> Reply {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -159,8 +154,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     ctx.domain_name = Some(format!("{url_id}.lambda-url.{REGION}.on.aws"));
     ctx.domain_prefix = Some(url_id.to_owned());
     ctx.request_id = Some(paths::uuid_v4());
-    let time_fmt =
-        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    let time_fmt = format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     ctx.time = now.format(&time_fmt).ok();
     ctx.time_epoch = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     ctx.http.method = Some(parts.method.to_string());
@@ -189,10 +183,7 @@ fn is_textual(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or_default();
     let mime = mime.trim().to_ascii_lowercase();
     let text = ["application/json", "application/xml", "application/javascript"];
-    mime.starts_with("text/")
-        || text.contains(&mime.as_str())
-        || mime.ends_with("+json")
-        || mime.ends_with("+xml")
+    mime.starts_with("text/") || text.contains(&mime.as_str()) || mime.ends_with("+json") || mime.ends_with("+xml")
 }
 
 /// The HTTP answer for an invocation result.
@@ -238,10 +229,7 @@ impl Structured {
         // Function URLs default the content type to JSON.
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in self.headers {
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes()).ok()?,
-                HeaderValue::from_str(&value).ok()?,
-            );
+            headers.insert(HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(&value).ok()?);
         }
         for cookie in self.cookies {
             headers.append(SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);

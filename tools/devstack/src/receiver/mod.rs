@@ -80,17 +80,13 @@ impl Behaviour {
         Behaviour::per_request(move |req| f(req.index_for_path))
     }
 
-    pub fn per_request(
-        f: impl Fn(&RecordedRequest) -> Behaviour + Send + Sync + 'static,
-    ) -> Behaviour {
+    pub fn per_request(f: impl Fn(&RecordedRequest) -> Behaviour + Send + Sync + 'static) -> Behaviour {
         Behaviour::Script(Arc::new(f))
     }
 
     /// The behaviours in order, the last one repeating.
     pub fn sequence(steps: Vec<Behaviour>) -> Behaviour {
-        Behaviour::script(move |i| {
-            steps.get(i).or(steps.last()).cloned().unwrap_or_else(Behaviour::ok)
-        })
+        Behaviour::script(move |i| steps.get(i).or(steps.last()).cloned().unwrap_or_else(Behaviour::ok))
     }
 }
 
@@ -146,12 +142,10 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
-        let (behaviour, log, count) =
-            (Mutex::new(behaviour), Mutex::default(), watch::channel(0).0);
+        let (behaviour, log, count) = (Mutex::new(behaviour), Mutex::default(), watch::channel(0).0);
         let state = Arc::new(State { behaviour, log, count });
         let st = state.clone();
-        let server =
-            http_server::serve("receiver", true, None, move |req, _| handle(st.clone(), req));
+        let server = http_server::serve("receiver", true, None, move |req, _| handle(st.clone(), req));
         Ok(Receiver { server: server.await?, state })
     }
 
@@ -180,11 +174,7 @@ impl Receiver {
     }
 
     /// Waits until at least `n` requests were recorded and returns them all.
-    pub async fn wait_for(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Vec<RecordedRequest>, DevstackError> {
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<RecordedRequest>, DevstackError> {
         let mut rx = self.state.count.subscribe();
         // The sender lives in `state`, which we hold, so it cannot close.
         let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
@@ -207,23 +197,13 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
     };
     let path = parts.uri.path().to_owned();
     let target = parts.uri.path_and_query().map_or(&*path, |pq| pq.as_str()).to_owned();
-    let header = |(n, v): (&HeaderName, &HeaderValue)| {
-        (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into())
-    };
+    let header = |(n, v): (&HeaderName, &HeaderValue)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into());
     let headers = parts.headers.iter().map(header).collect();
     let recorded = {
         let mut log = lock(&state.log);
         let seen = log.1.entry(path.clone()).or_insert(0);
         let method = parts.method.as_str().to_owned();
-        let recorded = RecordedRequest {
-            method,
-            target,
-            headers,
-            body,
-            received_at,
-            index_for_path: *seen,
-            path,
-        };
+        let recorded = RecordedRequest { method, target, headers, body, received_at, index_for_path: *seen, path };
         *seen += 1;
         log.0.push(recorded.clone());
         recorded
@@ -243,9 +223,7 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
                 let typed = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
                 let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
                 for (name, value) in headers {
-                    if let (Ok(n), Ok(v)) =
-                        (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value))
-                    {
+                    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
                         resp.headers_mut().append(n, v);
                     }
                 }
@@ -259,16 +237,11 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
 /// under the project venv) verifies `body` with `headers` under `secret`
 /// (`whsec_…`), so our signer is never checked only by our own code; the
 /// library's reason otherwise.
-pub fn verify_standardwebhooks(
-    secret: &str,
-    headers: &[(String, String)],
-    body: &str,
-) -> Result<(), DevstackError> {
+pub fn verify_standardwebhooks(secret: &str, headers: &[(String, String)], body: &str) -> Result<(), DevstackError> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let script = crate::paths::in_repo("scripts/verify_signature.py");
-    let headers: serde_json::Map<_, _> =
-        headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let headers: serde_json::Map<_, _> = headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
     let input = serde_json::json!({ "secret": secret, "headers": headers, "body": body });
     let run = |what: &str| {
         let what = format!("{what} {} (run scripts/tools.sh)", script.display());

@@ -69,10 +69,7 @@ impl Sink {
         Self::start_with(ports, Some(test_ca()?)).await
     }
 
-    async fn start_with(
-        ports: usize,
-        tls: Option<(String, rustls::ServerConfig)>,
-    ) -> Result<Sink, DevstackError> {
+    async fn start_with(ports: usize, tls: Option<(String, rustls::ServerConfig)>) -> Result<Sink, DevstackError> {
         let (ca_pem, config) = tls.unzip();
         let acceptor = config.map(|c| TlsAcceptor::from(Arc::new(c)));
         let state = Arc::new(State::default());
@@ -149,12 +146,8 @@ impl Sink {
 /// it: the CA's PEM and the server's rustls configuration (ring, the crypto
 /// provider the product's client uses too).
 fn test_ca() -> Result<(String, rustls::ServerConfig), DevstackError> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
-    };
-    let tls = |e: &dyn std::fmt::Display| {
-        DevstackError::io("making the test CA", std::io::Error::other(e.to_string()))
-    };
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+    let tls = |e: &dyn std::fmt::Display| DevstackError::io("making the test CA", std::io::Error::other(e.to_string()));
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls(&e))?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca.distinguished_name.push(DnType::CommonName, "alin-webhooks bench test CA");

@@ -116,14 +116,8 @@ impl RuntimeApi {
             init_error: watch::channel(None).0,
         });
         let st = shared.clone();
-        let server =
-            http_server::serve("Runtime API", false, None, move |req, _| handle(st.clone(), req));
-        Ok(RuntimeApi {
-            server: server.await?,
-            shared,
-            queue,
-            dispatch_timeout: Duration::from_secs(30),
-        })
+        let server = http_server::serve("Runtime API", false, None, move |req, _| handle(st.clone(), req));
+        Ok(RuntimeApi { server: server.await?, shared, queue, dispatch_timeout: Duration::from_secs(30) })
     }
 
     /// The socket address; `AWS_LAMBDA_RUNTIME_API` is its `ip:port` form.
@@ -158,11 +152,7 @@ impl RuntimeApi {
     /// the event + `timeout`; answering later yields a `Sandbox.Timedout`
     /// function error. `NotPolled` when the function does not take the event
     /// within the dispatch timeout.
-    pub async fn invoke(
-        &self,
-        event: Value,
-        timeout: Duration,
-    ) -> Result<Invocation, DevstackError> {
+    pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Invocation, DevstackError> {
         let request_id = paths::uuid_v4();
         let (dispatched, dispatched_rx) = oneshot::channel();
         let (done, mut done_rx) = oneshot::channel();
@@ -199,8 +189,7 @@ impl RuntimeApi {
             Err(_) => Ok(match done_rx.try_recv() {
                 Ok(outcome) => finished(dispatched_at, outcome, false),
                 Err(_) => {
-                    let message =
-                        format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
+                    let message = format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
                     let doc = json!({"errorType": "Sandbox.Timedout", "errorMessage": message});
                     finished(dispatched_at, Outcome::FunctionError(doc), true)
                 }
@@ -221,8 +210,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<hyper::body::Incoming>)
         let doc = serde_json::from_slice(&body);
         doc.unwrap_or_else(|_| json!({"errorType": error_type, "errorMessage": text()}))
     };
-    let segments: Vec<&str> =
-        path.strip_prefix("/2018-06-01/runtime/").unwrap_or("").split('/').collect();
+    let segments: Vec<&str> = path.strip_prefix("/2018-06-01/runtime/").unwrap_or("").split('/').collect();
     Reply::Response(match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["invocation", "next"]) => next(&shared).await,
         // Not-JSON is kept as a string so a test can still see it.
@@ -230,9 +218,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<hyper::body::Incoming>)
             let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(text()));
             complete(&shared, id, Outcome::Ok(value))
         }
-        (&Method::POST, ["invocation", id, "error"]) => {
-            complete(&shared, id, Outcome::FunctionError(error_doc()))
-        }
+        (&Method::POST, ["invocation", id, "error"]) => complete(&shared, id, Outcome::FunctionError(error_doc())),
         (&Method::POST, ["init", "error"]) => {
             shared.init_error.send_replace(Some(error_doc()));
             accepted()
@@ -293,17 +279,11 @@ fn accepted() -> Response<Body> {
 /// `Err` means the invocation could not be made at all (process gone, …); a
 /// failing function is an `Outcome::FunctionError`.
 pub trait Invoker: Send + Sync + 'static {
-    fn invoke_event(
-        &self,
-        event: Value,
-    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send;
+    fn invoke_event(&self, event: Value) -> impl Future<Output = Result<Invocation, DevstackError>> + Send;
 }
 
 impl<T: Invoker> Invoker for Arc<T> {
-    fn invoke_event(
-        &self,
-        event: Value,
-    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
+    fn invoke_event(&self, event: Value) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
         (**self).invoke_event(event)
     }
 }

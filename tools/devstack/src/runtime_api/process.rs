@@ -58,11 +58,9 @@ impl LocalFunction {
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
-        let mut log =
-            std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(failed)?;
+        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(failed)?;
         let stamp = paths::epoch_millis(SystemTime::now());
-        writeln!(log, "=== devstack: starting {} (epoch ms {stamp}) ===", binary.display())
-            .map_err(failed)?;
+        writeln!(log, "=== devstack: starting {} (epoch ms {stamp}) ===", binary.display()).map_err(failed)?;
         let log_err = log.try_clone().map_err(failed)?;
         let mut cmd = Command::new(binary);
         // Lambda sets none of these; a developer's shell often does (a CA
@@ -70,20 +68,14 @@ impl LocalFunction {
         // What `env` names explicitly is set again below.
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
-            if k.starts_with("AWS_")
-                || k.starts_with("_X_AMZN")
-                || k == "SSL_CERT_FILE"
-                || k == "SSL_CERT_DIR"
-            {
+            if k.starts_with("AWS_") || k.starts_with("_X_AMZN") || k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR" {
                 cmd.env_remove(&key);
             }
         }
         cmd.envs(lambda_env(name, &api)).envs(env.iter().cloned()).stdin(Stdio::null());
         cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err)).kill_on_drop(true);
         let spawned_at = Instant::now();
-        let child = cmd
-            .spawn()
-            .map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
+        let child = cmd.spawn().map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
         Ok(LocalFunction {
             // None only once the child has been reaped, which cannot have happened yet.
             pid: child.id().unwrap_or(0),
@@ -129,11 +121,7 @@ impl LocalFunction {
     /// [`RuntimeApi::invoke`], except that a process exiting meanwhile fails
     /// the invocation at once with [`DevstackError::ProcessExited`] and its
     /// log tail instead of waiting out the timeout.
-    pub async fn invoke(
-        &self,
-        event: Value,
-        timeout: Duration,
-    ) -> Result<Invocation, DevstackError> {
+    pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Invocation, DevstackError> {
         let invocation = self.api.invoke(event, timeout);
         tokio::pin!(invocation);
         let mut ticker = tokio::time::interval(Duration::from_millis(50));
@@ -156,10 +144,7 @@ impl LocalFunction {
         let mut child = self.child.into_inner().unwrap_or_else(|e| e.into_inner());
         // kill() on an already ended child is a no-op that still reaps it.
         let _ = child.start_kill();
-        let status = child
-            .wait()
-            .await
-            .map_err(|e| DevstackError::io("waiting for the function process", e))?;
+        let status = child.wait().await.map_err(|e| DevstackError::io("waiting for the function process", e))?;
         Ok(ProcessReport { peak_rss_kib, status: Some(status) })
     }
 }
