@@ -32,14 +32,14 @@ use crate::{Ctx, Res};
 /// without one).
 pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 
-/// The template's resources for one measurement.
+/// The template's resources for one measurement, with the template's
+/// DeliverBatchSize and DeliverBatchingWindowSeconds defaults.
 pub struct Stack {
     pub table: String,
     pub queue_url: String,
     pub queue_arn: String,
     pub registry_queue_arn: String,
     pub registry_queue_url: String,
-    /// The template's DeliverBatchSize and DeliverBatchingWindowSeconds defaults.
     pub deliver_batch_size: usize,
     pub deliver_window_secs: u64,
 }
@@ -47,8 +47,7 @@ pub struct Stack {
 impl Stack {
     pub async fn create(moto: &Moto, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
-        let outputs = moto.provision(&prefix, &[]).await;
-        let outputs = outputs.ctx("creating the stack")?;
+        let outputs = moto.provision(&prefix, &[]).await.ctx("creating the stack")?;
         let param = |name: &str| outputs["Parameters"][name].as_str()?.parse::<u64>().ok();
         let out = |key: &str| outputs.get(key).and_then(Value::as_str).map(str::to_owned);
         let out = |key: &str| out(key).ok_or(format!("stack output {key} missing"));
@@ -65,8 +64,7 @@ impl Stack {
 
     /// The table, reached straight at moto (nothing counted).
     pub async fn store(&self, moto: &Moto) -> DynamoStore {
-        let sdk = moto.sdk_config().await;
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &self.table)
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&moto.sdk_config().await), &self.table)
     }
 }
 
@@ -84,8 +82,7 @@ pub fn tally(calls: &[Call]) -> Value {
     let (mut rru, mut wru, mut failed, mut errors) = (0, 0, 0, 0);
     for c in calls {
         *counts.entry(&c.op).or_default() += 1;
-        let took = crate::stats::ms(c.end - c.start);
-        times.entry(&c.op).or_default().push(took);
+        times.entry(&c.op).or_default().push(crate::stats::ms(c.end - c.start));
         match c.op.as_str() {
             "dynamodb:BatchGetItem" | "dynamodb:GetItem" => rru += c.items,
             "dynamodb:TransactWriteItems" => wru += 2 * c.items,
@@ -95,8 +92,7 @@ pub fn tally(calls: &[Call]) -> Value {
         failed += c.failed_entries;
         errors += u64::from(!(200..300).contains(&c.status));
     }
-    let p50 = times.iter().map(|(k, v)| (*k, crate::stats::median(v)));
-    let p50: BTreeMap<&str, f64> = p50.collect();
+    let p50: BTreeMap<&str, f64> = times.iter().map(|(k, v)| (*k, crate::stats::median(v))).collect();
     json!({ "calls": counts, "call_ms_p50": p50, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
@@ -125,10 +121,8 @@ pub async fn seed(
         let (url, now) = (url_of(i), now.clone());
         async move {
             let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
-            let rec = store.put_url(repo, &url, &now).await;
-            let rec = rec.map_err(|e| format!("put_url {repo}: {e}"))?;
-            let secret = rec.webhook.map(|w| w.secret);
-            Ok::<_, String>((i, secret.ok_or(format!("put_url {repo}: no webhook"))?))
+            let rec = store.put_url(repo, &url, &now).await.map_err(|e| format!("put_url {repo}: {e}"))?;
+            Ok::<_, String>((i, rec.webhook.map(|w| w.secret).ok_or(format!("put_url {repo}: no webhook"))?))
         }
     });
     let mut secrets: Vec<_> = stream.buffer_unordered(16).try_collect().await?;
@@ -147,8 +141,8 @@ pub async fn start_function(
 ) -> Res<(LocalFunction, PathBuf)> {
     let log = logs.join(format!("{log_name}.log"));
     let _ = std::fs::remove_file(&log);
-    let f = LocalFunction::start(&workspace_binary(name), env, &log).await;
-    let f = f.map_err(|e| format!("starting {name}: {e}"))?;
+    let f =
+        LocalFunction::start(&workspace_binary(name), env, &log).await.map_err(|e| format!("starting {name}: {e}"))?;
     if let Err(e) = f.api().wait_for_first_poll(Duration::from_secs(30)).await {
         return Err(format!("{name} did not start: {e}; log:\n{}", tail(&log)));
     }
@@ -163,11 +157,8 @@ pub fn tail(log: &Path) -> String {
 /// The last EMF metrics line a function printed (its per-invocation counts).
 pub fn last_emf(log: &Path) -> Value {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null)
+    let mut emf = text.lines().rev().filter(|l| l.starts_with('{') && l.contains("\"_aws\""));
+    emf.find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null)
 }
 
 /// Serves `manifest` as `media_type` from `registry` under its digest in
@@ -175,9 +166,8 @@ pub fn last_emf(log: &Path) -> Value {
 /// over kept-alive connections it measured ~60% higher); returns the digest.
 pub fn serve_manifest(registry: &StubRegistry, repo: &str, media_type: &str, manifest: Vec<u8>) -> String {
     let digest = devstack::registry::sha256(&manifest);
-    let served = Behaviour::ok().with_header("content-type", media_type);
-    let served = served.with_header("connection", "close").with_body(manifest);
-    registry.answer(&StubRegistry::path(repo, &digest), served);
+    let served = Behaviour::ok().with_header("content-type", media_type).with_header("connection", "close");
+    registry.answer(&StubRegistry::path(repo, &digest), served.with_body(manifest));
     digest
 }
 
@@ -189,8 +179,7 @@ pub fn post_push(http: &reqwest::Client, url: &str, push: &Value) -> reqwest::Re
 
 /// A client for the local endpoints.
 pub fn http_client() -> Res<reqwest::Client> {
-    let client = reqwest::Client::builder().no_proxy().build();
-    client.map_err(|e| e.to_string())
+    reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())
 }
 
 /// One invocation as a pool saw it.
@@ -212,9 +201,8 @@ pub struct Pool {
 
 impl Pool {
     pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
-        let free = Mutex::new((0..fns.len()).collect());
-        let (permits, samples) = (Semaphore::new(fns.len()), Mutex::default());
-        Pool { fns, free, permits, timeout, samples }
+        let (free, permits) = (Mutex::new((0..fns.len()).collect()), Semaphore::new(fns.len()));
+        Pool { fns, free, permits, timeout, samples: Mutex::default() }
     }
 
     /// `n` processes of function `name`, logs `<label>-<k>`.
@@ -228,8 +216,7 @@ impl Pool {
     ) -> Res<Arc<Pool>> {
         let mut fns = Vec::with_capacity(n);
         for k in 0..n {
-            let log = format!("{label}-{k}");
-            fns.push(start_function(name, env, &ctx.logs, &log, timeout).await?.0);
+            fns.push(start_function(name, env, &ctx.logs, &format!("{label}-{k}"), timeout).await?.0);
         }
         Ok(Arc::new(Pool::new(fns, timeout)))
     }
@@ -242,15 +229,12 @@ impl Pool {
 impl Invoker for Pool {
     async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
         let records = event["Records"].as_array().map_or(1, Vec::len);
-        let permit = self.permits.acquire().await;
-        let _permit = permit.map_err(|_| DevstackError::RuntimeApiStopped)?;
-        let idx = lock(&self.free).pop();
-        let idx = idx.ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
+        let _permit = self.permits.acquire().await.map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let idx = lock(&self.free).pop().ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
         let result = self.fns[idx].invoke(event, self.timeout).await;
         lock(&self.free).push(idx);
         if let Ok(inv) = &result {
-            let duration = inv.duration;
-            lock(&self.samples).push(Sample { records, duration });
+            lock(&self.samples).push(Sample { records, duration: inv.duration });
         }
         result
     }
