@@ -125,14 +125,12 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, labe
     let env = function_env(&ctx.moto, &s.stack, &proxy.endpoint(), &extra);
     let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
     proxy.reset_counts();
-    let before = s.sink.count();
-    s.sink.take_answers();
+    let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (cpu0, jiffies0) = (cpu_ms(f.pid()), stats::machine_jiffies());
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
     let inv = inv.ctx("invoking deliver")?;
-    let cpu = cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b);
-    let rss_kib = f.peak_rss_kib();
+    let (cpu, rss_kib) = (cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b), f.peak_rss_kib());
     let _ = f.stop().await;
     // Outside the timed window: moto catches up with the paced writes.
     let refused = proxy.settle().await;
@@ -157,20 +155,16 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, labe
 
 /// The bare client's run over the requests in `file`.
 async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
-    let before = s.sink.count();
-    s.sink.take_answers();
+    let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
     let mut bare = tokio::process::Command::new(workspace_binary("bare-client"));
-    bare.args([file.display().to_string(), c, p]);
-    let bare = bare.current_dir(&ctx.root).envs(s.env.clone());
+    let bare = bare.args([file.display().to_string(), c, p]).current_dir(&ctx.root).envs(s.env.clone());
     let out = bare.output().await.ctx("running bare-client")?;
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        format!("bare-client ({}): {e}: {err}", out.status)
-    })?;
-    let (jobs, got) = (s.jobs.len() as u64, s.sink.count() - before);
-    if v["ok"].as_u64() != Some(jobs) || got != jobs {
-        let ok = &v["ok"];
+    let err = || String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bare-client ({}): {e}: {}", out.status, err()))?;
+    let (jobs, got, ok) = (s.jobs.len() as u64, s.sink.count() - before, &v["ok"]);
+    if ok.as_u64() != Some(jobs) || got != jobs {
         return Err(format!("bare-client: {ok} of {jobs} 2xx, the sink got {got}"));
     }
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
@@ -207,17 +201,13 @@ fn write_bare_requests(file: &Path, s: &Setup, urls: &[String]) -> Res<(usize, u
     let now = time::OffsetDateTime::now_utc();
     let n = s.repos.len();
     let mut first = None;
-    let list: Vec<Value> = (s.jobs.iter().enumerate())
-        .map(|(i, job)| {
-            let req = build_request(job, REGISTRY_HOST, &s.secrets[i % n], now);
-            first.get_or_insert((req.body.len(), req.headers.len()));
-            let headers = req.headers.iter();
-            let headers = headers.filter(|(h, _)| !h.eq_ignore_ascii_case("content-length"));
-            let headers: Vec<_> = headers.collect();
-            let body = String::from_utf8_lossy(&req.body);
-            json!({ "url": urls[i % n], "headers": headers, "body": body })
-        })
-        .collect();
+    let request = |(i, job): (usize, &DeliveryJob)| {
+        let req = build_request(job, REGISTRY_HOST, &s.secrets[i % n], now);
+        first.get_or_insert((req.body.len(), req.headers.len()));
+        let headers: Vec<_> = req.headers.iter().filter(|(h, _)| !h.eq_ignore_ascii_case("content-length")).collect();
+        json!({ "url": urls[i % n], "headers": headers, "body": String::from_utf8_lossy(&req.body) })
+    };
+    let list: Vec<Value> = s.jobs.iter().enumerate().map(request).collect();
     let text = serde_json::to_vec(&list).map_err(|e| e.to_string())?;
     std::fs::write(file, text).ctx(&format!("writing {}", file.display()))?;
     Ok(first.unwrap_or_default())
@@ -231,36 +221,21 @@ fn wanted(part: &str) -> bool {
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (jobs_n, repos_n) = (ctx.sizes.jobs, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, "tp").await?;
-    let direct = ctx.moto.sdk_config().await;
     let sink = Sink::start(HOSTS).await.ctx("sink")?;
     let repos = workload::repos("tp", repos_n)?;
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
-    let jobs = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j));
-    let jobs: Vec<DeliveryJob> = jobs.collect::<Res<_>>()?;
-    let arn = &stack.queue_arn;
-    let records = jobs.iter().enumerate();
-    let records = records.map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), arn));
-    let event = workload::sqs_event(records.collect());
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
+    let jobs: Vec<DeliveryJob> = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j)).collect::<Res<_>>()?;
+    let record = |(j, job): (usize, &DeliveryJob)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn);
+    let event = workload::sqs_event(jobs.iter().enumerate().map(record).collect());
+    let store = stack.store(&ctx.moto).await;
     let urls = hook_urls(&sink, repos_n);
-    let seeding = format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports");
-    ctx.progress(&seeding);
+    ctx.progress(&format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"));
     let secrets = seed(&store, &repos, |i| urls[i].clone()).await?;
-    let paced = crate::stack::proxy(ctx.moto.endpoint()).await?;
+    let (proxy, paced) =
+        (crate::stack::proxy(ctx.moto.endpoint()).await?, crate::stack::proxy(ctx.moto.endpoint()).await?);
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
-    let mut s = Setup {
-        proxy: crate::stack::proxy(ctx.moto.endpoint()).await?,
-        paced,
-        sqs: aws_sdk_sqs::Client::new(&direct),
-        store,
-        stack,
-        sink,
-        repos,
-        secrets,
-        jobs,
-        event,
-        env: Vec::new(),
-    };
+    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
+    let mut s = Setup { proxy, paced, sqs, store, stack, sink, repos, secrets, jobs, event, env: Vec::new() };
     // The side measurements report their failure in place of figures.
     let soft = |r: Res<Value>| r.unwrap_or_else(|e| json!({ "error": e }));
     let mut out = json!({});
@@ -342,15 +317,11 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         }
         let per_s = |who: &str| row[who]["per_s"].as_f64().unwrap_or(0.0);
         let (d, b, n) = (per_s("deliver"), per_s("bare"), round + 1);
-        let line = format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s");
-        ctx.progress(&line);
+        ctx.progress(&format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s"));
         rounds.push(row);
     }
     let _ = std::fs::remove_file(&bare_file);
-    let figures = |who: &str, what: &str| {
-        let all = rounds.iter().filter_map(|r| r[who][what].as_f64());
-        all.collect::<Vec<f64>>()
-    };
+    let figures = |who: &str, what: &str| rounds.iter().filter_map(|r| r[who][what].as_f64()).collect::<Vec<f64>>();
     let med = |who: &str, what: &str| median(&figures(who, what));
     let per_webhook = |who: &str, what: &str| med(who, what) / jobs_n as f64;
     let cpu_us = |who: &str| per_webhook(who, "cpu_ms") * 1000.0;
@@ -399,8 +370,7 @@ fn lambda_share(cpu_us: f64) -> f64 {
 /// which deliver never uses (queueing them all would only measure moto, whose
 /// SendMessage is quadratic in the queue's length).
 async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
-    let receiver = Receiver::start(Behaviour::status(503)).await;
-    let receiver = receiver.ctx("receiver")?;
+    let receiver = Receiver::start(Behaviour::status(503)).await.ctx("receiver")?;
     let failing: Vec<RepositoryName> = s.repos.iter().step_by(FAILING_EVERY).cloned().collect();
     seed(&s.store, &failing, |i| receiver.url(&format!("/hook/{i}"))).await?;
     let failing_jobs: Vec<&DeliveryJob> = (s.jobs.iter().enumerate())
@@ -443,16 +413,12 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
 async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
-        let entries = chunk.iter().enumerate().map(|(i, job)| {
-            let entry = SendMessageBatchRequestEntry::builder().id(i.to_string());
-            entry.message_body(job.to_json()).build()
-        });
-        let entries = entries.collect::<Result<Vec<_>, _>>();
-        let entries = entries.map_err(|e| e.to_string())?;
-        let sent = s.sqs.send_message_batch().queue_url(q);
-        let sent = sent.set_entries(Some(entries)).send().await;
-        let sent = sent.ctx("SendMessageBatch")?;
-        if !sent.failed.is_empty() {
+        let entry = |(i, job): (usize, &&DeliveryJob)| {
+            SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(job.to_json()).build()
+        };
+        let entries = chunk.iter().enumerate().map(entry).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let sent = s.sqs.send_message_batch().queue_url(q).set_entries(Some(entries)).send().await;
+        if !sent.ctx("SendMessageBatch")?.failed.is_empty() {
             return Err("SendMessageBatch: entries failed".into());
         }
     }
@@ -461,8 +427,7 @@ async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<Stri
         let receive = s.sqs.receive_message().queue_url(q).max_number_of_messages(10);
         let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
         let out = receive.message_attribute_names("All").send().await;
-        let got = out.ctx("ReceiveMessage")?.messages;
-        let got = got.unwrap_or_default();
+        let got = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
         empty = if got.is_empty() { empty + 1 } else { 0 };
         for m in got {
             let job = DeliveryJob::parse(m.body().unwrap_or_default()).ctx("received job")?;
@@ -490,8 +455,7 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
             s.proxy.reset_counts();
         }
         let before = s.sink.count();
-        let inv = f.invoke(workload::sqs_event(vec![record]), TIMEOUT).await;
-        let inv = inv.ctx("invoking deliver")?;
+        let inv = f.invoke(workload::sqs_event(vec![record]), TIMEOUT).await.ctx("invoking deliver")?;
         if !inv.is_ok() || s.sink.count() != before + 1 {
             return Err(format!("single-job deliver failed: {:?}", inv.outcome));
         }

@@ -205,9 +205,8 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
         (None, _) => "target/bench/small",
     });
     let md = (if full { &root } else { &charts }).join("BENCHMARKS.md");
-    let out = report::Out { charts, md };
-    report::write(&Value::Object(sections), &root, &out)?;
-    let json = out.charts.join("results.json");
+    report::write(&Value::Object(sections), &root, &charts, &md)?;
+    let json = charts.join("results.json");
     ctx.progress(&format!("results written to {}", json.display()));
     if !healthy {
         eprintln!("alin-bench: some measurements could not be made (see above)");
