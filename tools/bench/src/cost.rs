@@ -81,8 +81,7 @@ fn design(name: &str, p: &PerPush) -> Value {
 }
 
 fn f(v: &Value, path: &str) -> Res<f64> {
-    let value = v.pointer(path).and_then(Value::as_f64);
-    value.ok_or_else(|| format!("cost: {path} was not measured"))
+    v.pointer(path).and_then(Value::as_f64).ok_or_else(|| format!("cost: {path} was not measured"))
 }
 
 pub fn run(r: &Map<String, Value>) -> Res<Value> {

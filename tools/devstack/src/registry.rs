@@ -29,10 +29,8 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> DevstackError + '_ {
 /// `name` on PATH (or under /usr/bin), if installed.
 pub fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]);
+    dirs.map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
 /// `sha256:<hex>` of `bytes`.
@@ -82,8 +80,7 @@ impl OciLayout {
 
     fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
         let digest = sha256(bytes);
-        let name = digest.trim_start_matches("sha256:");
-        let path = self.dir.join("blobs/sha256").join(name);
+        let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
         std::fs::write(path, bytes).map_err(io("writing a blob"))?;
         Ok((digest, bytes.len() as u64))
     }
@@ -163,21 +160,16 @@ impl Registry {
         let config_path = work.join("registry.yml");
         std::fs::write(&config_path, config).map_err(io("writing registry.yml"))?;
         let log = std::fs::File::create(work.join("registry.log")).map_err(io("creating registry.log"))?;
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("duplicating the log handle"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(io("starting docker-registry"))?;
+        let mut child = Command::new(binary);
+        let child =
+            child.arg("serve").arg(&config_path).stdin(Stdio::null()).stderr(log.try_clone().map_err(io("log"))?);
+        let child = child.stdout(log).spawn().map_err(io("starting docker-registry"))?;
         let registry = Registry { child, port, work: work.to_owned() };
         let listening = || tokio::net::TcpStream::connect(("127.0.0.1", port));
         let deadline = Instant::now() + Duration::from_secs(20);
         while listening().await.is_err() {
             if Instant::now() > deadline {
-                let log = registry.log();
-                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{log}")));
+                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{}", registry.log())));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -197,22 +189,13 @@ impl Registry {
         let policy = self.work.join("policy.json");
         let accept_all = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
         std::fs::write(&policy, accept_all).map_err(io("writing policy.json"))?;
-        let out = Command::new(skopeo)
-            .arg("--policy")
-            .arg(&policy)
-            .args(["copy", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{tag}", layout.dir().display()))
-            .arg(format!("docker://127.0.0.1:{}/{destination}", self.port))
-            .env("HOME", &self.work)
-            .output()
-            .map_err(io("running skopeo"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(DevstackError::Setup(format!(
-            "skopeo copy {tag} to {destination} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )))
+        let mut copy = Command::new(skopeo);
+        copy.arg("--policy").arg(&policy).args(["copy", "--all", "--dest-tls-verify=false"]);
+        copy.arg(format!("oci:{}:{tag}", layout.dir().display()));
+        copy.arg(format!("docker://127.0.0.1:{}/{destination}", self.port));
+        let out = copy.env("HOME", &self.work).output().map_err(io("running skopeo"))?;
+        let failed = || format!("skopeo copy {tag} to {destination} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.status.success().then_some(()).ok_or_else(|| DevstackError::Setup(failed()))
     }
 }
 

@@ -43,15 +43,13 @@ impl FunctionUrl {
     /// Pass an `Arc<LocalFunction>` to share one function with other event
     /// sources.
     pub async fn serve<I: Invoker>(invoker: I) -> Result<FunctionUrl, DevstackError> {
-        let invoker = Arc::new(invoker);
         // Function URL ids are 32 lowercase alphanumerics; hex is a subset.
-        let url_id = paths::random_hex(16);
+        let (invoker, url_id) = (Arc::new(invoker), paths::random_hex(16));
         let id = url_id.clone();
         let server = http_server::serve("Function URL", false, None, move |req, info| {
             handle(invoker.clone(), id.clone(), req, info)
         });
-        let server = server.await?;
-        Ok(FunctionUrl { server, url_id })
+        Ok(FunctionUrl { server: server.await?, url_id })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -74,18 +72,14 @@ async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incomi
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let (status, message) = match e.is::<http_body_util::LengthLimitError>() {
-                true => (
-                    413,
-                    format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation"),
-                ),
-                false => (400, format!("bad request body: {e}")),
-            };
+            let too_large =
+                format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation");
+            let bad = e.is::<http_body_util::LengthLimitError>().then_some((413, too_large));
+            let (status, message) = bad.unwrap_or_else(|| (400, format!("bad request body: {e}")));
             return Reply::Response(json_response(status, &json!({ "Message": message })));
         }
     };
-    let event = event(&parts, &body, info, &url_id);
-    Reply::Response(from_result(invoker.invoke_event(event).await))
+    Reply::Response(from_result(invoker.invoke_event(event(&parts, &body, info, &url_id)).await))
 }
 
 /// The headers as Lambda passes them: names lowercased, repeated headers
@@ -94,8 +88,8 @@ async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incomi
 fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
-        let values = parts.headers.get_all(name).iter();
-        let values: Vec<_> = values.map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+        let values: Vec<_> =
+            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
             headers.insert(name, value);
         }
@@ -120,10 +114,8 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     req.headers = lambda_headers(parts, info);
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        let params = &mut req.query_string_parameters;
-        let joined = params.entry(key.into_owned()).or_default();
-        let sep = if joined.is_empty() { "" } else { "," };
-        joined.push_str(&format!("{sep}{value}"));
+        let joined = req.query_string_parameters.entry(key.into_owned()).or_default();
+        *joined += &format!("{}{value}", if joined.is_empty() { "" } else { "," });
     }
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let textual = header(CONTENT_TYPE).is_some_and(is_textual);
@@ -139,8 +131,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     let mut cookies = Vec::new();
     for value in parts.headers.get_all(COOKIE) {
         let text = String::from_utf8_lossy(value.as_bytes());
-        let parts = text.split(';').map(str::trim).filter(|c| !c.is_empty());
-        cookies.extend(parts.map(str::to_owned));
+        cookies.extend(text.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
     }
     req.cookies = (!cookies.is_empty()).then_some(cookies);
     req.version = Some("2.0".into());
@@ -180,8 +171,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
 /// Whether Lambda passes a body of this content type as text; everything
 /// else (including a missing content type) arrives base64-encoded.
 fn is_textual(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or_default();
-    let mime = mime.trim().to_ascii_lowercase();
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let text = ["application/json", "application/xml", "application/javascript"];
     mime.starts_with("text/") || text.contains(&mime.as_str()) || mime.ends_with("+json") || mime.ends_with("+xml")
 }
