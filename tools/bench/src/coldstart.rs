@@ -70,10 +70,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             let f = f.map_err(|e| format!("starting {name}: {e}"))?;
             let polled = f.api().wait_for_first_poll(Duration::from_secs(30)).await;
             let polled = polled.map_err(|e| format!("{name} never polled: {e}"))?;
-            let took = ms(polled.saturating_duration_since(f.spawned_at()));
-            init.entry(name).or_default().push(took);
-            let event = first_event(name, &stack.queue_arn)?;
-            let inv = f.invoke(event, Duration::from_secs(30)).await;
+            init.entry(name).or_default().push(ms(polled.saturating_duration_since(f.spawned_at())));
+            let inv = f.invoke(first_event(name, &stack.queue_arn)?, Duration::from_secs(30)).await;
             let inv = inv.map_err(|e| format!("{name}: first invocation: {e}"))?;
             if let Some(error) = inv.error() {
                 return Err(format!("{name}: first invocation failed: {error:?}"));

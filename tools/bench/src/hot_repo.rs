@@ -64,8 +64,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
     let timeout = Duration::from_secs(30);
     let pool = Pool::start(ctx, "ingest", &env, "hot-ingest", CLIENTS, timeout).await?;
-    let function_url = FunctionUrl::serve(pool.clone()).await;
-    let function_url = function_url.ctx("function url")?;
+    let function_url = FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
     let url = function_url.url();
     proxy.reset_counts();
     ctx.progress(&format!("hot repository: {pushes} pushes to one repository, {CLIENTS} at once"));
@@ -110,8 +109,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     answers.iter().for_each(|a| *statuses.entry(a.0).or_default() += 1);
     let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
-    let record = store.get(&repo).await;
-    let size = record.ctx("reading the record")?.map(|r| r.repository_size);
+    let size = store.get(&repo).await.ctx("reading the record")?.map(|r| r.repository_size);
     Ok(json!({
         "pushes": pushes, "clients": CLIENTS, "wall_s": wall.as_secs_f64(),
         "statuses": statuses, "server_errors": answers.iter().filter(|a| a.0 >= 500 || a.0 == 0).count(),

@@ -31,7 +31,6 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const REPO: &str = "alice/app";
 
-/// Runs the measurement.
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let stack = Stack::create(&ctx.moto, "mem").await?;
     let chain = stack::proxy(ctx.moto.endpoint()).await?;
@@ -58,13 +57,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", stack::tail(&log)))?;
     let duration = started.elapsed();
     let Some(answer) = inv.ok() else {
-        let error = inv.error();
-        return Err(format!("ingest failed: {error:?}; log:\n{}", stack::tail(&log)));
+        return Err(format!("ingest failed: {:?}; log:\n{}", inv.error(), stack::tail(&log)));
     };
-    let failures = answer["batchItemFailures"].as_array();
-    let jobs_failed = failures.map_or(EVENTS, Vec::len);
-    let peak_kib = function.peak_rss_kib();
-    let peak_kib = peak_kib.ok_or("cannot read the ingest process's peak RSS")?;
+    let jobs_failed = answer["batchItemFailures"].as_array().map_or(EVENTS, Vec::len);
+    let peak_kib = function.peak_rss_kib().ok_or("cannot read the ingest process's peak RSS")?;
     let _ = function.stop().await;
     let template = std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
     let memory_size =

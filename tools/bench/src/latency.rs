@@ -37,11 +37,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // what ran before.
     let moto = &devstack::moto::Moto::start().await.ctx("moto")?;
     let stack = Stack::create(moto, "lt").await?;
-    let proxies = [
-        stack::proxy(moto.endpoint()).await?,
-        stack::proxy(moto.endpoint()).await?,
-        stack::proxy(moto.endpoint()).await?,
-    ];
+    let proxy = || stack::proxy(moto.endpoint());
+    let proxies = [proxy().await?, proxy().await?, proxy().await?];
     // deliver's outcome writes paced like DynamoDB and applied after the run:
     // 32 in flight at moto (which applies DynamoDB calls one at a time) made
     // each ingest call wait behind them, a queue DynamoDB has not.
@@ -60,16 +57,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
     let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
     let url = FunctionUrl::serve(ingest.clone()).await.ctx("function url")?;
-    let esm_sdk = moto.sdk_config().await.to_builder();
-    let esm_sdk = esm_sdk.endpoint_url(proxies[2].endpoint()).build();
-    let esm = EventSourceMapping::start(
-        aws_sdk_sqs::Client::new(&esm_sdk),
-        stack.queue_url.clone(),
-        stack.queue_arn.clone(),
-        deliver.clone(),
-        stack.deliver_batch_size,
-        WINDOW,
-    );
+    let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(&proxies[2].endpoint()).await);
+    let (queue, arn, batch) = (stack.queue_url.clone(), stack.queue_arn.clone(), stack.deliver_batch_size);
+    let esm = EventSourceMapping::start(sqs, queue, arn, deliver.clone(), batch, WINDOW);
     proxies.iter().for_each(|p| p.reset_counts());
 
     ctx.progress(&format!("latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"));
@@ -97,8 +87,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         return Err(format!("latency: ingest refused {refused} of {pushes} pushes"));
     }
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
-    let deliver_log = ctx.logs.join("latency-deliver-0.log");
-    let got = got.map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&deliver_log)))?;
+    let got = got
+        .map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&ctx.logs.join("latency-deliver-0.log"))))?;
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {
@@ -111,8 +101,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut latencies = vec![f64::NAN; pushes];
     for r in &got {
         let id = r.header("x-alin-webhook");
-        let i = id.and_then(|h| h.rsplit_once(":l")?.1.parse::<usize>().ok());
-        match i {
+        match id.and_then(|h| h.rsplit_once(":l")?.1.parse::<usize>().ok()) {
             Some(i) if i < pushes && latencies[i].is_nan() => {
                 latencies[i] = ms(r.received_at.saturating_duration_since(sent[i].0));
             }
