@@ -23,22 +23,21 @@ use crate::http_server::{self, response, Reply, ServerHandle};
 use crate::paths::{lock, wait_until};
 use crate::DevstackError;
 
-/// Fast counting receivers; stopped on drop.
+/// Fast counting receivers (with their requests answered, per listener, and
+/// a TLS sink's CA certificate); stopped on drop.
 pub struct Sink {
     servers: Vec<ServerHandle>,
     counts: Vec<Arc<AtomicU64>>,
     state: Arc<State>,
-    /// The test CA's certificate (PEM), for a TLS sink.
     ca_pem: Option<String>,
 }
 
-/// What every listener shares.
+/// What every listener shares: body bytes received, the answer delay in µs
+/// (0: at once), the first and the last answer.
 #[derive(Default)]
 struct State {
     bytes: AtomicU64,
-    /// Answer delay, µs (0: at once).
     delay_us: AtomicU64,
-    /// The first and the last answer.
     answers: Mutex<Option<(Instant, Instant)>>,
 }
 
@@ -59,12 +58,12 @@ async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>, state: Arc<State>
 }
 
 impl Sink {
-    /// Starts `ports` plain HTTP listeners (at least one).
+    /// Starts `ports` plain HTTP listeners (at least one; `start_tls`: HTTPS
+    /// with a new test CA).
     pub async fn start(ports: usize) -> Result<Sink, DevstackError> {
         Self::start_with(ports, None).await
     }
 
-    /// Starts `ports` HTTPS listeners (at least one) with a new test CA.
     pub async fn start_tls(ports: usize) -> Result<Sink, DevstackError> {
         Self::start_with(ports, Some(test_ca()?)).await
     }
@@ -90,7 +89,6 @@ impl Sink {
         self.state.delay_us.store(us, Ordering::Relaxed);
     }
 
-    /// The test CA's certificate (PEM) a TLS sink's certificate chains to.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
     }
@@ -103,8 +101,7 @@ impl Sink {
 
     /// TLS handshakes completed so far (0 for a plain sink).
     pub fn handshakes(&self) -> u64 {
-        let handshakes = self.servers.iter().map(|s| &s.handshakes);
-        handshakes.map(|h| h.load(Ordering::Relaxed)).sum()
+        self.servers.iter().map(|s| s.handshakes.load(Ordering::Relaxed)).sum()
     }
 
     pub fn addrs(&self) -> Vec<SocketAddr> {
@@ -115,17 +112,15 @@ impl Sink {
     /// listeners, so callers can round-robin with a plain counter).
     pub fn url(&self, index: usize, path: &str) -> String {
         let addr = self.servers[index % self.servers.len()].addr;
-        let sep = if path.starts_with('/') { "" } else { "/" };
         let scheme = self.ca_pem.as_ref().map_or("http", |_| "https");
-        format!("{scheme}://{addr}{sep}{path}")
+        format!("{scheme}://{addr}/{}", path.strip_prefix('/').unwrap_or(path))
     }
 
-    /// Requests answered so far, all listeners together.
+    /// Requests answered so far, all listeners together (`counts`: per listener).
     pub fn count(&self) -> u64 {
         self.counts().iter().sum()
     }
 
-    /// Requests answered per listener.
     pub fn counts(&self) -> Vec<u64> {
         self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
