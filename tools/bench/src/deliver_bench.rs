@@ -74,7 +74,6 @@ struct Setup {
     env: Vec<(String, String)>,
 }
 
-/// One deliver invocation on a fresh process.
 struct Run {
     duration: Duration,
     started: Instant,
@@ -153,7 +152,6 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, labe
     })
 }
 
-/// The bare client's run over the requests in `file`.
 async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
@@ -180,7 +178,6 @@ fn hook_urls(sink: &Sink, n: usize) -> Vec<String> {
     (0..n).map(|i| sink.url(i, &format!("/hook/{i}"))).collect()
 }
 
-/// Calls in a tally whose operation starts with `prefix`.
 fn count(aws: &Value, prefix: &str) -> u64 {
     let calls = aws["calls"].as_object().into_iter().flatten();
     let calls = calls.filter(|(op, _)| op.starts_with(prefix));

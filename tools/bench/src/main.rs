@@ -96,7 +96,6 @@ impl Sizes {
     }
 }
 
-/// The value of environment variable `name`, else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }

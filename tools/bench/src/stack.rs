@@ -68,7 +68,6 @@ impl Stack {
     }
 }
 
-/// devstack's AWS proxy in front of `upstream` (moto, or a stub).
 pub async fn proxy(upstream: &str) -> Res<AwsProxy> {
     AwsProxy::start(upstream).await.ctx("aws proxy")
 }
@@ -149,7 +148,6 @@ pub async fn start_function(
     Ok((f.with_timeout(timeout), log))
 }
 
-/// The end of a function's log, for error messages.
 pub fn tail(log: &Path) -> String {
     devstack::paths::log_tail(log, 20)
 }
@@ -177,12 +175,10 @@ pub fn post_push(http: &reqwest::Client, url: &str, push: &Value) -> reqwest::Re
     post.header("content-type", "application/json").body(push.to_string())
 }
 
-/// A client for the local endpoints.
 pub fn http_client() -> Res<reqwest::Client> {
     reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())
 }
 
-/// One invocation as a pool saw it.
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub records: usize,
@@ -205,7 +201,6 @@ impl Pool {
         Pool { fns, free, permits, timeout, samples: Mutex::default() }
     }
 
-    /// `n` processes of function `name`, logs `<label>-<k>`.
     pub async fn start(
         ctx: &Ctx,
         name: &str,

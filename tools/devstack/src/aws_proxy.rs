@@ -32,7 +32,6 @@ use crate::http_server::{self, Reply, ServerHandle};
 use crate::paths::lock;
 use crate::DevstackError;
 
-/// What an injected fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// 400 `ThrottlingException` (the SDK retries it as throttling).
@@ -52,7 +51,6 @@ pub struct Fault {
     pub every: u64,
 }
 
-/// One AWS call as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct Call {
     /// `dynamodb:UpdateItem`, `sqs:SendMessageBatch`, … (as in [`AwsProxy::counts`]).
@@ -84,7 +82,6 @@ struct State {
     held: Mutex<Vec<Request<Full<Bytes>>>>,
 }
 
-/// A running proxy; stopped on drop.
 pub struct AwsProxy {
     server: ServerHandle,
     state: Arc<State>,
@@ -101,7 +98,6 @@ impl AwsProxy {
         Ok(AwsProxy { server: server.await?, state, upstream })
     }
 
-    /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.server.addr)
     }
@@ -115,13 +111,11 @@ impl AwsProxy {
         *lock(&self.state.counts).get(operation).unwrap_or(&0)
     }
 
-    /// Calls so far whose operation starts with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> u64 {
         let counts = lock(&self.state.counts);
         counts.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
     }
 
-    /// Forgets the counts and the recorded calls.
     pub fn reset_counts(&self) {
         lock(&self.state.counts).clear();
         self.take_calls();
@@ -132,7 +126,6 @@ impl AwsProxy {
         std::mem::take(&mut *lock(&self.state.calls))
     }
 
-    /// Replaces the fault rules.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         *lock(&self.state.faults) = faults.into_iter().map(|f| (f, 0)).collect();
     }

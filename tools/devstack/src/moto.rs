@@ -46,7 +46,6 @@ exit "$status"
 
 static SHARED: OnceCell<Moto> = OnceCell::const_new();
 
-/// A running moto server; stopped on drop.
 pub struct Moto {
     endpoint: String,
     port: u16,
@@ -130,7 +129,6 @@ impl Moto {
         sdk_config(&self.endpoint).await
     }
 
-    /// The environment a function needs to reach this moto with the SDK.
     pub fn function_env(&self) -> Vec<(String, String)> {
         let credentials = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")];
         let region = [("AWS_REGION", REGION), ("AWS_DEFAULT_REGION", REGION)];
@@ -181,7 +179,6 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// True when something at `endpoint` answers an HTTP request.
 async fn answers_http(endpoint: &str) -> bool {
     let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build();
     let Ok(client) = client else { return false };
@@ -211,7 +208,6 @@ pub const KEYS: [&str; 2] = ["pk", "sk"];
 /// dead-letter queue keep messages 4 days, dead-letter queues 14.
 pub type QueueSpec = (&'static str, Option<u32>, Option<(&'static str, u32)>);
 
-/// Resolved parameter values (template defaults with the caller's overrides).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params(Vec<(&'static str, u32)>);
 

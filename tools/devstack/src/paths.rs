@@ -33,7 +33,6 @@ pub fn workspace_root() -> Option<PathBuf> {
     starts.find_map(|start| start.ancestors().find(is_root).map(Path::to_path_buf))
 }
 
-/// `path` under the workspace root (or the current directory).
 pub(crate) fn in_repo(path: &str) -> PathBuf {
     workspace_root().unwrap_or_default().join(path)
 }
@@ -98,7 +97,6 @@ pub(crate) async fn wait_until<T>(
     }
 }
 
-/// The last `lines` lines of a log file, for error messages.
 pub fn log_tail(path: &Path, lines: usize) -> String {
     match std::fs::read(path) {
         Ok(bytes) => {
@@ -125,7 +123,6 @@ pub fn cpu_ms(pid: u32) -> Option<f64> {
     Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) * 10.0)
 }
 
-/// Random lowercase hex of `bytes` bytes.
 pub(crate) fn random_hex(bytes: usize) -> String {
     (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
 }
@@ -141,7 +138,6 @@ pub(crate) fn trace_header() -> String {
     format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", random_hex(12), random_hex(8))
 }
 
-/// Milliseconds since the Unix epoch (0 for times before it).
 pub fn epoch_millis(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

@@ -33,7 +33,6 @@ pub fn find_tool(name: &str) -> Option<PathBuf> {
     dirs.map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
-/// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
@@ -49,7 +48,6 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// A layer holding `content`.
     pub fn new(content: &[u8]) -> Result<Layer, DevstackError> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, content).map_err(io("gzip"))?;
@@ -66,7 +64,6 @@ pub struct OciLayout {
 }
 
 impl OciLayout {
-    /// An empty layout at `dir`.
     pub fn new(dir: &Path) -> Result<OciLayout, DevstackError> {
         std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(io("creating a layout"))?;
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
@@ -238,12 +235,10 @@ impl StubRegistry {
         format!("/v2/{repository}/manifests/{reference}")
     }
 
-    /// The manifest URL of `reference` in `repository`.
     pub fn url(&self, repository: &str, reference: &str) -> String {
         self.receiver.url(&Self::path(repository, reference))
     }
 
-    /// Answers requests for `path` as `behaviour` says from now on.
     pub fn answer(&self, path: &str, behaviour: Behaviour) {
         lock(&self.routes).insert(path.to_owned(), behaviour);
     }

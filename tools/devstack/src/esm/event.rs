@@ -45,7 +45,6 @@ pub fn record(message: &Message, queue_arn: &str) -> Value {
     value
 }
 
-/// The whole event for a batch.
 pub fn event(messages: &[Message], queue_arn: &str) -> Value {
     json!({ "Records": messages.iter().map(|m| record(m, queue_arn)).collect::<Vec<_>>() })
 }

@@ -27,7 +27,6 @@ const SQS_MAX_BATCH: usize = 10;
 /// Pause after a failed SQS call, so a broken endpoint is not hammered.
 const ERROR_BACKOFF: Duration = Duration::from_millis(200);
 
-/// A snapshot of the mapping's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct EsmStats {
     pub invocations: u64,
@@ -95,7 +94,6 @@ impl EventSourceMapping {
         *lock(&self.stats)
     }
 
-    /// Waits until `done(stats)` holds, checking every 20 ms.
     pub async fn wait_until(
         &self,
         timeout: Duration,

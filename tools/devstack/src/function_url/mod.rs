@@ -108,7 +108,6 @@ fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
     headers
 }
 
-/// The payload-format-2.0 event for one request.
 fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
     let mut req = LambdaFunctionUrlRequest::default();
     req.headers = lambda_headers(parts, info);
@@ -176,7 +175,6 @@ fn is_textual(content_type: &str) -> bool {
     mime.starts_with("text/") || text.contains(&mime.as_str()) || mime.ends_with("+json") || mime.ends_with("+xml")
 }
 
-/// The HTTP answer for an invocation result.
 fn from_result(result: Result<Invocation, DevstackError>) -> Response<Body> {
     match result.map(|invocation| invocation.outcome) {
         // devstack itself could not invoke (process died, …): Lambda's front

@@ -22,7 +22,6 @@ use crate::DevstackError;
 
 pub use sink::Sink;
 
-/// How a receiver treats a request.
 #[derive(Clone)]
 pub enum Behaviour {
     /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
@@ -34,7 +33,6 @@ pub enum Behaviour {
     Delay(Duration, Box<Behaviour>),
     /// Close the connection with a TCP reset, answering nothing.
     Reset,
-    /// Decide per request, from the request as recorded.
     Script(Arc<dyn Fn(&RecordedRequest) -> Behaviour + Send + Sync>),
 }
 
@@ -90,7 +88,6 @@ impl Behaviour {
     }
 }
 
-/// One request as the receiver saw it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
     pub method: String,
@@ -101,7 +98,6 @@ pub struct RecordedRequest {
     /// lowercased, repeats grouped under the first); values lossily UTF-8.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
-    /// When the request head arrived.
     pub received_at: Instant,
     /// The 0-based index of this request among those for the same path.
     pub index_for_path: usize,
@@ -129,7 +125,6 @@ impl RecordedRequest {
 
 struct State {
     behaviour: Mutex<Behaviour>,
-    /// Every request, and the number seen per path.
     log: Mutex<(Vec<RecordedRequest>, HashMap<String, usize>)>,
     count: watch::Sender<usize>,
 }
@@ -159,12 +154,10 @@ impl Receiver {
         format!("http://{}/{}", self.server.addr, path.strip_prefix('/').unwrap_or(path))
     }
 
-    /// Replaces the behaviour for requests arriving from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *lock(&self.state.behaviour) = behaviour;
     }
 
-    /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state.log).0.clone()
     }
