@@ -98,6 +98,10 @@ where
     Ok(ServerHandle { addr, task, handshakes })
 }
 
+/// The stream a connection is served over, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 async fn connection<F, Fut>(
     stream: TcpStream,
     peer: SocketAddr,
@@ -109,9 +113,7 @@ async fn connection<F, Fut>(
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
+    let Ok(local) = stream.local_addr() else { return };
     // Benchmarks send many small requests; Nagle would add 40 ms stalls.
     let _ = stream.set_nodelay(true);
     // A second descriptor for the same socket, so a reset can be forced after
@@ -123,26 +125,14 @@ async fn connection<F, Fut>(
         },
         false => (stream, None),
     };
-    let info = ConnInfo { peer, local };
-    let Some(acceptor) = tls else {
-        return serve_connection(stream, twin, info, handler).await;
+    let stream: Box<dyn Io> = match tls {
+        None => Box::new(stream),
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => (handshakes.fetch_add(1, Ordering::Relaxed), Box::new(stream)).1,
+            Err(e) => return tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed"),
+        },
     };
-    match acceptor.accept(stream).await {
-        Ok(stream) => {
-            handshakes.fetch_add(1, Ordering::Relaxed);
-            serve_connection(stream, twin, info, handler).await;
-        }
-        Err(e) => tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed"),
-    }
-}
-
-async fn serve_connection<S, F, Fut>(stream: S, twin: Option<TcpStream>, info: ConnInfo, handler: Arc<F>)
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
-    let peer = info.peer;
+    let info = ConnInfo { peer, local };
     let reset = Arc::new(Notify::new());
     let on_reset = reset.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -158,11 +148,9 @@ where
             }
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = hyper::server::conn::http1::Builder::new();
     tokio::select! {
-        result = conn => if let Err(e) = result {
+        result = conn.timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service) => if let Err(e) = result {
             tracing::debug!(error = %e, %peer, "devstack server: connection ended with error");
         },
         _ = reset.notified() => match twin.map(|twin| twin.set_zero_linger()) {
