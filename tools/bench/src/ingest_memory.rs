@@ -67,14 +67,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         devstack::stack::template_memory_size(&template, "IngestFunction").ok_or("no MemorySize for IngestFunction")?;
     let (peak_rss_mib, served) = (peak_kib as f64 / 1024.0, registry.requests());
     Ok(json!({
-        "peak_rss_mib": peak_rss_mib,
-        "memory_size_mib": memory_size,
-        "peak_rss_percent": 100.0 * peak_rss_mib / memory_size as f64,
-        "events": EVENTS,
-        "manifests_fetched": served.len(),
-        "manifest_bytes": served.iter().filter_map(|r| sizes.get(&r.path)).sum::<usize>(),
-        "jobs_failed": jobs_failed,
-        "seconds": duration.as_secs_f64(),
+        "peak_rss_mib": peak_rss_mib, "memory_size_mib": memory_size,
+        "peak_rss_percent": 100.0 * peak_rss_mib / memory_size as f64, "events": EVENTS,
+        "manifests_fetched": served.len(), "manifest_bytes": served.iter().filter_map(|r| sizes.get(&r.path)).sum::<usize>(),
+        "jobs_failed": jobs_failed, "seconds": duration.as_secs_f64(),
     }))
 }
 

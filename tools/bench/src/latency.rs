@@ -21,11 +21,9 @@ use crate::{workload, Ctx, Res};
 /// The emulated mapping's batching window (the template's is longer).
 pub const WINDOW: Duration = Duration::from_secs(1);
 /// Ingest execution environments behind the Function URL (Lambda scales
-/// one out; `BENCH_INGEST_POOL` overrides this). At 50 pushes/s the pool
-/// runs busy once ingest's invocation passes ~60 ms against a loaded moto,
-/// and pushes then queue at the URL (the 2026-11-29 p50 of 5 s was mostly
-/// that queue). More processes do not help on 2 CPUs: 12 made every moto
-/// call slower still (invocation 440 ms, p50 54 s, 2026-11-29 23:00).
+/// one out; `BENCH_INGEST_POOL` overrides this). Fewer queue pushes at the
+/// URL once ingest's invocation passes ~60 ms against a loaded moto; more
+/// make every moto call slower still on 2 CPUs.
 const INGEST_POOL: usize = 4;
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {

@@ -49,16 +49,9 @@ pub fn job(repo: &RepositoryName, index: usize) -> Res<DeliveryJob> {
 /// `tag`, registry id `id`.
 pub fn native_push(repo: &RepositoryName, tag: &str, id: &str, seed: u64) -> Value {
     json!({
-        "event": "push",
-        "username": repo.username(),
-        "repository": repo.repository(),
-        "tag": tag,
-        "digest": digest(seed + 2_000_000),
-        "image_size": 48_000_000 + seed,
-        "layers": layers(seed),
-        "repository_size": 900_000_000u64,
-        "pushed_at": "2026-11-28T08:00:00Z",
-        "id": id,
+        "event": "push", "username": repo.username(), "repository": repo.repository(), "tag": tag,
+        "digest": digest(seed + 2_000_000), "image_size": 48_000_000 + seed, "layers": layers(seed),
+        "repository_size": 900_000_000u64, "pushed_at": "2026-11-28T08:00:00Z", "id": id,
     })
 }
 
