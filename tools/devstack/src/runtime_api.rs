@@ -311,14 +311,6 @@ where
     FnInvoker(f)
 }
 
-#[derive(Clone, Debug)]
-pub struct ProcessReport {
-    /// Peak resident set size (VmHWM) just before it was killed, if readable.
-    pub peak_rss_kib: Option<u64>,
-    /// How it ended (normally killed by devstack's SIGKILL).
-    pub status: Option<ExitStatus>,
-}
-
 /// A function binary running against its own Runtime API; the process is
 /// killed on drop.
 pub struct LocalFunction {
@@ -430,13 +422,14 @@ impl LocalFunction {
 
     /// Reads the peak RSS, kills the process with SIGKILL (Lambda gives
     /// environments no graceful signal either) and waits for it.
-    pub async fn stop(self) -> Result<ProcessReport, DevstackError> {
+    /// Returns the peak RSS in KiB, if readable, and how the process ended.
+    pub async fn stop(self) -> Result<(Option<u64>, ExitStatus), DevstackError> {
         let peak_rss_kib = self.peak_rss_kib();
         let mut child = self.child.into_inner().unwrap_or_else(|e| e.into_inner());
         // kill() on an already ended child is a no-op that still reaps it.
         let _ = child.start_kill();
         let status = child.wait().await.map_err(|e| DevstackError::io("waiting for the function process", e))?;
-        Ok(ProcessReport { peak_rss_kib, status: Some(status) })
+        Ok((peak_rss_kib, status))
     }
 }
 

@@ -63,18 +63,11 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
             client = client.add_root_certificate(cert);
         }
     }
-    let client = client
-        .http1_only()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(per_host.max(1))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("client: {e}"))?;
+    let client = client.http1_only().redirect(reqwest::redirect::Policy::none()).no_proxy();
+    let client = client.timeout(Duration::from_secs(10)).pool_max_idle_per_host(per_host.max(1)).tcp_nodelay(true);
+    let client = client.build().map_err(|e| format!("client: {e}"))?;
     let sent = by_host.values().map(Vec::len).sum::<usize>();
-    let ok = Arc::new(AtomicU64::new(0));
-    let limit = Arc::new(Semaphore::new(global.max(1)));
+    let (ok, limit) = (Arc::new(AtomicU64::new(0)), Arc::new(Semaphore::new(global.max(1))));
     let (cpu_before, started) = (cpu_ms(std::process::id()), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for list in by_host.into_values() {
@@ -84,9 +77,7 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
             let (ok, limit) = (ok.clone(), limit.clone());
             tasks.spawn(async move {
                 while let Some(req) = list.get(cursor.fetch_add(1, Ordering::Relaxed)) {
-                    let Ok(_permit) = limit.acquire().await else {
-                        break;
-                    };
+                    let Ok(_permit) = limit.acquire().await else { break };
                     let Some(req) = req.try_clone() else { continue };
                     if let Ok(resp) = client.execute(req).await {
                         let good = resp.status().is_success();
@@ -102,20 +93,16 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
     while let Some(done) = tasks.join_next().await {
         done.map_err(|e| format!("a sender task failed: {e}"))?;
     }
-    let elapsed = started.elapsed();
+    let (elapsed, pid) = (started.elapsed(), std::process::id());
     Ok(serde_json::json!({
-        "sent": sent,
-        "ok": ok.load(Ordering::Relaxed),
-        "elapsed_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        "peak_rss_kib": peak_rss_kib(std::process::id()),
-        "cpu_ms": cpu_ms(std::process::id()).zip(cpu_before).map(|(a, b)| a - b),
+        "sent": sent, "ok": ok.load(Ordering::Relaxed), "elapsed_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "peak_rss_kib": peak_rss_kib(pid), "cpu_ms": cpu_ms(pid).zip(cpu_before).map(|(a, b)| a - b),
     }))
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match run(&args).await {
+    match run(&std::env::args().collect::<Vec<_>>()).await {
         Ok(v) => println!("{v}"),
         Err(e) => {
             eprintln!("bare-client: {e}");
