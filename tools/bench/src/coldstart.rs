@@ -1,10 +1,7 @@
-//! Cold start, from spawning the process to its first poll of the Runtime API
-//! (the end of Lambda's init phase), for the three functions and a
-//! hello-world `lambda_runtime` binary built with the same profile,
-//! interleaved round by round; beside it the first invocation's duration (a
-//! request that reads DynamoDB), so that work moved out of init into the
-//! first request shows; and the sizes of the binaries and of the arm64
-//! deployment zips (`target/lambda/<f>/bootstrap.zip`, see `zip_status`).
+//! Cold start (spawn to first `/next` poll, the end of Lambda's init) of the
+//! three functions and a hello-world Lambda, interleaved round by round;
+//! the first invocation's duration beside it (work moved out of init shows
+//! there); binary and arm64 zip sizes.
 
 use std::collections::BTreeMap;
 use std::path::Path;

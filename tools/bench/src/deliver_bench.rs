@@ -1,27 +1,12 @@
-//! deliver's measurements. One batch (10,000 jobs over 1,000 repositories,
-//! nothing coalesced) is sent by deliver and by a bare keep-alive client at
-//! the same concurrency, each in its own process, alternating within one run
-//! because the machine is noisy:
-//! - **headline**: receivers that answer after 20 ms, the repositories spread
-//!   over 250 loopback hosts (sink ports): what decides throughput is how
-//!   well each sender keeps its 64 slots busy (floor: 64 / 20 ms = 3,200/s);
-//! - **instant**: the same sink answering at once, where the figure that
-//!   means something on 2 shared CPUs is CPU µs per webhook;
-//! - **https**: the headline against a TLS sink whose test CA only the
-//!   contenders trust: connections (handshakes), CPU µs per webhook, and the
-//!   rate a 128 MB Lambda's CPU share allows ([`lambda_share`]);
-//! - the batch with 10% of the endpoints answering 503, and single-job
-//!   invocations (the per-event cost of a design without batching).
-//!
-//! deliver's outcome writes are paced like DynamoDB (answered after
-//! [`DYNAMODB_WRITE_LATENCY`], applied to moto after the run; see devstack's
-//! `AwsProxy::set_write_behind`): moto applies about 140 UpdateItem/s on the
-//! machine's own cores, so 1,000 outcome writes against it take longer than
-//! the whole sending phase and would measure moto. The headline also runs
-//! deliver against moto itself, reported beside it.
-//!
-//! `BENCH_DELIVER=headline,instant,https,failing,single` picks some of them
-//! (for working on deliver: `--only deliver` with it).
+//! deliver's measurements (BENCHMARKS.md says what each one shows): one batch
+//! of 10,000 jobs over 1,000 repositories sent by deliver and by the bare
+//! keep-alive client, alternating within one run: **headline** (receivers
+//! answering after 20 ms on 250 loopback hosts), **instant** (CPU µs per
+//! webhook), **https** (a TLS sink, handshakes, a 128 MB Lambda's CPU share),
+//! 10% of the endpoints failing, and single-job invocations. Outcome writes
+//! are paced like DynamoDB ([`DYNAMODB_WRITE_LATENCY`]); the headline also
+//! runs against moto's own write rate. `BENCH_DELIVER=headline,instant,https,
+//! failing,single` picks some of them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

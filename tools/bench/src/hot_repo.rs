@@ -1,11 +1,7 @@
-//! The hot repository: a CI pushing many tags of one repository at once.
-//! 8 clients each POST Distribution envelopes to the ingest Function URL
-//! emulation (a pool of 8 ingest processes), 200 pushes in all, every image
-//! with two base layers all share and one new layer of its own, so every
-//! push updates the same repository record in a transaction. Reported: the
-//! answers (5xx must be 0), ingest's answer time, the transactions DynamoDB
-//! (moto) cancelled for a conflict and ingest retried, the jobs that reached
-//! the queue and the record's exact `repository_size`.
+//! The hot repository: 8 clients POST 200 Distribution envelopes of one
+//! repository (shared base layers, one new layer each) to a pool of 8 ingest
+//! processes, so every push updates one record in a transaction. Reported:
+//! 5xx answers, answer times, conflicts retried, jobs queued, exact size.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,11 +1,6 @@
-//! ingest's peak memory on a hostile registry: devstack's stub registry
-//! serves a multi-level index whose platform manifests are all as large as
-//! ingest accepts (~4 MiB: 1000 layers with large annotations), and one SQS
-//! batch announces it several times. The release `ingest` binary resolves
-//! every event under its per-invocation budget of manifest bytes in flight;
-//! the figure is its peak RSS (VmHWM of the process, read by devstack)
-//! against the template's ingest MemorySize. Self-contained: its own stack,
-//! registry and function.
+//! ingest's peak RSS (VmHWM) against its MemorySize on a hostile registry:
+//! a stub registry serves a multi-level index of ~4 MiB manifests (the most
+//! ingest accepts), announced several times in one SQS batch.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -1,15 +1,10 @@
-//! `alin-bench`: the benchmark of alin-webhooks, run by `scripts/bench.sh`
-//! against the release binaries (`DEVSTACK_BIN_DIR=target/release`) on the
-//! devstack local stack (moto, Runtime API, Function URL and SQS event
-//! source mapping emulations, sinks and receivers). It measures, side by
-//! side in one run because the machine is noisy: deliver's throughput against
-//! a bare reqwest client (and against a DynamoDB stub), its peak memory, AWS
-//! calls per event, cold starts against a hello-world Lambda and the arm64
-//! zip sizes, push → webhook latency, and cost per million pushes.
-//!
-//! It writes every figure to one JSON file and the generated tables of
-//! BENCHMARKS.md (see `report`). Exit status 1 when a measurement could not be
-//! made (a broken path), never because a target was missed.
+//! `alin-bench`, run by `scripts/bench.sh` against the release binaries on
+//! the devstack local stack: deliver's throughput against a bare reqwest
+//! client, memory, AWS calls per event, cold starts, push → webhook latency
+//! and cost, side by side in one run because the machine is noisy. Every
+//! figure goes to one JSON file and BENCHMARKS.md's generated tables (see
+//! `report`); exit status 1 when a measurement could not be made, never
+//! because a target was missed.
 
 mod coldstart;
 mod cost;

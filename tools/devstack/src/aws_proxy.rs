@@ -1,21 +1,8 @@
-//! The one AWS proxy: a counting, timing, fault-injecting HTTP proxy between
-//! the functions and moto. Every AWS call goes through it, so tests and the
-//! benchmark count calls per operation exactly (for in-process handlers and
-//! binaries alike), the benchmark sees when each call started and ended and
-//! how many items or messages it carried, and tests can make a share of calls
-//! fail: throttled, answered 500, or dropped mid-connection.
-//!
-//! For throughput it can also pace writes like DynamoDB
-//! ([`AwsProxy::set_write_behind`]): moto applies DynamoDB calls one at a time
-//! in one Python process (about 140 UpdateItem/s here), where DynamoDB answers
-//! each in single-digit milliseconds however many are in flight. An UpdateItem
-//! whose caller asks for nothing back (`ReturnValues` NONE) is then answered
-//! after a set latency and held; [`AwsProxy::settle`], called after the
-//! measured run, applies the held writes to moto one at a time and counts
-//! those moto refuses, so a measurement can tell that the model held. Held
-//! rather than applied during the run: moto spends about 7 ms of CPU on each,
-//! on the cores the measured function runs on, where DynamoDB's work is on
-//! its own machines. Every other call goes to moto as always.
+//! The one AWS proxy between the functions and moto: counts calls per
+//! operation, times each call and counts the items it carried, injects faults
+//! (throttled, 500, dropped), and for the benchmark paces UpdateItem like
+//! DynamoDB ([`AwsProxy::set_write_behind`], applied after the run by
+//! [`AwsProxy::settle`]; why: ARCHITECTURE.md, "Local and test infrastructure").
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,12 +1,9 @@
 //! devstack runs the alin-webhooks Lambda binaries locally as plain
-//! processes, with no Docker: it owns the emulations those binaries talk to
-//! (Lambda Runtime API, Function URL, SQS event source mapping), a moto
-//! server for AWS APIs with the stack's table and queues ([`stack`]), a
-//! counting, fault-injecting proxy in front of it, programmable HTTP
-//! receivers standing in for webhook endpoints, the independent signature
-//! verifier, and registries (a real one and a stub) for ingest to fetch
-//! from. Integration tests, the benchmark and `devstack up` (the local
-//! stack, its binary) are its users; it never builds binaries itself.
+//! processes, with no Docker: the Runtime API, Function URL and SQS event
+//! source mapping emulations, moto with the stack's table and queues
+//! ([`stack`]), a counting, fault-injecting proxy, programmable receivers,
+//! the independent signature verifier and registries. Tests, the benchmark
+//! and `devstack up` use it; it never builds binaries itself.
 
 pub mod aws_proxy;
 pub mod esm;

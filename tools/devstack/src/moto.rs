@@ -1,17 +1,9 @@
 //! moto standing in for DynamoDB and SQS, with the stack's resources in it.
-//!
-//! [`Moto`] runs `scripts/moto_server.py` (moto with DynamoDB writes applied
-//! atomically, as the real service does) on a free port, under a tiny `sh`
-//! watchdog whose stdin is a pipe from this process: when the pipe closes
-//! (the [`Moto`] is dropped, or the test process exits or is killed) the
-//! watchdog kills moto. That lets [`Moto::shared`] live in a `static`.
-//!
-//! [`create`] makes the table and queues with the SDK the way template.yaml
-//! declares them: the one provisioning path of the tests, the benchmark and
-//! `devstack up` (also reachable as `devstack::stack`). The drift test
-//! `stack_template` reads template.yaml and fails when the two part.
-//! Physical names are the caller's prefix + the logical id, so tests sharing
-//! one moto never collide.
+//! [`Moto`] runs `scripts/moto_server.py` on a free port under a `sh`
+//! watchdog that kills it when our end of its stdin pipe closes (the
+//! [`Moto`] dropped, or this process gone), so [`Moto::shared`] can live in a
+//! `static`. [`create`] makes the table and queues as template.yaml declares
+//! them (the drift test `stack_template` checks it), named prefix + logical id.
 
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};

@@ -1,14 +1,9 @@
-//! An emulation of the AWS Lambda Runtime API
-//! (<https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html>), so a
-//! `lambda_runtime` binary runs as a local process as it does in Lambda.
-//! It owns the invocation queue: `invoke()` enqueues an event FIFO, the
-//! function takes it with `GET /next`, and its `POST …/response` or
-//! `…/error` completes the `invoke()`. Like one execution environment it
-//! serves one invocation at a time. A [`LocalFunction`] is a binary spawned
-//! as a child process with the environment Lambda would give it, polling its
-//! own [`RuntimeApi`] (one execution environment), its output appended to a
-//! log file, its memory high-water mark read from `/proc`, killed when
-//! dropped. What event sources invoke, a process or a closure, is an [`Invoker`].
+//! The AWS Lambda Runtime API emulation, so a `lambda_runtime` binary runs
+//! as a local process as in Lambda: `invoke()` queues an event FIFO, the
+//! function takes it with `GET /next` and completes it with `POST
+//! …/response` or `…/error`, one at a time like one execution environment. A
+//! [`LocalFunction`] is a binary spawned with Lambda's environment against
+//! its own [`RuntimeApi`]; what event sources invoke is an [`Invoker`].
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,13 +1,9 @@
-//! `devstack up`: the whole service on this machine, no Docker, no AWS.
-//!
-//! Starts moto with the stack's table and queues (`devstack::stack`), runs
-//! the three Lambda binaries through the Runtime API emulation, serves ingest
-//! and settings on Function URL emulations, emulates the delivery queue's
-//! event source mapping with the template's batch size and window, starts a
-//! webhook receiver, sets a webhook through `settings`, pushes through
-//! `ingest`, and prints the webhook the receiver got with its signature
-//! verified by the independent `standardwebhooks` library. Exit 0 means all
-//! of that worked; `--keep-running` then leaves it up for manual use.
+//! `devstack up`: the whole service on this machine, no Docker, no AWS. moto
+//! with the stack, the three binaries on the Runtime API emulation, ingest
+//! and settings on Function URLs, the delivery queue's event source mapping
+//! and a receiver; it sets a webhook, pushes, and prints the webhook with its
+//! signature verified by `standardwebhooks`. Exit 0 means all of that
+//! worked; `--keep-running` then leaves it up.
 
 use std::error::Error;
 use std::process::ExitCode;

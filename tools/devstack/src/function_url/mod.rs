@@ -1,10 +1,7 @@
-//! An emulation of a Lambda Function URL (auth type NONE): an HTTP server on
-//! 127.0.0.1 that turns each request into the payload-format-2.0 event
-//! Lambda sends (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>),
-//! invokes an [`Invoker`] and maps the result back to an HTTP response by the
-//! Function URL rules: a `statusCode` object is a structured response, any
-//! other JSON a 200 `application/json` body, a function error a 502. One
-//! server per function; it stops when the [`FunctionUrl`] is dropped.
+//! A Lambda Function URL emulation (auth type NONE): each request becomes
+//! the payload-format-2.0 event, the [`Invoker`]'s result becomes the HTTP
+//! answer by the Function URL rules (a `statusCode` object is structured,
+//! other JSON a 200, a function error a 502).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,13 +1,7 @@
-//! The benchmark's receiver: answers `204 No Content` and only counts, on
-//! one or more ports (each port is one host to a sender's per-host limit, the
-//! way several subscriber endpoints would be). It answers at once, or after
-//! a set delay ([`Sink::set_delay`]): real receivers take tens of
-//! milliseconds, and whether a sender keeps its slots full while each request
-//! waits is what decides its throughput against them.
-//!
-//! [`Sink::start_tls`] serves HTTPS with a certificate for 127.0.0.1 signed
-//! by a test CA made at start (rcgen), which only whoever is handed
-//! [`Sink::ca_pem`] trusts; it counts connections, i.e. TLS handshakes.
+//! The benchmark's receiver: answers `204` and only counts, on one or more
+//! ports (one host each to a sender's per-host limit), at once or after a
+//! set delay ([`Sink::set_delay`]); [`Sink::start_tls`] serves HTTPS with a
+//! test CA made at start (rcgen) and counts TLS handshakes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
