@@ -1,7 +1,6 @@
-//! Cost per million pushes at AWS list prices, from the measured call counts,
-//! units and durations (deliver's batch and single jobs, ingest's batches and
-//! single pushes), for our design fed three ways against a naive design (one
-//! SQS message, one ingest and one deliver invocation, a GetItem and an
+//! Cost per million pushes at AWS list prices from the measured calls, units
+//! and durations: our design fed three ways against a naive one (one SQS
+//! message, one ingest and one deliver invocation, a GetItem and an
 //! UpdateItem per event).
 
 use serde_json::{json, Map, Value};

@@ -1,8 +1,6 @@
-//! ingest's AWS calls per event: SQS events of 10 native push events each
-//! (the registry-events queue trigger's BatchSize in template.yaml), every
-//! repository with a webhook, through the binary and the Runtime API, the
-//! jobs really queued checked one by one; then single pushes through the
-//! Function URL emulation on the same warm process (the unbatched path).
+//! ingest's AWS calls per event: SQS events of 10 push events (the
+//! registry-events trigger's BatchSize) through the binary, every queued job
+//! checked; then single pushes through the Function URL (the unbatched path).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;

@@ -1,9 +1,7 @@
-//! Push → webhook latency through the whole local stack: POST into the
-//! ingest Function URL emulation (a small pool of ingest processes, as Lambda
-//! scales a Function URL out), the delivery queue in moto, the event source
-//! mapping emulation with a 1 s batching window, the deliver binary, and a
-//! recording receiver. Pushes go out at a steady rate, each with its own tag,
-//! matched at the receiver by `x-alin-webhook`.
+//! Push → webhook latency through the whole local stack: the ingest Function
+//! URL (a pool of ingest processes), the delivery queue, the event source
+//! mapping (1 s window), deliver and a receiver matching `x-alin-webhook`,
+//! pushes at a steady rate.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};

@@ -1,9 +1,7 @@
 //! The local AWS side of every measurement: the template's table and queues
-//! created per measurement under their own prefix (the one provisioning call,
-//! [`Stack::create`]), devstack's `AwsProxy` per function role (calls per
-//! operation and per-call timings), seeding straight to moto so it is never
-//! counted, and function binaries started through the Runtime API emulation,
-//! alone or as a [`Pool`] of execution environments.
+//! per measurement ([`Stack::create`]), devstack's `AwsProxy` per function
+//! role, seeding straight to moto (never counted), and function binaries on
+//! the Runtime API emulation, alone or as a [`Pool`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

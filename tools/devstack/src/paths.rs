@@ -1,8 +1,6 @@
-//! Locating things on disk (the workspace root with the project venv and
-//! scripts; the target directory and the Lambda binaries built there) and
-//! the small values the emulations and the benchmark share: ids, trace
-//! headers, epoch times, free ports, log tails, a process's peak memory and
-//! CPU time (from /proc). Nothing here builds.
+//! Locating things on disk (workspace root, venv, scripts, target directory
+//! and binaries) and the small values the emulations and the benchmark
+//! share: ids, trace headers, epoch times, free ports, log tails, /proc figures.
 
 use std::env;
 use std::net::{Ipv4Addr, TcpListener};

@@ -1,9 +1,7 @@
-//! Registries for ingest to fetch manifests from. A real one for end-to-end
-//! runs: Debian's `docker-registry` (CNCF Distribution) with notifications to
-//! a URL, OCI image layouts written on the spot (no image download), and
-//! `skopeo` pushing them; missing tools are reported by [`find_tool`] so
-//! callers can skip with a reason. And a [`StubRegistry`] for exact answers:
-//! manifests served by digest, any path scripted, every request logged.
+//! Registries for ingest to fetch from: Debian's `docker-registry` with
+//! notifications, OCI layouts written on the spot and `skopeo` pushing them
+//! (missing tools reported by [`find_tool`]); and a [`StubRegistry`] for exact
+//! answers (manifests by digest, scripted paths, every request logged).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

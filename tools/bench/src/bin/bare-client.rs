@@ -1,14 +1,9 @@
-//! The limit `deliver` is measured against: the same webhook POSTs (bodies
-//! and headers built beforehand by alin-bench with the same code deliver
-//! uses) sent by a bare reqwest client, HTTP/1.1 with keep-alive, at the
-//! same concurrency (a global limit and a per-host limit), in its own
-//! process like deliver. Nothing is signed, parsed or written here while the
-//! clock runs: only HTTP.
-//!
+//! The limit `deliver` is measured against: the same webhook POSTs (built
+//! beforehand with deliver's code) sent by a bare reqwest client, HTTP/1.1
+//! keep-alive, same global and per-host concurrency, own process; only HTTP
+//! while the clock runs. `SSL_CERT_FILE`: an extra CA bundle, as for deliver.
 //! usage: bare-client <requests.json> <global concurrency> <per-host concurrency>
-//! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
-//! prints one JSON line: {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"}
-//! (cpu_ms: user + system CPU time while sending, 10 ms resolution)
+//! prints {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"} (CPU while sending)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

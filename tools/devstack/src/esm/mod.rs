@@ -1,9 +1,7 @@
-//! An emulation of Lambda's SQS event source mapping: a background loop
-//! that long-polls a queue, batches messages (up to a batch size or until a
-//! batching window closes), invokes an [`Invoker`] with the SQS event
-//! ([`event`]) and deletes what the function processed, honouring partial
-//! batch responses (`ReportBatchItemFailures`, [`failed_ids`]). One
-//! invocation is in flight at a time (MaximumConcurrency 1).
+//! Lambda's SQS event source mapping emulated: long-polls a queue, batches
+//! messages (batch size or batching window), invokes an [`Invoker`] with the
+//! SQS [`event`] and deletes what the function processed, honouring partial
+//! batch responses; one invocation in flight at a time.
 
 pub mod event;
 
