@@ -40,7 +40,6 @@ static SHARED: OnceCell<Moto> = OnceCell::const_new();
 
 pub struct Moto {
     endpoint: String,
-    port: u16,
     log_path: PathBuf,
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
@@ -87,7 +86,7 @@ impl Moto {
         let mut child = moto.stdout(log.0).stderr(log.1).spawn().map_err(|e| DevstackError::io(spawning, e))?;
         // Piped above, so always there.
         let watchdog = Mutex::new(child.stdin.take().map(|stdin| (child, stdin)));
-        let moto = Moto { endpoint, port, log_path, watchdog };
+        let moto = Moto { endpoint, log_path, watchdog };
         let started = Instant::now();
         let why = loop {
             let exited = lock(&moto.watchdog).as_mut().and_then(|(child, _)| child.try_wait().ok().flatten());
@@ -108,10 +107,6 @@ impl Moto {
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// An SDK configuration for this moto (see [`sdk_config`]). Build clients

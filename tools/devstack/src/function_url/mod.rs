@@ -4,7 +4,6 @@
 //! other JSON a 200, a function error a 502).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
@@ -47,10 +46,6 @@ impl FunctionUrl {
             handle(invoker.clone(), id.clone(), req, info)
         });
         Ok(FunctionUrl { server: server.await?, url_id })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr
     }
 
     /// `http://127.0.0.1:PORT`, without the trailing slash AWS shows.

@@ -64,10 +64,6 @@ impl Behaviour {
         Behaviour::Delay(delay, Box::new(then))
     }
 
-    pub fn reset() -> Behaviour {
-        Behaviour::Reset
-    }
-
     pub fn redirect(location: impl Into<String>) -> Behaviour {
         Behaviour::status(302).with_header("location", &location.into())
     }
