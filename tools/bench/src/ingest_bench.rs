@@ -73,7 +73,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 
     // Single pushes POSTed one after another to the Function URL emulation
     // (the first one a warm-up, not counted).
-    let pool = Arc::new(Pool::new(vec![f], TIMEOUT));
+    let pool = Arc::new(Pool::new(vec![f]));
     let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
     let (http, singles) = (stack::http_client()?, ctx.sizes.singles);
     for k in 0..=singles {

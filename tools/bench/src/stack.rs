@@ -189,14 +189,14 @@ pub struct Pool {
     fns: Vec<LocalFunction>,
     free: Mutex<Vec<usize>>,
     permits: Semaphore,
-    timeout: Duration,
     samples: Mutex<Vec<Sample>>,
 }
 
 impl Pool {
-    pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
+    /// Each function is invoked with its own timeout ([`start_function`]'s).
+    pub fn new(fns: Vec<LocalFunction>) -> Pool {
         let (free, permits) = (Mutex::new((0..fns.len()).collect()), Semaphore::new(fns.len()));
-        Pool { fns, free, permits, timeout, samples: Mutex::default() }
+        Pool { fns, free, permits, samples: Mutex::default() }
     }
 
     pub async fn start(
@@ -211,7 +211,7 @@ impl Pool {
         for k in 0..n {
             fns.push(start_function(name, env, &ctx.logs, &format!("{label}-{k}"), timeout).await?.0);
         }
-        Ok(Arc::new(Pool::new(fns, timeout)))
+        Ok(Arc::new(Pool::new(fns)))
     }
 
     pub fn samples(&self) -> Vec<Sample> {
@@ -224,7 +224,7 @@ impl Invoker for Pool {
         let records = event["Records"].as_array().map_or(1, Vec::len);
         let _permit = self.permits.acquire().await.map_err(|_| DevstackError::RuntimeApiStopped)?;
         let idx = lock(&self.free).pop().ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
-        let result = self.fns[idx].invoke(event, self.timeout).await;
+        let result = self.fns[idx].invoke_event(event).await;
         lock(&self.free).push(idx);
         if let Ok(inv) = &result {
             lock(&self.samples).push(Sample { records, duration: inv.duration });

@@ -290,14 +290,8 @@ mod tests {
     use super::*;
 
     fn call(base: Instant, from_ms: u64, to_ms: u64) -> Call {
-        Call {
-            op: "x".into(),
-            start: base + Duration::from_millis(from_ms),
-            end: base + Duration::from_millis(to_ms),
-            status: 200,
-            items: 0,
-            failed_entries: 0,
-        }
+        let (start, end) = (base + Duration::from_millis(from_ms), base + Duration::from_millis(to_ms));
+        Call { op: "x".into(), start, end, status: 200, items: 0, failed_entries: 0 }
     }
 
     #[test]

@@ -73,19 +73,10 @@ impl EventSourceMapping {
         batch_size: usize,
         window: Duration,
     ) -> EventSourceMapping {
-        let (stats, (stop, stop_rx)) = (Arc::default(), watch::channel(false));
+        let (stats, (stop_tx, stop)) = (Arc::<Mutex<EsmStats>>::default(), watch::channel(false));
         let (queue_url, queue_arn, batch_size) = (queue_url.into(), queue_arn.into(), batch_size.max(1));
-        let mapping = Mapping {
-            sqs,
-            queue_url,
-            queue_arn,
-            invoker,
-            batch_size,
-            window,
-            stats: Arc::clone(&stats),
-            stop: stop_rx,
-        };
-        EventSourceMapping { stats, stop, task: Some(tokio::spawn(mapping.run())) }
+        let mapping = Mapping { sqs, queue_url, queue_arn, invoker, batch_size, window, stats: stats.clone(), stop };
+        EventSourceMapping { stats, stop: stop_tx, task: Some(tokio::spawn(mapping.run())) }
     }
 
     pub fn stats(&self) -> EsmStats {
