@@ -318,8 +318,7 @@ type ChartRes = Result<(), Box<dyn std::error::Error>>;
 /// A 720×360 SVG at `dir/name` on a white background, a chart with
 /// `caption` over `x` and `y` drawn on it by `draw`.
 fn svg(
-    (dir, name, caption): (&Path, &str, &str),
-    (x, y, y_labels): (std::ops::Range<f64>, std::ops::Range<f64>, u32),
+    (dir, name, caption): (&Path, &str, &str), (x, y, y_labels): (std::ops::Range<f64>, std::ops::Range<f64>, u32),
     draw: impl FnOnce(&mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>) -> ChartRes,
 ) -> ChartRes {
     let path = dir.join(name);

@@ -109,9 +109,7 @@ pub fn function_env(moto: &Moto, stack: &Stack, endpoint: &str, extra: &[(&str, 
 /// Sets a webhook for every repository (`url_of(index)`) straight in moto;
 /// returns the secrets, by index.
 pub async fn seed(
-    store: &DynamoStore,
-    repos: &[RepositoryName],
-    url_of: impl Fn(usize) -> String,
+    store: &DynamoStore, repos: &[RepositoryName], url_of: impl Fn(usize) -> String,
 ) -> Res<Vec<WebhookSecret>> {
     let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
     let stream = stream::iter(repos.iter().enumerate()).map(|(i, repo)| {
@@ -130,11 +128,7 @@ pub async fn seed(
 /// Starts a function binary through the Runtime API emulation and waits for
 /// its first poll, with its log in `logs/<log_name>.log` (truncated first).
 pub async fn start_function(
-    name: &str,
-    env: &[(String, String)],
-    logs: &Path,
-    log_name: &str,
-    timeout: Duration,
+    name: &str, env: &[(String, String)], logs: &Path, log_name: &str, timeout: Duration,
 ) -> Res<(LocalFunction, PathBuf)> {
     let log = logs.join(format!("{log_name}.log"));
     let _ = std::fs::remove_file(&log);
@@ -200,12 +194,7 @@ impl Pool {
     }
 
     pub async fn start(
-        ctx: &Ctx,
-        name: &str,
-        env: &[(String, String)],
-        label: &str,
-        n: usize,
-        timeout: Duration,
+        ctx: &Ctx, name: &str, env: &[(String, String)], label: &str, n: usize, timeout: Duration,
     ) -> Res<Arc<Pool>> {
         let mut fns = Vec::with_capacity(n);
         for k in 0..n {

@@ -61,10 +61,7 @@ impl Drop for ServerHandle {
 /// handlers that may return [`Reply::Reset`]; it costs a duplicated
 /// descriptor per connection, which sinks avoid.
 pub(crate) async fn serve<F, Fut>(
-    what: &str,
-    resettable: bool,
-    tls: Option<TlsAcceptor>,
-    handler: F,
+    what: &str, resettable: bool, tls: Option<TlsAcceptor>, handler: F,
 ) -> Result<ServerHandle, DevstackError>
 where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
@@ -103,11 +100,7 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn connection<F, Fut>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    resettable: bool,
-    tls: Option<TlsAcceptor>,
-    handshakes: Arc<AtomicU64>,
+    stream: TcpStream, peer: SocketAddr, resettable: bool, tls: Option<TlsAcceptor>, handshakes: Arc<AtomicU64>,
     handler: Arc<F>,
 ) where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,

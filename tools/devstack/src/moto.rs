@@ -254,9 +254,7 @@ impl Params {
 /// `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue, and `Parameters`
 /// (name → value as a string, as CloudFormation renders them).
 pub async fn create(
-    sdk: &aws_config::SdkConfig,
-    prefix: &str,
-    overrides: &[&str],
+    sdk: &aws_config::SdkConfig, prefix: &str, overrides: &[&str],
 ) -> Result<Map<String, Value>, DevstackError> {
     let params = Params::parse(overrides)?;
     let mut outputs = Map::new();

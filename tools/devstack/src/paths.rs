@@ -79,9 +79,7 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Polls `ready` every 20 ms until it gives a value, or fails with a
 /// timeout naming `what`.
 pub(crate) async fn wait_until<T>(
-    timeout: Duration,
-    what: impl FnOnce() -> String,
-    mut ready: impl FnMut() -> Option<T>,
+    timeout: Duration, what: impl FnOnce() -> String, mut ready: impl FnMut() -> Option<T>,
 ) -> Result<T, DevstackError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {

@@ -326,9 +326,7 @@ impl LocalFunction {
     /// credentials never reach a local function; `env` wins over the Lambda
     /// defaults. stdout and stderr are appended to `log_path`.
     pub async fn start(
-        binary: &Path,
-        env: &[(String, String)],
-        log_path: &Path,
+        binary: &Path, env: &[(String, String)], log_path: &Path,
     ) -> Result<LocalFunction, DevstackError> {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));

@@ -66,12 +66,8 @@ impl EventSourceMapping {
     /// task. `batch_size` is clamped to at least 1; `window` is the maximum
     /// batching window, counted from the first message of a batch.
     pub fn start<I: Invoker>(
-        sqs: aws_sdk_sqs::Client,
-        queue_url: impl Into<String>,
-        queue_arn: impl Into<String>,
-        invoker: I,
-        batch_size: usize,
-        window: Duration,
+        sqs: aws_sdk_sqs::Client, queue_url: impl Into<String>, queue_arn: impl Into<String>, invoker: I,
+        batch_size: usize, window: Duration,
     ) -> EventSourceMapping {
         let (stats, (stop_tx, stop)) = (Arc::<Mutex<EsmStats>>::default(), watch::channel(false));
         let (queue_url, queue_arn, batch_size) = (queue_url.into(), queue_arn.into(), batch_size.max(1));
@@ -84,9 +80,7 @@ impl EventSourceMapping {
     }
 
     pub async fn wait_until(
-        &self,
-        timeout: Duration,
-        done: impl Fn(&EsmStats) -> bool,
+        &self, timeout: Duration, done: impl Fn(&EsmStats) -> bool,
     ) -> Result<EsmStats, DevstackError> {
         let what = || format!("event source mapping condition (last stats {:?})", self.stats());
         wait_until(timeout, what, || Some(self.stats()).filter(&done)).await
