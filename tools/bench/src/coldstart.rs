@@ -65,9 +65,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             let log = ctx.logs.join(format!("coldstart-{name}.log"));
             let f = LocalFunction::start(&workspace_binary(name), &env, &log).await;
             let f = f.map_err(|e| format!("starting {name}: {e}"))?;
-            let polled = f.api().wait_for_first_poll(Duration::from_secs(30)).await;
+            let polled = f.api.wait_for_first_poll(Duration::from_secs(30)).await;
             let polled = polled.map_err(|e| format!("{name} never polled: {e}"))?;
-            init.entry(name).or_default().push(ms(polled.saturating_duration_since(f.spawned_at())));
+            init.entry(name).or_default().push(ms(polled.saturating_duration_since(f.spawned_at)));
             let inv = f.invoke(first_event(name, &stack.queue_arn)?, Duration::from_secs(30)).await;
             let inv = inv.map_err(|e| format!("{name}: first invocation: {e}"))?;
             if let Some(error) = inv.error() {

@@ -110,11 +110,11 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, labe
     let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
     proxy.reset_counts();
     let (before, _) = (s.sink.count(), s.sink.take_answers());
-    let (cpu0, jiffies0) = (cpu_ms(f.pid()), stats::machine_jiffies());
+    let (cpu0, jiffies0) = (cpu_ms(f.pid), stats::machine_jiffies());
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
     let inv = inv.ctx("invoking deliver")?;
-    let (cpu, rss_kib) = (cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b), f.peak_rss_kib());
+    let (cpu, rss_kib) = (cpu_ms(f.pid).zip(cpu0).map(|(a, b)| a - b), f.peak_rss_kib());
     let _ = f.stop().await;
     // Outside the timed window: moto catches up with the paced writes.
     let refused = proxy.settle().await;
@@ -261,10 +261,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
     let (body_bytes, headers) = write_bare_requests(&bare_file, s, urls)?;
     // deliver with paced writes is the contender; the headline also runs it
     // against moto's own write rate.
-    let mut contenders = vec!["bare", "deliver"];
-    if name == "headline" {
-        contenders.push("moto");
-    }
+    let contenders = if name == "headline" { vec!["bare", "deliver", "moto"] } else { vec!["bare", "deliver"] };
     let (mut rounds, mut runs) = (Vec::new(), Vec::new());
     for round in 0..ctx.sizes.rounds {
         let mut row = json!({ "round": round + 1 });
@@ -280,9 +277,9 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
             let proxy = if who == "moto" { &s.proxy } else { &s.paced };
             let d = deliver_once(ctx, s, proxy, s.event.clone(), &label).await?;
             if d.received != jobs_n as u64 || d.failures != 0 {
+                let (got, failed, figures) = (d.received, d.failures, &d.figures);
                 return Err(format!(
-                    "{label}: the sink got {} of {jobs_n}, {} records failed, figures {}",
-                    d.received, d.failures, d.figures
+                    "{label}: the sink got {got} of {jobs_n}, {failed} records failed, figures {figures}"
                 ));
             }
             let dur = ms(d.duration);
@@ -328,11 +325,8 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         "lambda_128mb_per_s": { "bare": lambda_share(cpu_us("bare")), "deliver": lambda_share(cpu_us("deliver")) },
         "handshakes_per_webhook": { "bare": per_webhook("bare", "handshakes"), "deliver": per_webhook("deliver", "handshakes") },
         "peak_rss_mib": max_rss("deliver"), "bare_peak_rss_mib": max_rss("bare"),
-        "per_job": {
-            "reads": reads as f64 / jobs_n as f64,
-            "writes": writes as f64 / jobs_n as f64,
-            "sqs": count(&aws, "sqs:") as f64 / jobs_n as f64,
-        },
+        "per_job": { "reads": reads as f64 / jobs_n as f64, "writes": writes as f64 / jobs_n as f64,
+            "sqs": count(&aws, "sqs:") as f64 / jobs_n as f64 },
         "median_run": { "median_ms": ms(median_run.duration), "aws": aws, "timeline": median_run.timeline() },
     }))
 }

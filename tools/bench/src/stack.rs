@@ -134,7 +134,7 @@ pub async fn start_function(
     let _ = std::fs::remove_file(&log);
     let f =
         LocalFunction::start(&workspace_binary(name), env, &log).await.map_err(|e| format!("starting {name}: {e}"))?;
-    if let Err(e) = f.api().wait_for_first_poll(Duration::from_secs(30)).await {
+    if let Err(e) = f.api.wait_for_first_poll(Duration::from_secs(30)).await {
         return Err(format!("{name} did not start: {e}; log:\n{}", tail(&log)));
     }
     Ok((f.with_timeout(timeout), log))

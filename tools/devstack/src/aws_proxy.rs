@@ -155,9 +155,7 @@ fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
 async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc<State>) -> Reply {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        return Reply::Reset;
-    };
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else { return Reply::Reset };
     let op = operation(&parts.headers);
     *lock(&st.counts).entry(op.clone()).or_default() += 1;
     let record = |status: u16, resp: &[u8]| {

@@ -25,15 +25,11 @@ use crate::DevstackError;
 /// when our stdin reaches EOF, and exits with its status when it ends first.
 const WATCHDOG: &str = r#"
 exec 3<&0
-"$@" </dev/null 3<&- &
-server=$!
-( read -r _ <&3; kill "$server" 2>/dev/null ) &
-reader=$!
+"$@" </dev/null 3<&- & server=$!
+( read -r _ <&3; kill "$server" 2>/dev/null ) & reader=$!
 exec 3<&-
-wait "$server"
-status=$?
-kill "$reader" 2>/dev/null
-exit "$status"
+wait "$server"; status=$?
+kill "$reader" 2>/dev/null; exit "$status"
 "#;
 
 static SHARED: OnceCell<Moto> = OnceCell::const_new();

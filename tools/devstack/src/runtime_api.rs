@@ -311,9 +311,11 @@ where
 pub struct LocalFunction {
     // Drop order: kill the process before its Runtime API goes away.
     child: Mutex<Child>,
-    api: RuntimeApi,
-    pid: u32,
-    spawned_at: Instant,
+    pub api: RuntimeApi,
+    pub pid: u32,
+    /// The instant just before the spawn; with [`RuntimeApi::first_poll_at`]
+    /// it gives the cold-start (init) time.
+    pub spawned_at: Instant,
     log_path: PathBuf,
     /// The timeout when invoked as an [`Invoker`]: 30 s by default, as our
     /// functions are configured longer than Lambda's 3 s and debug builds are slow.
@@ -371,20 +373,6 @@ impl LocalFunction {
         self
     }
 
-    pub fn api(&self) -> &RuntimeApi {
-        &self.api
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.pid
-    }
-
-    /// The instant just before the spawn; with [`RuntimeApi::first_poll_at`]
-    /// it gives the cold-start (init) time.
-    pub fn spawned_at(&self) -> Instant {
-        self.spawned_at
-    }
-
     pub fn try_exit_status(&self) -> Result<Option<ExitStatus>, DevstackError> {
         let status = lock(&self.child).try_wait();
         status.map_err(|e| DevstackError::io(format!("checking process {}", self.pid), e))
@@ -438,21 +426,17 @@ fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
     let date = time::OffsetDateTime::now_utc().date();
     let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
     let stream = format!("{y:04}/{m:02}/{d:02}/[$LATEST]{}", paths::random_hex(16));
-    let fixed = [
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128"),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST"),
-        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand"),
-        ("AWS_REGION", REGION),
-        ("AWS_DEFAULT_REGION", REGION),
-        ("AWS_ACCESS_KEY_ID", "testing"),
-        ("AWS_SECRET_ACCESS_KEY", "testing"),
-    ];
-    let mut env = vec![
+    vec![
         ("AWS_LAMBDA_RUNTIME_API", api.addr().to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
         ("AWS_LAMBDA_LOG_STREAM_NAME", stream),
         ("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}")),
-    ];
-    env.extend(fixed.map(|(k, v)| (k, v.to_owned())));
-    env
+        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128".into()),
+        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE", "on-demand".into()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_DEFAULT_REGION", REGION.into()),
+        ("AWS_ACCESS_KEY_ID", "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".into()),
+    ]
 }
