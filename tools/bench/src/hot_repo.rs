@@ -84,10 +84,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
                 let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
                 let r = post.header("content-type", ENVELOPES).body(body).send().await;
                 let status = r.as_ref().map_or(0, |r| r.status().as_u16());
-                let summary: Value = match r {
-                    Ok(r) => r.json().await.unwrap_or(Value::Null),
-                    Err(_) => Value::Null,
-                };
+                let summary: Value = if let Ok(r) = r { r.json().await.unwrap_or(Value::Null) } else { Value::Null };
                 answers.push((status, ms(sent.elapsed()), summary));
             }
             answers

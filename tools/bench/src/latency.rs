@@ -82,9 +82,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     if refused > 0 {
         return Err(format!("latency: ingest refused {refused} of {pushes} pushes"));
     }
+    let deliver_log = || stack::tail(&ctx.logs.join("latency-deliver-0.log"));
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
-    let got = got
-        .map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&ctx.logs.join("latency-deliver-0.log"))))?;
+    let got = got.map_err(|e| format!("latency: {e}; deliver log:\n{}", deliver_log()))?;
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {
