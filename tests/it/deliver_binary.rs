@@ -262,7 +262,7 @@ async fn binary_stops_starting_requests_near_the_deadline() {
     )
     .await;
     // Let the cold start finish so the 4 s are the handler's.
-    f.api()
+    f.api
         .wait_for_first_poll(Duration::from_secs(30))
         .await
         .unwrap();

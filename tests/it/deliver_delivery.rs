@@ -277,7 +277,7 @@ async fn each_outcome_class_against_dynamodb() {
             "c/slow",
             Behaviour::delay(Duration::from_secs(3), Behaviour::ok()),
         ),
-        ("c/reset", Behaviour::reset()),
+        ("c/reset", Behaviour::Reset),
     ];
     let mut receivers = Vec::new();
     let mut bodies = Vec::new();

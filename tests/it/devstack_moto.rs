@@ -37,7 +37,7 @@ async fn shared_moto_serves_sqs_through_the_sdk_config() {
 #[tokio::test]
 async fn private_moto_dies_when_dropped() {
     let moto = Moto::start().await.unwrap();
-    let addr = format!("127.0.0.1:{}", moto.port());
+    let addr = moto.endpoint().trim_start_matches("http://").to_owned();
     assert!(tokio::net::TcpStream::connect(&addr).await.is_ok());
     drop(moto);
     let mut refused = false;

@@ -43,7 +43,7 @@ async fn records_requests_exactly_and_answers_with_headers() {
 
 #[tokio::test]
 async fn reset_closes_the_connection_without_an_answer() {
-    let receiver = Receiver::start(Behaviour::reset()).await.unwrap();
+    let receiver = Receiver::start(Behaviour::Reset).await.unwrap();
     let addr = receiver.addr();
     let outcome = tokio::task::spawn_blocking(move || {
         let mut stream = std::net::TcpStream::connect(addr).unwrap();

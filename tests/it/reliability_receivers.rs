@@ -103,7 +103,7 @@ impl Class {
             }),
             Class::Reset => Behaviour::script(|i| {
                 if i < 2 {
-                    Behaviour::reset()
+                    Behaviour::Reset
                 } else {
                     Behaviour::ok()
                 }

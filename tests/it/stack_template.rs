@@ -198,7 +198,7 @@ async fn check_against_template(hint: &str, overrides: &[&str]) {
         .expect("overrides")
         .queues()
         .iter()
-        .map(|q| q.logical_id)
+        .map(|q| q.0)
         .collect();
     assert_eq!(
         created, declared,

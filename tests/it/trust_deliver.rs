@@ -141,7 +141,7 @@ async fn short_deadline(stack: &Stack, name: &str, max_attempts: &str) -> Func {
         Duration::from_secs(4),
     )
     .await;
-    f.api()
+    f.api
         .wait_for_first_poll(Duration::from_secs(30))
         .await
         .unwrap();
@@ -327,7 +327,7 @@ async fn a_slow_repository_does_not_starve_another_on_its_host() {
         Duration::from_secs(7),
     )
     .await;
-    f.api()
+    f.api
         .wait_for_first_poll(Duration::from_secs(30))
         .await
         .unwrap();

@@ -219,7 +219,7 @@ async fn registry_auth_without_a_token_fails_the_cold_start_naming_both() {
         outcome.as_ref().map_or(true, |inv| !inv.is_ok()),
         "ingest answered: {outcome:?}"
     );
-    let init_error = ingest.function.api().init_error().map(|v| v.to_string());
+    let init_error = ingest.function.api.init_error().map(|v| v.to_string());
     let said = format!("{}\n{}", init_error.unwrap_or_default(), ingest.log());
     assert!(
         said.contains("REGISTRY_AUTH") && said.contains("INGEST_TOKEN"),
@@ -510,7 +510,7 @@ async fn out_of_range_times_are_bad_input_never_a_crash() {
         &[("INGEST_TOKEN", TOKEN), ("REGISTRY_URL", &registry.base())],
     )
     .await;
-    let pid = ingest.function.pid();
+    let pid = ingest.function.pid;
     let mut far = native("alice/app", "1.0", "far-1");
     far["pushed_at"] = json!("9999-12-31T23:00:00-01:00");
 
@@ -549,7 +549,7 @@ async fn out_of_range_times_are_bad_input_never_a_crash() {
         "{body}"
     );
     // The same process answered everything: nothing crashed
-    assert_eq!(ingest.function.pid(), pid);
+    assert_eq!(ingest.function.pid, pid);
     assert!(ingest.function.try_exit_status().unwrap().is_none());
     assert!(!ingest.log().contains("panicked"));
     assert_eq!(queued_jobs(&stack, 1).await.len(), 1);

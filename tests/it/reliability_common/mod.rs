@@ -58,7 +58,7 @@ pub async fn start(
         .await
         .unwrap_or_else(|e| panic!("{function} starts: {e}"))
         .with_timeout(timeout);
-    f.api()
+    f.api
         .wait_for_first_poll(Duration::from_secs(60))
         .await
         .unwrap_or_else(|e| {

@@ -1,10 +1,7 @@
-//! Cold start, from spawning the process to its first poll of the Runtime API
-//! (the end of Lambda's init phase), for the three functions and a
-//! hello-world `lambda_runtime` binary built with the same profile,
-//! interleaved round by round; beside it the first invocation's duration (a
-//! request that reads DynamoDB), so that work moved out of init into the
-//! first request shows; and the sizes of the binaries and of the arm64
-//! deployment zips (`target/lambda/<f>/bootstrap.zip`, see `zip_status`).
+//! Cold start (spawn to first `/next` poll, the end of Lambda's init) of the
+//! three functions and a hello-world Lambda, interleaved round by round;
+//! the first invocation's duration beside it (work moved out of init shows
+//! there); binary and arm64 zip sizes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -68,12 +65,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             let log = ctx.logs.join(format!("coldstart-{name}.log"));
             let f = LocalFunction::start(&workspace_binary(name), &env, &log).await;
             let f = f.map_err(|e| format!("starting {name}: {e}"))?;
-            let polled = f.api().wait_for_first_poll(Duration::from_secs(30)).await;
+            let polled = f.api.wait_for_first_poll(Duration::from_secs(30)).await;
             let polled = polled.map_err(|e| format!("{name} never polled: {e}"))?;
-            let took = ms(polled.saturating_duration_since(f.spawned_at()));
-            init.entry(name).or_default().push(took);
-            let event = first_event(name, &stack.queue_arn)?;
-            let inv = f.invoke(event, Duration::from_secs(30)).await;
+            init.entry(name).or_default().push(ms(polled.saturating_duration_since(f.spawned_at)));
+            let inv = f.invoke(first_event(name, &stack.queue_arn)?, Duration::from_secs(30)).await;
             let inv = inv.map_err(|e| format!("{name}: first invocation: {e}"))?;
             if let Some(error) = inv.error() {
                 return Err(format!("{name}: first invocation failed: {error:?}"));
@@ -96,8 +91,6 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let binaries: BTreeMap<&str, Value> = init.iter().map(binary).collect();
     let zip = |f: &str| size(&ctx.root.join(format!("target/lambda/{f}/bootstrap.zip")));
     let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS.iter().map(|f| (*f, zip(f))).collect();
-    Ok(
-        json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
-        "zip_status": zip_status(&ctx.root) }),
-    )
+    Ok(json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
+        "zip_status": zip_status(&ctx.root) }))
 }

@@ -1,27 +1,12 @@
-//! deliver's measurements. One batch (10,000 jobs over 1,000 repositories,
-//! nothing coalesced) is sent by deliver and by a bare keep-alive client at
-//! the same concurrency, each in its own process, alternating within one run
-//! because the machine is noisy:
-//! - **headline**: receivers that answer after 20 ms, the repositories spread
-//!   over 250 loopback hosts (sink ports): what decides throughput is how
-//!   well each sender keeps its 64 slots busy (floor: 64 / 20 ms = 3,200/s);
-//! - **instant**: the same sink answering at once, where the figure that
-//!   means something on 2 shared CPUs is CPU µs per webhook;
-//! - **https**: the headline against a TLS sink whose test CA only the
-//!   contenders trust: connections (handshakes), CPU µs per webhook, and the
-//!   rate a 128 MB Lambda's CPU share allows ([`lambda_share`]);
-//! - the batch with 10% of the endpoints answering 503, and single-job
-//!   invocations (the per-event cost of a design without batching).
-//!
-//! deliver's outcome writes are paced like DynamoDB (answered after
-//! [`DYNAMODB_WRITE_LATENCY`], applied to moto after the run; see devstack's
-//! `AwsProxy::set_write_behind`): moto applies about 140 UpdateItem/s on the
-//! machine's own cores, so 1,000 outcome writes against it take longer than
-//! the whole sending phase and would measure moto. The headline also runs
-//! deliver against moto itself, reported beside it.
-//!
-//! `BENCH_DELIVER=headline,instant,https,failing,single` picks some of them
-//! (for working on deliver: `--only deliver` with it).
+//! deliver's measurements (BENCHMARKS.md says what each one shows): one batch
+//! of 10,000 jobs over 1,000 repositories sent by deliver and by the bare
+//! keep-alive client, alternating within one run: **headline** (receivers
+//! answering after 20 ms on 250 loopback hosts), **instant** (CPU µs per
+//! webhook), **https** (a TLS sink, handshakes, a 128 MB Lambda's CPU share),
+//! 10% of the endpoints failing, and single-job invocations. Outcome writes
+//! are paced like DynamoDB ([`DYNAMODB_WRITE_LATENCY`]); the headline also
+//! runs against moto's own write rate. `BENCH_DELIVER=headline,instant,https,
+//! failing,single` picks some of them.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -74,7 +59,6 @@ struct Setup {
     env: Vec<(String, String)>,
 }
 
-/// One deliver invocation on a fresh process.
 struct Run {
     duration: Duration,
     started: Instant,
@@ -114,13 +98,7 @@ impl Run {
     }
 }
 
-async fn deliver_once(
-    ctx: &Ctx,
-    s: &Setup,
-    proxy: &AwsProxy,
-    event: Value,
-    label: &str,
-) -> Res<Run> {
+async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, label: &str) -> Res<Run> {
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
     let mut extra = vec![
         ("ALLOW_PRIVATE_TARGETS", "true"),
@@ -131,14 +109,12 @@ async fn deliver_once(
     let env = function_env(&ctx.moto, &s.stack, &proxy.endpoint(), &extra);
     let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
     proxy.reset_counts();
-    let before = s.sink.count();
-    s.sink.take_answers();
-    let (cpu0, jiffies0) = (cpu_ms(f.pid()), stats::machine_jiffies());
+    let (before, _) = (s.sink.count(), s.sink.take_answers());
+    let (cpu0, jiffies0) = (cpu_ms(f.pid), stats::machine_jiffies());
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
     let inv = inv.ctx("invoking deliver")?;
-    let cpu = cpu_ms(f.pid()).zip(cpu0).map(|(a, b)| a - b);
-    let rss_kib = f.peak_rss_kib();
+    let (cpu, rss_kib) = (cpu_ms(f.pid).zip(cpu0).map(|(a, b)| a - b), f.peak_rss_kib());
     let _ = f.stop().await;
     // Outside the timed window: moto catches up with the paced writes.
     let refused = proxy.settle().await;
@@ -161,25 +137,18 @@ async fn deliver_once(
     })
 }
 
-/// The bare client's run over the requests in `file`.
 async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
-    let before = s.sink.count();
-    s.sink.take_answers();
+    let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
     let mut bare = tokio::process::Command::new(workspace_binary("bare-client"));
-    bare.args([file.display().to_string(), c, p]);
-    let bare = bare.current_dir(&ctx.root).envs(s.env.clone());
+    let bare = bare.args([file.display().to_string(), c, p]).current_dir(&ctx.root).envs(s.env.clone());
     let out = bare.output().await.ctx("running bare-client")?;
-    let v: Value = serde_json::from_slice(&out.stdout).map_err(|e| {
-        let err = String::from_utf8_lossy(&out.stderr);
-        format!("bare-client ({}): {e}: {err}", out.status)
-    })?;
-    let (jobs, got) = (s.jobs.len() as u64, s.sink.count() - before);
-    if v["ok"].as_u64() != Some(jobs) || got != jobs {
-        let ok = &v["ok"];
-        return Err(format!(
-            "bare-client: {ok} of {jobs} 2xx, the sink got {got}"
-        ));
+    let err = || String::from_utf8_lossy(&out.stderr).into_owned();
+    let v: Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("bare-client ({}): {e}: {}", out.status, err()))?;
+    let (jobs, got, ok) = (s.jobs.len() as u64, s.sink.count() - before, &v["ok"]);
+    if ok.as_u64() != Some(jobs) || got != jobs {
+        return Err(format!("bare-client: {ok} of {jobs} 2xx, the sink got {got}"));
     }
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
     Ok(json!({
@@ -194,7 +163,6 @@ fn hook_urls(sink: &Sink, n: usize) -> Vec<String> {
     (0..n).map(|i| sink.url(i, &format!("/hook/{i}"))).collect()
 }
 
-/// Calls in a tally whose operation starts with `prefix`.
 fn count(aws: &Value, prefix: &str) -> u64 {
     let calls = aws["calls"].as_object().into_iter().flatten();
     let calls = calls.filter(|(op, _)| op.starts_with(prefix));
@@ -215,17 +183,13 @@ fn write_bare_requests(file: &Path, s: &Setup, urls: &[String]) -> Res<(usize, u
     let now = time::OffsetDateTime::now_utc();
     let n = s.repos.len();
     let mut first = None;
-    let list: Vec<Value> = (s.jobs.iter().enumerate())
-        .map(|(i, job)| {
-            let req = build_request(job, REGISTRY_HOST, &s.secrets[i % n], now);
-            first.get_or_insert((req.body.len(), req.headers.len()));
-            let headers = req.headers.iter();
-            let headers = headers.filter(|(h, _)| !h.eq_ignore_ascii_case("content-length"));
-            let headers: Vec<_> = headers.collect();
-            let body = String::from_utf8_lossy(&req.body);
-            json!({ "url": urls[i % n], "headers": headers, "body": body })
-        })
-        .collect();
+    let request = |(i, job): (usize, &DeliveryJob)| {
+        let req = build_request(job, REGISTRY_HOST, &s.secrets[i % n], now);
+        first.get_or_insert((req.body.len(), req.headers.len()));
+        let headers: Vec<_> = req.headers.iter().filter(|(h, _)| !h.eq_ignore_ascii_case("content-length")).collect();
+        json!({ "url": urls[i % n], "headers": headers, "body": String::from_utf8_lossy(&req.body) })
+    };
+    let list: Vec<Value> = s.jobs.iter().enumerate().map(request).collect();
     let text = serde_json::to_vec(&list).map_err(|e| e.to_string())?;
     std::fs::write(file, text).ctx(&format!("writing {}", file.display()))?;
     Ok(first.unwrap_or_default())
@@ -239,36 +203,21 @@ fn wanted(part: &str) -> bool {
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (jobs_n, repos_n) = (ctx.sizes.jobs, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, "tp").await?;
-    let direct = ctx.moto.sdk_config().await;
     let sink = Sink::start(HOSTS).await.ctx("sink")?;
     let repos = workload::repos("tp", repos_n)?;
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
-    let jobs = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j));
-    let jobs: Vec<DeliveryJob> = jobs.collect::<Res<_>>()?;
-    let arn = &stack.queue_arn;
-    let records = jobs.iter().enumerate();
-    let records = records.map(|(j, job)| workload::sqs_record("tp", j, job.to_json(), arn));
-    let event = workload::sqs_event(records.collect());
-    let store = DynamoStore::new(aws_sdk_dynamodb::Client::new(&direct), &stack.table);
+    let jobs: Vec<DeliveryJob> = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j)).collect::<Res<_>>()?;
+    let record = |(j, job): (usize, &DeliveryJob)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn);
+    let event = workload::sqs_event(jobs.iter().enumerate().map(record).collect());
+    let store = stack.store(&ctx.moto).await;
     let urls = hook_urls(&sink, repos_n);
-    let seeding = format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports");
-    ctx.progress(&seeding);
+    ctx.progress(&format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"));
     let secrets = seed(&store, &repos, |i| urls[i].clone()).await?;
-    let paced = crate::stack::proxy(ctx.moto.endpoint()).await?;
+    let (proxy, paced) =
+        (crate::stack::proxy(ctx.moto.endpoint()).await?, crate::stack::proxy(ctx.moto.endpoint()).await?);
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
-    let mut s = Setup {
-        proxy: crate::stack::proxy(ctx.moto.endpoint()).await?,
-        paced,
-        sqs: aws_sdk_sqs::Client::new(&direct),
-        store,
-        stack,
-        sink,
-        repos,
-        secrets,
-        jobs,
-        event,
-        env: Vec::new(),
-    };
+    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
+    let mut s = Setup { proxy, paced, sqs, store, stack, sink, repos, secrets, jobs, event, env: Vec::new() };
     // The side measurements report their failure in place of figures.
     let soft = |r: Res<Value>| r.unwrap_or_else(|e| json!({ "error": e }));
     let mut out = json!({});
@@ -312,10 +261,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
     let (body_bytes, headers) = write_bare_requests(&bare_file, s, urls)?;
     // deliver with paced writes is the contender; the headline also runs it
     // against moto's own write rate.
-    let mut contenders = vec!["bare", "deliver"];
-    if name == "headline" {
-        contenders.push("moto");
-    }
+    let contenders = if name == "headline" { vec!["bare", "deliver", "moto"] } else { vec!["bare", "deliver"] };
     let (mut rounds, mut runs) = (Vec::new(), Vec::new());
     for round in 0..ctx.sizes.rounds {
         let mut row = json!({ "round": round + 1 });
@@ -331,9 +277,9 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
             let proxy = if who == "moto" { &s.proxy } else { &s.paced };
             let d = deliver_once(ctx, s, proxy, s.event.clone(), &label).await?;
             if d.received != jobs_n as u64 || d.failures != 0 {
+                let (got, failed, figures) = (d.received, d.failures, &d.figures);
                 return Err(format!(
-                    "{label}: the sink got {} of {jobs_n}, {} records failed, figures {}",
-                    d.received, d.failures, d.figures
+                    "{label}: the sink got {got} of {jobs_n}, {failed} records failed, figures {figures}"
                 ));
             }
             let dur = ms(d.duration);
@@ -350,22 +296,16 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         }
         let per_s = |who: &str| row[who]["per_s"].as_f64().unwrap_or(0.0);
         let (d, b, n) = (per_s("deliver"), per_s("bare"), round + 1);
-        let line = format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s");
-        ctx.progress(&line);
+        ctx.progress(&format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s"));
         rounds.push(row);
     }
     let _ = std::fs::remove_file(&bare_file);
-    let figures = |who: &str, what: &str| {
-        let all = rounds.iter().filter_map(|r| r[who][what].as_f64());
-        all.collect::<Vec<f64>>()
-    };
+    let figures = |who: &str, what: &str| rounds.iter().filter_map(|r| r[who][what].as_f64()).collect::<Vec<f64>>();
     let med = |who: &str, what: &str| median(&figures(who, what));
     let per_webhook = |who: &str, what: &str| med(who, what) / jobs_n as f64;
     let cpu_us = |who: &str| per_webhook(who, "cpu_ms") * 1000.0;
     runs.sort_by_key(|d| d.duration);
-    let median_run = runs
-        .get((runs.len().max(1) - 1) / 2)
-        .ok_or("no deliver round")?;
+    let median_run = runs.get((runs.len().max(1) - 1) / 2).ok_or("no deliver round")?;
     let aws = tally(&median_run.calls);
     let reads = count(&aws, "dynamodb:BatchGetItem") + count(&aws, "dynamodb:GetItem");
     let writes = count(&aws, "dynamodb:") - reads;
@@ -385,11 +325,8 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         "lambda_128mb_per_s": { "bare": lambda_share(cpu_us("bare")), "deliver": lambda_share(cpu_us("deliver")) },
         "handshakes_per_webhook": { "bare": per_webhook("bare", "handshakes"), "deliver": per_webhook("deliver", "handshakes") },
         "peak_rss_mib": max_rss("deliver"), "bare_peak_rss_mib": max_rss("bare"),
-        "per_job": {
-            "reads": reads as f64 / jobs_n as f64,
-            "writes": writes as f64 / jobs_n as f64,
-            "sqs": count(&aws, "sqs:") as f64 / jobs_n as f64,
-        },
+        "per_job": { "reads": reads as f64 / jobs_n as f64, "writes": writes as f64 / jobs_n as f64,
+            "sqs": count(&aws, "sqs:") as f64 / jobs_n as f64 },
         "median_run": { "median_ms": ms(median_run.duration), "aws": aws, "timeline": median_run.timeline() },
     }))
 }
@@ -409,8 +346,7 @@ fn lambda_share(cpu_us: f64) -> f64 {
 /// which deliver never uses (queueing them all would only measure moto, whose
 /// SendMessage is quadratic in the queue's length).
 async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
-    let receiver = Receiver::start(Behaviour::status(503)).await;
-    let receiver = receiver.ctx("receiver")?;
+    let receiver = Receiver::start(Behaviour::status(503)).await.ctx("receiver")?;
     let failing: Vec<RepositoryName> = s.repos.iter().step_by(FAILING_EVERY).cloned().collect();
     seed(&s.store, &failing, |i| receiver.url(&format!("/hook/{i}"))).await?;
     let failing_jobs: Vec<&DeliveryJob> = (s.jobs.iter().enumerate())
@@ -418,35 +354,23 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         .map(|(_, job)| job)
         .collect();
     let received = queue_and_receive(s, &failing_jobs).await;
-    let records = s.jobs.iter().enumerate().map(|(j, job)| {
-        match received.as_ref().ok().and_then(|r| r.get(&job.image_ref())) {
+    let records =
+        s.jobs.iter().enumerate().map(|(j, job)| match received.as_ref().ok().and_then(|r| r.get(&job.image_ref())) {
             Some(m) => devstack::esm::event::record(m, &s.stack.queue_arn),
             None => workload::sqs_record("fa", j, job.to_json(), &s.stack.queue_arn),
-        }
-    });
+        });
     let event = workload::sqs_event(records.collect());
     let run = match received {
         Ok(_) => deliver_once(ctx, s, &s.proxy, event, "deliver-failing").await,
         Err(e) => Err(e),
     };
     // Whatever happened, leave the queue empty and the sink URLs back.
-    let _ = s
-        .sqs
-        .purge_queue()
-        .queue_url(&s.stack.queue_url)
-        .send()
-        .await;
-    let back = |i: usize| {
-        s.sink
-            .url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY))
-    };
+    let _ = s.sqs.purge_queue().queue_url(&s.stack.queue_url).send().await;
+    let back = |i: usize| s.sink.url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY));
     seed(&s.store, &failing, back).await?;
     let run = run?;
     let (receiver_got, ok_jobs) = (receiver.count(), (s.jobs.len() - failing_jobs.len()) as u64);
-    if run.failures != failing_jobs.len()
-        || receiver_got != failing_jobs.len()
-        || run.received != ok_jobs
-    {
+    if run.failures != failing_jobs.len() || receiver_got != failing_jobs.len() || run.received != ok_jobs {
         return Err(format!(
             "failure workload: {} reported failed of {}, the 503 receiver got {receiver_got}, the sink {} of {ok_jobs}; figures {}",
             run.failures, failing_jobs.len(), run.received, run.figures
@@ -462,36 +386,24 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
 }
 
 /// Sends `jobs` to the delivery queue and receives them back, by image.
-async fn queue_and_receive(
-    s: &Setup,
-    jobs: &[&DeliveryJob],
-) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
+async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
-        let entries = chunk.iter().enumerate().map(|(i, job)| {
-            let entry = SendMessageBatchRequestEntry::builder().id(i.to_string());
-            entry.message_body(job.to_json()).build()
-        });
-        let entries = entries.collect::<Result<Vec<_>, _>>();
-        let entries = entries.map_err(|e| e.to_string())?;
-        let sent = s.sqs.send_message_batch().queue_url(q);
-        let sent = sent.set_entries(Some(entries)).send().await;
-        let sent = sent.ctx("SendMessageBatch")?;
-        if !sent.failed.is_empty() {
+        let entry = |(i, job): (usize, &&DeliveryJob)| {
+            SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(job.to_json()).build()
+        };
+        let entries = chunk.iter().enumerate().map(entry).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
+        let sent = s.sqs.send_message_batch().queue_url(q).set_entries(Some(entries)).send().await;
+        if !sent.ctx("SendMessageBatch")?.failed.is_empty() {
             return Err("SendMessageBatch: entries failed".into());
         }
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let receive = s
-            .sqs
-            .receive_message()
-            .queue_url(q)
-            .max_number_of_messages(10);
+        let receive = s.sqs.receive_message().queue_url(q).max_number_of_messages(10);
         let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
         let out = receive.message_attribute_names("All").send().await;
-        let got = out.ctx("ReceiveMessage")?.messages;
-        let got = got.unwrap_or_default();
+        let got = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
         empty = if got.is_empty() { empty + 1 } else { 0 };
         for m in got {
             let job = DeliveryJob::parse(m.body().unwrap_or_default()).ctx("received job")?;
@@ -499,11 +411,7 @@ async fn queue_and_receive(
         }
     }
     if received.len() != jobs.len() {
-        return Err(format!(
-            "received {} of {} queued jobs back",
-            received.len(),
-            jobs.len()
-        ));
+        return Err(format!("received {} of {} queued jobs back", received.len(), jobs.len()));
     }
     Ok(received)
 }
@@ -523,8 +431,7 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
             s.proxy.reset_counts();
         }
         let before = s.sink.count();
-        let inv = f.invoke(workload::sqs_event(vec![record]), TIMEOUT).await;
-        let inv = inv.ctx("invoking deliver")?;
+        let inv = f.invoke(workload::sqs_event(vec![record]), TIMEOUT).await.ctx("invoking deliver")?;
         if !inv.is_ok() || s.sink.count() != before + 1 {
             return Err(format!("single-job deliver failed: {:?}", inv.outcome));
         }

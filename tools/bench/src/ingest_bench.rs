@@ -1,8 +1,6 @@
-//! ingest's AWS calls per event: SQS events of 10 native push events each
-//! (the registry-events queue trigger's BatchSize in template.yaml), every
-//! repository with a webhook, through the binary and the Runtime API, the
-//! jobs really queued checked one by one; then single pushes through the
-//! Function URL emulation on the same warm process (the unbatched path).
+//! ingest's AWS calls per event: SQS events of 10 push events (the
+//! registry-events trigger's BatchSize) through the binary, every queued job
+//! checked; then single pushes through the Function URL (the unbatched path).
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
@@ -26,7 +24,6 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (events, repos_n) = (ctx.sizes.ingest_events, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, "in").await?;
     let proxy = stack::proxy(ctx.moto.endpoint()).await?;
-    let direct = ctx.moto.sdk_config().await;
     let store = stack.store(&ctx.moto).await;
     let repos = workload::repos("in", repos_n)?;
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
@@ -36,7 +33,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
     let (f, log) = start_function("ingest", &env, &ctx.logs, "ingest-sqs", TIMEOUT).await?;
     proxy.reset_counts();
-    let sqs = aws_sdk_sqs::Client::new(&direct);
+    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
     let push = |e: usize| {
         let (tag, id) = (format!("t{e}"), format!("ev-{e}"));
         workload::native_push(&repos[e % repos_n], &tag, &id, e as u64)
@@ -47,17 +44,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // Consecutive events go to different repositories: a batch of ten
         // names ten repositories (no help from de-duplication).
         let arn = &stack.registry_queue_arn;
-        let records = (b * BATCH..((b + 1) * BATCH).min(events))
-            .map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
+        let records =
+            (b * BATCH..((b + 1) * BATCH).min(events)).map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
         let event = workload::sqs_event(records.collect());
         let inv = f.invoke(event, TIMEOUT).await.ctx("invoking ingest")?;
         let failures = inv.ok().and_then(|v| v["batchItemFailures"].as_array());
         if failures.map(Vec::len) != Some(0) {
-            return Err(format!(
-                "ingest batch {b}: {:?}; log:\n{}",
-                inv.outcome,
-                stack::tail(&log)
-            ));
+            return Err(format!("ingest batch {b}: {:?}; log:\n{}", inv.outcome, stack::tail(&log)));
         }
         durations.push(ms(inv.duration));
         // Take the jobs off the queue as a consumer would: moto's SendMessage
@@ -68,10 +61,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         }
     }
     if queued.len() != events {
-        let n = queued.len();
-        return Err(format!(
-            "ingest queued {n} distinct jobs for {events} push events"
-        ));
+        return Err(format!("ingest queued {} distinct jobs for {events} push events", queued.len()));
     }
     let peak_rss_kib = f.peak_rss_kib();
     let mut mean_ms = BTreeMap::<&str, (f64, f64)>::new();
@@ -83,13 +73,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 
     // Single pushes POSTed one after another to the Function URL emulation
     // (the first one a warm-up, not counted).
-    let pool = Arc::new(Pool::new(vec![f], TIMEOUT));
-    let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await;
-    let url = url.ctx("function url")?;
+    let pool = Arc::new(Pool::new(vec![f]));
+    let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
     let (http, singles) = (stack::http_client()?, ctx.sizes.singles);
     for k in 0..=singles {
-        let post = stack::post_push(&http, &url.url(), &push(events + k));
-        let resp = post.send().await.ctx("POST ingest")?;
+        let resp = stack::post_push(&http, &url.url(), &push(events + k)).send().await.ctx("POST ingest")?;
         if resp.status().as_u16() != 202 {
             return Err(format!("ingest answered {}", resp.status()));
         }
@@ -101,11 +89,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut seen = HashSet::new();
     drain(&sqs, &stack.queue_url, &mut seen).await?;
     if seen.len() != singles + 1 {
-        let (n, pushes) = (seen.len(), singles + 1);
-        return Err(format!("{n} jobs queued for {pushes} pushes over HTTP"));
+        return Err(format!("{} jobs queued for {} pushes over HTTP", seen.len(), singles + 1));
     }
-    let samples = pool.samples();
-    let http_ms: Vec<f64> = samples.iter().skip(1).map(|s| ms(s.duration)).collect();
+    let http_ms: Vec<f64> = pool.samples().iter().skip(1).map(|s| ms(s.duration)).collect();
     Ok(json!({
         "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
         "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),
@@ -131,20 +117,16 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<St
         }
         let mut entries = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default());
-            let job = job.ctx("ingest queued something that is not a job")?;
+            let job =
+                shared::domain::DeliveryJob::parse(m.body().unwrap_or_default()).ctx("ingest queued a non-job")?;
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));
             }
             let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string());
-            let entry = entry.receipt_handle(m.receipt_handle().unwrap_or_default());
-            entries.push(entry.build().map_err(|e| e.to_string())?);
+            entries
+                .push(entry.receipt_handle(m.receipt_handle().unwrap_or_default()).build().map_err(|e| e.to_string())?);
         }
         let delete = sqs.delete_message_batch().queue_url(queue_url);
-        delete
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .ctx("DeleteMessageBatch")?;
+        delete.set_entries(Some(entries)).send().await.ctx("DeleteMessageBatch")?;
     }
 }

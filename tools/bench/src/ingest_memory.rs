@@ -1,11 +1,6 @@
-//! ingest's peak memory on a hostile registry: devstack's stub registry
-//! serves a multi-level index whose platform manifests are all as large as
-//! ingest accepts (~4 MiB: 1000 layers with large annotations), and one SQS
-//! batch announces it several times. The release `ingest` binary resolves
-//! every event under its per-invocation budget of manifest bytes in flight;
-//! the figure is its peak RSS (VmHWM of the process, read by devstack)
-//! against the template's ingest MemorySize. Self-contained: its own stack,
-//! registry and function.
+//! ingest's peak RSS (VmHWM) against its MemorySize on a hostile registry:
+//! a stub registry serves a multi-level index of ~4 MiB manifests (the most
+//! ingest accepts), announced several times in one SQS batch.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -31,7 +26,6 @@ const MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 const INDEX: &str = "application/vnd.oci.image.index.v1+json";
 const REPO: &str = "alice/app";
 
-/// Runs the measurement.
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let stack = Stack::create(&ctx.moto, "mem").await?;
     let chain = stack::proxy(ctx.moto.endpoint()).await?;
@@ -42,14 +36,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let registry = StubRegistry::start().await.ctx("registry")?;
     let (top, sizes) = hostile_index(&registry);
     let base = registry.base();
-    let extra = [
-        ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
-        ("REGISTRY_URL", &base),
-    ];
+    let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN), ("REGISTRY_URL", &base)];
     let env = function_env(&ctx.moto, &stack, &chain.endpoint(), &extra);
     let timeout = Duration::from_secs(300);
-    let (function, log) =
-        start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
+    let (function, log) = start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
     let records = (0..EVENTS).map(|i| {
         let target = json!({"mediaType": INDEX, "digest": top, "repository": REPO,
                             "url": registry.url(REPO, &top), "tag": format!("m{i}")});
@@ -62,31 +52,20 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", stack::tail(&log)))?;
     let duration = started.elapsed();
     let Some(answer) = inv.ok() else {
-        let error = inv.error();
-        return Err(format!(
-            "ingest failed: {error:?}; log:\n{}",
-            stack::tail(&log)
-        ));
+        return Err(format!("ingest failed: {:?}; log:\n{}", inv.error(), stack::tail(&log)));
     };
-    let failures = answer["batchItemFailures"].as_array();
-    let jobs_failed = failures.map_or(EVENTS, Vec::len);
-    let peak_kib = function.peak_rss_kib();
-    let peak_kib = peak_kib.ok_or("cannot read the ingest process's peak RSS")?;
+    let jobs_failed = answer["batchItemFailures"].as_array().map_or(EVENTS, Vec::len);
+    let peak_kib = function.peak_rss_kib().ok_or("cannot read the ingest process's peak RSS")?;
     let _ = function.stop().await;
-    let template =
-        std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
-    let memory_size = devstack::stack::template_memory_size(&template, "IngestFunction")
-        .ok_or("no MemorySize for IngestFunction")?;
+    let template = std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
+    let memory_size =
+        devstack::stack::template_memory_size(&template, "IngestFunction").ok_or("no MemorySize for IngestFunction")?;
     let (peak_rss_mib, served) = (peak_kib as f64 / 1024.0, registry.requests());
     Ok(json!({
-        "peak_rss_mib": peak_rss_mib,
-        "memory_size_mib": memory_size,
-        "peak_rss_percent": 100.0 * peak_rss_mib / memory_size as f64,
-        "events": EVENTS,
-        "manifests_fetched": served.len(),
-        "manifest_bytes": served.iter().filter_map(|r| sizes.get(&r.path)).sum::<usize>(),
-        "jobs_failed": jobs_failed,
-        "seconds": duration.as_secs_f64(),
+        "peak_rss_mib": peak_rss_mib, "memory_size_mib": memory_size,
+        "peak_rss_percent": 100.0 * peak_rss_mib / memory_size as f64, "events": EVENTS,
+        "manifests_fetched": served.len(), "manifest_bytes": served.iter().filter_map(|r| sizes.get(&r.path)).sum::<usize>(),
+        "jobs_failed": jobs_failed, "seconds": duration.as_secs_f64(),
     }))
 }
 

@@ -1,9 +1,7 @@
-//! Push → webhook latency through the whole local stack: POST into the
-//! ingest Function URL emulation (a small pool of ingest processes, as Lambda
-//! scales a Function URL out), the delivery queue in moto, the event source
-//! mapping emulation with a 1 s batching window, the deliver binary, and a
-//! recording receiver. Pushes go out at a steady rate, each with its own tag,
-//! matched at the receiver by `x-alin-webhook`.
+//! Push → webhook latency through the whole local stack: the ingest Function
+//! URL (a pool of ingest processes), the delivery queue, the event source
+//! mapping (1 s window), deliver and a receiver matching `x-alin-webhook`,
+//! pushes at a steady rate.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -21,11 +19,9 @@ use crate::{workload, Ctx, Res};
 /// The emulated mapping's batching window (the template's is longer).
 pub const WINDOW: Duration = Duration::from_secs(1);
 /// Ingest execution environments behind the Function URL (Lambda scales
-/// one out; `BENCH_INGEST_POOL` overrides this). At 50 pushes/s the pool
-/// runs busy once ingest's invocation passes ~60 ms against a loaded moto,
-/// and pushes then queue at the URL (the 2026-11-29 p50 of 5 s was mostly
-/// that queue). More processes do not help on 2 CPUs: 12 made every moto
-/// call slower still (invocation 440 ms, p50 54 s, 2026-11-29 23:00).
+/// one out; `BENCH_INGEST_POOL` overrides this). Fewer queue pushes at the
+/// URL once ingest's invocation passes ~60 ms against a loaded moto; more
+/// make every moto call slower still on 2 CPUs.
 const INGEST_POOL: usize = 4;
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
@@ -37,19 +33,14 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // what ran before.
     let moto = &devstack::moto::Moto::start().await.ctx("moto")?;
     let stack = Stack::create(moto, "lt").await?;
-    let proxies = [
-        stack::proxy(moto.endpoint()).await?,
-        stack::proxy(moto.endpoint()).await?,
-        stack::proxy(moto.endpoint()).await?,
-    ];
+    let proxy = || stack::proxy(moto.endpoint());
+    let proxies = [proxy().await?, proxy().await?, proxy().await?];
     // deliver's outcome writes paced like DynamoDB and applied after the run:
     // 32 in flight at moto (which applies DynamoDB calls one at a time) made
     // each ingest call wait behind them, a queue DynamoDB has not.
     proxies[1].set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
     let store = stack.store(moto).await;
-    let receiver = Receiver::start(Behaviour::status(204))
-        .await
-        .ctx("receiver")?;
+    let receiver = Receiver::start(Behaviour::status(204)).await.ctx("receiver")?;
     let repos = workload::repos("lt", repos_n)?;
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
@@ -61,24 +52,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
     let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
     let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
-    let url = FunctionUrl::serve(ingest.clone())
-        .await
-        .ctx("function url")?;
-    let esm_sdk = moto.sdk_config().await.to_builder();
-    let esm_sdk = esm_sdk.endpoint_url(proxies[2].endpoint()).build();
-    let esm = EventSourceMapping::start(
-        aws_sdk_sqs::Client::new(&esm_sdk),
-        stack.queue_url.clone(),
-        stack.queue_arn.clone(),
-        deliver.clone(),
-        stack.deliver_batch_size,
-        WINDOW,
-    );
+    let url = FunctionUrl::serve(ingest.clone()).await.ctx("function url")?;
+    let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(&proxies[2].endpoint()).await);
+    let (queue, arn, batch) = (stack.queue_url.clone(), stack.queue_arn.clone(), stack.deliver_batch_size);
+    let esm = EventSourceMapping::start(sqs, queue, arn, deliver.clone(), batch, WINDOW);
     proxies.iter().for_each(|p| p.reset_counts());
 
-    ctx.progress(&format!(
-        "latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"
-    ));
+    ctx.progress(&format!("latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"));
     let http = stack::http_client()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let (t0, started) = (Instant::now() + Duration::from_millis(100), Instant::now());
@@ -100,20 +80,15 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let refused = sent.iter().filter(|(_, _, s)| *s != 202).count();
     if refused > 0 {
-        return Err(format!(
-            "latency: ingest refused {refused} of {pushes} pushes"
-        ));
+        return Err(format!("latency: ingest refused {refused} of {pushes} pushes"));
     }
+    let deliver_log = || stack::tail(&ctx.logs.join("latency-deliver-0.log"));
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
-    let deliver_log = ctx.logs.join("latency-deliver-0.log");
-    let got =
-        got.map_err(|e| format!("latency: {e}; deliver log:\n{}", stack::tail(&deliver_log)))?;
+    let got = got.map_err(|e| format!("latency: {e}; deliver log:\n{}", deliver_log()))?;
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {
-        return Err(format!(
-            "latency: the event source mapping saw failures: {esm_stats:?}"
-        ));
+        return Err(format!("latency: the event source mapping saw failures: {esm_stats:?}"));
     }
     let refused = proxies[1].settle().await;
     if refused > 0 {
@@ -122,8 +97,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut latencies = vec![f64::NAN; pushes];
     for r in &got {
         let id = r.header("x-alin-webhook");
-        let i = id.and_then(|h| h.rsplit_once(":l")?.1.parse::<usize>().ok());
-        match i {
+        match id.and_then(|h| h.rsplit_once(":l")?.1.parse::<usize>().ok()) {
             Some(i) if i < pushes && latencies[i].is_nan() => {
                 latencies[i] = ms(r.received_at.saturating_duration_since(sent[i].0));
             }
@@ -136,9 +110,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let pct = |v: &[f64]| json!({ "p50": percentile(v, 50.0), "p90": percentile(v, 90.0), "p99": percentile(v, 99.0), "max": percentile(v, 100.0), "min": percentile(v, 0.0) });
     let http_ms: Vec<f64> = sent.iter().map(|s| s.1).collect();
     let deliver_samples = deliver.samples();
-    let roles = ["ingest", "deliver", "event source mapping"]
-        .into_iter()
-        .zip(&proxies);
+    let roles = ["ingest", "deliver", "event source mapping"].into_iter().zip(&proxies);
     let calls: BTreeMap<&str, Value> = roles.map(|(r, p)| (r, tally(&p.take_calls()))).collect();
     Ok(json!({
         "pushes": pushes, "repos": repos_n, "rate": rate, "ingest_pool": pool_size,

@@ -1,15 +1,10 @@
-//! `alin-bench`: the benchmark of alin-webhooks, run by `scripts/bench.sh`
-//! against the release binaries (`DEVSTACK_BIN_DIR=target/release`) on the
-//! devstack local stack (moto, Runtime API, Function URL and SQS event
-//! source mapping emulations, sinks and receivers). It measures, side by
-//! side in one run because the machine is noisy: deliver's throughput against
-//! a bare reqwest client (and against a DynamoDB stub), its peak memory, AWS
-//! calls per event, cold starts against a hello-world Lambda and the arm64
-//! zip sizes, push → webhook latency, and cost per million pushes.
-//!
-//! It writes every figure to one JSON file and the generated tables of
-//! BENCHMARKS.md (see `report`). Exit status 1 when a measurement could not be
-//! made (a broken path), never because a target was missed.
+//! `alin-bench`, run by `scripts/bench.sh` against the release binaries on
+//! the devstack local stack: deliver's throughput against a bare reqwest
+//! client, memory, AWS calls per event, cold starts, push → webhook latency
+//! and cost, side by side in one run because the machine is noisy. Every
+//! figure goes to one JSON file and BENCHMARKS.md's generated tables (see
+//! `report`); exit status 1 when a measurement could not be made, never
+//! because a target was missed.
 
 mod coldstart;
 mod cost;
@@ -43,13 +38,12 @@ impl<T, E: std::fmt::Display> Context<T> for Result<T, E> {
     }
 }
 
-/// What every measurement needs.
+/// What every measurement needs: moto, the workspace root, function logs
+/// and scratch files.
 pub struct Ctx {
     pub moto: Moto,
     pub root: PathBuf,
-    /// Function logs.
     pub logs: PathBuf,
-    /// Scratch files.
     pub work: PathBuf,
     pub sizes: Sizes,
     started: Instant,
@@ -62,6 +56,9 @@ impl Ctx {
 }
 
 /// Workload sizes: the full run, or `--small` (CI: every path, seconds).
+/// `singles`: single-job deliver and single-push ingest invocations;
+/// `push_rate`: pushes per second, the highest the local stack sustains (at
+/// 100/s moto, one Python process, saturates and requests queue at ingest).
 #[derive(Clone, Copy, Debug, serde::Serialize)]
 pub struct Sizes {
     pub small: bool,
@@ -70,37 +67,32 @@ pub struct Sizes {
     pub rounds: usize,
     pub ingest_events: usize,
     pub cold_rounds: usize,
-    /// Single-job deliver and single-push ingest invocations.
     pub singles: usize,
     pub pushes: usize,
     pub push_repos: usize,
-    /// Pushes per second: the highest rate the local stack sustains (at
-    /// 100/s moto, one Python process, saturates and requests queue at ingest).
     pub push_rate: f64,
 }
 
 impl Sizes {
     fn new(small: bool) -> Sizes {
-        let k = if small { 10 } else { 1 };
+        let pick = |small_size, full| if small { small_size } else { full };
         Sizes {
             small,
-            jobs: 10_000 / k,
-            repos: 1_000 / k,
-            rounds: if small { 2 } else { 5 },
-            ingest_events: if small { 500 } else { 10_000 },
-            cold_rounds: if small { 3 } else { 10 },
-            singles: if small { 10 } else { 50 },
-            pushes: 1_000 / k,
-            push_repos: if small { 20 } else { 100 },
+            jobs: pick(1_000, 10_000),
+            repos: pick(100, 1_000),
+            rounds: pick(2, 5),
+            ingest_events: pick(500, 10_000),
+            cold_rounds: pick(3, 10),
+            singles: pick(10, 50),
+            pushes: pick(100, 1_000),
+            push_repos: pick(20, 100),
             push_rate: env_or("BENCH_PUSH_RATE", 50.0),
         }
     }
 }
 
-/// The value of environment variable `name`, else `default`.
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    let value = std::env::var(name).ok().and_then(|v| v.parse().ok());
-    value.unwrap_or(default)
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
 }
 
 fn usage() -> ! {
@@ -117,10 +109,7 @@ async fn main() -> ExitCode {
             "--small" => small = true,
             // For working on the benchmark: some measurements only; the
             // results go to target/bench/dev.
-            "--only" => {
-                let list = args.next().unwrap_or_else(|| usage());
-                only = Some(list.split(',').map(str::to_owned).collect());
-            }
+            "--only" => only = Some(args.next().unwrap_or_else(|| usage()).split(',').map(str::to_owned).collect()),
             _ => usage(),
         }
     }
@@ -140,63 +129,42 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     if std::env::var_os(devstack::paths::BIN_DIR_ENV).is_none() {
         std::env::set_var(devstack::paths::BIN_DIR_ENV, root.join("target/release"));
     }
-    let work = root.join("target/bench");
+    let (work, moto) = (root.join("target/bench"), Moto::start().await.ctx("moto")?);
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
-    let ctx = Ctx {
-        moto: Moto::start().await.ctx("moto")?,
-        root: root.clone(),
-        logs,
-        work,
-        sizes: Sizes::new(small),
-        started,
-    };
+    let ctx = Ctx { moto, root: root.clone(), logs, work, sizes: Sizes::new(small), started };
     ctx.progress("moto is up");
     let wanted = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
 
     // The measurements, in order: each adds one section to the results (an
     // error string when it could not be made). A new measurement is one line.
-    let mut sections = Map::new();
-    let results = &mut sections;
-    let measure = |results: &mut Map<_, _>, name: &str, r: Res<Value>| {
+    let mut results = Map::new();
+    let measure = |results: &mut Map<String, Value>, name: &str, r: Res<Value>| {
         if let Err(e) = &r {
             ctx.progress(&format!("{name}: FAILED: {e}"));
         }
         results.insert(name.into(), r.unwrap_or_else(|e| json!({ "error": e })));
     };
-    if wanted("cold") {
-        measure(results, "cold_start", coldstart::run(&ctx).await);
+    let measurements: [(&str, &str, futures::future::LocalBoxFuture<Res<Value>>); 6] = [
+        ("cold", "cold_start", Box::pin(coldstart::run(&ctx))),
+        ("deliver", "deliver", Box::pin(deliver_bench::run(&ctx))),
+        ("ingest", "ingest", Box::pin(ingest_bench::run(&ctx))),
+        ("ingest-memory", "ingest_memory", Box::pin(ingest_memory::run(&ctx))),
+        ("hot", "hot_repo", Box::pin(hot_repo::run(&ctx))),
+        ("latency", "latency", Box::pin(latency::run(&ctx))),
+    ];
+    // Futures start when awaited: each runs alone, in this order.
+    for (_, name, measurement) in measurements.into_iter().filter(|m| wanted(m.0)) {
+        measure(&mut results, name, measurement.await);
     }
-    if wanted("deliver") {
-        measure(results, "deliver", deliver_bench::run(&ctx).await);
-    }
-    if wanted("ingest") {
-        measure(results, "ingest", ingest_bench::run(&ctx).await);
-    }
-    if wanted("ingest-memory") {
-        measure(results, "ingest_memory", ingest_memory::run(&ctx).await);
-    }
-    if wanted("hot") {
-        measure(results, "hot_repo", hot_repo::run(&ctx).await);
-    }
-    if wanted("latency") {
-        measure(results, "latency", latency::run(&ctx).await);
-    }
-    let cost = cost::run(results);
-    measure(results, "cost", cost);
+    let cost = cost::run(&results);
+    measure(&mut results, "cost", cost);
 
-    results.insert(
-        "run".into(),
-        json!({
-            "command": std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
-                format!("bash scripts/bench.sh{}", if small { " --small" } else { "" })
-            }),
-            "date": report::now_utc(),
-            "seconds": started.elapsed().as_secs(),
-            "sizes": ctx.sizes,
-            "machine": report::machine(),
-        }),
-    );
+    let command = format!("bash scripts/bench.sh{}", if small { " --small" } else { "" });
+    let (command, seconds) = (std::env::var("BENCH_COMMAND").unwrap_or(command), started.elapsed().as_secs());
+    let run = json!({ "command": command, "date": report::now_utc(), "seconds": seconds, "sizes": ctx.sizes,
+        "machine": report::machine() });
+    results.insert("run".into(), run);
     let healthy = results.values().all(|v| v.get("error").is_none());
     let full = only.is_none() && !small;
     let charts = root.join(match (&only, full) {
@@ -205,10 +173,8 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
         (None, _) => "target/bench/small",
     });
     let md = (if full { &root } else { &charts }).join("BENCHMARKS.md");
-    let out = report::Out { charts, md };
-    report::write(&Value::Object(sections), &root, &out)?;
-    let json = out.charts.join("results.json");
-    ctx.progress(&format!("results written to {}", json.display()));
+    report::write(&Value::Object(results), &root, &charts, &md)?;
+    ctx.progress(&format!("results written to {}", charts.join("results.json").display()));
     if !healthy {
         eprintln!("alin-bench: some measurements could not be made (see above)");
     }

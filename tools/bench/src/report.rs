@@ -3,8 +3,9 @@
 //! them stays), a summary on stdout, and two charts drawn with `plotters`.
 //! Numbers only: what the figures mean is written by people, not generated.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 use serde_json::{json, Value};
 
@@ -119,49 +120,25 @@ fn cols(spec: &str) -> Vec<Col<'_>> {
             let mut f = line.split(" | ");
             let (label, ptr) = (f.next().unwrap_or(""), f.next().unwrap_or(""));
             let digits = f.next().and_then(|d| d.parse().ok()).unwrap_or(0);
-            Col {
-                label,
-                ptr,
-                digits,
-                target: f.next().unwrap_or(""),
-            }
+            Col { label, ptr, digits, target: f.next().unwrap_or("") }
         })
         .collect()
 }
 
-/// Where a run's outputs go: the JSON beside the charts in `charts`, the
-/// Markdown at `md`. A full run writes BENCHMARKS.md and tools/bench/results
-/// (committed with the tables they back, so figures can be compared across
-/// commits); small and partial runs never touch the repository.
-pub struct Out {
-    pub charts: PathBuf,
-    pub md: PathBuf,
-}
-
 pub fn now_utc() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    let (m, d, h, min) = (u8::from(t.month()), t.day(), t.hour(), t.minute());
-    format!("{:04}-{m:02}-{d:02} {h:02}:{min:02} UTC", t.year())
+    let format = time::macros::format_description!("[year]-[month]-[day] [hour]:[minute] UTC");
+    time::OffsetDateTime::now_utc().format(format).unwrap_or_default()
 }
 
 pub fn machine() -> Value {
     let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
     let field = |text: &str, key: &str| {
-        let line = text
-            .lines()
-            .find(|l| l.starts_with(key))
-            .unwrap_or_default();
-        let value = line.split_once(':').map(|(_, v)| v.trim().to_owned());
-        value.unwrap_or_default()
+        let line = text.lines().find(|l| l.starts_with(key)).unwrap_or_default();
+        line.split_once(':').map(|(_, v)| v.trim().to_owned()).unwrap_or_default()
     };
-    let kib = field(&read("/proc/meminfo"), "MemTotal");
-    let kib: f64 = kib.trim_end_matches(" kB").parse().unwrap_or(0.0);
-    let rustc = std::process::Command::new("rustc")
-        .arg("--version")
-        .output();
-    let rustc = rustc.map_or(String::new(), |o| {
-        String::from_utf8_lossy(&o.stdout).trim().into()
-    });
+    let kib: f64 = field(&read("/proc/meminfo"), "MemTotal").trim_end_matches(" kB").parse().unwrap_or(0.0);
+    let rustc = std::process::Command::new("rustc").arg("--version").output();
+    let rustc = rustc.map_or(String::new(), |o| String::from_utf8_lossy(&o.stdout).trim().into());
     let bin = devstack::runtime_api::workspace_binary("deliver");
     json!({
         "cpus": std::thread::available_parallelism().map_or(0, |n| n.get()),
@@ -192,9 +169,10 @@ fn num(x: f64, digits: usize) -> String {
         }
         out.push(c);
     }
-    match frac {
-        "" => out,
-        f => format!("{out}.{f}"),
+    if frac.is_empty() {
+        out
+    } else {
+        format!("{out}.{frac}")
     }
 }
 
@@ -202,10 +180,7 @@ fn num(x: f64, digits: usize) -> String {
 fn cell(v: &Value, c: &Col) -> String {
     match v.pointer(c.ptr) {
         Some(Value::String(s)) => s.clone(),
-        Some(Value::Object(m)) => {
-            let all: Vec<String> = m.iter().map(|(k, c)| format!("`{k}` {c}")).collect();
-            all.join(", ")
-        }
+        Some(Value::Object(m)) => m.iter().map(|(k, c)| format!("`{k}` {c}")).collect::<Vec<_>>().join(", "),
         other => num(other.and_then(Value::as_f64).unwrap_or(f64::NAN), c.digits),
     }
 }
@@ -213,14 +188,8 @@ fn cell(v: &Value, c: &Col) -> String {
 /// The verdict of `x` against a target such as `≤ 64` ("" without one).
 fn verdict(x: f64, target: &str) -> &'static str {
     let (op, bound) = target.split_once(' ').unwrap_or(("", ""));
-    let Ok(bound) = bound.parse::<f64>() else {
-        return "";
-    };
-    let met = match op {
-        "≤" => x <= bound * (1.0 + 1e-9),
-        _ => x >= bound,
-    };
-    match (x.is_finite(), met) {
+    let Ok(bound) = bound.parse::<f64>() else { return "" };
+    match (x.is_finite(), if op == "≤" { x <= bound * (1.0 + 1e-9) } else { x >= bound }) {
         (false, _) => "not measured",
         (true, true) => "met",
         (true, false) => "MISSED",
@@ -239,70 +208,47 @@ fn table(o: &mut String, spec: &str, rows: &[Value]) {
 }
 
 fn summary(r: &Value) -> Vec<[String; 4]> {
-    let row = |c: &Col| {
-        let v = verdict(n(r, c.ptr), c.target).to_owned();
-        [c.label.to_owned(), cell(r, c), c.target.to_owned(), v]
-    };
+    let row = |c: &Col| [c.label.into(), cell(r, c), c.target.into(), verdict(n(r, c.ptr), c.target).into()];
     cols(SUMMARY).iter().map(row).collect()
 }
 
 fn generated(r: &Value) -> String {
     let (run, m) = (&r["run"], &r["run"]["machine"]);
     let s = |v: &Value| v.as_str().unwrap_or("").to_owned();
+    let (cmd, date, bins, cpu) = (s(&run["command"]), s(&run["date"]), s(&m["binaries"]), s(&m["cpu"]));
+    let (kernel, rustc, zips) = (s(&m["kernel"]), s(&m["rustc"]), s(&r["cold_start"]["zip_status"]));
+    let (secs, cpus, gib) = (&run["seconds"], &m["cpus"], &m["memory_gib"]);
     let mut o = format!(
-        "Generated by `{}` on {} ({} s) with the {} binaries; {} CPUs ({}), {} GiB, Linux {}, {}; \
-         arm64 zips: {}. Every figure: [results.json](tools/bench/results/results.json).\n\n",
-        s(&run["command"]),
-        s(&run["date"]),
-        run["seconds"],
-        s(&m["binaries"]),
-        m["cpus"],
-        s(&m["cpu"]),
-        m["memory_gib"],
-        s(&m["kernel"]),
-        s(&m["rustc"]),
-        s(&r["cold_start"]["zip_status"]),
+        "Generated by `{cmd}` on {date} ({secs} s) with the {bins} binaries; {cpus} CPUs ({cpu}), {gib} GiB, Linux \
+         {kernel}, {rustc}; arm64 zips: {zips}. Every figure: [results.json](tools/bench/results/results.json).\n\n"
     );
-    let errors = ["", "/failing", "/single"].iter().flat_map(|p| {
-        let all = r.as_object().into_iter().flatten();
-        all.filter_map(move |(k, v)| {
-            let error = v.pointer(&format!("{p}/error"))?;
-            Some(format!("**{k}{p}: not measured: {error}**\n\n"))
-        })
-    });
-    o.extend(errors);
+    for p in ["", "/failing", "/single"] {
+        let sections = r.as_object().into_iter().flatten();
+        for (k, error) in sections.filter_map(|(k, v)| Some((k, v.pointer(&format!("{p}/error"))?))) {
+            o += &format!("**{k}{p}: not measured: {error}**\n\n");
+        }
+    }
     let rows: Vec<Value> = summary(r).into_iter().map(|c| json!(c)).collect();
-    let cols = "\nfigure | /0\nmeasured | /1\ntarget | /2\nverdict | /3";
-    table(&mut o, cols, &rows);
+    table(&mut o, "\nfigure | /0\nmeasured | /1\ntarget | /2\nverdict | /3", &rows);
     let (t, d, i) = (&r["deliver"]["throughput"], &r["deliver"], &r["ingest"]);
     let list = |v: &Value| v.as_array().cloned().unwrap_or_default();
     table(&mut o, ROUNDS, &list(&t["rounds"]));
     table(&mut o, TIMELINE, &list(&t["median_run"]["timeline"]));
     let with = |what: String, v: &Value| {
         let mut v = v.clone();
-        v["what"] = what.into();
-        v
+        (v["what"] = what.into(), v).1
     };
     let (jobs, events) = (&t["jobs"], &i["events"]);
     let (k, p) = (&d["single"]["invocations"], &i["http"]["pushes"]);
     let aws = [
-        with(
-            format!("deliver, {jobs} jobs, all succeed"),
-            &t["median_run"],
-        ),
+        with(format!("deliver, {jobs} jobs, all succeed"), &t["median_run"]),
         with(format!("deliver, {jobs} jobs, 10% fail"), &d["failing"]),
         with(format!("deliver, {k} single-job invocations"), &d["single"]),
         with(format!("ingest, {events} events in batches of 10"), i),
-        with(
-            format!("ingest, {p} single pushes (Function URL)"),
-            &i["http"],
-        ),
+        with(format!("ingest, {p} single pushes (Function URL)"), &i["http"]),
     ];
     table(&mut o, AWS, &aws);
-    let cold = r["cold_start"]["binaries"]
-        .as_object()
-        .into_iter()
-        .flatten();
+    let cold = r["cold_start"]["binaries"].as_object().into_iter().flatten();
     let cold: Vec<Value> = cold.map(|(b, v)| with(format!("`{b}`"), v)).collect();
     table(&mut o, COLD, &cold);
     table(&mut o, LATENCY, std::slice::from_ref(&r["latency"]));
@@ -335,99 +281,75 @@ fn cost_table(o: &mut String, cost: &Value) {
     *o += &format!("{head}\n{sep}{}\n\n", rows.join("\n"));
 }
 
-/// Writes the JSON, the charts and the Markdown; prints the summary.
-pub fn write(r: &Value, root: &Path, out: &Out) -> Res<()> {
-    let dir = &out.charts;
+/// Writes the JSON beside the charts in `dir` and the Markdown at `md`;
+/// prints the summary. A full run writes BENCHMARKS.md and
+/// tools/bench/results (committed with the tables they back, so figures can
+/// be compared across commits); small and partial runs never touch the
+/// repository.
+pub fn write(r: &Value, root: &Path, dir: &Path, md: &Path) -> Res<()> {
     std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-    let (text, json) = (serde_json::to_string_pretty(r), dir.join("results.json"));
-    let text = text.map_err(|e| e.to_string())? + "\n";
+    let (text, json) = (serde_json::to_string_pretty(r).map_err(|e| e.to_string())? + "\n", dir.join("results.json"));
     std::fs::write(&json, text).map_err(|e| format!("writing {}: {e}", json.display()))?;
     for [what, measured, target, verdict] in summary(r) {
         println!("{what:<52} {measured:>12}  {target:<10} {verdict}");
     }
     charts(r, dir).ctx("chart")?;
-    let source = std::fs::read_to_string(root.join("BENCHMARKS.md"));
-    let md = splice(&source.ctx("reading BENCHMARKS.md")?, &generated(r))?;
-    std::fs::write(&out.md, md).map_err(|e| format!("writing {}: {e}", out.md.display()))
+    let source = std::fs::read_to_string(root.join("BENCHMARKS.md")).ctx("reading BENCHMARKS.md")?;
+    std::fs::write(md, splice(&source, &generated(r))?).map_err(|e| format!("writing {}: {e}", md.display()))
 }
 
 /// `source` with what is between the markers replaced by `section`.
 pub fn splice(source: &str, section: &str) -> Res<String> {
-    let (before, rest) = source
-        .split_once(BEGIN)
-        .ok_or("BENCHMARKS.md: no begin marker")?;
+    let (before, rest) = source.split_once(BEGIN).ok_or("BENCHMARKS.md: no begin marker")?;
     let (_, after) = rest.split_once(END).ok_or("BENCHMARKS.md: no end marker")?;
     Ok(format!("{before}{BEGIN}\n{section}{END}{after}"))
 }
 
 type ChartRes = Result<(), Box<dyn std::error::Error>>;
 
-/// A 720×360 SVG at `dir/name`, drawn by `draw` on a white background.
-fn svg(dir: &Path, name: &str, draw: impl FnOnce(&SvgArea) -> ChartRes) -> ChartRes {
+/// A 720×360 SVG at `dir/name` on a white background, a chart with
+/// `caption` over `x` and `y` drawn on it by `draw`.
+fn svg(
+    (dir, name, caption): (&Path, &str, &str), (x, y, y_labels): (std::ops::Range<f64>, std::ops::Range<f64>, u32),
+    draw: impl FnOnce(&mut ChartContext<SVGBackend, Cartesian2d<RangedCoordf64, RangedCoordf64>>) -> ChartRes,
+) -> ChartRes {
     let path = dir.join(name);
     let area = SVGBackend::new(&path, (720, 360)).into_drawing_area();
     area.fill(&WHITE)?;
-    draw(&area)?;
+    let mut chart = ChartBuilder::on(&area);
+    let chart = chart.caption(caption, ("sans-serif", 18)).margin(10).x_label_area_size(30);
+    draw(&mut chart.y_label_area_size(y_labels).build_cartesian_2d(x, y)?)?;
     Ok(area.present()?)
 }
 
-type SvgArea<'a> = DrawingArea<SVGBackend<'a>, plotters::coord::Shift>;
-
 fn charts(r: &Value, dir: &Path) -> ChartRes {
-    let t = &r["deliver"]["throughput"];
-    let h = &r["deliver"]["https"];
+    let (t, h) = (&r["deliver"]["throughput"], &r["deliver"]["https"]);
     let bars = [
         ("bare client", n(t, "/bare_per_s")),
         ("deliver", n(t, "/deliver_per_s")),
         ("bare client, HTTPS", n(h, "/bare_per_s")),
         ("deliver, HTTPS", n(h, "/deliver_per_s")),
     ];
-    svg(dir, "throughput.svg", |area| {
-        let finite = bars.iter().map(|b| b.1).filter(|x| x.is_finite());
-        let top = finite.fold(1.0, f64::max) * 1.1;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                "webhooks per second, 20 ms receivers (medians)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(70)
-            .build_cartesian_2d(0.0..bars.len() as f64, 0.0..top)?;
-        let label = |x: &f64| {
-            let bar = bars.get(*x as usize).filter(|_| x.fract() == 0.5);
-            bar.map_or("", |b| b.0).to_owned()
-        };
-        let mut mesh = chart.configure_mesh();
-        mesh.disable_x_mesh().x_labels(bars.len() * 2 + 1);
-        mesh.x_label_formatter(&label).draw()?;
+    let top = bars.iter().map(|b| b.1).filter(|x| x.is_finite()).fold(1.0, f64::max) * 1.1;
+    let name = (dir, "throughput.svg", "webhooks per second, 20 ms receivers (medians)");
+    svg(name, (0.0..bars.len() as f64, 0.0..top, 70), |chart| {
+        let label = |x: &f64| bars.get(*x as usize).filter(|_| x.fract() == 0.5).map_or("", |b| b.0).to_owned();
+        chart.configure_mesh().disable_x_mesh().x_labels(bars.len() * 2 + 1).x_label_formatter(&label).draw()?;
         let bar = |(k, b): (usize, &(&str, f64))| {
-            let (from, to) = ((k as f64 + 0.15, 0.0), (k as f64 + 0.85, b.1));
-            Rectangle::new([from, to], BLUE.mix(0.6).filled())
+            Rectangle::new([(k as f64 + 0.15, 0.0), (k as f64 + 0.85, b.1)], BLUE.mix(0.6).filled())
         };
-        let drawn = bars.iter().enumerate().filter(|(_, b)| b.1.is_finite());
-        chart.draw_series(drawn.map(bar))?;
+        chart.draw_series(bars.iter().enumerate().filter(|(_, b)| b.1.is_finite()).map(bar))?;
         Ok(())
     })?;
 
-    let lat = r["latency"]["latencies_ms"].as_array().into_iter();
-    let mut lat: Vec<f64> = lat.flatten().filter_map(Value::as_f64).collect();
+    let mut lat: Vec<f64> =
+        r["latency"]["latencies_ms"].as_array().into_iter().flatten().filter_map(Value::as_f64).collect();
     lat.sort_by(f64::total_cmp);
-    svg(dir, "latency.svg", |area| {
-        let max = lat.last().copied().unwrap_or(1.0).max(1.0) * 1.05;
-        let mut chart = ChartBuilder::on(area)
-            .caption(
-                "push → webhook latency: % of pushes delivered within (ms)",
-                ("sans-serif", 18),
-            )
-            .margin(10)
-            .x_label_area_size(30)
-            .y_label_area_size(50)
-            .build_cartesian_2d(0.0..max, 0.0..100.0)?;
+    let (max, len) = (lat.last().copied().unwrap_or(1.0).max(1.0) * 1.05, lat.len().max(1) as f64);
+    let name = (dir, "latency.svg", "push → webhook latency: % of pushes delivered within (ms)");
+    svg(name, (0.0..max, 0.0..100.0, 50), |chart| {
         chart.configure_mesh().draw()?;
-        let len = lat.len().max(1) as f64;
-        let points = lat.iter().enumerate();
-        let points = points.map(|(k, &x)| (x, (k + 1) as f64 / len * 100.0));
+        let points = lat.iter().enumerate().map(|(k, &x)| (x, (k + 1) as f64 / len * 100.0));
         chart.draw_series(LineSeries::new(points, &RED))?;
         Ok(())
     })
@@ -441,10 +363,7 @@ mod tests {
     fn splice_replaces_only_between_the_markers() {
         let src = format!("# B\nprose above\n{BEGIN}\nold tables\n{END}\nprose below\n");
         let out = splice(&src, "new tables\n").unwrap_or_default();
-        assert_eq!(
-            out,
-            format!("# B\nprose above\n{BEGIN}\nnew tables\n{END}\nprose below\n")
-        );
+        assert_eq!(out, format!("# B\nprose above\n{BEGIN}\nnew tables\n{END}\nprose below\n"));
         assert!(splice("no markers", "x").is_err());
     }
 

@@ -1,9 +1,7 @@
 //! The local AWS side of every measurement: the template's table and queues
-//! created per measurement under their own prefix (the one provisioning call,
-//! [`Stack::create`]), devstack's `AwsProxy` per function role (calls per
-//! operation and per-call timings), seeding straight to moto so it is never
-//! counted, and function binaries started through the Runtime API emulation,
-//! alone or as a [`Pool`] of execution environments.
+//! per measurement ([`Stack::create`]), devstack's `AwsProxy` per function
+//! role, seeding straight to moto (never counted), and function binaries on
+//! the Runtime API emulation, alone or as a [`Pool`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -32,14 +30,14 @@ use crate::{Ctx, Res};
 /// without one).
 pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 
-/// The template's resources for one measurement.
+/// The template's resources for one measurement, with the template's
+/// DeliverBatchSize and DeliverBatchingWindowSeconds defaults.
 pub struct Stack {
     pub table: String,
     pub queue_url: String,
     pub queue_arn: String,
     pub registry_queue_arn: String,
     pub registry_queue_url: String,
-    /// The template's DeliverBatchSize and DeliverBatchingWindowSeconds defaults.
     pub deliver_batch_size: usize,
     pub deliver_window_secs: u64,
 }
@@ -47,8 +45,7 @@ pub struct Stack {
 impl Stack {
     pub async fn create(moto: &Moto, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
-        let outputs = moto.provision(&prefix, &[]).await;
-        let outputs = outputs.ctx("creating the stack")?;
+        let outputs = moto.provision(&prefix, &[]).await.ctx("creating the stack")?;
         let param = |name: &str| outputs["Parameters"][name].as_str()?.parse::<u64>().ok();
         let out = |key: &str| outputs.get(key).and_then(Value::as_str).map(str::to_owned);
         let out = |key: &str| out(key).ok_or(format!("stack output {key} missing"));
@@ -65,12 +62,10 @@ impl Stack {
 
     /// The table, reached straight at moto (nothing counted).
     pub async fn store(&self, moto: &Moto) -> DynamoStore {
-        let sdk = moto.sdk_config().await;
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &self.table)
+        DynamoStore::new(aws_sdk_dynamodb::Client::new(&moto.sdk_config().await), &self.table)
     }
 }
 
-/// devstack's AWS proxy in front of `upstream` (moto, or a stub).
 pub async fn proxy(upstream: &str) -> Res<AwsProxy> {
     AwsProxy::start(upstream).await.ctx("aws proxy")
 }
@@ -84,8 +79,7 @@ pub fn tally(calls: &[Call]) -> Value {
     let (mut rru, mut wru, mut failed, mut errors) = (0, 0, 0, 0);
     for c in calls {
         *counts.entry(&c.op).or_default() += 1;
-        let took = crate::stats::ms(c.end - c.start);
-        times.entry(&c.op).or_default().push(took);
+        times.entry(&c.op).or_default().push(crate::stats::ms(c.end - c.start));
         match c.op.as_str() {
             "dynamodb:BatchGetItem" | "dynamodb:GetItem" => rru += c.items,
             "dynamodb:TransactWriteItems" => wru += 2 * c.items,
@@ -95,48 +89,35 @@ pub fn tally(calls: &[Call]) -> Value {
         failed += c.failed_entries;
         errors += u64::from(!(200..300).contains(&c.status));
     }
-    let p50 = times.iter().map(|(k, v)| (*k, crate::stats::median(v)));
-    let p50: BTreeMap<&str, f64> = p50.collect();
+    let p50: BTreeMap<&str, f64> = times.iter().map(|(k, v)| (*k, crate::stats::median(v))).collect();
     json!({ "calls": counts, "call_ms_p50": p50, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
 /// The environment of a function binary using `stack` through `endpoint`
 /// (later entries win when the process is spawned).
-pub fn function_env(
-    moto: &Moto,
-    stack: &Stack,
-    endpoint: &str,
-    extra: &[(&str, &str)],
-) -> Vec<(String, String)> {
+pub fn function_env(moto: &Moto, stack: &Stack, endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
     let base = [
         ("AWS_ENDPOINT_URL", endpoint),
         ("WEBHOOKS_TABLE", &stack.table),
         ("DELIVERY_QUEUE_URL", &stack.queue_url),
         ("RUST_LOG", "info"),
     ];
-    let ours = base
-        .iter()
-        .chain(extra)
-        .map(|(k, v)| (k.to_string(), v.to_string()));
+    let ours = base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string()));
     moto.function_env().into_iter().chain(ours).collect()
 }
 
 /// Sets a webhook for every repository (`url_of(index)`) straight in moto;
 /// returns the secrets, by index.
 pub async fn seed(
-    store: &DynamoStore,
-    repos: &[RepositoryName],
-    url_of: impl Fn(usize) -> String,
+    store: &DynamoStore, repos: &[RepositoryName], url_of: impl Fn(usize) -> String,
 ) -> Res<Vec<WebhookSecret>> {
     let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
     let stream = stream::iter(repos.iter().enumerate()).map(|(i, repo)| {
         let (url, now) = (url_of(i), now.clone());
         async move {
             let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
-            let rec = store.put_url(repo, &url, &now).await;
-            let rec = rec.map_err(|e| format!("put_url {repo}: {e}"))?;
-            let secret = rec.webhook.map(|w| w.secret);
-            Ok::<_, String>((i, secret.ok_or(format!("put_url {repo}: no webhook"))?))
+            let rec = store.put_url(repo, &url, &now).await.map_err(|e| format!("put_url {repo}: {e}"))?;
+            Ok::<_, String>((i, rec.webhook.map(|w| w.secret).ok_or(format!("put_url {repo}: no webhook"))?))
         }
     });
     let mut secrets: Vec<_> = stream.buffer_unordered(16).try_collect().await?;
@@ -147,23 +128,18 @@ pub async fn seed(
 /// Starts a function binary through the Runtime API emulation and waits for
 /// its first poll, with its log in `logs/<log_name>.log` (truncated first).
 pub async fn start_function(
-    name: &str,
-    env: &[(String, String)],
-    logs: &Path,
-    log_name: &str,
-    timeout: Duration,
+    name: &str, env: &[(String, String)], logs: &Path, log_name: &str, timeout: Duration,
 ) -> Res<(LocalFunction, PathBuf)> {
     let log = logs.join(format!("{log_name}.log"));
     let _ = std::fs::remove_file(&log);
-    let f = LocalFunction::start(&workspace_binary(name), env, &log).await;
-    let f = f.map_err(|e| format!("starting {name}: {e}"))?;
-    if let Err(e) = f.api().wait_for_first_poll(Duration::from_secs(30)).await {
+    let f =
+        LocalFunction::start(&workspace_binary(name), env, &log).await.map_err(|e| format!("starting {name}: {e}"))?;
+    if let Err(e) = f.api.wait_for_first_poll(Duration::from_secs(30)).await {
         return Err(format!("{name} did not start: {e}; log:\n{}", tail(&log)));
     }
     Ok((f.with_timeout(timeout), log))
 }
 
-/// The end of a function's log, for error messages.
 pub fn tail(log: &Path) -> String {
     devstack::paths::log_tail(log, 20)
 }
@@ -171,45 +147,30 @@ pub fn tail(log: &Path) -> String {
 /// The last EMF metrics line a function printed (its per-invocation counts).
 pub fn last_emf(log: &Path) -> Value {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    text.lines()
-        .rev()
-        .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
-        .find_map(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null)
+    let mut emf = text.lines().rev().filter(|l| l.starts_with('{') && l.contains("\"_aws\""));
+    emf.find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null)
 }
 
 /// Serves `manifest` as `media_type` from `registry` under its digest in
 /// `repo`, one request per connection (ingest's peak memory depends on it:
 /// over kept-alive connections it measured ~60% higher); returns the digest.
-pub fn serve_manifest(
-    registry: &StubRegistry,
-    repo: &str,
-    media_type: &str,
-    manifest: Vec<u8>,
-) -> String {
+pub fn serve_manifest(registry: &StubRegistry, repo: &str, media_type: &str, manifest: Vec<u8>) -> String {
     let digest = devstack::registry::sha256(&manifest);
-    let served = Behaviour::ok().with_header("content-type", media_type);
-    let served = served
-        .with_header("connection", "close")
-        .with_body(manifest);
-    registry.answer(&StubRegistry::path(repo, &digest), served);
+    let served = Behaviour::ok().with_header("content-type", media_type).with_header("connection", "close");
+    registry.answer(&StubRegistry::path(repo, &digest), served.with_body(manifest));
     digest
 }
 
 /// A push event POSTed to the ingest Function URL at `url` with the token.
 pub fn post_push(http: &reqwest::Client, url: &str, push: &Value) -> reqwest::RequestBuilder {
     let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-    post.header("content-type", "application/json")
-        .body(push.to_string())
+    post.header("content-type", "application/json").body(push.to_string())
 }
 
-/// A client for the local endpoints.
 pub fn http_client() -> Res<reqwest::Client> {
-    let client = reqwest::Client::builder().no_proxy().build();
-    client.map_err(|e| e.to_string())
+    reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())
 }
 
-/// One invocation as a pool saw it.
 #[derive(Clone, Debug)]
 pub struct Sample {
     pub records: usize,
@@ -222,38 +183,24 @@ pub struct Pool {
     fns: Vec<LocalFunction>,
     free: Mutex<Vec<usize>>,
     permits: Semaphore,
-    timeout: Duration,
     samples: Mutex<Vec<Sample>>,
 }
 
 impl Pool {
-    pub fn new(fns: Vec<LocalFunction>, timeout: Duration) -> Pool {
-        let free = Mutex::new((0..fns.len()).collect());
-        let (permits, samples) = (Semaphore::new(fns.len()), Mutex::default());
-        Pool {
-            fns,
-            free,
-            permits,
-            timeout,
-            samples,
-        }
+    /// Each function is invoked with its own timeout ([`start_function`]'s).
+    pub fn new(fns: Vec<LocalFunction>) -> Pool {
+        let (free, permits) = (Mutex::new((0..fns.len()).collect()), Semaphore::new(fns.len()));
+        Pool { fns, free, permits, samples: Mutex::default() }
     }
 
-    /// `n` processes of function `name`, logs `<label>-<k>`.
     pub async fn start(
-        ctx: &Ctx,
-        name: &str,
-        env: &[(String, String)],
-        label: &str,
-        n: usize,
-        timeout: Duration,
+        ctx: &Ctx, name: &str, env: &[(String, String)], label: &str, n: usize, timeout: Duration,
     ) -> Res<Arc<Pool>> {
         let mut fns = Vec::with_capacity(n);
         for k in 0..n {
-            let log = format!("{label}-{k}");
-            fns.push(start_function(name, env, &ctx.logs, &log, timeout).await?.0);
+            fns.push(start_function(name, env, &ctx.logs, &format!("{label}-{k}"), timeout).await?.0);
         }
-        Ok(Arc::new(Pool::new(fns, timeout)))
+        Ok(Arc::new(Pool::new(fns)))
     }
 
     pub fn samples(&self) -> Vec<Sample> {
@@ -264,15 +211,12 @@ impl Pool {
 impl Invoker for Pool {
     async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
         let records = event["Records"].as_array().map_or(1, Vec::len);
-        let permit = self.permits.acquire().await;
-        let _permit = permit.map_err(|_| DevstackError::RuntimeApiStopped)?;
-        let idx = lock(&self.free).pop();
-        let idx = idx.ok_or_else(|| DevstackError::Task("pool: no free function".into()))?;
-        let result = self.fns[idx].invoke(event, self.timeout).await;
+        let _permit = self.permits.acquire().await.map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let idx = lock(&self.free).pop().ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
+        let result = self.fns[idx].invoke_event(event).await;
         lock(&self.free).push(idx);
         if let Ok(inv) = &result {
-            let duration = inv.duration;
-            lock(&self.samples).push(Sample { records, duration });
+            lock(&self.samples).push(Sample { records, duration: inv.duration });
         }
         result
     }

@@ -31,9 +31,7 @@ pub fn median(values: &[f64]) -> f64 {
 /// Busy and total jiffies of the whole machine so far (/proc/stat).
 pub fn machine_jiffies() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let line = stat.lines().next()?;
-    let fields = line.split_whitespace().skip(1);
-    let v: Vec<u64> = fields.filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).unwrap_or(&0);
     Some((total - idle, total))

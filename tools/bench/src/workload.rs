@@ -24,9 +24,7 @@ pub fn digest(n: u64) -> String {
 }
 
 fn layers(seed: u64) -> Vec<String> {
-    (0..LAYERS as u64)
-        .map(|l| digest(seed * 16 + l + 1))
-        .collect()
+    (0..LAYERS as u64).map(|l| digest(seed * 16 + l + 1)).collect()
 }
 
 /// The `index`-th job, for `repo`, tag `t<index>`.
@@ -41,11 +39,7 @@ pub fn job(repo: &RepositoryName, index: usize) -> Res<DeliveryJob> {
         tag: Tag::parse(&tag).map_err(e)?,
         digest: Some(Digest::parse(&digest(index as u64 + 1_000_000)).map_err(e)?),
         image_size: 48_000_000 + index as u64,
-        layers: layers(index as u64)
-            .iter()
-            .map(|d| Digest::parse(d))
-            .collect::<Result<_, _>>()
-            .map_err(e)?,
+        layers: layers(index as u64).iter().map(|d| Digest::parse(d)).collect::<Result<_, _>>().map_err(e)?,
         repository_size: 900_000_000,
         pushed_at: Some("2026-11-28T08:00:00Z".to_owned()),
     })
@@ -55,16 +49,9 @@ pub fn job(repo: &RepositoryName, index: usize) -> Res<DeliveryJob> {
 /// `tag`, registry id `id`.
 pub fn native_push(repo: &RepositoryName, tag: &str, id: &str, seed: u64) -> Value {
     json!({
-        "event": "push",
-        "username": repo.username(),
-        "repository": repo.repository(),
-        "tag": tag,
-        "digest": digest(seed + 2_000_000),
-        "image_size": 48_000_000 + seed,
-        "layers": layers(seed),
-        "repository_size": 900_000_000u64,
-        "pushed_at": "2026-11-28T08:00:00Z",
-        "id": id,
+        "event": "push", "username": repo.username(), "repository": repo.repository(), "tag": tag,
+        "digest": digest(seed + 2_000_000), "image_size": 48_000_000 + seed, "layers": layers(seed),
+        "repository_size": 900_000_000u64, "pushed_at": "2026-11-28T08:00:00Z", "id": id,
     })
 }
 
@@ -74,26 +61,21 @@ fn hex_id(prefix: &str, i: usize) -> String {
     format!("{p:0<8.8}-0000-4000-8000-{i:012x}")
 }
 
-/// One SQS record as Lambda's event source mapping builds it. The receipt
-/// handle is synthetic (only valid for workloads that never use it).
+/// One SQS record as Lambda's event source mapping builds it (devstack's
+/// builder, from a message that was never queued: the receipt handle is
+/// synthetic, only valid for workloads that never use it).
 pub fn sqs_record(prefix: &str, i: usize, body: String, queue_arn: &str) -> Value {
-    let sent = devstack::paths::epoch_millis(SystemTime::now());
-    json!({
-        "messageId": hex_id(prefix, i),
-        "receiptHandle": format!("AQEB{}{}", hex_id(prefix, i).replace('-', ""), "bench+synthetic+receipt+handle/never+valid=="),
-        "body": body,
-        "attributes": {
-            "ApproximateReceiveCount": "1",
-            "SentTimestamp": sent.to_string(),
-            "SenderId": "AIDAIENQZJOLO23YVJ4VO",
-            "ApproximateFirstReceiveTimestamp": (sent + 5).to_string(),
-        },
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": queue_arn,
-        "awsRegion": "us-east-1",
-    })
+    use aws_sdk_sqs::types::{Message, MessageSystemAttributeName as Name};
+    let (id, sent) = (hex_id(prefix, i), devstack::paths::epoch_millis(SystemTime::now()));
+    let handle = format!("AQEB{}bench+synthetic+receipt+handle/never+valid==", id.replace('-', ""));
+    let attributes = [
+        (Name::ApproximateReceiveCount, "1".to_owned()),
+        (Name::SentTimestamp, sent.to_string()),
+        (Name::SenderId, "AIDAIENQZJOLO23YVJ4VO".to_owned()),
+        (Name::ApproximateFirstReceiveTimestamp, (sent + 5).to_string()),
+    ];
+    let message = Message::builder().message_id(id).receipt_handle(handle).body(body).md5_of_body("");
+    devstack::esm::event::record(&message.set_attributes(Some(attributes.into())).build(), queue_arn)
 }
 
 pub fn sqs_event(records: Vec<Value>) -> Value {
@@ -115,5 +97,7 @@ mod tests {
         assert_eq!(DeliveryJob::parse(&a.to_json()).unwrap(), a);
         assert_ne!(hex_id("tp", 1), hex_id("tp", 2));
         assert_ne!(hex_id("tp", 1), hex_id("fa", 1));
+        let r = sqs_record("tp", 1, "{}".into(), "arn");
+        assert_eq!((&r["eventSourceARN"], &r["attributes"]["ApproximateReceiveCount"]), (&json!("arn"), &json!("1")));
     }
 }

@@ -1,23 +1,10 @@
-//! The one AWS proxy: a counting, timing, fault-injecting HTTP proxy between
-//! the functions and moto. Every AWS call goes through it, so tests and the
-//! benchmark count calls per operation exactly (for in-process handlers and
-//! binaries alike), the benchmark sees when each call started and ended and
-//! how many items or messages it carried, and tests can make a share of calls
-//! fail: throttled, answered 500, or dropped mid-connection.
-//!
-//! For throughput it can also pace writes like DynamoDB
-//! ([`AwsProxy::set_write_behind`]): moto applies DynamoDB calls one at a time
-//! in one Python process (about 140 UpdateItem/s here), where DynamoDB answers
-//! each in single-digit milliseconds however many are in flight. An UpdateItem
-//! whose caller asks for nothing back (`ReturnValues` NONE) is then answered
-//! after a set latency and held; [`AwsProxy::settle`], called after the
-//! measured run, applies the held writes to moto one at a time and counts
-//! those moto refuses, so a measurement can tell that the model held. Held
-//! rather than applied during the run: moto spends about 7 ms of CPU on each,
-//! on the cores the measured function runs on, where DynamoDB's work is on
-//! its own machines. Every other call goes to moto as always.
+//! The one AWS proxy between the functions and moto: counts calls per
+//! operation, times each call and counts the items it carried, injects faults
+//! (throttled, 500, dropped), and for the benchmark paces UpdateItem like
+//! DynamoDB ([`AwsProxy::set_write_behind`], applied after the run by
+//! [`AwsProxy::settle`]; why: ARCHITECTURE.md, "Local and test infrastructure").
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -26,13 +13,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt as _, Full};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpStream;
+use serde::de::IgnoredAny;
 
 use crate::http_server::{self, Reply, ServerHandle};
 use crate::paths::lock;
 use crate::DevstackError;
 
-/// What an injected fault does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
     /// 400 `ThrottlingException` (the SDK retries it as throttling).
@@ -52,14 +38,12 @@ pub struct Fault {
     pub every: u64,
 }
 
-/// One AWS call as the proxy saw it.
 #[derive(Debug, Clone)]
 pub struct Call {
     /// `dynamodb:UpdateItem`, `sqs:SendMessageBatch`, … (as in [`AwsProxy::counts`]).
     pub op: String,
-    /// Request received by the proxy.
+    /// From the request received to upstream's answer read whole (or the fault injected).
     pub start: Instant,
-    /// Upstream's answer read whole (or the fault injected).
     pub end: Instant,
     /// The status answered (0 for a dropped connection).
     pub status: u16,
@@ -73,18 +57,18 @@ pub struct Call {
 
 #[derive(Default)]
 struct State {
+    /// Counted when the request arrives, so a call cut short still counts.
     counts: Mutex<BTreeMap<String, u64>>,
     calls: Mutex<Vec<Call>>,
+    injected: AtomicU64,
     /// Each rule with the number of calls it has matched.
     faults: Mutex<Vec<(Fault, u64)>>,
-    injected: AtomicU64,
     /// Latency of a write answered ahead of moto, when pacing.
     write_behind: Mutex<Option<Duration>>,
     /// Writes answered ahead of moto, not applied yet.
     held: Mutex<Vec<Request<Full<Bytes>>>>,
 }
 
-/// A running proxy; stopped on drop.
 pub struct AwsProxy {
     server: ServerHandle,
     state: Arc<State>,
@@ -94,22 +78,13 @@ pub struct AwsProxy {
 impl AwsProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<AwsProxy, DevstackError> {
-        let upstream = upstream.trim_start_matches("http://").trim_end_matches('/');
-        let upstream: Arc<str> = upstream.into();
-        let state = Arc::new(State::default());
-        let (st, up) = (state.clone(), upstream.clone());
-        let server = http_server::serve("aws proxy", true, None, move |req, _| {
-            let (st, upstream) = (st.clone(), up.clone());
-            async move { handle(req, upstream, st).await }
-        });
-        Ok(AwsProxy {
-            server: server.await?,
-            state,
-            upstream,
-        })
+        let upstream: Arc<str> = upstream.trim_start_matches("http://").trim_end_matches('/').into();
+        let (state, up) = (Arc::new(State::default()), upstream.clone());
+        let st = state.clone();
+        let server = http_server::serve("aws proxy", true, None, move |req, _| handle(req, up.clone(), st.clone()));
+        Ok(AwsProxy { server: server.await?, state, upstream })
     }
 
-    /// The endpoint to give the SDK (`AWS_ENDPOINT_URL`).
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.server.addr)
     }
@@ -119,19 +94,15 @@ impl AwsProxy {
         lock(&self.state.counts).clone()
     }
 
-    /// Calls so far of one operation.
     pub fn count(&self, operation: &str) -> u64 {
         *lock(&self.state.counts).get(operation).unwrap_or(&0)
     }
 
-    /// Calls so far whose operation starts with `prefix`.
     pub fn count_prefix(&self, prefix: &str) -> u64 {
         let counts = lock(&self.state.counts);
-        let matching = counts.iter().filter(|(k, _)| k.starts_with(prefix));
-        matching.map(|(_, v)| v).sum()
+        counts.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
     }
 
-    /// Forgets the counts and the recorded calls.
     pub fn reset_counts(&self) {
         lock(&self.state.counts).clear();
         self.take_calls();
@@ -142,12 +113,10 @@ impl AwsProxy {
         std::mem::take(&mut *lock(&self.state.calls))
     }
 
-    /// Replaces the fault rules.
     pub fn set_faults(&self, faults: Vec<Fault>) {
         *lock(&self.state.faults) = faults.into_iter().map(|f| (f, 0)).collect();
     }
 
-    /// Faults injected so far.
     pub fn injected(&self) -> u64 {
         self.state.injected.load(Ordering::Relaxed)
     }
@@ -166,31 +135,15 @@ impl AwsProxy {
         let mut refused = 0;
         for req in held {
             let reply = forward(req, &self.upstream).await;
-            if !matches!(reply, Ok((p, _)) if p.status.is_success()) {
-                refused += 1;
-            }
+            refused += u64::from(!matches!(reply, Ok((p, _)) if p.status.is_success()));
         }
         refused
     }
 }
 
-/// The latency to answer this call with ahead of moto, if it is paced: an
-/// UpdateItem asking for no values back, while pacing is on.
-fn paced(st: &State, op: &str, body: &[u8]) -> Option<Duration> {
-    let latency = (*lock(&st.write_behind))?;
-    if op != "dynamodb:UpdateItem" {
-        return None;
-    }
-    let req: Counted = serde_json::from_slice(body).ok()?;
-    matches!(req.return_values.as_deref(), None | Some("NONE")).then_some(latency)
-}
-
 fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
     let mut faults = lock(&st.faults);
-    for (f, seen) in faults
-        .iter_mut()
-        .filter(|(f, _)| op.starts_with(&f.operation_prefix))
-    {
+    for (f, seen) in faults.iter_mut().filter(|(f, _)| op.starts_with(&f.operation_prefix)) {
         *seen += 1;
         if f.every > 0 && *seen % f.every == 0 {
             return Some(f.kind);
@@ -202,33 +155,37 @@ fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
 async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc<State>) -> Reply {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
-        return Reply::Reset;
-    };
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else { return Reply::Reset };
     let op = operation(&parts.headers);
     *lock(&st.counts).entry(op.clone()).or_default() += 1;
     let record = |status: u16, resp: &[u8]| {
         let (items, failed_entries) = carried(&op, &body, resp);
         let (op, end) = (op.clone(), Instant::now());
-        lock(&st.calls).push(Call {
-            op,
-            start,
-            end,
-            status,
-            items,
-            failed_entries,
-        });
+        lock(&st.calls).push(Call { op, start, end, status, items, failed_entries });
     };
-    let (status, error) = match pick_fault(&st, &op) {
+    const AMZ_JSON: &str = "application/x-amz-json-1.0";
+    let fault = pick_fault(&st, &op);
+    st.injected.fetch_add(u64::from(fault.is_some()), Ordering::Relaxed);
+    let error = match fault {
+        Some(FaultKind::Drop) => {
+            record(0, b"");
+            return Reply::Reset;
+        }
+        Some(FaultKind::Throttle) => (400, "ThrottlingException"),
+        Some(FaultKind::ServerError) => (500, "InternalServerError"),
         None => {
-            let latency = paced(&st, &op, &body);
             let req = Request::from_parts(parts, Full::new(body.clone()));
-            if let Some(latency) = latency {
+            // Paced: an UpdateItem asking for no values back, while pacing is on.
+            let latency = *lock(&st.write_behind);
+            let paced = latency.filter(|_| op == "dynamodb:UpdateItem").filter(|_| {
+                let req: Counted = serde_json::from_slice(&body).unwrap_or_default();
+                matches!(req.return_values.as_deref(), None | Some("NONE"))
+            });
+            if let Some(latency) = paced {
                 lock(&st.held).push(req);
                 tokio::time::sleep(latency).await;
                 record(200, b"{}");
-                let ok = http_server::response(200, "application/x-amz-json-1.0", "{}");
-                return Reply::Response(ok);
+                return Reply::Response(http_server::response(200, AMZ_JSON, "{}"));
             }
             return Reply::Response(match forward(req, &upstream).await {
                 Ok((parts, bytes)) => {
@@ -242,34 +199,18 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
                 }
             });
         }
-        Some(FaultKind::Drop) => (0, ""),
-        Some(FaultKind::Throttle) => (400, "ThrottlingException"),
-        Some(FaultKind::ServerError) => (500, "InternalServerError"),
     };
-    st.injected.fetch_add(1, Ordering::Relaxed);
-    record(status, b"");
-    if status == 0 {
-        return Reply::Reset;
-    }
-    let body = format!(r#"{{"__type":"{error}","message":"injected by devstack aws_proxy"}}"#);
-    Reply::Response(http_server::response(
-        status,
-        "application/x-amz-json-1.0",
-        body,
-    ))
+    record(error.0, b"");
+    let body = format!(r#"{{"__type":"{}","message":"injected by devstack aws_proxy"}}"#, error.1);
+    Reply::Response(http_server::response(error.0, AMZ_JSON, body))
 }
 
 /// `dynamodb:BatchGetItem` from `X-Amz-Target: DynamoDB_20120810.BatchGetItem`
 /// (the JSON protocol every SDK client here speaks), `unknown` without one.
 fn operation(headers: &http::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let parts = target.and_then(|t| t.split_once('.'));
-    let (service, op) = parts.unwrap_or(("", "unknown"));
-    let known = [
-        ("DynamoDB", "dynamodb"),
-        ("AmazonSQS", "sqs"),
-        ("AmazonEC2ContainerRegistry", "ecr"),
-    ];
+    let (service, op) = target.and_then(|t| t.split_once('.')).unwrap_or(("", "unknown"));
+    let known = [("DynamoDB", "dynamodb"), ("AmazonSQS", "sqs"), ("AmazonEC2ContainerRegistry", "ecr")];
     match known.iter().find(|(prefix, _)| service.starts_with(prefix)) {
         Some((_, short)) => format!("{short}:{op}"),
         None if service.is_empty() => op.to_owned(),
@@ -277,11 +218,10 @@ fn operation(headers: &http::HeaderMap) -> String {
     }
 }
 
-async fn forward(
-    req: Request<Full<Bytes>>,
-    upstream: &str,
-) -> Result<(http::response::Parts, Bytes), Box<dyn std::error::Error>> {
-    let stream = TcpStream::connect(upstream).await?;
+type Answer = (http::response::Parts, Bytes);
+
+async fn forward(req: Request<Full<Bytes>>, upstream: &str) -> Result<Answer, Box<dyn std::error::Error>> {
+    let stream = tokio::net::TcpStream::connect(upstream).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     let (parts, body) = sender.send_request(req).await?.into_parts();
@@ -295,32 +235,17 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
     // else: the proxy runs on the cores of the function it measures, and a
     // BatchGetItem answer is a megabyte.
     let parse = |body: &[u8]| serde_json::from_slice::<Counted>(body).unwrap_or_default();
+    const BATCH: [&str; 3] = ["sqs:SendMessageBatch", "sqs:ChangeMessageVisibilityBatch", "sqs:DeleteMessageBatch"];
     let items = match op {
-        "dynamodb:BatchGetItem" => parse(req)
-            .request_items
-            .values()
-            .map(|t| t.keys.len())
-            .sum(),
+        "dynamodb:BatchGetItem" => parse(req).request_items.values().map(|t| t.keys.len()).sum(),
         "dynamodb:TransactWriteItems" => parse(req).transact_items.len(),
-        "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
-            parse(req).entries.len()
-        }
         "sqs:ReceiveMessage" => parse(resp).messages.len(),
-        "dynamodb:GetItem"
-        | "dynamodb:UpdateItem"
-        | "dynamodb:PutItem"
-        | "dynamodb:DeleteItem"
-        | "sqs:SendMessage"
-        | "sqs:ChangeMessageVisibility"
-        | "sqs:DeleteMessage" => 1,
+        _ if BATCH.contains(&op) => parse(req).entries.len(),
+        "dynamodb:GetItem" | "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => 1,
+        "sqs:SendMessage" | "sqs:ChangeMessageVisibility" | "sqs:DeleteMessage" => 1,
         _ => 0,
     };
-    let failed = match op {
-        "sqs:SendMessageBatch" | "sqs:ChangeMessageVisibilityBatch" | "sqs:DeleteMessageBatch" => {
-            parse(resp).failed.len()
-        }
-        _ => 0,
-    };
+    let failed = if BATCH.contains(&op) { parse(resp).failed.len() } else { 0 };
     (items as u64, failed as u64)
 }
 
@@ -329,47 +254,33 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
 #[derive(Default, serde::Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct Counted {
-    request_items: std::collections::HashMap<String, Keys>,
-    transact_items: Vec<serde::de::IgnoredAny>,
-    entries: Vec<serde::de::IgnoredAny>,
-    messages: Vec<serde::de::IgnoredAny>,
-    failed: Vec<serde::de::IgnoredAny>,
+    request_items: HashMap<String, Keys>,
+    transact_items: Vec<IgnoredAny>,
+    entries: Vec<IgnoredAny>,
+    messages: Vec<IgnoredAny>,
+    failed: Vec<IgnoredAny>,
     return_values: Option<String>,
 }
 
 #[derive(Default, serde::Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct Keys {
-    keys: Vec<serde::de::IgnoredAny>,
+    keys: Vec<IgnoredAny>,
 }
 
 /// Wall time within `[from, to]` during which at least one of `calls` was in
 /// flight (the union of their intervals, clipped): how long an invocation
 /// waited on AWS, however many calls overlapped.
-pub fn busy_time<'a>(
-    calls: impl IntoIterator<Item = &'a Call>,
-    from: Instant,
-    to: Instant,
-) -> Duration {
-    let mut spans: Vec<(Instant, Instant)> = calls
-        .into_iter()
-        .map(|c| (c.start.max(from), c.end.min(to)))
-        .filter(|(s, e)| s < e)
-        .collect();
+pub fn busy_time<'a>(calls: impl IntoIterator<Item = &'a Call>, from: Instant, to: Instant) -> Duration {
+    let spans = calls.into_iter().map(|c| (c.start.max(from), c.end.min(to)));
+    let mut spans: Vec<(Instant, Instant)> = spans.filter(|(s, e)| s < e).collect();
     spans.sort();
-    let mut total = Duration::ZERO;
-    let mut current: Option<(Instant, Instant)> = None;
+    let (mut total, mut reached) = (Duration::ZERO, from);
     for (s, e) in spans {
-        current = match current {
-            Some((cs, ce)) if s <= ce => Some((cs, ce.max(e))),
-            Some((cs, ce)) => {
-                total += ce - cs;
-                Some((s, e))
-            }
-            None => Some((s, e)),
-        };
+        total += e.saturating_duration_since(s.max(reached));
+        reached = reached.max(e);
     }
-    total + current.map_or(Duration::ZERO, |(cs, ce)| ce - cs)
+    total
 }
 
 #[cfg(test)]
@@ -377,25 +288,14 @@ mod tests {
     use super::*;
 
     fn call(base: Instant, from_ms: u64, to_ms: u64) -> Call {
-        Call {
-            op: "x".into(),
-            start: base + Duration::from_millis(from_ms),
-            end: base + Duration::from_millis(to_ms),
-            status: 200,
-            items: 0,
-            failed_entries: 0,
-        }
+        let (start, end) = (base + Duration::from_millis(from_ms), base + Duration::from_millis(to_ms));
+        Call { op: "x".into(), start, end, status: 200, items: 0, failed_entries: 0 }
     }
 
     #[test]
     fn busy_time_is_the_union_of_intervals_clipped() {
         let b = Instant::now();
-        let calls = [
-            call(b, 0, 10),
-            call(b, 5, 20),
-            call(b, 30, 40),
-            call(b, 35, 36),
-        ];
+        let calls = [call(b, 0, 10), call(b, 5, 20), call(b, 30, 40), call(b, 35, 36)];
         let ms = Duration::from_millis;
         assert_eq!(busy_time(&calls, b, b + ms(100)), ms(30));
         assert_eq!(busy_time(&calls, b + ms(15), b + ms(32)), ms(7));
@@ -408,14 +308,8 @@ mod tests {
         assert_eq!(carried("dynamodb:BatchGetItem", batch_get, b"{}"), (3, 0));
         let entries = br#"{"Entries":[{},{}]}"#;
         let answer = br#"{"Successful":[{}],"Failed":[{}]}"#;
-        assert_eq!(
-            carried("sqs:ChangeMessageVisibilityBatch", entries, answer),
-            (2, 1)
-        );
-        assert_eq!(
-            carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#),
-            (2, 0)
-        );
+        assert_eq!(carried("sqs:ChangeMessageVisibilityBatch", entries, answer), (2, 1));
+        assert_eq!(carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#), (2, 0));
         assert_eq!(carried("dynamodb:UpdateItem", b"{}", b"{}"), (1, 0));
         assert_eq!(carried("dynamodb:Scan", b"not json", b""), (0, 0));
     }

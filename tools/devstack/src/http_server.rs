@@ -26,28 +26,27 @@ use crate::DevstackError;
 /// The response body type every handler produces.
 pub(crate) type Body = Full<Bytes>;
 
-/// What a handler wants done with a request.
+/// What a handler wants done with a request: a response, or the connection
+/// aborted with a TCP RST and nothing answered, the way a crashing server or
+/// a middlebox dropping the flow looks to a client.
 pub(crate) enum Reply {
-    /// Send this response.
     Response(Response<Body>),
-    /// Abort the connection with a TCP RST and answer nothing, the way a
-    /// crashing server or a middlebox dropping the flow looks to a client.
     Reset,
 }
 
 /// The two ends of the connection a request arrived on.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(crate) struct ConnInfo {
     pub peer: SocketAddr,
     pub local: SocketAddr,
 }
 
-/// A running server; dropping it stops accepting and closes every open
-/// connection (they live in a `JoinSet` owned by the accept task).
+/// A running server and the TLS handshakes it completed; dropping it stops
+/// accepting and closes every open connection (they live in a `JoinSet`
+/// owned by the accept task).
 pub(crate) struct ServerHandle {
     pub addr: SocketAddr,
     task: JoinHandle<()>,
-    /// TLS handshakes completed.
     pub handshakes: Arc<AtomicU64>,
 }
 
@@ -62,19 +61,14 @@ impl Drop for ServerHandle {
 /// handlers that may return [`Reply::Reset`]; it costs a duplicated
 /// descriptor per connection, which sinks avoid.
 pub(crate) async fn serve<F, Fut>(
-    what: &str,
-    resettable: bool,
-    tls: Option<TlsAcceptor>,
-    handler: F,
+    what: &str, resettable: bool, tls: Option<TlsAcceptor>, handler: F,
 ) -> Result<ServerHandle, DevstackError>
 where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     let failed = |e| DevstackError::io(format!("binding the {what} server"), e);
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .map_err(failed)?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
     let (handler, handshakes) = (Arc::new(handler), Arc::new(AtomicU64::new(0)));
     let counter = handshakes.clone();
@@ -98,27 +92,21 @@ where
             }
         }
     });
-    Ok(ServerHandle {
-        addr,
-        task,
-        handshakes,
-    })
+    Ok(ServerHandle { addr, task, handshakes })
 }
 
+/// The stream a connection is served over, plain or TLS.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 async fn connection<F, Fut>(
-    stream: TcpStream,
-    peer: SocketAddr,
-    resettable: bool,
-    tls: Option<TlsAcceptor>,
-    handshakes: Arc<AtomicU64>,
+    stream: TcpStream, peer: SocketAddr, resettable: bool, tls: Option<TlsAcceptor>, handshakes: Arc<AtomicU64>,
     handler: Arc<F>,
 ) where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
-    let Ok(local) = stream.local_addr() else {
-        return;
-    };
+    let Ok(local) = stream.local_addr() else { return };
     // Benchmarks send many small requests; Nagle would add 40 ms stalls.
     let _ = stream.set_nodelay(true);
     // A second descriptor for the same socket, so a reset can be forced after
@@ -130,30 +118,14 @@ async fn connection<F, Fut>(
         },
         false => (stream, None),
     };
-    let info = ConnInfo { peer, local };
-    let Some(acceptor) = tls else {
-        return serve_connection(stream, twin, info, handler).await;
+    let stream: Box<dyn Io> = match tls {
+        None => Box::new(stream),
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => (handshakes.fetch_add(1, Ordering::Relaxed), Box::new(stream)).1,
+            Err(e) => return tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed"),
+        },
     };
-    match acceptor.accept(stream).await {
-        Ok(stream) => {
-            handshakes.fetch_add(1, Ordering::Relaxed);
-            serve_connection(stream, twin, info, handler).await;
-        }
-        Err(e) => tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed"),
-    }
-}
-
-async fn serve_connection<S, F, Fut>(
-    stream: S,
-    twin: Option<TcpStream>,
-    info: ConnInfo,
-    handler: Arc<F>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Reply> + Send + 'static,
-{
-    let peer = info.peer;
+    let info = ConnInfo { peer, local };
     let reset = Arc::new(Notify::new());
     let on_reset = reset.clone();
     let service = hyper::service::service_fn(move |req| {
@@ -169,11 +141,9 @@ async fn serve_connection<S, F, Fut>(
             }
         }
     });
-    let conn = hyper::server::conn::http1::Builder::new()
-        .timer(TokioTimer::new())
-        .serve_connection(TokioIo::new(stream), service);
+    let mut conn = hyper::server::conn::http1::Builder::new();
     tokio::select! {
-        result = conn => if let Err(e) = result {
+        result = conn.timer(TokioTimer::new()).serve_connection(TokioIo::new(stream), service) => if let Err(e) = result {
             tracing::debug!(error = %e, %peer, "devstack server: connection ended with error");
         },
         _ = reset.notified() => match twin.map(|twin| twin.set_zero_linger()) {
@@ -195,18 +165,13 @@ fn split_twin(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
 /// A response with a status, content type (none when empty) and body.
 pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() =
-        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    if let (false, Ok(value)) = (
-        content_type.is_empty(),
-        http::HeaderValue::from_str(content_type),
-    ) {
+    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let (false, Ok(value)) = (content_type.is_empty(), http::HeaderValue::from_str(content_type)) {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     resp
 }
 
-/// A JSON response.
 pub(crate) fn json_response(status: u16, value: &serde_json::Value) -> Response<Body> {
     response(status, "application/json", value.to_string())
 }

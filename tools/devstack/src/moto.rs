@@ -1,17 +1,9 @@
 //! moto standing in for DynamoDB and SQS, with the stack's resources in it.
-//!
-//! [`Moto`] runs `scripts/moto_server.py` (moto with DynamoDB writes applied
-//! atomically, as the real service does) on a free port, under a tiny `sh`
-//! watchdog whose stdin is a pipe from this process: when the pipe closes
-//! (the [`Moto`] is dropped, or the test process exits or is killed) the
-//! watchdog kills moto. That lets [`Moto::shared`] live in a `static`.
-//!
-//! [`create`] makes the table and queues with the SDK the way template.yaml
-//! declares them: the one provisioning path of the tests, the benchmark and
-//! `devstack up` (also reachable as `devstack::stack`). The drift test
-//! `stack_template` reads template.yaml and fails when the two part.
-//! Physical names are the caller's prefix + the logical id, so tests sharing
-//! one moto never collide.
+//! [`Moto`] runs `scripts/moto_server.py` on a free port under a `sh`
+//! watchdog that kills it when our end of its stdin pipe closes (the
+//! [`Moto`] dropped, or this process gone), so [`Moto::shared`] can live in a
+//! `static`. [`create`] makes the table and queues as template.yaml declares
+//! them (the drift test `stack_template` checks it), named prefix + logical id.
 
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -20,8 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    SseSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Map, Value};
@@ -34,23 +25,17 @@ use crate::DevstackError;
 /// when our stdin reaches EOF, and exits with its status when it ends first.
 const WATCHDOG: &str = r#"
 exec 3<&0
-"$@" </dev/null 3<&- &
-server=$!
-( read -r _ <&3; kill "$server" 2>/dev/null ) &
-reader=$!
+"$@" </dev/null 3<&- & server=$!
+( read -r _ <&3; kill "$server" 2>/dev/null ) & reader=$!
 exec 3<&-
-wait "$server"
-status=$?
-kill "$reader" 2>/dev/null
-exit "$status"
+wait "$server"; status=$?
+kill "$reader" 2>/dev/null; exit "$status"
 "#;
 
 static SHARED: OnceCell<Moto> = OnceCell::const_new();
 
-/// A running moto server; stopped on drop.
 pub struct Moto {
     endpoint: String,
-    port: u16,
     log_path: PathBuf,
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
@@ -81,44 +66,26 @@ impl Moto {
     pub async fn start_on(port: u16) -> Result<Moto, DevstackError> {
         let endpoint = format!("http://127.0.0.1:{port}");
         if answers_http(&endpoint).await {
-            return Err(DevstackError::Setup(format!(
-                "127.0.0.1:{port} is already in use (another `devstack up`?)"
-            )));
+            let why = format!("127.0.0.1:{port} is already in use (another `devstack up`?)");
+            return Err(DevstackError::Setup(why));
         }
         let script = paths::in_repo("scripts/moto_server.py");
         let log_path = paths::in_repo(".devstack/logs").join(format!("moto-{port}.log"));
-        let log = log_path
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
+        let log = (log_path.parent().map_or(Ok(()), std::fs::create_dir_all))
             .and_then(|()| std::fs::File::create(&log_path))
             .and_then(|log| Ok((log.try_clone()?, log)))
             .map_err(|e| DevstackError::io(format!("creating {}", log_path.display()), e))?;
-        let spawned = Command::new("sh")
-            .args(["-c", WATCHDOG, "devstack-moto"])
-            .arg(paths::venv_python())
-            .arg(&script)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::piped())
-            .stdout(log.0)
-            .stderr(log.1)
-            .spawn();
+        let mut moto = Command::new("sh");
+        moto.args(["-c", WATCHDOG, "devstack-moto"]).arg(paths::venv_python()).arg(&script);
+        moto.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::piped());
         let spawning = format!("spawning {} (run scripts/tools.sh)", script.display());
-        let mut child = spawned.map_err(|e| DevstackError::io(spawning, e))?;
+        let mut child = moto.stdout(log.0).stderr(log.1).spawn().map_err(|e| DevstackError::io(spawning, e))?;
         // Piped above, so always there.
-        let stdin = child.stdin.take();
-        let watchdog = Mutex::new(stdin.map(|stdin| (child, stdin)));
-        let moto = Moto {
-            endpoint,
-            port,
-            log_path,
-            watchdog,
-        };
+        let watchdog = Mutex::new(child.stdin.take().map(|stdin| (child, stdin)));
+        let moto = Moto { endpoint, log_path, watchdog };
         let started = Instant::now();
         let why = loop {
-            let exited = match lock(&moto.watchdog).as_mut() {
-                Some((child, _)) => child.try_wait().ok().flatten(),
-                None => None,
-            };
+            let exited = lock(&moto.watchdog).as_mut().and_then(|(child, _)| child.try_wait().ok().flatten());
             if let Some(status) = exited {
                 break format!("exited ({status}) before answering");
             }
@@ -131,17 +98,11 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let log = paths::log_tail(&moto.log_path, 20);
-        Err(DevstackError::Setup(format!(
-            "moto {why} (run scripts/tools.sh); log:\n{log}"
-        )))
+        Err(DevstackError::Setup(format!("moto {why} (run scripts/tools.sh); log:\n{log}")))
     }
 
     pub fn endpoint(&self) -> &str {
         &self.endpoint
-    }
-
-    pub fn port(&self) -> u16 {
-        self.port
     }
 
     /// An SDK configuration for this moto (see [`sdk_config`]). Build clients
@@ -151,26 +112,16 @@ impl Moto {
         sdk_config(&self.endpoint).await
     }
 
-    /// The environment a function needs to reach this moto with the SDK.
     pub fn function_env(&self) -> Vec<(String, String)> {
-        [
-            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_REGION", REGION),
-            ("AWS_DEFAULT_REGION", REGION),
-        ]
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .to_vec()
+        let credentials = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")];
+        let region = [("AWS_REGION", REGION), ("AWS_DEFAULT_REGION", REGION)];
+        let all = [("AWS_ENDPOINT_URL", self.endpoint.as_str())].into_iter().chain(credentials).chain(region);
+        all.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
     /// [`create`]s the stack under `prefix` in this moto with template
     /// parameter overrides (`Name=Value`).
-    pub async fn provision(
-        &self,
-        prefix: &str,
-        overrides: &[&str],
-    ) -> Result<Map<String, Value>, DevstackError> {
+    pub async fn provision(&self, prefix: &str, overrides: &[&str]) -> Result<Map<String, Value>, DevstackError> {
         create(&self.sdk_config().await, prefix, overrides).await
     }
 }
@@ -201,8 +152,7 @@ impl Drop for Moto {
 /// nothing read from the developer's profile; a plain-HTTP client (moto and
 /// the proxy speak HTTP; the workspace links no SDK default HTTPS client).
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    let credentials =
-        aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
+    let credentials = aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .endpoint_url(endpoint)
@@ -212,14 +162,10 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// True when something at `endpoint` answers an HTTP request.
 async fn answers_http(endpoint: &str) -> bool {
-    let client = reqwest::Client::builder().no_proxy();
-    let Ok(client) = client.timeout(Duration::from_secs(3)).build() else {
-        return false;
-    };
-    let answer = client.get(format!("{endpoint}/moto-api/")).send().await;
-    answer.is_ok()
+    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build();
+    let Ok(client) = client else { return false };
+    client.get(format!("{endpoint}/moto-api/")).send().await.is_ok()
 }
 
 /// The template parameters the table and queues (or their callers) depend on,
@@ -239,20 +185,12 @@ pub const TABLE: &str = "WebhooksTable";
 /// Hash and range key attribute names (both strings).
 pub const KEYS: [&str; 2] = ["pk", "sk"];
 
-/// One queue as the template declares it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueSpec {
-    /// Logical id (and name suffix).
-    pub logical_id: &'static str,
-    /// VisibilityTimeout in seconds; `None` leaves SQS's default (30 s).
-    pub visibility_secs: Option<u32>,
-    /// MessageRetentionPeriod in seconds.
-    pub retention_secs: u32,
-    /// The dead-letter queue's logical id and maxReceiveCount.
-    pub redrive: Option<(&'static str, u32)>,
-}
+/// One queue as the template declares it: logical id (and name suffix),
+/// VisibilityTimeout in seconds (`None`: SQS's default, 30 s), and the
+/// dead-letter queue's logical id and maxReceiveCount. Queues with a
+/// dead-letter queue keep messages 4 days, dead-letter queues 14.
+pub type QueueSpec = (&'static str, Option<u32>, Option<(&'static str, u32)>);
 
-/// Resolved parameter values (template defaults with the caller's overrides).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Params(Vec<(&'static str, u32)>);
 
@@ -263,9 +201,7 @@ impl Params {
         let mut values = PARAMETERS.to_vec();
         for o in overrides {
             let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
-            let (name, value) = o
-                .split_once('=')
-                .ok_or_else(|| bad("expected Name=Value"))?;
+            let (name, value) = o.split_once('=').ok_or_else(|| bad("expected Name=Value"))?;
             if RETIRED.contains(&name) {
                 continue;
             }
@@ -286,8 +222,7 @@ impl Params {
 
     /// The value of one of [`PARAMETERS`] (0 for a name that is not one).
     pub fn get(&self, name: &str) -> u32 {
-        let param = self.0.iter().find(|(n, _)| *n == name);
-        param.map_or(0, |(_, v)| *v)
+        self.0.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
     }
 
     /// The delivery queue's visibility timeout: 6 x the deliver function's
@@ -297,30 +232,15 @@ impl Params {
     }
 
     /// The four queues, dead-letter queues first (a redrive policy names an
-    /// existing queue).
+    /// existing queue). The registry-events queue: 6 x the ingest function's
+    /// 30 s timeout; five receives.
     pub fn queues(&self) -> [QueueSpec; 4] {
-        let queue = |logical_id, visibility_secs, redrive: Option<_>| QueueSpec {
-            logical_id,
-            visibility_secs,
-            retention_secs: if redrive.is_some() {
-                345_600
-            } else {
-                1_209_600
-            },
-            redrive,
-        };
         let delivery_redrive = ("DeliveryDeadLetterQueue", self.get("MaxAttempts"));
-        let delivery_visibility = Some(self.delivery_visibility_secs());
         [
-            queue("DeliveryDeadLetterQueue", None, None),
-            queue("RegistryEventsDeadLetterQueue", None, None),
-            queue("DeliveryQueue", delivery_visibility, Some(delivery_redrive)),
-            // 6 x the ingest function's 30 s timeout; five receives.
-            queue(
-                "RegistryEventsQueue",
-                Some(180),
-                Some(("RegistryEventsDeadLetterQueue", 5)),
-            ),
+            ("DeliveryDeadLetterQueue", None, None),
+            ("RegistryEventsDeadLetterQueue", None, None),
+            ("DeliveryQueue", Some(self.delivery_visibility_secs()), Some(delivery_redrive)),
+            ("RegistryEventsQueue", Some(180), Some(("RegistryEventsDeadLetterQueue", 5))),
         ]
     }
 }
@@ -330,9 +250,7 @@ impl Params {
 /// `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue, and `Parameters`
 /// (name → value as a string, as CloudFormation renders them).
 pub async fn create(
-    sdk: &aws_config::SdkConfig,
-    prefix: &str,
-    overrides: &[&str],
+    sdk: &aws_config::SdkConfig, prefix: &str, overrides: &[&str],
 ) -> Result<Map<String, Value>, DevstackError> {
     let params = Params::parse(overrides)?;
     let mut outputs = Map::new();
@@ -340,113 +258,64 @@ pub async fn create(
     create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
     outputs.insert(TABLE.into(), Value::String(table));
     let sqs = aws_sdk_sqs::Client::new(sdk);
-    for queue in params.queues() {
-        let name = format!("{prefix}{}", queue.logical_id);
-        let retention = queue.retention_secs.to_string();
+    for (id, visibility_secs, redrive) in params.queues() {
+        let name = format!("{prefix}{id}");
+        let retention = if redrive.is_some() { 345_600 } else { 1_209_600 };
         let mut attributes = vec![
-            (QueueAttributeName::MessageRetentionPeriod, retention),
+            (QueueAttributeName::MessageRetentionPeriod, retention.to_string()),
             (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
         ];
-        if let Some(secs) = queue.visibility_secs {
+        if let Some(secs) = visibility_secs {
             attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
         }
-        if let Some((dlq, max_receive_count)) = queue.redrive {
-            let arn = outputs
-                .get(&format!("{dlq}Arn"))
-                .cloned()
-                .unwrap_or_default();
-            let policy =
-                json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+        if let Some((dlq, max_receive_count)) = redrive {
+            let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
+            let policy = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
             attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
         }
-        let (url, arn) = create_queue(&sqs, &name, attributes).await?;
-        let id = queue.logical_id;
-        outputs.insert(format!("{id}Url"), Value::String(url));
-        outputs.insert(format!("{id}Arn"), Value::String(arn));
-        outputs.insert(format!("{id}Name"), Value::String(name));
+        let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
+        let created = sqs.create_queue().queue_name(&name).set_attributes(Some(attributes.into_iter().collect()));
+        let created = created.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+        let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
+        let described = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn);
+        let described = described.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+        let arn = described.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+        let arn = arn.ok_or_else(|| failed("no QueueArn".into()))?;
+        for (output, value) in [("Url", url), ("Arn", arn), ("Name", name)] {
+            outputs.insert(format!("{id}{output}"), Value::String(value));
+        }
     }
-    let rendered = params
-        .0
-        .iter()
-        .map(|(n, v)| (n.to_string(), json!(v.to_string())));
+    let rendered = params.0.iter().map(|(n, v)| (n.to_string(), json!(v.to_string())));
     outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
     Ok(outputs)
 }
 
 async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), DevstackError> {
     let failed = |what: &str, e: String| DevstackError::Setup(format!("{what} {name}: {e}"));
-    let mut request = db
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .sse_specification(SseSpecification::builder().enabled(true).build());
+    let sse = SseSpecification::builder().enabled(true).build();
+    let mut request = db.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
     for (key, key_type) in KEYS.into_iter().zip([KeyType::Hash, KeyType::Range]) {
-        let attribute = AttributeDefinition::builder()
-            .attribute_name(key)
-            .attribute_type(ScalarAttributeType::S)
-            .build();
-        let element = KeySchemaElement::builder()
-            .attribute_name(key)
-            .key_type(key_type)
-            .build();
-        let (attribute, element) = attribute
-            .and_then(|a| element.map(|k| (a, k)))
+        let attribute = AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S);
+        let element = KeySchemaElement::builder().attribute_name(key).key_type(key_type).build();
+        let (attribute, element) = (attribute.build().and_then(|a| element.map(|k| (a, k))))
             .map_err(|e| failed("describing", e.to_string()))?;
         request = request.attribute_definitions(attribute).key_schema(element);
     }
-    let created = request.send().await;
+    let created = request.sse_specification(sse).send().await;
     created.map_err(|e| failed("creating", DisplayErrorContext(e).to_string()))?;
     Ok(())
-}
-
-/// Creates one queue; returns its URL and ARN.
-async fn create_queue(
-    sqs: &aws_sdk_sqs::Client,
-    name: &str,
-    attributes: Vec<(QueueAttributeName, String)>,
-) -> Result<(String, String), DevstackError> {
-    let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
-    let create = sqs.create_queue().queue_name(name);
-    let created = create.set_attributes(Some(attributes.into_iter().collect()));
-    let created = created.send().await;
-    let created = created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-    let url = created
-        .queue_url
-        .ok_or_else(|| failed("no QueueUrl".into()))?;
-    let describe = sqs.get_queue_attributes().queue_url(&url);
-    let described = describe
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send();
-    let described = described.await;
-    let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-    let arn = described
-        .attributes
-        .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
-    Ok((url, arn.ok_or_else(|| failed("no QueueArn".into()))?))
 }
 
 /// The `MemorySize` (MiB) template.yaml gives the function with logical id
 /// `function`: its own, else the `Globals` one. Read as text (the template's
 /// short tags need no YAML engine for this one key).
 pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
-    // The lines of the block that starts at `header` (at `indent` spaces)
-    // and runs until the next line at that indent or less.
-    let block = |header: &str, indent: usize| -> Option<Vec<&str>> {
-        let mut lines = template.lines().skip_while(|l| l.trim_end() != header);
-        lines.next()?;
-        Some(
-            lines
-                .take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent)
-                .collect(),
-        )
+    // The MemorySize line in the block that starts at `header` (at `indent`
+    // spaces) and runs until the next line at that indent or less.
+    let memory = |header: &str, indent: usize| {
+        let lines = template.lines().skip_while(|l| l.trim_end() != header).skip(1);
+        let mut block = lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent);
+        block.find_map(|l| l.trim().strip_prefix("MemorySize:")).and_then(|v| v.trim().parse().ok())
     };
-    let memory = |lines: Vec<&str>| {
-        lines
-            .iter()
-            .find_map(|l| l.trim().strip_prefix("MemorySize:"))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    block(&format!("  {function}:"), 2)
-        .and_then(memory)
-        .or_else(|| block("Globals:", 0).and_then(memory))
+    memory(&format!("  {function}:"), 2).or_else(|| memory("Globals:", 0))
 }

@@ -1,9 +1,7 @@
-//! Registries for ingest to fetch manifests from. A real one for end-to-end
-//! runs: Debian's `docker-registry` (CNCF Distribution) with notifications to
-//! a URL, OCI image layouts written on the spot (no image download), and
-//! `skopeo` pushing them; missing tools are reported by [`find_tool`] so
-//! callers can skip with a reason. And a [`StubRegistry`] for exact answers:
-//! manifests served by digest, any path scripted, every request logged.
+//! Registries for ingest to fetch from: Debian's `docker-registry` with
+//! notifications, OCI layouts written on the spot and `skopeo` pushing them
+//! (missing tools reported by [`find_tool`]); and a [`StubRegistry`] for exact
+//! answers (manifests by digest, scripted paths, every request logged).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -29,13 +27,10 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> DevstackError + '_ {
 /// `name` on PATH (or under /usr/bin), if installed.
 pub fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain([PathBuf::from("/usr/bin")])
-        .map(|dir| dir.join(name))
-        .find(|candidate| candidate.is_file())
+    let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]);
+    dirs.map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
 }
 
-/// `sha256:<hex>` of `bytes`.
 pub fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{:x}", Sha256::digest(bytes))
 }
@@ -51,17 +46,11 @@ pub struct Layer {
 }
 
 impl Layer {
-    /// A layer holding `content`.
     pub fn new(content: &[u8]) -> Result<Layer, DevstackError> {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, content).map_err(io("gzip"))?;
         let gz = gz.finish().map_err(io("gzip"))?;
-        Ok(Layer {
-            digest: sha256(&gz),
-            size: gz.len() as u64,
-            diff_id: sha256(content),
-            gz,
-        })
+        Ok(Layer { digest: sha256(&gz), size: gz.len() as u64, diff_id: sha256(content), gz })
     }
 }
 
@@ -73,16 +62,11 @@ pub struct OciLayout {
 }
 
 impl OciLayout {
-    /// An empty layout at `dir`.
     pub fn new(dir: &Path) -> Result<OciLayout, DevstackError> {
-        std::fs::create_dir_all(dir.join("blobs").join("sha256"))
-            .map_err(io("creating a layout"))?;
+        std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(io("creating a layout"))?;
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(io("writing oci-layout"))?;
-        Ok(OciLayout {
-            dir: dir.to_owned(),
-            index: Vec::new(),
-        })
+        Ok(OciLayout { dir: dir.to_owned(), index: Vec::new() })
     }
 
     pub fn dir(&self) -> &Path {
@@ -91,8 +75,7 @@ impl OciLayout {
 
     fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
         let digest = sha256(bytes);
-        let name = digest.trim_start_matches("sha256:");
-        let path = self.dir.join("blobs/sha256").join(name);
+        let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
         std::fs::write(path, bytes).map_err(io("writing a blob"))?;
         Ok((digest, bytes.len() as u64))
     }
@@ -107,8 +90,7 @@ impl OciLayout {
         let config = json!({"architecture": arch, "os": "linux", "config": {},
                             "rootfs": {"type": "layers", "diff_ids": diff_ids}});
         let (config_digest, config_size) = self.blob(config.to_string().as_bytes())?;
-        let descriptor =
-            |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
+        let descriptor = |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
         let descriptors: Vec<Value> = layers.iter().map(descriptor).collect();
         let manifest = json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -120,19 +102,11 @@ impl OciLayout {
     }
 
     /// Names a manifest or index `tag` in index.json; returns its digest.
-    fn tag(
-        &mut self,
-        tag: &str,
-        media_type: &str,
-        (digest, size): (String, u64),
-    ) -> Result<String, DevstackError> {
-        self.index.push(
-            json!({"mediaType": media_type, "digest": digest, "size": size,
-                               "annotations": {"org.opencontainers.image.ref.name": tag}}),
-        );
+    fn tag(&mut self, tag: &str, media_type: &str, (digest, size): (String, u64)) -> Result<String, DevstackError> {
+        self.index.push(json!({"mediaType": media_type, "digest": digest, "size": size,
+                               "annotations": {"org.opencontainers.image.ref.name": tag}}));
         let index = json!({"schemaVersion": 2, "manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), index.to_string())
-            .map_err(io("writing index.json"))?;
+        std::fs::write(self.dir.join("index.json"), index.to_string()).map_err(io("writing index.json"))?;
         Ok(digest)
     }
 
@@ -143,18 +117,12 @@ impl OciLayout {
     }
 
     /// A multi-platform image (an OCI index) tagged `tag`; returns the index digest.
-    pub fn add_index(
-        &mut self,
-        tag: &str,
-        platforms: &[(&str, &[Layer])],
-    ) -> Result<String, DevstackError> {
+    pub fn add_index(&mut self, tag: &str, platforms: &[(&str, &[Layer])]) -> Result<String, DevstackError> {
         let mut manifests = Vec::new();
         for (arch, layers) in platforms {
             let (digest, size) = self.image(arch, layers)?;
-            manifests.push(
-                json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
-                                  "platform": {"architecture": arch, "os": "linux"}}),
-            );
+            manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                                  "platform": {"architecture": arch, "os": "linux"}}));
         }
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
         let blob = self.blob(index.to_string().as_bytes())?;
@@ -174,15 +142,9 @@ impl Registry {
     /// Starts the registry on 127.0.0.1:`port` (chosen by the caller, so
     /// ingest can be told `REGISTRY_URL` before the registry exists) with its
     /// storage and config under `work`, and waits until it listens.
-    pub async fn start(
-        work: &Path,
-        port: u16,
-        notify_url: &str,
-        token: &str,
-    ) -> Result<Registry, DevstackError> {
-        let binary = find_tool("docker-registry").ok_or_else(|| {
-            DevstackError::Setup("docker-registry (apt-get install docker-registry)".into())
-        })?;
+    pub async fn start(work: &Path, port: u16, notify_url: &str, token: &str) -> Result<Registry, DevstackError> {
+        let binary = find_tool("docker-registry")
+            .ok_or_else(|| DevstackError::Setup("docker-registry (apt-get install docker-registry)".into()))?;
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  \
              delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    \
@@ -192,29 +154,17 @@ impl Registry {
         );
         let config_path = work.join("registry.yml");
         std::fs::write(&config_path, config).map_err(io("writing registry.yml"))?;
-        let log = std::fs::File::create(work.join("registry.log"))
-            .map_err(io("creating registry.log"))?;
-        let child = Command::new(binary)
-            .arg("serve")
-            .arg(&config_path)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().map_err(io("duplicating the log handle"))?)
-            .stderr(log)
-            .spawn()
-            .map_err(io("starting docker-registry"))?;
-        let registry = Registry {
-            child,
-            port,
-            work: work.to_owned(),
-        };
+        let log = std::fs::File::create(work.join("registry.log")).map_err(io("creating registry.log"))?;
+        let mut child = Command::new(binary);
+        let child =
+            child.arg("serve").arg(&config_path).stdin(Stdio::null()).stderr(log.try_clone().map_err(io("log"))?);
+        let child = child.stdout(log).spawn().map_err(io("starting docker-registry"))?;
+        let registry = Registry { child, port, work: work.to_owned() };
         let listening = || tokio::net::TcpStream::connect(("127.0.0.1", port));
         let deadline = Instant::now() + Duration::from_secs(20);
         while listening().await.is_err() {
             if Instant::now() > deadline {
-                let log = registry.log();
-                return Err(DevstackError::Setup(format!(
-                    "docker-registry did not listen:\n{log}"
-                )));
+                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{}", registry.log())));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -228,33 +178,19 @@ impl Registry {
     /// Pushes `tag` of `layout` to `destination` (`repository:tag`) with
     /// `skopeo copy --all` (an index goes with every platform, as `docker
     /// buildx` pushes it).
-    pub fn push(
-        &self,
-        layout: &OciLayout,
-        tag: &str,
-        destination: &str,
-    ) -> Result<(), DevstackError> {
-        let skopeo = find_tool("skopeo")
-            .ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
+    pub fn push(&self, layout: &OciLayout, tag: &str, destination: &str) -> Result<(), DevstackError> {
+        let skopeo =
+            find_tool("skopeo").ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
         let policy = self.work.join("policy.json");
         let accept_all = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
         std::fs::write(&policy, accept_all).map_err(io("writing policy.json"))?;
-        let out = Command::new(skopeo)
-            .arg("--policy")
-            .arg(&policy)
-            .args(["copy", "--all", "--dest-tls-verify=false"])
-            .arg(format!("oci:{}:{tag}", layout.dir().display()))
-            .arg(format!("docker://127.0.0.1:{}/{destination}", self.port))
-            .env("HOME", &self.work)
-            .output()
-            .map_err(io("running skopeo"))?;
-        if out.status.success() {
-            return Ok(());
-        }
-        Err(DevstackError::Setup(format!(
-            "skopeo copy {tag} to {destination} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )))
+        let mut copy = Command::new(skopeo);
+        copy.arg("--policy").arg(&policy).args(["copy", "--all", "--dest-tls-verify=false"]);
+        copy.arg(format!("oci:{}:{tag}", layout.dir().display()));
+        copy.arg(format!("docker://127.0.0.1:{}/{destination}", self.port));
+        let out = copy.env("HOME", &self.work).output().map_err(io("running skopeo"))?;
+        let failed = || format!("skopeo copy {tag} to {destination} failed: {}", String::from_utf8_lossy(&out.stderr));
+        out.status.success().then_some(()).ok_or_else(|| DevstackError::Setup(failed()))
     }
 }
 
@@ -280,9 +216,7 @@ impl StubRegistry {
         let table = routes.clone();
         let receiver = Receiver::start(Behaviour::per_request(move |req| {
             lock(&table).get(&req.path).cloned().unwrap_or_else(|| {
-                Behaviour::status(404)
-                    .with_header("content-type", "application/json")
-                    .with_body("{}")
+                Behaviour::status(404).with_header("content-type", "application/json").with_body("{}")
             })
         }))
         .await?;
@@ -299,12 +233,10 @@ impl StubRegistry {
         format!("/v2/{repository}/manifests/{reference}")
     }
 
-    /// The manifest URL of `reference` in `repository`.
     pub fn url(&self, repository: &str, reference: &str) -> String {
         self.receiver.url(&Self::path(repository, reference))
     }
 
-    /// Answers requests for `path` as `behaviour` says from now on.
     pub fn answer(&self, path: &str, behaviour: Behaviour) {
         lock(&self.routes).insert(path.to_owned(), behaviour);
     }

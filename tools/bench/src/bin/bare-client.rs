@@ -1,14 +1,9 @@
-//! The limit `deliver` is measured against: the same webhook POSTs (bodies
-//! and headers built beforehand by alin-bench with the same code deliver
-//! uses) sent by a bare reqwest client, HTTP/1.1 with keep-alive, at the
-//! same concurrency (a global limit and a per-host limit), in its own
-//! process like deliver. Nothing is signed, parsed or written here while the
-//! clock runs: only HTTP.
-//!
+//! The limit `deliver` is measured against: the same webhook POSTs (built
+//! beforehand with deliver's code) sent by a bare reqwest client, HTTP/1.1
+//! keep-alive, same global and per-host concurrency, own process; only HTTP
+//! while the clock runs. `SSL_CERT_FILE`: an extra CA bundle, as for deliver.
 //! usage: bare-client <requests.json> <global concurrency> <per-host concurrency>
-//! (`SSL_CERT_FILE`: an extra CA bundle to trust, as deliver does)
-//! prints one JSON line: {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"}
-//! (cpu_ms: user + system CPU time while sending, 10 ms resolution)
+//! prints {"sent","ok","elapsed_us","peak_rss_kib","cpu_ms"} (CPU while sending)
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -63,18 +58,11 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
             client = client.add_root_certificate(cert);
         }
     }
-    let client = client
-        .http1_only()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_secs(10))
-        .pool_max_idle_per_host(per_host.max(1))
-        .tcp_nodelay(true)
-        .build()
-        .map_err(|e| format!("client: {e}"))?;
+    let client = client.http1_only().redirect(reqwest::redirect::Policy::none()).no_proxy();
+    let client = client.timeout(Duration::from_secs(10)).pool_max_idle_per_host(per_host.max(1)).tcp_nodelay(true);
+    let client = client.build().map_err(|e| format!("client: {e}"))?;
     let sent = by_host.values().map(Vec::len).sum::<usize>();
-    let ok = Arc::new(AtomicU64::new(0));
-    let limit = Arc::new(Semaphore::new(global.max(1)));
+    let (ok, limit) = (Arc::new(AtomicU64::new(0)), Arc::new(Semaphore::new(global.max(1))));
     let (cpu_before, started) = (cpu_ms(std::process::id()), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for list in by_host.into_values() {
@@ -84,9 +72,7 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
             let (ok, limit) = (ok.clone(), limit.clone());
             tasks.spawn(async move {
                 while let Some(req) = list.get(cursor.fetch_add(1, Ordering::Relaxed)) {
-                    let Ok(_permit) = limit.acquire().await else {
-                        break;
-                    };
+                    let Ok(_permit) = limit.acquire().await else { break };
                     let Some(req) = req.try_clone() else { continue };
                     if let Ok(resp) = client.execute(req).await {
                         let good = resp.status().is_success();
@@ -102,20 +88,16 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
     while let Some(done) = tasks.join_next().await {
         done.map_err(|e| format!("a sender task failed: {e}"))?;
     }
-    let elapsed = started.elapsed();
+    let (elapsed, pid) = (started.elapsed(), std::process::id());
     Ok(serde_json::json!({
-        "sent": sent,
-        "ok": ok.load(Ordering::Relaxed),
-        "elapsed_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
-        "peak_rss_kib": peak_rss_kib(std::process::id()),
-        "cpu_ms": cpu_ms(std::process::id()).zip(cpu_before).map(|(a, b)| a - b),
+        "sent": sent, "ok": ok.load(Ordering::Relaxed), "elapsed_us": u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "peak_rss_kib": peak_rss_kib(pid), "cpu_ms": cpu_ms(pid).zip(cpu_before).map(|(a, b)| a - b),
     }))
 }
 
 #[tokio::main]
 async fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    match run(&args).await {
+    match run(&std::env::args().collect::<Vec<_>>()).await {
         Ok(v) => println!("{v}"),
         Err(e) => {
             eprintln!("bare-client: {e}");

@@ -1,13 +1,9 @@
-//! `devstack up`: the whole service on this machine, no Docker, no AWS.
-//!
-//! Starts moto with the stack's table and queues (`devstack::stack`), runs
-//! the three Lambda binaries through the Runtime API emulation, serves ingest
-//! and settings on Function URL emulations, emulates the delivery queue's
-//! event source mapping with the template's batch size and window, starts a
-//! webhook receiver, sets a webhook through `settings`, pushes through
-//! `ingest`, and prints the webhook the receiver got with its signature
-//! verified by the independent `standardwebhooks` library. Exit 0 means all
-//! of that worked; `--keep-running` then leaves it up for manual use.
+//! `devstack up`: the whole service on this machine, no Docker, no AWS. moto
+//! with the stack, the three binaries on the Runtime API emulation, ingest
+//! and settings on Function URLs, the delivery queue's event source mapping
+//! and a receiver; it sets a webhook, pushes, and prints the webhook with its
+//! signature verified by `standardwebhooks`. Exit 0 means all of that
+//! worked; `--keep-running` then leaves it up.
 
 use std::error::Error;
 use std::process::ExitCode;
@@ -66,14 +62,10 @@ async fn run(keep_running: bool) -> Res<()> {
     let up = start().await?;
     let hook_url = up.receiver.url("/hooks/alin?token=local-receiver-token");
     step("setting the webhook of alice/app through settings (PUT)");
-    let put = format!("{}/repositories/alice/app/webhook", up.settings.url());
-    let put = reqwest::Client::new()
-        .put(put)
-        .json(&json!({ "url": hook_url }));
-    let config = call(put, 200).await?;
+    let put = reqwest::Client::new().put(format!("{}/repositories/alice/app/webhook", up.settings.url()));
+    let config = call(put.json(&json!({ "url": hook_url })), 200).await?;
     let secret = config["secret"].as_str().ok_or("config has no secret")?;
-    let enabled = &config["enabled"];
-    println!("   enabled={enabled}, secret whsec_… (kept for verification)");
+    println!("   enabled={}, secret whsec_… (kept for verification)", config["enabled"]);
 
     step("pushing alice/app:1.0 through ingest (native push event)");
     let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
@@ -95,22 +87,21 @@ async fn run(keep_running: bool) -> Res<()> {
     }
     devstack::verify_standardwebhooks(secret, &req.headers, &req.body_text())?;
     println!("   signature verified by the standardwebhooks library; query string kept");
-    let secs = started.elapsed().as_secs_f64();
-    println!("\nOK: push → ingest → queue → deliver → webhook, signature verified, in {secs:.1}s");
+    println!(
+        "\nOK: push → ingest → queue → deliver → webhook, signature verified, in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
     if keep_running {
         serve_until_ctrl_c(&up).await;
     }
-    let stats = up.esm.stop().await?;
-    println!("event source mapping: {stats:?}");
+    println!("event source mapping: {:?}", up.esm.stop().await?);
     Ok(())
 }
 
 /// moto and the stack, the three functions, their URLs, the event source
 /// mapping and a receiver.
 async fn start() -> Res<Up> {
-    let logs = devstack::paths::target_dir()
-        .ok_or("no target directory")?
-        .join("devstack-up");
+    let logs = devstack::paths::target_dir().ok_or("no target directory")?.join("devstack-up");
     step("starting moto (DynamoDB + SQS) with the stack's table and queues");
     let moto = Moto::start_on(LOCAL_MOTO_PORT).await?;
     let stack = moto.provision("local-", &[]).await?;
@@ -137,21 +128,15 @@ async fn start() -> Res<Up> {
         let (env, log) = (env.clone(), logs.join(format!("{name}.log")));
         async move {
             let started = LocalFunction::start(&workspace_binary(name), &env, &log).await;
-            let build = "(build with `cargo build --bins`)";
-            let function = started.map_err(|e| format!("starting {name}: {e} {build}"))?;
+            let function = started.map_err(|e| format!("starting {name}: {e} (build with `cargo build --bins`)"))?;
             Ok::<_, String>(function.with_timeout(WAIT))
         }
     };
     let params = Params::parse(&[])?;
-    let batch = params.get("DeliverBatchSize");
-    let window = params.get("DeliverBatchingWindowSeconds");
-    let sqs = aws_sdk_sqs::Client::new(&moto.sdk_config().await);
-    let (deliver, window_secs) = (
-        function("deliver").await?,
-        Duration::from_secs(window.into()),
-    );
-    let arn = out("DeliveryQueueArn");
-    let esm = EventSourceMapping::start(sqs, queue, arn, deliver, batch as usize, window_secs);
+    let (batch, window) = (params.get("DeliverBatchSize"), params.get("DeliverBatchingWindowSeconds"));
+    let (sqs, deliver) = (aws_sdk_sqs::Client::new(&moto.sdk_config().await), function("deliver").await?);
+    let window_secs = Duration::from_secs(window.into());
+    let esm = EventSourceMapping::start(sqs, queue, out("DeliveryQueueArn"), deliver, batch as usize, window_secs);
     let up = Up {
         ingest: FunctionUrl::serve(function("ingest").await?).await?,
         settings: FunctionUrl::serve(function("settings").await?).await?,
@@ -159,11 +144,8 @@ async fn start() -> Res<Up> {
         receiver: Receiver::start(Behaviour::ok()).await?,
         _moto: moto,
     };
-    let (ingest, settings) = (up.ingest.url(), up.settings.url());
-    println!("   ingest   {ingest}\n   settings {settings}");
-    println!(
-        "   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)"
-    );
+    println!("   ingest   {}\n   settings {}", up.ingest.url(), up.settings.url());
+    println!("   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)");
     println!("   function logs in {}", logs.display());
     println!("   webhook receiver {}", up.receiver.url("/hooks/alin"));
     Ok(up)
@@ -173,8 +155,7 @@ async fn start() -> Res<Up> {
 /// there is none) if the status is `expected`.
 async fn call(request: reqwest::RequestBuilder, expected: u16) -> Res<Value> {
     let answer = request.send().await?;
-    let status = answer.status();
-    let text = answer.text().await.unwrap_or_default();
+    let (status, text) = (answer.status(), answer.text().await.unwrap_or_default());
     let body: Value = serde_json::from_str(&text).unwrap_or_default();
     if status != expected {
         return Err(format!("answered {status}, not {expected}: {text}").into());
@@ -217,8 +198,8 @@ fn step(what: &str) {
 /// Prints a received webhook, its query string redacted: the receiver's
 /// token is ours, but print the habit we preach.
 fn print_request(req: &RecordedRequest) {
-    let path = req.target.split_once('?').map(|(p, _)| format!("{p}?…"));
-    println!("   {} {}", req.method, path.as_ref().unwrap_or(&req.target));
+    let path = req.target.split_once('?').map_or(req.target.clone(), |(p, _)| format!("{p}?…"));
+    println!("   {} {path}", req.method);
     for (name, value) in &req.headers {
         println!("   {name}: {value}");
     }

@@ -1,13 +1,9 @@
-//! An emulation of a Lambda Function URL (auth type NONE): an HTTP server on
-//! 127.0.0.1 that turns each request into the payload-format-2.0 event
-//! Lambda sends (<https://docs.aws.amazon.com/lambda/latest/dg/urls-invocation.html>),
-//! invokes an [`Invoker`] and maps the result back to an HTTP response by the
-//! Function URL rules: a `statusCode` object is a structured response, any
-//! other JSON a 200 `application/json` body, a function error a 502. One
-//! server per function; it stops when the [`FunctionUrl`] is dropped.
+//! A Lambda Function URL emulation (auth type NONE): each request becomes
+//! the payload-format-2.0 event, the [`Invoker`]'s result becomes the HTTP
+//! answer by the Function URL rules (a `statusCode` object is structured,
+//! other JSON a 200, a function error a 502).
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use aws_lambda_events::lambda_function_urls::LambdaFunctionUrlRequest;
@@ -43,19 +39,13 @@ impl FunctionUrl {
     /// Pass an `Arc<LocalFunction>` to share one function with other event
     /// sources.
     pub async fn serve<I: Invoker>(invoker: I) -> Result<FunctionUrl, DevstackError> {
-        let invoker = Arc::new(invoker);
         // Function URL ids are 32 lowercase alphanumerics; hex is a subset.
-        let url_id = paths::random_hex(16);
+        let (invoker, url_id) = (Arc::new(invoker), paths::random_hex(16));
         let id = url_id.clone();
         let server = http_server::serve("Function URL", false, None, move |req, info| {
             handle(invoker.clone(), id.clone(), req, info)
         });
-        let server = server.await?;
-        Ok(FunctionUrl { server, url_id })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.server.addr
+        Ok(FunctionUrl { server: server.await?, url_id })
     }
 
     /// `http://127.0.0.1:PORT`, without the trailing slash AWS shows.
@@ -69,25 +59,19 @@ impl FunctionUrl {
     }
 }
 
-async fn handle<I: Invoker>(
-    invoker: Arc<I>,
-    url_id: String,
-    req: Request<Incoming>,
-    info: ConnInfo,
-) -> Reply {
+async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incoming>, info: ConnInfo) -> Reply {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
-            let (status, message) = match e.is::<http_body_util::LengthLimitError>() {
-                true => (413, format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation")),
-                false => (400, format!("bad request body: {e}")),
-            };
+            let too_large =
+                format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation");
+            let bad = e.is::<http_body_util::LengthLimitError>().then_some((413, too_large));
+            let (status, message) = bad.unwrap_or_else(|| (400, format!("bad request body: {e}")));
             return Reply::Response(json_response(status, &json!({ "Message": message })));
         }
     };
-    let event = event(&parts, &body, info, &url_id);
-    Reply::Response(from_result(invoker.invoke_event(event).await))
+    Reply::Response(from_result(invoker.invoke_event(event(&parts, &body, info, &url_id)).await))
 }
 
 /// The headers as Lambda passes them: names lowercased, repeated headers
@@ -96,10 +80,8 @@ async fn handle<I: Invoker>(
 fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
-        let values = parts.headers.get_all(name).iter();
-        let values: Vec<_> = values
-            .map(|v| String::from_utf8_lossy(v.as_bytes()))
-            .collect();
+        let values: Vec<_> =
+            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
             headers.insert(name, value);
         }
@@ -118,16 +100,13 @@ fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
     headers
 }
 
-/// The payload-format-2.0 event for one request.
 fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
     let mut req = LambdaFunctionUrlRequest::default();
     req.headers = lambda_headers(parts, info);
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        let params = &mut req.query_string_parameters;
-        let joined = params.entry(key.into_owned()).or_default();
-        let sep = if joined.is_empty() { "" } else { "," };
-        joined.push_str(&format!("{sep}{value}"));
+        let joined = req.query_string_parameters.entry(key.into_owned()).or_default();
+        *joined += &format!("{}{value}", if joined.is_empty() { "" } else { "," });
     }
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let textual = header(CONTENT_TYPE).is_some_and(is_textual);
@@ -143,8 +122,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     let mut cookies = Vec::new();
     for value in parts.headers.get_all(COOKIE) {
         let text = String::from_utf8_lossy(value.as_bytes());
-        let parts = text.split(';').map(str::trim).filter(|c| !c.is_empty());
-        cookies.extend(parts.map(str::to_owned));
+        cookies.extend(text.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
     }
     req.cookies = (!cookies.is_empty()).then_some(cookies);
     req.version = Some("2.0".into());
@@ -158,8 +136,7 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     ctx.domain_name = Some(format!("{url_id}.lambda-url.{REGION}.on.aws"));
     ctx.domain_prefix = Some(url_id.to_owned());
     ctx.request_id = Some(paths::uuid_v4());
-    let time_fmt =
-        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    let time_fmt = format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     ctx.time = now.format(&time_fmt).ok();
     ctx.time_epoch = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     ctx.http.method = Some(parts.method.to_string());
@@ -185,20 +162,11 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
 /// Whether Lambda passes a body of this content type as text; everything
 /// else (including a missing content type) arrives base64-encoded.
 fn is_textual(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or_default();
-    let mime = mime.trim().to_ascii_lowercase();
-    let text = [
-        "application/json",
-        "application/xml",
-        "application/javascript",
-    ];
-    mime.starts_with("text/")
-        || text.contains(&mime.as_str())
-        || mime.ends_with("+json")
-        || mime.ends_with("+xml")
+    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    let text = ["application/json", "application/xml", "application/javascript"];
+    mime.starts_with("text/") || text.contains(&mime.as_str()) || mime.ends_with("+json") || mime.ends_with("+xml")
 }
 
-/// The HTTP answer for an invocation result.
 fn from_result(result: Result<Invocation, DevstackError>) -> Response<Body> {
     match result.map(|invocation| invocation.outcome) {
         // devstack itself could not invoke (process died, …): Lambda's front
@@ -241,10 +209,7 @@ impl Structured {
         // Function URLs default the content type to JSON.
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in self.headers {
-            headers.insert(
-                HeaderName::from_bytes(name.as_bytes()).ok()?,
-                HeaderValue::from_str(&value).ok()?,
-            );
+            headers.insert(HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(&value).ok()?);
         }
         for cookie in self.cookies {
             headers.append(SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);

@@ -14,17 +14,14 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::Request;
 use tokio::sync::watch;
 
-use crate::http_server::{self, response, ConnInfo, Reply, ServerHandle};
+use crate::http_server::{self, response, Reply, ServerHandle};
 use crate::paths::lock;
 use crate::DevstackError;
 
 pub use sink::Sink;
 
-/// How a receiver treats a request.
 #[derive(Clone)]
 pub enum Behaviour {
     /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
@@ -33,30 +30,22 @@ pub enum Behaviour {
         headers: Vec<(String, String)>,
         body: Bytes,
     },
-    /// Wait, then behave as the inner behaviour.
     Delay(Duration, Box<Behaviour>),
     /// Close the connection with a TCP reset, answering nothing.
     Reset,
-    /// Decide per request, from the request as recorded.
     Script(Arc<dyn Fn(&RecordedRequest) -> Behaviour + Send + Sync>),
 }
 
 impl Behaviour {
-    /// Answer `status` with an empty body.
     pub fn status(status: u16) -> Behaviour {
-        let (headers, body) = (Vec::new(), Bytes::new());
-        Behaviour::Respond {
-            status,
-            headers,
-            body,
-        }
+        Behaviour::Respond { status, headers: Vec::new(), body: Bytes::new() }
     }
 
     pub fn ok() -> Behaviour {
         Behaviour::status(200)
     }
 
-    /// Adds a response header (only to `Respond`; others are unchanged).
+    /// Adds a response header (to `Respond` only, like [`Behaviour::with_body`]).
     pub fn with_header(mut self, name: &str, value: &str) -> Behaviour {
         if let Behaviour::Respond { headers, .. } = &mut self {
             headers.push((name.to_owned(), value.to_owned()));
@@ -64,7 +53,6 @@ impl Behaviour {
         self
     }
 
-    /// Sets the response body (only for `Respond`).
     pub fn with_body(mut self, new_body: impl Into<Bytes>) -> Behaviour {
         if let Behaviour::Respond { body, .. } = &mut self {
             *body = new_body.into();
@@ -76,39 +64,26 @@ impl Behaviour {
         Behaviour::Delay(delay, Box::new(then))
     }
 
-    pub fn reset() -> Behaviour {
-        Behaviour::Reset
-    }
-
-    /// Redirects with 302 to `location`.
     pub fn redirect(location: impl Into<String>) -> Behaviour {
         Behaviour::status(302).with_header("location", &location.into())
     }
 
     /// Decides per request with `f(index)`, the index of the request among
-    /// those for the same path, e.g. "503 twice then 200":
-    /// `Behaviour::script(|i| if i < 2 { Behaviour::status(503) } else { Behaviour::ok() })`.
+    /// those for the same path, e.g. "503 twice then 200".
     pub fn script(f: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> Behaviour {
         Behaviour::per_request(move |req| f(req.index_for_path))
     }
 
-    /// Decides per request from the whole request (path, headers, body).
-    pub fn per_request(
-        f: impl Fn(&RecordedRequest) -> Behaviour + Send + Sync + 'static,
-    ) -> Behaviour {
+    pub fn per_request(f: impl Fn(&RecordedRequest) -> Behaviour + Send + Sync + 'static) -> Behaviour {
         Behaviour::Script(Arc::new(f))
     }
 
     /// The behaviours in order, the last one repeating.
     pub fn sequence(steps: Vec<Behaviour>) -> Behaviour {
-        Behaviour::script(move |i| {
-            let step = steps.get(i).or_else(|| steps.last());
-            step.cloned().unwrap_or_else(Behaviour::ok)
-        })
+        Behaviour::script(move |i| steps.get(i).or(steps.last()).cloned().unwrap_or_else(Behaviour::ok))
     }
 }
 
-/// One request as the receiver saw it.
 #[derive(Clone, Debug)]
 pub struct RecordedRequest {
     pub method: String,
@@ -119,7 +94,6 @@ pub struct RecordedRequest {
     /// lowercased, repeats grouped under the first); values lossily UTF-8.
     pub headers: Vec<(String, String)>,
     pub body: Bytes,
-    /// When the request head arrived.
     pub received_at: Instant,
     /// The 0-based index of this request among those for the same path.
     pub index_for_path: usize,
@@ -131,10 +105,8 @@ impl RecordedRequest {
         self.header_all(name).first().copied()
     }
 
-    /// All values of header `name` (case-insensitive), in order.
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let headers = self.headers.iter();
-        let named = headers.filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let named = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
         named.map(|(_, v)| v.as_str()).collect()
     }
 
@@ -149,7 +121,6 @@ impl RecordedRequest {
 
 struct State {
     behaviour: Mutex<Behaviour>,
-    /// Every request, and the number seen per path.
     log: Mutex<(Vec<RecordedRequest>, HashMap<String, usize>)>,
     count: watch::Sender<usize>,
 }
@@ -162,17 +133,11 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
-        let state = Arc::new(State {
-            behaviour: Mutex::new(behaviour),
-            log: Mutex::default(),
-            count: watch::channel(0).0,
-        });
+        let (behaviour, log, count) = (Mutex::new(behaviour), Mutex::default(), watch::channel(0).0);
+        let state = Arc::new(State { behaviour, log, count });
         let st = state.clone();
-        let server = http_server::serve("receiver", true, None, move |req, info| {
-            handle(st.clone(), req, info)
-        });
-        let server = server.await?;
-        Ok(Receiver { server, state })
+        let server = http_server::serve("receiver", true, None, move |req, _| handle(st.clone(), req));
+        Ok(Receiver { server: server.await?, state })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -182,16 +147,13 @@ impl Receiver {
     /// `http://127.0.0.1:PORT` followed by `path` (a leading `/` is added
     /// when missing).
     pub fn url(&self, path: &str) -> String {
-        let sep = if path.starts_with('/') { "" } else { "/" };
-        format!("http://{}{sep}{path}", self.server.addr)
+        format!("http://{}/{}", self.server.addr, path.strip_prefix('/').unwrap_or(path))
     }
 
-    /// Replaces the behaviour for requests arriving from now on.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         *lock(&self.state.behaviour) = behaviour;
     }
 
-    /// Every request recorded so far, in arrival order.
     pub fn requests(&self) -> Vec<RecordedRequest> {
         lock(&self.state.log).0.clone()
     }
@@ -201,25 +163,21 @@ impl Receiver {
     }
 
     /// Waits until at least `n` requests were recorded and returns them all.
-    pub async fn wait_for(
-        &self,
-        n: usize,
-        timeout: Duration,
-    ) -> Result<Vec<RecordedRequest>, DevstackError> {
+    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<RecordedRequest>, DevstackError> {
         let mut rx = self.state.count.subscribe();
         // The sender lives in `state`, which we hold, so it cannot close.
         let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
         match reached {
             Ok(_) => Ok(self.requests()),
-            Err(_) => Err(DevstackError::Timeout {
-                what: format!("{n} requests at the receiver (got {})", self.count()),
-                after: timeout,
-            }),
+            Err(_) => {
+                let what = format!("{n} requests at the receiver (got {})", self.count());
+                Err(DevstackError::Timeout { what, after: timeout })
+            }
         }
     }
 }
 
-async fn handle(state: Arc<State>, req: Request<Incoming>, _: ConnInfo) -> Reply {
+async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -> Reply {
     let received_at = Instant::now();
     let (parts, body) = req.into_parts();
     let Ok(body) = body.collect().await.map(|collected| collected.to_bytes()) else {
@@ -227,23 +185,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, _: ConnInfo) -> Reply
         return Reply::Reset;
     };
     let path = parts.uri.path().to_owned();
-    let target = parts.uri.path_and_query().map_or(&*path, |pq| pq.as_str());
-    let header = |(n, v): (&HeaderName, &HeaderValue)| {
-        let value = String::from_utf8_lossy(v.as_bytes()).into_owned();
-        (n.to_string(), value)
-    };
+    let target = parts.uri.path_and_query().map_or(&*path, |pq| pq.as_str()).to_owned();
+    let header = |(n, v): (&HeaderName, &HeaderValue)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into());
+    let headers = parts.headers.iter().map(header).collect();
     let recorded = {
         let mut log = lock(&state.log);
         let seen = log.1.entry(path.clone()).or_insert(0);
-        let recorded = RecordedRequest {
-            method: parts.method.as_str().to_owned(),
-            target: target.to_owned(),
-            headers: parts.headers.iter().map(header).collect(),
-            body,
-            received_at,
-            index_for_path: *seen,
-            path,
-        };
+        let method = parts.method.as_str().to_owned();
+        let recorded = RecordedRequest { method, target, headers, body, received_at, index_for_path: *seen, path };
         *seen += 1;
         log.0.push(recorded.clone());
         recorded
@@ -259,19 +208,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, _: ConnInfo) -> Reply
                 *then
             }
             Behaviour::Reset => return Reply::Reset,
-            Behaviour::Respond {
-                status,
-                headers,
-                body,
-            } => {
-                let typed = headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+            Behaviour::Respond { status, headers, body } => {
+                let typed = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
                 let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
                 for (name, value) in headers {
-                    let name = HeaderName::from_bytes(name.as_bytes());
-                    if let (Ok(name), Ok(value)) = (name, HeaderValue::from_str(&value)) {
-                        resp.headers_mut().append(name, value);
+                    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                        resp.headers_mut().append(n, v);
                     }
                 }
                 return Reply::Response(resp);
@@ -284,36 +226,26 @@ async fn handle(state: Arc<State>, req: Request<Incoming>, _: ConnInfo) -> Reply
 /// under the project venv) verifies `body` with `headers` under `secret`
 /// (`whsec_…`), so our signer is never checked only by our own code; the
 /// library's reason otherwise.
-pub fn verify_standardwebhooks(
-    secret: &str,
-    headers: &[(String, String)],
-    body: &str,
-) -> Result<(), DevstackError> {
+pub fn verify_standardwebhooks(secret: &str, headers: &[(String, String)], body: &str) -> Result<(), DevstackError> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let script = crate::paths::in_repo("scripts/verify_signature.py");
-    let headers = headers.iter().map(|(k, v)| (k.clone(), v.clone().into()));
-    let headers: serde_json::Map<_, _> = headers.collect();
+    let headers: serde_json::Map<_, _> = headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
     let input = serde_json::json!({ "secret": secret, "headers": headers, "body": body });
     let run = |what: &str| {
         let what = format!("{what} {} (run scripts/tools.sh)", script.display());
         move |e| DevstackError::io(what, e)
     };
-    let mut child = Command::new(crate::paths::venv_python())
-        .arg(&script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .map_err(run("running"))?;
+    let mut child = Command::new(crate::paths::venv_python());
+    let child = child.arg(&script).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let mut child = child.spawn().map_err(run("running"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        let written = stdin.write_all(input.to_string().as_bytes());
-        written.map_err(run("writing to"))?;
+        stdin.write_all(input.to_string().as_bytes()).map_err(run("writing to"))?;
     }
     let out = child.wait_with_output().map_err(run("waiting for"))?;
-    match out.status.success() {
-        true => Ok(()),
-        false => Err(DevstackError::NotVerified(
-            String::from_utf8_lossy(&out.stdout).trim().to_owned(),
-        )),
-    }
+    let reason = String::from_utf8_lossy(&out.stdout);
+    out.status
+        .success()
+        .then_some(())
+        .ok_or_else(|| DevstackError::Setup(format!("signature not verified: {}", reason.trim())))
 }

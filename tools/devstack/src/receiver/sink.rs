@@ -1,13 +1,7 @@
-//! The benchmark's receiver: answers `204 No Content` and only counts, on
-//! one or more ports (each port is one host to a sender's per-host limit, the
-//! way several subscriber endpoints would be). It answers at once, or after
-//! a set delay ([`Sink::set_delay`]): real receivers take tens of
-//! milliseconds, and whether a sender keeps its slots full while each request
-//! waits is what decides its throughput against them.
-//!
-//! [`Sink::start_tls`] serves HTTPS with a certificate for 127.0.0.1 signed
-//! by a test CA made at start (rcgen), which only whoever is handed
-//! [`Sink::ca_pem`] trusts; it counts connections, i.e. TLS handshakes.
+//! The benchmark's receiver: answers `204` and only counts, on one or more
+//! ports (one host each to a sender's per-host limit), at once or after a
+//! set delay ([`Sink::set_delay`]); [`Sink::start_tls`] serves HTTPS with a
+//! test CA made at start (rcgen) and counts TLS handshakes.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,22 +17,21 @@ use crate::http_server::{self, response, Reply, ServerHandle};
 use crate::paths::{lock, wait_until};
 use crate::DevstackError;
 
-/// Fast counting receivers; stopped on drop.
+/// Fast counting receivers (with their requests answered, per listener, and
+/// a TLS sink's CA certificate); stopped on drop.
 pub struct Sink {
     servers: Vec<ServerHandle>,
     counts: Vec<Arc<AtomicU64>>,
     state: Arc<State>,
-    /// The test CA's certificate (PEM), for a TLS sink.
     ca_pem: Option<String>,
 }
 
-/// What every listener shares.
+/// What every listener shares: body bytes received, the answer delay in µs
+/// (0: at once), the first and the last answer.
 #[derive(Default)]
 struct State {
     bytes: AtomicU64,
-    /// Answer delay, µs (0: at once).
     delay_us: AtomicU64,
-    /// The first and the last answer.
     answers: Mutex<Option<(Instant, Instant)>>,
 }
 
@@ -46,11 +39,7 @@ struct State {
 /// delay, counts, answers 204.
 async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>, state: Arc<State>) -> Reply {
     let delay = state.delay_us.load(Ordering::Relaxed);
-    let n = req
-        .into_body()
-        .collect()
-        .await
-        .map_or(0, |b| b.to_bytes().len());
+    let n = req.into_body().collect().await.map_or(0, |b| b.to_bytes().len());
     state.bytes.fetch_add(n as u64, Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_micros(delay)).await;
@@ -63,20 +52,17 @@ async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>, state: Arc<State>
 }
 
 impl Sink {
-    /// Starts `ports` plain HTTP listeners (at least one).
+    /// Starts `ports` plain HTTP listeners (at least one; `start_tls`: HTTPS
+    /// with a new test CA).
     pub async fn start(ports: usize) -> Result<Sink, DevstackError> {
         Self::start_with(ports, None).await
     }
 
-    /// Starts `ports` HTTPS listeners (at least one) with a new test CA.
     pub async fn start_tls(ports: usize) -> Result<Sink, DevstackError> {
         Self::start_with(ports, Some(test_ca()?)).await
     }
 
-    async fn start_with(
-        ports: usize,
-        tls: Option<(String, rustls::ServerConfig)>,
-    ) -> Result<Sink, DevstackError> {
+    async fn start_with(ports: usize, tls: Option<(String, rustls::ServerConfig)>) -> Result<Sink, DevstackError> {
         let (ca_pem, config) = tls.unzip();
         let acceptor = config.map(|c| TlsAcceptor::from(Arc::new(c)));
         let state = Arc::new(State::default());
@@ -88,12 +74,7 @@ impl Sink {
             servers.push(http_server::serve("sink", false, acceptor.clone(), handler).await?);
             counts.push(count);
         }
-        Ok(Sink {
-            servers,
-            counts,
-            state,
-            ca_pem,
-        })
+        Ok(Sink { servers, counts, state, ca_pem })
     }
 
     /// Answers every later request `delay` after its body arrived.
@@ -102,7 +83,6 @@ impl Sink {
         self.state.delay_us.store(us, Ordering::Relaxed);
     }
 
-    /// The test CA's certificate (PEM) a TLS sink's certificate chains to.
     pub fn ca_pem(&self) -> Option<&str> {
         self.ca_pem.as_deref()
     }
@@ -115,8 +95,7 @@ impl Sink {
 
     /// TLS handshakes completed so far (0 for a plain sink).
     pub fn handshakes(&self) -> u64 {
-        let handshakes = self.servers.iter().map(|s| &s.handshakes);
-        handshakes.map(|h| h.load(Ordering::Relaxed)).sum()
+        self.servers.iter().map(|s| s.handshakes.load(Ordering::Relaxed)).sum()
     }
 
     pub fn addrs(&self) -> Vec<SocketAddr> {
@@ -127,22 +106,17 @@ impl Sink {
     /// listeners, so callers can round-robin with a plain counter).
     pub fn url(&self, index: usize, path: &str) -> String {
         let addr = self.servers[index % self.servers.len()].addr;
-        let sep = if path.starts_with('/') { "" } else { "/" };
         let scheme = self.ca_pem.as_ref().map_or("http", |_| "https");
-        format!("{scheme}://{addr}{sep}{path}")
+        format!("{scheme}://{addr}/{}", path.strip_prefix('/').unwrap_or(path))
     }
 
-    /// Requests answered so far, all listeners together.
+    /// Requests answered so far, all listeners together (`counts`: per listener).
     pub fn count(&self) -> u64 {
         self.counts().iter().sum()
     }
 
-    /// Requests answered per listener.
     pub fn counts(&self) -> Vec<u64> {
-        self.counts
-            .iter()
-            .map(|c| c.load(Ordering::Relaxed))
-            .collect()
+        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
     }
 
     /// Request body bytes received, all listeners together.
@@ -161,26 +135,18 @@ impl Sink {
 /// it: the CA's PEM and the server's rustls configuration (ring, the crypto
 /// provider the product's client uses too).
 fn test_ca() -> Result<(String, rustls::ServerConfig), DevstackError> {
-    use rcgen::{
-        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
-    };
-    let tls = |e: &dyn std::fmt::Display| {
-        DevstackError::io("making the test CA", std::io::Error::other(e.to_string()))
-    };
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
+    let tls = |e: &dyn std::fmt::Display| DevstackError::io("making the test CA", std::io::Error::other(e.to_string()));
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls(&e))?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, "alin-webhooks bench test CA");
+    ca.distinguished_name.push(DnType::CommonName, "alin-webhooks bench test CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate().map_err(|e| tls(&e))?;
     let ca = ca.self_signed(&ca_key).map_err(|e| tls(&e))?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(|e| tls(&e))?;
-    leaf.subject_alt_names
-        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     let leaf_key = KeyPair::generate().map_err(|e| tls(&e))?;
-    let leaf = leaf
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .map_err(|e| tls(&e))?;
+    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).map_err(|e| tls(&e))?;
     let key = rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
