@@ -162,7 +162,7 @@ async fn script_counts_per_path_and_redirect() {
 #[tokio::test]
 async fn sink_counts_on_several_ports() {
     let sink = Sink::start(3).await.unwrap();
-    assert_eq!(sink.addrs().len(), 3);
+    assert_eq!(sink.counts().len(), 3);
     let http = reqwest::Client::new();
     for i in 0..30 {
         let resp = http

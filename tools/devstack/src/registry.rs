@@ -69,10 +69,6 @@ impl OciLayout {
         Ok(OciLayout { dir: dir.to_owned(), index: Vec::new() })
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
         let digest = sha256(bytes);
         let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
@@ -164,15 +160,12 @@ impl Registry {
         let deadline = Instant::now() + Duration::from_secs(20);
         while listening().await.is_err() {
             if Instant::now() > deadline {
-                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{}", registry.log())));
+                let log = paths::log_tail(&work.join("registry.log"), 200);
+                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{log}")));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         Ok(registry)
-    }
-
-    pub fn log(&self) -> String {
-        paths::log_tail(&self.work.join("registry.log"), 200)
     }
 
     /// Pushes `tag` of `layout` to `destination` (`repository:tag`) with
@@ -186,7 +179,7 @@ impl Registry {
         std::fs::write(&policy, accept_all).map_err(io("writing policy.json"))?;
         let mut copy = Command::new(skopeo);
         copy.arg("--policy").arg(&policy).args(["copy", "--all", "--dest-tls-verify=false"]);
-        copy.arg(format!("oci:{}:{tag}", layout.dir().display()));
+        copy.arg(format!("oci:{}:{tag}", layout.dir.display()));
         copy.arg(format!("docker://127.0.0.1:{}/{destination}", self.port));
         let out = copy.env("HOME", &self.work).output().map_err(io("running skopeo"))?;
         let failed = || format!("skopeo copy {tag} to {destination} failed: {}", String::from_utf8_lossy(&out.stderr));

@@ -14,10 +14,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue};
 use http_body_util::BodyExt;
-use tokio::sync::watch;
 
 use crate::http_server::{self, response, Reply, ServerHandle};
-use crate::paths::lock;
+use crate::paths::{lock, wait_until};
 use crate::DevstackError;
 
 pub use sink::Sink;
@@ -122,7 +121,6 @@ impl RecordedRequest {
 struct State {
     behaviour: Mutex<Behaviour>,
     log: Mutex<(Vec<RecordedRequest>, HashMap<String, usize>)>,
-    count: watch::Sender<usize>,
 }
 
 /// A recording, programmable HTTP receiver on 127.0.0.1; stopped on drop.
@@ -133,8 +131,7 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
-        let (behaviour, log, count) = (Mutex::new(behaviour), Mutex::default(), watch::channel(0).0);
-        let state = Arc::new(State { behaviour, log, count });
+        let state = Arc::new(State { behaviour: Mutex::new(behaviour), log: Mutex::default() });
         let st = state.clone();
         let server = http_server::serve("receiver", true, None, move |req, _| handle(st.clone(), req));
         Ok(Receiver { server: server.await?, state })
@@ -159,21 +156,13 @@ impl Receiver {
     }
 
     pub fn count(&self) -> usize {
-        *self.state.count.borrow()
+        lock(&self.state.log).0.len()
     }
 
     /// Waits until at least `n` requests were recorded and returns them all.
     pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<RecordedRequest>, DevstackError> {
-        let mut rx = self.state.count.subscribe();
-        // The sender lives in `state`, which we hold, so it cannot close.
-        let reached = tokio::time::timeout(timeout, rx.wait_for(|count| *count >= n)).await;
-        match reached {
-            Ok(_) => Ok(self.requests()),
-            Err(_) => {
-                let what = format!("{n} requests at the receiver (got {})", self.count());
-                Err(DevstackError::Timeout { what, after: timeout })
-            }
-        }
+        let what = || format!("{n} requests at the receiver (got {})", self.count());
+        wait_until(timeout, what, || (self.count() >= n).then(|| self.requests())).await
     }
 }
 
@@ -197,7 +186,6 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
         log.0.push(recorded.clone());
         recorded
     };
-    state.count.send_modify(|count| *count += 1);
 
     let mut behaviour = lock(&state.behaviour).clone();
     loop {

@@ -3,7 +3,7 @@
 //! set delay ([`Sink::set_delay`]); [`Sink::start_tls`] serves HTTPS with a
 //! test CA made at start (rcgen) and counts TLS handshakes.
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -96,10 +96,6 @@ impl Sink {
     /// TLS handshakes completed so far (0 for a plain sink).
     pub fn handshakes(&self) -> u64 {
         self.servers.iter().map(|s| s.handshakes.load(Ordering::Relaxed)).sum()
-    }
-
-    pub fn addrs(&self) -> Vec<SocketAddr> {
-        self.servers.iter().map(|s| s.addr).collect()
     }
 
     /// URL of `path` on listener `index` (taken modulo the number of
