@@ -2,8 +2,9 @@
 //! [`Moto`] runs `scripts/moto_server.py` on a free port under a `sh`
 //! watchdog that kills it when our end of its stdin pipe closes (the
 //! [`Moto`] dropped, or this process gone), so [`Moto::shared`] can live in a
-//! `static`. [`create`] makes the table and queues as template.yaml declares
-//! them (the drift test `stack_template` checks it), named prefix + logical id.
+//! `static`. [`Moto::provision`] makes the table and queues as template.yaml
+//! declares them (the drift test `stack_template` checks it), named prefix +
+//! logical id.
 
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
@@ -119,10 +120,48 @@ impl Moto {
         all.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
-    /// [`create`]s the stack under `prefix` in this moto with template
-    /// parameter overrides (`Name=Value`).
+    /// Creates the table and the four queues under `prefix` with template
+    /// parameter overrides (`Name=Value`) and returns the outputs:
+    /// `WebhooksTable` (the table name), `<Queue>Url`/`<Queue>Arn`/`<Queue>Name`
+    /// for each queue, and `Parameters` (name → value as a string, as
+    /// CloudFormation renders them).
     pub async fn provision(&self, prefix: &str, overrides: &[&str]) -> Result<Map<String, Value>, DevstackError> {
-        create(&self.sdk_config().await, prefix, overrides).await
+        let (sdk, params) = (self.sdk_config().await, Params::parse(overrides)?);
+        let mut outputs = Map::new();
+        let table = format!("{prefix}{TABLE}");
+        create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
+        outputs.insert(TABLE.into(), Value::String(table));
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        for (id, visibility_secs, redrive) in params.queues() {
+            let name = format!("{prefix}{id}");
+            let retention = if redrive.is_some() { 345_600 } else { 1_209_600 };
+            let mut attributes = vec![
+                (QueueAttributeName::MessageRetentionPeriod, retention.to_string()),
+                (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
+            ];
+            if let Some(secs) = visibility_secs {
+                attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
+            }
+            if let Some((dlq, max_receive_count)) = redrive {
+                let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
+                let policy = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+                attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
+            }
+            let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
+            let created = sqs.create_queue().queue_name(&name).set_attributes(Some(attributes.into_iter().collect()));
+            let created = created.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
+            let described = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn);
+            let described = described.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            let arn = described.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+            let arn = arn.ok_or_else(|| failed("no QueueArn".into()))?;
+            for (output, value) in [("Url", url), ("Arn", arn), ("Name", name)] {
+                outputs.insert(format!("{id}{output}"), Value::String(value));
+            }
+        }
+        let rendered = params.0.iter().map(|(n, v)| (n.to_string(), json!(v.to_string())));
+        outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
+        Ok(outputs)
     }
 }
 
@@ -243,51 +282,6 @@ impl Params {
             ("RegistryEventsQueue", Some(180), Some(("RegistryEventsDeadLetterQueue", 5))),
         ]
     }
-}
-
-/// Creates the table and the four queues under `prefix` at the endpoint of
-/// `sdk` and returns the outputs: `WebhooksTable` (the table name),
-/// `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue, and `Parameters`
-/// (name → value as a string, as CloudFormation renders them).
-pub async fn create(
-    sdk: &aws_config::SdkConfig, prefix: &str, overrides: &[&str],
-) -> Result<Map<String, Value>, DevstackError> {
-    let params = Params::parse(overrides)?;
-    let mut outputs = Map::new();
-    let table = format!("{prefix}{TABLE}");
-    create_table(&aws_sdk_dynamodb::Client::new(sdk), &table).await?;
-    outputs.insert(TABLE.into(), Value::String(table));
-    let sqs = aws_sdk_sqs::Client::new(sdk);
-    for (id, visibility_secs, redrive) in params.queues() {
-        let name = format!("{prefix}{id}");
-        let retention = if redrive.is_some() { 345_600 } else { 1_209_600 };
-        let mut attributes = vec![
-            (QueueAttributeName::MessageRetentionPeriod, retention.to_string()),
-            (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
-        ];
-        if let Some(secs) = visibility_secs {
-            attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
-        }
-        if let Some((dlq, max_receive_count)) = redrive {
-            let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
-            let policy = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
-            attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
-        }
-        let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
-        let created = sqs.create_queue().queue_name(&name).set_attributes(Some(attributes.into_iter().collect()));
-        let created = created.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-        let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
-        let described = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn);
-        let described = described.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-        let arn = described.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
-        let arn = arn.ok_or_else(|| failed("no QueueArn".into()))?;
-        for (output, value) in [("Url", url), ("Arn", arn), ("Name", name)] {
-            outputs.insert(format!("{id}{output}"), Value::String(value));
-        }
-    }
-    let rendered = params.0.iter().map(|(n, v)| (n.to_string(), json!(v.to_string())));
-    outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
-    Ok(outputs)
 }
 
 async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), DevstackError> {

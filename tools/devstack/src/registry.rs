@@ -207,11 +207,11 @@ impl StubRegistry {
     pub async fn start() -> Result<StubRegistry, DevstackError> {
         let routes: Arc<Mutex<HashMap<String, Behaviour>>> = Arc::default();
         let table = routes.clone();
-        let receiver = Receiver::start(Behaviour::per_request(move |req| {
+        let receiver = Receiver::start(Behaviour::Script(Arc::new(move |req| {
             lock(&table).get(&req.path).cloned().unwrap_or_else(|| {
                 Behaviour::status(404).with_header("content-type", "application/json").with_body("{}")
             })
-        }))
+        })))
         .await?;
         Ok(StubRegistry { receiver, routes })
     }

@@ -87,7 +87,7 @@ struct Shared {
     /// Handed out, not answered yet. A timed-out one stays, so its late
     /// answer is accepted (the runtime carries on to `/next`) and dropped.
     in_flight: Mutex<HashMap<String, oneshot::Sender<Outcome>>>,
-    first_poll: watch::Sender<Option<Instant>>,
+    first_poll: Mutex<Option<Instant>>,
     init_error: watch::Sender<Option<Value>>,
 }
 
@@ -108,7 +108,7 @@ impl RuntimeApi {
             function_arn: format!("arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{function_name}"),
             queue: tokio::sync::Mutex::new(queue_rx),
             in_flight: Mutex::default(),
-            first_poll: watch::channel(None).0,
+            first_poll: Mutex::default(),
             init_error: watch::channel(None).0,
         });
         let st = shared.clone();
@@ -127,15 +127,11 @@ impl RuntimeApi {
 
     /// When the function first polled `/next` (the end of its init phase).
     pub fn first_poll_at(&self) -> Option<Instant> {
-        *self.shared.first_poll.borrow()
+        *lock(&self.shared.first_poll)
     }
 
     pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
-        let mut rx = self.shared.first_poll.subscribe();
-        let polled = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
-        let what = "the function's first /next poll".into();
-        let polled = polled.map_err(|_| DevstackError::Timeout { what, after: timeout })?;
-        polled.ok().and_then(|at| *at).ok_or(DevstackError::RuntimeApiStopped)
+        paths::wait_until(timeout, || "the function's first /next poll".into(), || self.first_poll_at()).await
     }
 
     pub fn init_error(&self) -> Option<Value> {
@@ -224,7 +220,7 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<hyper::body::Incoming>)
 
 /// `GET /next`: long-polls the queue and hands out the next live invocation.
 async fn next(shared: &Shared) -> Response<Body> {
-    shared.first_poll.send_if_modified(|at| at.is_none() && at.replace(Instant::now()).is_none());
+    lock(&shared.first_poll).get_or_insert_with(Instant::now);
     // The lock serialises a stray second poller instead of splitting the FIFO.
     let mut queue = shared.queue.lock().await;
     // None: the RuntimeApi was dropped; the 500 makes the runtime loop exit.

@@ -74,16 +74,16 @@ async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incomi
     Reply::Response(from_result(invoker.invoke_event(event(&parts, &body, info, &url_id)).await))
 }
 
-/// The headers as Lambda passes them: names lowercased, repeated headers
-/// joined with commas, no `cookie`, and the forwarding headers its front
-/// end adds.
-fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
-    let mut headers = HeaderMap::new();
+fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
+    let mut req = LambdaFunctionUrlRequest::default();
+    // The headers as Lambda passes them: names lowercased, repeated headers
+    // joined with commas, no `cookie`, and the forwarding headers its front
+    // end adds.
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
         let values: Vec<_> =
             parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
-            headers.insert(name, value);
+            req.headers.insert(name, value);
         }
     }
     let forwarded = [
@@ -93,16 +93,10 @@ fn lambda_headers(parts: &http::request::Parts, info: ConnInfo) -> HeaderMap {
         ("x-amzn-trace-id", paths::trace_header()),
     ];
     for (name, value) in forwarded {
-        if let (false, Ok(value)) = (headers.contains_key(name), HeaderValue::from_str(&value)) {
-            headers.insert(name, value);
+        if let (false, Ok(value)) = (req.headers.contains_key(name), HeaderValue::from_str(&value)) {
+            req.headers.insert(name, value);
         }
     }
-    headers
-}
-
-fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
-    let mut req = LambdaFunctionUrlRequest::default();
-    req.headers = lambda_headers(parts, info);
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
         let joined = req.query_string_parameters.entry(key.into_owned()).or_default();

@@ -70,11 +70,7 @@ impl Behaviour {
     /// Decides per request with `f(index)`, the index of the request among
     /// those for the same path, e.g. "503 twice then 200".
     pub fn script(f: impl Fn(usize) -> Behaviour + Send + Sync + 'static) -> Behaviour {
-        Behaviour::per_request(move |req| f(req.index_for_path))
-    }
-
-    pub fn per_request(f: impl Fn(&RecordedRequest) -> Behaviour + Send + Sync + 'static) -> Behaviour {
-        Behaviour::Script(Arc::new(f))
+        Behaviour::Script(Arc::new(move |req| f(req.index_for_path)))
     }
 
     /// The behaviours in order, the last one repeating.
