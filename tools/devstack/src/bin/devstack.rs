@@ -26,15 +26,6 @@ const LOCAL_MOTO_PORT: u16 = 5055;
 
 type Res<T> = Result<T, Box<dyn Error>>;
 
-/// The running service.
-struct Up {
-    _moto: Moto,
-    ingest: FunctionUrl,
-    settings: FunctionUrl,
-    esm: EventSourceMapping,
-    receiver: Receiver,
-}
-
 #[tokio::main]
 async fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -59,48 +50,6 @@ async fn main() -> ExitCode {
 
 async fn run(keep_running: bool) -> Res<()> {
     let started = Instant::now();
-    let up = start().await?;
-    let hook_url = up.receiver.url("/hooks/alin?token=local-receiver-token");
-    step("setting the webhook of alice/app through settings (PUT)");
-    let put = reqwest::Client::new().put(format!("{}/repositories/alice/app/webhook", up.settings.url()));
-    let config = call(put.json(&json!({ "url": hook_url })), 200).await?;
-    let secret = config["secret"].as_str().ok_or("config has no secret")?;
-    println!("   enabled={}, secret whsec_… (kept for verification)", config["enabled"]);
-
-    step("pushing alice/app:1.0 through ingest (native push event)");
-    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
-    let push = json!({
-        "event": "push", "username": "alice", "repository": "app", "tag": "1.0",
-        "digest": digest('d'), "image_size": 3_456_789, "layers": [digest('a'), digest('b')],
-        "repository_size": 9_876_543, "pushed_at": "2026-11-28T08:00:00Z", "id": "local-demo-push-1"
-    });
-    let post = reqwest::Client::new().post(format!("{}/", up.ingest.url()));
-    call(post.bearer_auth(INGEST_TOKEN).json(&push), 202).await?;
-
-    step("waiting for the webhook (the event source mapping's batching window)");
-    let got = up.receiver.wait_for(1, WAIT).await?;
-    let req = got.first().ok_or("no webhook received")?;
-    step("the webhook the receiver got");
-    print_request(req);
-    if up.receiver.url(&req.target) != hook_url {
-        return Err(format!("request target {:?} is not the configured one", req.target).into());
-    }
-    devstack::verify_standardwebhooks(secret, &req.headers, &req.body_text())?;
-    println!("   signature verified by the standardwebhooks library; query string kept");
-    println!(
-        "\nOK: push → ingest → queue → deliver → webhook, signature verified, in {:.1}s",
-        started.elapsed().as_secs_f64()
-    );
-    if keep_running {
-        serve_until_ctrl_c(&up).await;
-    }
-    println!("event source mapping: {:?}", up.esm.stop().await?);
-    Ok(())
-}
-
-/// moto and the stack, the three functions, their URLs, the event source
-/// mapping and a receiver.
-async fn start() -> Res<Up> {
     let logs = devstack::paths::target_dir().ok_or("no target directory")?.join("devstack-up");
     step("starting moto (DynamoDB + SQS) with the stack's table and queues");
     let moto = Moto::start_on(LOCAL_MOTO_PORT).await?;
@@ -112,7 +61,7 @@ async fn start() -> Res<Up> {
     step("starting ingest, deliver and settings through the Lambda Runtime API");
     let mut env = moto.function_env();
     let dlq = out("RegistryEventsDeadLetterQueueUrl");
-    let settings = [
+    let vars = [
         ("WEBHOOKS_TABLE", table),
         ("DELIVERY_QUEUE_URL", queue.clone()),
         ("REGISTRY_EVENTS_QUEUE_URL", out("RegistryEventsQueueUrl")),
@@ -123,7 +72,7 @@ async fn start() -> Res<Up> {
         ("RETRY_BASE_DELAY_SECS", "2".into()),
         ("RUST_LOG", "info".into()),
     ];
-    env.extend(settings.map(|(k, v)| (k.to_owned(), v)));
+    env.extend(vars.map(|(k, v)| (k.to_owned(), v)));
     let function = |name: &'static str| {
         let (env, log) = (env.clone(), logs.join(format!("{name}.log")));
         async move {
@@ -137,18 +86,50 @@ async fn start() -> Res<Up> {
     let (sqs, deliver) = (aws_sdk_sqs::Client::new(&moto.sdk_config().await), function("deliver").await?);
     let window_secs = Duration::from_secs(window.into());
     let esm = EventSourceMapping::start(sqs, queue, out("DeliveryQueueArn"), deliver, batch as usize, window_secs);
-    let up = Up {
-        ingest: FunctionUrl::serve(function("ingest").await?).await?,
-        settings: FunctionUrl::serve(function("settings").await?).await?,
-        esm,
-        receiver: Receiver::start(Behaviour::ok()).await?,
-        _moto: moto,
-    };
-    println!("   ingest   {}\n   settings {}", up.ingest.url(), up.settings.url());
+    let ingest = FunctionUrl::serve(function("ingest").await?).await?;
+    let settings = FunctionUrl::serve(function("settings").await?).await?;
+    let receiver = Receiver::start(Behaviour::ok()).await?;
+    println!("   ingest   {}\n   settings {}", ingest.url(), settings.url());
     println!("   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)");
     println!("   function logs in {}", logs.display());
-    println!("   webhook receiver {}", up.receiver.url("/hooks/alin"));
-    Ok(up)
+    println!("   webhook receiver {}", receiver.url("/hooks/alin"));
+
+    let hook_url = receiver.url("/hooks/alin?token=local-receiver-token");
+    step("setting the webhook of alice/app through settings (PUT)");
+    let put = reqwest::Client::new().put(format!("{}/repositories/alice/app/webhook", settings.url()));
+    let config = call(put.json(&json!({ "url": hook_url })), 200).await?;
+    let secret = config["secret"].as_str().ok_or("config has no secret")?;
+    println!("   enabled={}, secret whsec_… (kept for verification)", config["enabled"]);
+
+    step("pushing alice/app:1.0 through ingest (native push event)");
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let push = json!({
+        "event": "push", "username": "alice", "repository": "app", "tag": "1.0",
+        "digest": digest('d'), "image_size": 3_456_789, "layers": [digest('a'), digest('b')],
+        "repository_size": 9_876_543, "pushed_at": "2026-11-28T08:00:00Z", "id": "local-demo-push-1"
+    });
+    let post = reqwest::Client::new().post(format!("{}/", ingest.url()));
+    call(post.bearer_auth(INGEST_TOKEN).json(&push), 202).await?;
+
+    step("waiting for the webhook (the event source mapping's batching window)");
+    let got = receiver.wait_for(1, WAIT).await?;
+    let req = got.first().ok_or("no webhook received")?;
+    step("the webhook the receiver got");
+    print_request(req);
+    if receiver.url(&req.target) != hook_url {
+        return Err(format!("request target {:?} is not the configured one", req.target).into());
+    }
+    devstack::verify_standardwebhooks(secret, &req.headers, &req.body_text())?;
+    println!("   signature verified by the standardwebhooks library; query string kept");
+    println!(
+        "\nOK: push → ingest → queue → deliver → webhook, signature verified, in {:.1}s",
+        started.elapsed().as_secs_f64()
+    );
+    if keep_running {
+        serve_until_ctrl_c(&settings, &ingest, &receiver).await;
+    }
+    println!("event source mapping: {:?}", esm.stop().await?);
+    Ok(())
 }
 
 /// Sends `request`, prints the answer and returns its JSON body (null when
@@ -168,8 +149,8 @@ async fn call(request: reqwest::RequestBuilder, expected: u16) -> Res<Value> {
     Ok(body)
 }
 
-async fn serve_until_ctrl_c(up: &Up) {
-    let (settings, ingest) = (up.settings.url(), up.ingest.url());
+async fn serve_until_ctrl_c(settings: &FunctionUrl, ingest: &FunctionUrl, receiver: &Receiver) {
+    let (settings, ingest) = (settings.url(), ingest.url());
     let push = json!({"event":"push","username":"alice","repository":"app","tag":"2.0","image_size":1,"layers":[],"repository_size":1});
     println!(
         "\nThe stack keeps running; Ctrl-C stops it. Try:\n  export SETTINGS={settings} INGEST={ingest}
@@ -178,12 +159,12 @@ async fn serve_until_ctrl_c(up: &Up) {
   curl -s -X POST \"$INGEST/\" -H 'authorization: Bearer {INGEST_TOKEN}' -d '{push}'
   webhooks arrive at the receiver and are printed below"
     );
-    let mut seen = up.receiver.count();
+    let mut seen = receiver.count();
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             _ = tokio::time::sleep(Duration::from_millis(500)) => {
-                let all = up.receiver.requests();
+                let all = receiver.requests();
                 all.iter().skip(seen).for_each(print_request);
                 seen = all.len();
             }
