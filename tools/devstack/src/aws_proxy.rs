@@ -141,17 +141,6 @@ impl AwsProxy {
     }
 }
 
-fn pick_fault(st: &State, op: &str) -> Option<FaultKind> {
-    let mut faults = lock(&st.faults);
-    for (f, seen) in faults.iter_mut().filter(|(f, _)| op.starts_with(&f.operation_prefix)) {
-        *seen += 1;
-        if f.every > 0 && *seen % f.every == 0 {
-            return Some(f.kind);
-        }
-    }
-    None
-}
-
 async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc<State>) -> Reply {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
@@ -164,7 +153,12 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
         lock(&st.calls).push(Call { op, start, end, status, items, failed_entries });
     };
     const AMZ_JSON: &str = "application/x-amz-json-1.0";
-    let fault = pick_fault(&st, &op);
+    // Each matching rule counts the call, up to the first that fires.
+    let fault =
+        lock(&st.faults).iter_mut().filter(|(f, _)| op.starts_with(&f.operation_prefix)).find_map(|(f, seen)| {
+            *seen += 1;
+            (f.every > 0 && *seen % f.every == 0).then_some(f.kind)
+        });
     st.injected.fetch_add(u64::from(fault.is_some()), Ordering::Relaxed);
     let error = match fault {
         Some(FaultKind::Drop) => {

@@ -6,7 +6,6 @@
 //! declares them (the drift test `stack_template` checks it), named prefix +
 //! logical id.
 
-use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -37,7 +36,6 @@ static SHARED: OnceCell<Moto> = OnceCell::const_new();
 
 pub struct Moto {
     endpoint: String,
-    log_path: PathBuf,
     watchdog: Mutex<Option<(Child, ChildStdin)>>,
 }
 
@@ -83,7 +81,7 @@ impl Moto {
         let mut child = moto.stdout(log.0).stderr(log.1).spawn().map_err(|e| DevstackError::io(spawning, e))?;
         // Piped above, so always there.
         let watchdog = Mutex::new(child.stdin.take().map(|stdin| (child, stdin)));
-        let moto = Moto { endpoint, log_path, watchdog };
+        let moto = Moto { endpoint, watchdog };
         let started = Instant::now();
         let why = loop {
             let exited = lock(&moto.watchdog).as_mut().and_then(|(child, _)| child.try_wait().ok().flatten());
@@ -98,7 +96,7 @@ impl Moto {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
-        let log = paths::log_tail(&moto.log_path, 20);
+        let log = paths::log_tail(&log_path, 20);
         Err(DevstackError::Setup(format!("moto {why} (run scripts/tools.sh); log:\n{log}")))
     }
 

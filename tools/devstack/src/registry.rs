@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -156,15 +156,10 @@ impl Registry {
             child.arg("serve").arg(&config_path).stdin(Stdio::null()).stderr(log.try_clone().map_err(io("log"))?);
         let child = child.stdout(log).spawn().map_err(io("starting docker-registry"))?;
         let registry = Registry { child, port, work: work.to_owned() };
-        let listening = || tokio::net::TcpStream::connect(("127.0.0.1", port));
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while listening().await.is_err() {
-            if Instant::now() > deadline {
-                let log = paths::log_tail(&work.join("registry.log"), 200);
-                return Err(DevstackError::Setup(format!("docker-registry did not listen:\n{log}")));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        // On localhost a connect is refused or accepted at once.
+        let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+        let what = || format!("docker-registry to listen; log:\n{}", paths::log_tail(&work.join("registry.log"), 200));
+        paths::wait_until(Duration::from_secs(20), what, listening).await?;
         Ok(registry)
     }
 

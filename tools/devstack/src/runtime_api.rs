@@ -18,6 +18,7 @@ use bytes::Bytes;
 use http::{Method, Response};
 use http_body_util::{BodyExt, Full};
 use serde_json::{json, Value};
+use time::macros::format_description;
 use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -419,9 +420,8 @@ impl Invoker for LocalFunction {
 /// The variables Lambda sets for a function: those `lambda_runtime` needs,
 /// plus region and dummy credentials that an explicit `env` overrides.
 fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
-    let date = time::OffsetDateTime::now_utc().date();
-    let (y, m, d) = (date.year(), u8::from(date.month()), date.day());
-    let stream = format!("{y:04}/{m:02}/{d:02}/[$LATEST]{}", paths::random_hex(16));
+    let date = time::OffsetDateTime::now_utc().format(&format_description!("[year]/[month]/[day]"));
+    let stream = format!("{}/[$LATEST]{}", date.unwrap_or_default(), paths::random_hex(16));
     vec![
         ("AWS_LAMBDA_RUNTIME_API", api.addr().to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),
