@@ -105,16 +105,12 @@ impl Drop for EventSourceMapping {
 }
 
 impl<I: Invoker> Mapping<I> {
-    fn stopping(&self) -> bool {
-        *self.stop.borrow()
-    }
-
     fn count(&self, f: impl FnOnce(&mut EsmStats)) {
         f(&mut lock(&self.stats));
     }
 
     async fn run(mut self) {
-        while !self.stopping() {
+        while !*self.stop.borrow() {
             let batch = self.gather().await;
             if !batch.is_empty() {
                 self.process(batch).await;
@@ -127,7 +123,7 @@ impl<I: Invoker> Mapping<I> {
     /// found nothing (so the caller re-checks the stop flag).
     async fn gather(&mut self) -> Vec<Message> {
         let (mut batch, mut window_ends) = (Vec::new(), None::<Instant>);
-        while batch.len() < self.batch_size && !self.stopping() {
+        while batch.len() < self.batch_size && !*self.stop.borrow() {
             let left = window_ends.map(|end| end.saturating_duration_since(Instant::now()));
             if left == Some(Duration::ZERO) {
                 break;

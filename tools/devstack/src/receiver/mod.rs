@@ -227,9 +227,6 @@ pub fn verify_standardwebhooks(secret: &str, headers: &[(String, String)], body:
         stdin.write_all(input.to_string().as_bytes()).map_err(run("writing to"))?;
     }
     let out = child.wait_with_output().map_err(run("waiting for"))?;
-    let reason = String::from_utf8_lossy(&out.stdout);
-    out.status
-        .success()
-        .then_some(())
-        .ok_or_else(|| DevstackError::Setup(format!("signature not verified: {}", reason.trim())))
+    let failed = || format!("signature not verified: {}", String::from_utf8_lossy(&out.stdout).trim());
+    out.status.success().then_some(()).ok_or_else(|| DevstackError::Setup(failed()))
 }
