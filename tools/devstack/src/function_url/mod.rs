@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use crate::http_server::{self, json_response, Body, ConnInfo, Reply, ServerHandle};
 use crate::paths::{self, REGION};
-use crate::runtime_api::{Invocation, Outcome};
+use crate::runtime_api::Outcome;
 use crate::DevstackError;
 use crate::Invoker;
 
@@ -71,7 +71,18 @@ async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incomi
             return Reply::Response(json_response(status, &json!({ "Message": message })));
         }
     };
-    Reply::Response(from_result(invoker.invoke_event(event(&parts, &body, info, &url_id)).await))
+    let invoked = invoker.invoke_event(event(&parts, &body, info, &url_id)).await;
+    Reply::Response(match invoked.map(|invocation| invocation.outcome) {
+        // devstack itself could not invoke (process died, …): Lambda's front
+        // end answers 500 for service-side failures.
+        Err(e) => json_response(500, &json!({"Message": format!("devstack: {e}")})),
+        Ok(Outcome::FunctionError(doc)) => json_response(502, &doc),
+        Ok(Outcome::Ok(value)) if value.get("statusCode").is_none() => json_response(200, &value),
+        Ok(Outcome::Ok(value)) => serde_json::from_value::<Structured>(value)
+            .ok()
+            .and_then(Structured::into_response)
+            .unwrap_or_else(|| json_response(502, &json!({"Message": "Internal Server Error"}))),
+    })
 }
 
 fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str) -> Value {
@@ -159,20 +170,6 @@ fn is_textual(content_type: &str) -> bool {
     let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     let text = ["application/json", "application/xml", "application/javascript"];
     mime.starts_with("text/") || text.contains(&mime.as_str()) || mime.ends_with("+json") || mime.ends_with("+xml")
-}
-
-fn from_result(result: Result<Invocation, DevstackError>) -> Response<Body> {
-    match result.map(|invocation| invocation.outcome) {
-        // devstack itself could not invoke (process died, …): Lambda's front
-        // end answers 500 for service-side failures.
-        Err(e) => json_response(500, &json!({"Message": format!("devstack: {e}")})),
-        Ok(Outcome::FunctionError(doc)) => json_response(502, &doc),
-        Ok(Outcome::Ok(value)) if value.get("statusCode").is_none() => json_response(200, &value),
-        Ok(Outcome::Ok(value)) => serde_json::from_value::<Structured>(value)
-            .ok()
-            .and_then(Structured::into_response)
-            .unwrap_or_else(|| json_response(502, &json!({"Message": "Internal Server Error"}))),
-    }
 }
 
 /// A structured function response (`{statusCode, headers, cookies, body,
