@@ -7,22 +7,23 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use devstack::runtime_api::{workspace_binary, LocalFunction};
+use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
 
-use crate::stack::{function_env, Stack};
+use crate::stack::{function_env, start_function, Stack};
 use crate::stats::{median, ms};
-use crate::workload::{job, native_push, repos, sqs_event, sqs_record};
+use crate::workload::{job, native_push, repos, sqs_record};
 use crate::{Ctx, Res};
 
 pub const FUNCTIONS: [&str; 3] = ["ingest", "deliver", "settings"];
 const HELLO: &str = "hello-lambda";
+const TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The first request each binary gets: one that reads the table (a
 /// repository without a webhook, so nothing is sent anywhere).
 fn first_event(name: &str, arn: &str) -> Res<Value> {
     let repo = &repos("cold", 1)?[0];
-    let record = |body: String| sqs_event(vec![sqs_record("cs", 0, body, arn)]);
+    let record = |body: String| json!({ "Records": vec![sqs_record("cs", 0, body, arn)] });
     Ok(match name {
         "ingest" => record(native_push(repo, "t0", "cold-0", 0).to_string()),
         "deliver" => record(job(repo, 0)?.to_json()),
@@ -62,13 +63,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // Rotate the order too, so no binary always follows the same one.
         for k in 0..names.len() {
             let name = names[(k + round) % names.len()];
-            let log = ctx.logs.join(format!("coldstart-{name}.log"));
-            let f = LocalFunction::start(&workspace_binary(name), &env, &log).await;
-            let f = f.map_err(|e| format!("starting {name}: {e}"))?;
-            let polled = f.api.wait_for_first_poll(Duration::from_secs(30)).await;
-            let polled = polled.map_err(|e| format!("{name} never polled: {e}"))?;
+            let (f, _) = start_function(name, &env, &ctx.logs, &format!("coldstart-{name}"), TIMEOUT).await?;
+            let polled = f.api.first_poll_at().ok_or(format!("{name} never polled"))?;
             init.entry(name).or_default().push(ms(polled.saturating_duration_since(f.spawned_at)));
-            let inv = f.invoke(first_event(name, &stack.queue_arn)?, Duration::from_secs(30)).await;
+            let inv = f.invoke(first_event(name, &stack.queue_arn)?, TIMEOUT).await;
             let inv = inv.map_err(|e| format!("{name}: first invocation: {e}"))?;
             if let Some(error) = inv.error() {
                 return Err(format!("{name}: first invocation failed: {error:?}"));

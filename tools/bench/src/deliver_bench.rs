@@ -208,7 +208,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
     let jobs: Vec<DeliveryJob> = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j)).collect::<Res<_>>()?;
     let record = |(j, job): (usize, &DeliveryJob)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn);
-    let event = workload::sqs_event(jobs.iter().enumerate().map(record).collect());
+    let event = json!({ "Records": jobs.iter().enumerate().map(record).collect::<Vec<_>>() });
     let store = stack.store(&ctx.moto).await;
     let urls = hook_urls(&sink, repos_n);
     ctx.progress(&format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"));
@@ -359,7 +359,7 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
             Some(m) => devstack::esm::event::record(m, &s.stack.queue_arn),
             None => workload::sqs_record("fa", j, job.to_json(), &s.stack.queue_arn),
         });
-    let event = workload::sqs_event(records.collect());
+    let event = json!({ "Records": records.collect::<Vec<_>>() });
     let run = match received {
         Ok(_) => deliver_once(ctx, s, &s.proxy, event, "deliver-failing").await,
         Err(e) => Err(e),
@@ -431,7 +431,7 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
             s.proxy.reset_counts();
         }
         let before = s.sink.count();
-        let inv = f.invoke(workload::sqs_event(vec![record]), TIMEOUT).await.ctx("invoking deliver")?;
+        let inv = f.invoke(json!({ "Records": vec![record] }), TIMEOUT).await.ctx("invoking deliver")?;
         if !inv.is_ok() || s.sink.count() != before + 1 {
             return Err(format!("single-job deliver failed: {:?}", inv.outcome));
         }

@@ -46,11 +46,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         let arn = &stack.registry_queue_arn;
         let records =
             (b * BATCH..((b + 1) * BATCH).min(events)).map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
-        let event = workload::sqs_event(records.collect());
+        let event = json!({ "Records": records.collect::<Vec<_>>() });
         let inv = f.invoke(event, TIMEOUT).await.ctx("invoking ingest")?;
         let failures = inv.ok().and_then(|v| v["batchItemFailures"].as_array());
         if failures.map(Vec::len) != Some(0) {
-            return Err(format!("ingest batch {b}: {:?}; log:\n{}", inv.outcome, stack::tail(&log)));
+            return Err(format!("ingest batch {b}: {:?}; log:\n{}", inv.outcome, devstack::paths::log_tail(&log, 20)));
         }
         durations.push(ms(inv.duration));
         // Take the jobs off the queue as a consumer would: moto's SendMessage

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use shared::domain::RepositoryName;
 
 use crate::stack::{self, function_env, start_function, Stack, BENCH_INGEST_TOKEN};
-use crate::workload::{sqs_event, sqs_record};
+use crate::workload::sqs_record;
 use crate::Context as _;
 use crate::{Ctx, Res};
 
@@ -48,11 +48,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         sqs_record("mem", i, body.to_string(), &stack.registry_queue_arn)
     });
     let started = Instant::now();
-    let inv = function.invoke(sqs_event(records.collect()), timeout).await;
-    let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", stack::tail(&log)))?;
+    let inv = function.invoke(json!({ "Records": records.collect::<Vec<_>>() }), timeout).await;
+    let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", devstack::paths::log_tail(&log, 20)))?;
     let duration = started.elapsed();
     let Some(answer) = inv.ok() else {
-        return Err(format!("ingest failed: {:?}; log:\n{}", inv.error(), stack::tail(&log)));
+        return Err(format!("ingest failed: {:?}; log:\n{}", inv.error(), devstack::paths::log_tail(&log, 20)));
     };
     let jobs_failed = answer["batchItemFailures"].as_array().map_or(EVENTS, Vec::len);
     let peak_kib = function.peak_rss_kib().ok_or("cannot read the ingest process's peak RSS")?;

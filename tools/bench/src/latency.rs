@@ -82,7 +82,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     if refused > 0 {
         return Err(format!("latency: ingest refused {refused} of {pushes} pushes"));
     }
-    let deliver_log = || stack::tail(&ctx.logs.join("latency-deliver-0.log"));
+    let deliver_log = || devstack::paths::log_tail(&ctx.logs.join("latency-deliver-0.log"), 20);
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
     let got = got.map_err(|e| format!("latency: {e}; deliver log:\n{}", deliver_log()))?;
     let wall = started.elapsed();

@@ -135,13 +135,9 @@ pub async fn start_function(
     let f =
         LocalFunction::start(&workspace_binary(name), env, &log).await.map_err(|e| format!("starting {name}: {e}"))?;
     if let Err(e) = f.api.wait_for_first_poll(Duration::from_secs(30)).await {
-        return Err(format!("{name} did not start: {e}; log:\n{}", tail(&log)));
+        return Err(format!("{name} did not start: {e}; log:\n{}", devstack::paths::log_tail(&log, 20)));
     }
     Ok((f.with_timeout(timeout), log))
-}
-
-pub fn tail(log: &Path) -> String {
-    devstack::paths::log_tail(log, 20)
 }
 
 /// The last EMF metrics line a function printed (its per-invocation counts).

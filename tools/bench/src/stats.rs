@@ -2,30 +2,21 @@
 
 use std::time::Duration;
 
-/// The `p`-th percentile (0–100) by nearest rank; 0 for no data.
-pub fn percentile(values: &[f64], p: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
+/// `values` sorted, `None` for no data.
+fn sorted(values: &[f64]) -> Option<Vec<f64>> {
     let mut v = values.to_vec();
     v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
-    v[rank.clamp(1, v.len()) - 1]
+    (!v.is_empty()).then_some(v)
+}
+
+/// The `p`-th percentile (0–100) by nearest rank; 0 for no data.
+pub fn percentile(values: &[f64], p: f64) -> f64 {
+    sorted(values).map_or(0.0, |v| v[(((p / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1])
 }
 
 /// The median (mean of the middle two for an even count); 0 for no data.
 pub fn median(values: &[f64]) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    sorted(values).map_or(0.0, |v| (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0)
 }
 
 /// Busy and total jiffies of the whole machine so far (/proc/stat).

@@ -78,10 +78,6 @@ pub fn sqs_record(prefix: &str, i: usize, body: String, queue_arn: &str) -> Valu
     devstack::esm::event::record(&message.set_attributes(Some(attributes.into())).build(), queue_arn)
 }
 
-pub fn sqs_event(records: Vec<Value>) -> Value {
-    json!({ "Records": records })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
