@@ -25,13 +25,13 @@ step "arm64 bootstraps (cargo lambda build --release --arm64) and sam build, in 
 # The deployable artifacts, built the way users build them: cargo-lambda
 # cross-compiles with zig; then `sam build` (rust-cargolambda, in source)
 # must succeed too. The arm64 test at the end runs them under qemu-user.
-# Its release build is the heaviest compile here, and the integration tests
-# mostly wait on timers and sockets, so it runs at the lowest priority and
-# takes the CPU they leave idle instead of delaying them.
+# Its release build is the heaviest compile here and ends in long
+# single-threaded LTO links, so nothing waits for it until the very end: it
+# runs beside clippy and the tests (which mostly wait on timers and sockets).
 arm64_log="$root/target/arm64-build.log"
 (
-  nice -n 19 cargo-lambda lambda build --release --arm64 --locked --bin ingest --bin deliver --bin settings &&
-    SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 nice -n 19 sam build
+  time (cargo-lambda lambda build --release --arm64 --locked --bin ingest --bin deliver --bin settings &&
+    SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam build)
 ) >"$arm64_log" 2>&1 &
 arm64_pid=$!
 trap 'kill "$debug_pid" "$arm64_pid" 2>/dev/null || true' EXIT
@@ -72,9 +72,9 @@ if ! wait "$arm64_pid"; then
   exit 1
 fi
 trap - EXIT
-tail -n 3 "$arm64_log"
+tail -n 6 "$arm64_log"
 
 step "arm64 bootstraps under qemu-user"
-ALIN_REQUIRE_ARM64=1 cargo test -p alin-tests --test it --locked -- arm64_bootstraps
+ALIN_REQUIRE_ARM64=1 cargo test --workspace --locked -- arm64_bootstraps
 
 step "done"
