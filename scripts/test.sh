@@ -9,6 +9,17 @@ root=$(pwd)
 start=$(date +%s)
 step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
 
+# Clippy lints inside the one debug build instead of a second, check-only
+# pass over the whole dependency tree: every workspace crate is compiled by
+# clippy-driver (what `cargo clippy` runs) with `-D warnings`, the bins and
+# libraries here and every test target in the tests step, so a lint fails
+# the run as `cargo clippy --workspace --all-targets -- -D warnings` would
+# (CLIPPY_ARGS is how cargo-clippy hands its arguments to the driver).
+# Every cargo call below, the nested ones the tests make included, shares
+# this environment, so none of them rebuilds what another built.
+export RUSTC_WORKSPACE_WRAPPER=clippy-driver
+export CLIPPY_ARGS='-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__'
+
 # The debug build needs nothing the tools step installs, so it runs beside
 # it (pip and apt mostly wait on the network and the disk).
 mkdir -p target
@@ -27,9 +38,11 @@ step "arm64 bootstraps (cargo lambda build --release --arm64) and sam build, in 
 # must succeed too. The arm64 test at the end runs them under qemu-user.
 # Its release build is the heaviest compile here and ends in long
 # single-threaded LTO links, so nothing waits for it until the very end: it
-# runs beside clippy and the tests (which mostly wait on timers and sockets).
+# runs beside the debug build and the tests (which mostly wait on timers
+# and sockets).
 arm64_log="$root/target/arm64-build.log"
 (
+  unset RUSTC_WORKSPACE_WRAPPER CLIPPY_ARGS # linted by the debug build already
   time (cargo-lambda lambda build --release --arm64 --locked --bin ingest --bin deliver --bin settings &&
     SAM_CLI_TELEMETRY=0 AWS_DEFAULT_REGION=us-east-1 sam build)
 ) >"$arm64_log" 2>&1 &
@@ -42,18 +55,15 @@ cargo fmt --all -- --check
 step "template"
 bash scripts/validate_template.sh
 
-step "waiting for the debug build"
+step "waiting for the debug build (and clippy on the libraries and bins)"
 if ! wait "$debug_pid"; then
   cat "$debug_log"
-  echo "cargo build --workspace --bins failed (log above)" >&2
+  echo "cargo build --workspace --bins failed, or clippy found something (log above)" >&2
   exit 1
 fi
 tail -n 1 "$debug_log"
 
-step "clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-
-step "tests (all but the arm64 bootstraps)"
+step "tests (all but the arm64 bootstraps; clippy on every test target as they build)"
 # The integration tests are one binary (tests/it): one moto server for the
 # run (devstack::moto), every test under its own resource prefix. Most of
 # their time is spent waiting (retry delays, batching windows, visibility
