@@ -63,10 +63,19 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // Rotate the order too, so no binary always follows the same one.
         for k in 0..names.len() {
             let name = names[(k + round) % names.len()];
-            let (f, _) = start_function(name, &env, &ctx.logs, &format!("coldstart-{name}"), TIMEOUT).await?;
-            let polled = f.api.first_poll_at().ok_or(format!("{name} never polled"))?;
-            init.entry(name).or_default().push(ms(polled.saturating_duration_since(f.spawned_at)));
-            let inv = f.invoke(first_event(name, &stack.queue_arn)?, TIMEOUT).await;
+            let (f, _) =
+                start_function(name, &env, &ctx.logs, &format!("coldstart-{name}"), TIMEOUT)
+                    .await?;
+            let polled = f
+                .api
+                .first_poll_at()
+                .ok_or(format!("{name} never polled"))?;
+            init.entry(name)
+                .or_default()
+                .push(ms(polled.saturating_duration_since(f.spawned_at)));
+            let inv = f
+                .invoke(first_event(name, &stack.queue_arn)?, TIMEOUT)
+                .await;
             let inv = inv.map_err(|e| format!("{name}: first invocation: {e}"))?;
             if let Some(error) = inv.error() {
                 return Err(format!("{name}: first invocation failed: {error:?}"));
@@ -89,6 +98,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let binaries: BTreeMap<&str, Value> = init.iter().map(binary).collect();
     let zip = |f: &str| size(&ctx.root.join(format!("target/lambda/{f}/bootstrap.zip")));
     let zips: BTreeMap<&str, Option<f64>> = FUNCTIONS.iter().map(|f| (*f, zip(f))).collect();
-    Ok(json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
-        "zip_status": zip_status(&ctx.root) }))
+    Ok(
+        json!({ "rounds": ctx.sizes.cold_rounds, "binaries": binaries, "zip_mib": zips,
+        "zip_status": zip_status(&ctx.root) }),
+    )
 }

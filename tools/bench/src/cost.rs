@@ -64,10 +64,17 @@ fn lines(p: &PerPush) -> Vec<(String, f64, f64)> {
         ("ingest compute (GB-s)", gbs(p.ingest_ms), gb_s),
         ("deliver compute (GB-s)", gbs(p.deliver_ms), gb_s),
     ];
-    let sqs = SQS_LINES.iter().zip(p.sqs).map(|(l, n)| (*l, n, SQS_REQUESTS));
-    let ddb = [("DynamoDB read units", p.rru, DDB_RRU), ("DynamoDB write units", p.wru, DDB_WRU)];
+    let sqs = SQS_LINES
+        .iter()
+        .zip(p.sqs)
+        .map(|(l, n)| (*l, n, SQS_REQUESTS));
+    let ddb = [
+        ("DynamoDB read units", p.rru, DDB_RRU),
+        ("DynamoDB write units", p.wru, DDB_WRU),
+    ];
     let all = lambda.into_iter().chain(sqs).chain(ddb);
-    all.map(|(line, n, price)| (line.to_owned(), n * 1e6, n * price)).collect()
+    all.map(|(line, n, price)| (line.to_owned(), n * 1e6, n * price))
+        .collect()
 }
 
 fn design(name: &str, p: &PerPush) -> Value {
@@ -80,7 +87,9 @@ fn design(name: &str, p: &PerPush) -> Value {
 }
 
 fn f(v: &Value, path: &str) -> Res<f64> {
-    v.pointer(path).and_then(Value::as_f64).ok_or_else(|| format!("cost: {path} was not measured"))
+    v.pointer(path)
+        .and_then(Value::as_f64)
+        .ok_or_else(|| format!("cost: {path} was not measured"))
 }
 
 pub fn run(r: &Map<String, Value>) -> Res<Value> {
@@ -112,7 +121,12 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         in_flight: 1.0,
         ..PerPush::default()
     };
-    let naive = PerPush { sqs: [0.0, 0.0, 1.0, 1.0, 1.0, 0.0], rru: 1.0, wru: 1.0, ..unbatched_deliver.clone() };
+    let naive = PerPush {
+        sqs: [0.0, 0.0, 1.0, 1.0, 1.0, 0.0],
+        rru: 1.0,
+        wru: 1.0,
+        ..unbatched_deliver.clone()
+    };
     let http = PerPush {
         ingest_invocations: 1.0,
         ingest_ms: unbatched_deliver.ingest_ms,
@@ -123,7 +137,14 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
     let queue = PerPush {
         ingest_invocations: f(i, "/invocations")? / events,
         ingest_ms: f(i, "/billed_ms_sum")? / events,
-        sqs: [1.0, 2.0 / BATCH as f64, count(i, "/aws/calls/sqs:SendMessageBatch") / events, 0.1, 0.1, visibility],
+        sqs: [
+            1.0,
+            2.0 / BATCH as f64,
+            count(i, "/aws/calls/sqs:SendMessageBatch") / events,
+            0.1,
+            0.1,
+            visibility,
+        ],
         rru: f(i, "/aws/rru")? / events + batched.rru,
         ..batched.clone()
     };
@@ -139,7 +160,12 @@ pub fn run(r: &Map<String, Value>) -> Res<Value> {
         design("ours, registry queue", &queue),
         design("ours, quiet service", &quiet),
     ];
-    let total = |d: &Value| (d["name"].as_str().unwrap_or("").to_owned(), d["total"].clone());
+    let total = |d: &Value| {
+        (
+            d["name"].as_str().unwrap_or("").to_owned(),
+            d["total"].clone(),
+        )
+    };
     let totals: Map<String, Value> = designs.iter().map(total).collect();
     let prices =
         "us-east-1 list prices as published in 2025 (Lambda arm64 at 128 MB, SQS standard, DynamoDB on-demand)";

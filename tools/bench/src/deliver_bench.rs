@@ -98,7 +98,13 @@ impl Run {
     }
 }
 
-async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, label: &str) -> Res<Run> {
+async fn deliver_once(
+    ctx: &Ctx,
+    s: &Setup,
+    proxy: &AwsProxy,
+    event: Value,
+    label: &str,
+) -> Res<Run> {
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
     let mut extra = vec![
         ("ALLOW_PRIVATE_TARGETS", "true"),
@@ -114,7 +120,10 @@ async fn deliver_once(ctx: &Ctx, s: &Setup, proxy: &AwsProxy, event: Value, labe
     let inv = f.invoke(event, TIMEOUT).await;
     let machine_busy = stats::busy_share(jiffies0, stats::machine_jiffies());
     let inv = inv.ctx("invoking deliver")?;
-    let (cpu, rss_kib) = (cpu_ms(f.pid).zip(cpu0).map(|(a, b)| a - b), f.peak_rss_kib());
+    let (cpu, rss_kib) = (
+        cpu_ms(f.pid).zip(cpu0).map(|(a, b)| a - b),
+        f.peak_rss_kib(),
+    );
     let _ = f.stop().await;
     // Outside the timed window: moto catches up with the paced writes.
     let refused = proxy.settle().await;
@@ -141,14 +150,19 @@ async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (c, p) = (CONCURRENCY.to_string(), PER_HOST.to_string());
     let mut bare = tokio::process::Command::new(workspace_binary("bare-client"));
-    let bare = bare.args([file.display().to_string(), c, p]).current_dir(&ctx.root).envs(s.env.clone());
+    let bare = bare
+        .args([file.display().to_string(), c, p])
+        .current_dir(&ctx.root)
+        .envs(s.env.clone());
     let out = bare.output().await.ctx("running bare-client")?;
     let err = || String::from_utf8_lossy(&out.stderr).into_owned();
-    let v: Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("bare-client ({}): {e}: {}", out.status, err()))?;
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("bare-client ({}): {e}: {}", out.status, err()))?;
     let (jobs, got, ok) = (s.jobs.len() as u64, s.sink.count() - before, &v["ok"]);
     if ok.as_u64() != Some(jobs) || got != jobs {
-        return Err(format!("bare-client: {ok} of {jobs} 2xx, the sink got {got}"));
+        return Err(format!(
+            "bare-client: {ok} of {jobs} 2xx, the sink got {got}"
+        ));
     }
     let elapsed_ms = v["elapsed_us"].as_f64().unwrap_or(0.0) / 1000.0;
     Ok(json!({
@@ -186,7 +200,11 @@ fn write_bare_requests(file: &Path, s: &Setup, urls: &[String]) -> Res<(usize, u
     let request = |(i, job): (usize, &DeliveryJob)| {
         let req = build_request(job, REGISTRY_HOST, &s.secrets[i % n], now);
         first.get_or_insert((req.body.len(), req.headers.len()));
-        let headers: Vec<_> = req.headers.iter().filter(|(h, _)| !h.eq_ignore_ascii_case("content-length")).collect();
+        let headers: Vec<_> = req
+            .headers
+            .iter()
+            .filter(|(h, _)| !h.eq_ignore_ascii_case("content-length"))
+            .collect();
         json!({ "url": urls[i % n], "headers": headers, "body": String::from_utf8_lossy(&req.body) })
     };
     let list: Vec<Value> = s.jobs.iter().enumerate().map(request).collect();
@@ -206,18 +224,38 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let sink = Sink::start(HOSTS).await.ctx("sink")?;
     let repos = workload::repos("tp", repos_n)?;
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
-    let jobs: Vec<DeliveryJob> = (0..jobs_n).map(|j| workload::job(&repos[j % repos_n], j)).collect::<Res<_>>()?;
-    let record = |(j, job): (usize, &DeliveryJob)| workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn);
+    let jobs: Vec<DeliveryJob> = (0..jobs_n)
+        .map(|j| workload::job(&repos[j % repos_n], j))
+        .collect::<Res<_>>()?;
+    let record = |(j, job): (usize, &DeliveryJob)| {
+        workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn)
+    };
     let event = json!({ "Records": jobs.iter().enumerate().map(record).collect::<Vec<_>>() });
     let store = stack.store(&ctx.moto).await;
     let urls = hook_urls(&sink, repos_n);
-    ctx.progress(&format!("deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"));
+    ctx.progress(&format!(
+        "deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"
+    ));
     let secrets = seed(&store, &repos, |i| urls[i].clone()).await?;
-    let (proxy, paced) =
-        (crate::stack::proxy(ctx.moto.endpoint()).await?, crate::stack::proxy(ctx.moto.endpoint()).await?);
+    let (proxy, paced) = (
+        crate::stack::proxy(ctx.moto.endpoint()).await?,
+        crate::stack::proxy(ctx.moto.endpoint()).await?,
+    );
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
     let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
-    let mut s = Setup { proxy, paced, sqs, store, stack, sink, repos, secrets, jobs, event, env: Vec::new() };
+    let mut s = Setup {
+        proxy,
+        paced,
+        sqs,
+        store,
+        stack,
+        sink,
+        repos,
+        secrets,
+        jobs,
+        event,
+        env: Vec::new(),
+    };
     // The side measurements report their failure in place of figures.
     let soft = |r: Res<Value>| r.unwrap_or_else(|e| json!({ "error": e }));
     let mut out = json!({});
@@ -261,7 +299,11 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
     let (body_bytes, headers) = write_bare_requests(&bare_file, s, urls)?;
     // deliver with paced writes is the contender; the headline also runs it
     // against moto's own write rate.
-    let contenders = if name == "headline" { vec!["bare", "deliver", "moto"] } else { vec!["bare", "deliver"] };
+    let contenders = if name == "headline" {
+        vec!["bare", "deliver", "moto"]
+    } else {
+        vec!["bare", "deliver"]
+    };
     let (mut rounds, mut runs) = (Vec::new(), Vec::new());
     for round in 0..ctx.sizes.rounds {
         let mut row = json!({ "round": round + 1 });
@@ -296,16 +338,25 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         }
         let per_s = |who: &str| row[who]["per_s"].as_f64().unwrap_or(0.0);
         let (d, b, n) = (per_s("deliver"), per_s("bare"), round + 1);
-        ctx.progress(&format!("deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s"));
+        ctx.progress(&format!(
+            "deliver {name} round {n}: deliver {d:.0}/s, bare {b:.0}/s"
+        ));
         rounds.push(row);
     }
     let _ = std::fs::remove_file(&bare_file);
-    let figures = |who: &str, what: &str| rounds.iter().filter_map(|r| r[who][what].as_f64()).collect::<Vec<f64>>();
+    let figures = |who: &str, what: &str| {
+        rounds
+            .iter()
+            .filter_map(|r| r[who][what].as_f64())
+            .collect::<Vec<f64>>()
+    };
     let med = |who: &str, what: &str| median(&figures(who, what));
     let per_webhook = |who: &str, what: &str| med(who, what) / jobs_n as f64;
     let cpu_us = |who: &str| per_webhook(who, "cpu_ms") * 1000.0;
     runs.sort_by_key(|d| d.duration);
-    let median_run = runs.get((runs.len().max(1) - 1) / 2).ok_or("no deliver round")?;
+    let median_run = runs
+        .get((runs.len().max(1) - 1) / 2)
+        .ok_or("no deliver round")?;
     let aws = tally(&median_run.calls);
     let reads = count(&aws, "dynamodb:BatchGetItem") + count(&aws, "dynamodb:GetItem");
     let writes = count(&aws, "dynamodb:") - reads;
@@ -346,7 +397,9 @@ fn lambda_share(cpu_us: f64) -> f64 {
 /// which deliver never uses (queueing them all would only measure moto, whose
 /// SendMessage is quadratic in the queue's length).
 async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
-    let receiver = Receiver::start(Behaviour::status(503)).await.ctx("receiver")?;
+    let receiver = Receiver::start(Behaviour::status(503))
+        .await
+        .ctx("receiver")?;
     let failing: Vec<RepositoryName> = s.repos.iter().step_by(FAILING_EVERY).cloned().collect();
     seed(&s.store, &failing, |i| receiver.url(&format!("/hook/{i}"))).await?;
     let failing_jobs: Vec<&DeliveryJob> = (s.jobs.iter().enumerate())
@@ -354,23 +407,35 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         .map(|(_, job)| job)
         .collect();
     let received = queue_and_receive(s, &failing_jobs).await;
-    let records =
-        s.jobs.iter().enumerate().map(|(j, job)| match received.as_ref().ok().and_then(|r| r.get(&job.image_ref())) {
+    let records = s.jobs.iter().enumerate().map(|(j, job)| {
+        match received.as_ref().ok().and_then(|r| r.get(&job.image_ref())) {
             Some(m) => devstack::esm::event::record(m, &s.stack.queue_arn),
             None => workload::sqs_record("fa", j, job.to_json(), &s.stack.queue_arn),
-        });
+        }
+    });
     let event = json!({ "Records": records.collect::<Vec<_>>() });
     let run = match received {
         Ok(_) => deliver_once(ctx, s, &s.proxy, event, "deliver-failing").await,
         Err(e) => Err(e),
     };
     // Whatever happened, leave the queue empty and the sink URLs back.
-    let _ = s.sqs.purge_queue().queue_url(&s.stack.queue_url).send().await;
-    let back = |i: usize| s.sink.url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY));
+    let _ = s
+        .sqs
+        .purge_queue()
+        .queue_url(&s.stack.queue_url)
+        .send()
+        .await;
+    let back = |i: usize| {
+        s.sink
+            .url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY))
+    };
     seed(&s.store, &failing, back).await?;
     let run = run?;
     let (receiver_got, ok_jobs) = (receiver.count(), (s.jobs.len() - failing_jobs.len()) as u64);
-    if run.failures != failing_jobs.len() || receiver_got != failing_jobs.len() || run.received != ok_jobs {
+    if run.failures != failing_jobs.len()
+        || receiver_got != failing_jobs.len()
+        || run.received != ok_jobs
+    {
         return Err(format!(
             "failure workload: {} reported failed of {}, the 503 receiver got {receiver_got}, the sink {} of {ok_jobs}; figures {}",
             run.failures, failing_jobs.len(), run.received, run.figures
@@ -386,21 +451,42 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
 }
 
 /// Sends `jobs` to the delivery queue and receives them back, by image.
-async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
+async fn queue_and_receive(
+    s: &Setup,
+    jobs: &[&DeliveryJob],
+) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
         let entry = |(i, job): (usize, &&DeliveryJob)| {
-            SendMessageBatchRequestEntry::builder().id(i.to_string()).message_body(job.to_json()).build()
+            SendMessageBatchRequestEntry::builder()
+                .id(i.to_string())
+                .message_body(job.to_json())
+                .build()
         };
-        let entries = chunk.iter().enumerate().map(entry).collect::<Result<Vec<_>, _>>().map_err(|e| e.to_string())?;
-        let sent = s.sqs.send_message_batch().queue_url(q).set_entries(Some(entries)).send().await;
+        let entries = chunk
+            .iter()
+            .enumerate()
+            .map(entry)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| e.to_string())?;
+        let sent = s
+            .sqs
+            .send_message_batch()
+            .queue_url(q)
+            .set_entries(Some(entries))
+            .send()
+            .await;
         if !sent.ctx("SendMessageBatch")?.failed.is_empty() {
             return Err("SendMessageBatch: entries failed".into());
         }
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let receive = s.sqs.receive_message().queue_url(q).max_number_of_messages(10);
+        let receive = s
+            .sqs
+            .receive_message()
+            .queue_url(q)
+            .max_number_of_messages(10);
         let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
         let out = receive.message_attribute_names("All").send().await;
         let got = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
@@ -411,7 +497,11 @@ async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<Stri
         }
     }
     if received.len() != jobs.len() {
-        return Err(format!("received {} of {} queued jobs back", received.len(), jobs.len()));
+        return Err(format!(
+            "received {} of {} queued jobs back",
+            received.len(),
+            jobs.len()
+        ));
     }
     Ok(received)
 }
@@ -431,7 +521,10 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
             s.proxy.reset_counts();
         }
         let before = s.sink.count();
-        let inv = f.invoke(json!({ "Records": vec![record] }), TIMEOUT).await.ctx("invoking deliver")?;
+        let inv = f
+            .invoke(json!({ "Records": vec![record] }), TIMEOUT)
+            .await
+            .ctx("invoking deliver")?;
         if !inv.is_ok() || s.sink.count() != before + 1 {
             return Err(format!("single-job deliver failed: {:?}", inv.outcome));
         }

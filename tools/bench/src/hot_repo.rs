@@ -48,8 +48,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             stack::serve_manifest(&registry, REPO, MANIFEST, body.to_string().into_bytes())
         })
         .collect();
-    let expected_size: u64 =
-        BASE_LAYERS.iter().map(|l| l.1).sum::<u64>() + (0..pushes as u64).map(|i| 1000 + i).sum::<u64>();
+    let expected_size: u64 = BASE_LAYERS.iter().map(|l| l.1).sum::<u64>()
+        + (0..pushes as u64).map(|i| 1000 + i).sum::<u64>();
 
     let base = registry.base();
     let extra = [
@@ -63,7 +63,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let function_url = FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
     let url = function_url.url();
     proxy.reset_counts();
-    ctx.progress(&format!("hot repository: {pushes} pushes to one repository, {CLIENTS} at once"));
+    ctx.progress(&format!(
+        "hot repository: {pushes} pushes to one repository, {CLIENTS} at once"
+    ));
 
     let http = stack::http_client()?;
     let envelope = |i: usize| {
@@ -82,9 +84,17 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             for body in bodies {
                 let sent = Instant::now();
                 let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-                let r = post.header("content-type", ENVELOPES).body(body).send().await;
+                let r = post
+                    .header("content-type", ENVELOPES)
+                    .body(body)
+                    .send()
+                    .await;
                 let status = r.as_ref().map_or(0, |r| r.status().as_u16());
-                let summary: Value = if let Ok(r) = r { r.json().await.unwrap_or(Value::Null) } else { Value::Null };
+                let summary: Value = if let Ok(r) = r {
+                    r.json().await.unwrap_or(Value::Null)
+                } else {
+                    Value::Null
+                };
                 answers.push((status, ms(sent.elapsed()), summary));
             }
             answers
@@ -96,13 +106,26 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let wall = started.elapsed();
     let calls = proxy.take_calls();
-    let transactions = calls.iter().filter(|c| c.op == "dynamodb:TransactWriteItems");
+    let transactions = calls
+        .iter()
+        .filter(|c| c.op == "dynamodb:TransactWriteItems");
     let cancelled = transactions.clone().filter(|c| c.status != 200).count();
-    let count = |key: &str| answers.iter().filter_map(|a| a.2[key].as_u64()).sum::<u64>();
+    let count = |key: &str| {
+        answers
+            .iter()
+            .filter_map(|a| a.2[key].as_u64())
+            .sum::<u64>()
+    };
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    answers.iter().for_each(|a| *statuses.entry(a.0).or_default() += 1);
+    answers
+        .iter()
+        .for_each(|a| *statuses.entry(a.0).or_default() += 1);
     let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
-    let size = store.get(&repo).await.ctx("reading the record")?.map(|r| r.repository_size);
+    let size = store
+        .get(&repo)
+        .await
+        .ctx("reading the record")?
+        .map(|r| r.repository_size);
     Ok(json!({
         "pushes": pushes, "clients": CLIENTS, "wall_s": wall.as_secs_f64(),
         "statuses": statuses, "server_errors": answers.iter().filter(|a| a.0 >= 500 || a.0 == 0).count(),

@@ -44,13 +44,17 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // Consecutive events go to different repositories: a batch of ten
         // names ten repositories (no help from de-duplication).
         let arn = &stack.registry_queue_arn;
-        let records =
-            (b * BATCH..((b + 1) * BATCH).min(events)).map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
+        let records = (b * BATCH..((b + 1) * BATCH).min(events))
+            .map(|e| workload::sqs_record("in", e, push(e).to_string(), arn));
         let event = json!({ "Records": records.collect::<Vec<_>>() });
         let inv = f.invoke(event, TIMEOUT).await.ctx("invoking ingest")?;
         let failures = inv.ok().and_then(|v| v["batchItemFailures"].as_array());
         if failures.map(Vec::len) != Some(0) {
-            return Err(format!("ingest batch {b}: {:?}; log:\n{}", inv.outcome, devstack::paths::log_tail(&log, 20)));
+            return Err(format!(
+                "ingest batch {b}: {:?}; log:\n{}",
+                inv.outcome,
+                devstack::paths::log_tail(&log, 20)
+            ));
         }
         durations.push(ms(inv.duration));
         // Take the jobs off the queue as a consumer would: moto's SendMessage
@@ -61,7 +65,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         }
     }
     if queued.len() != events {
-        return Err(format!("ingest queued {} distinct jobs for {events} push events", queued.len()));
+        return Err(format!(
+            "ingest queued {} distinct jobs for {events} push events",
+            queued.len()
+        ));
     }
     let peak_rss_kib = f.peak_rss_kib();
     let mut mean_ms = BTreeMap::<&str, (f64, f64)>::new();
@@ -74,10 +81,15 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // Single pushes POSTed one after another to the Function URL emulation
     // (the first one a warm-up, not counted).
     let pool = Arc::new(Pool::new(vec![f]));
-    let url = devstack::function_url::FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
+    let url = devstack::function_url::FunctionUrl::serve(pool.clone())
+        .await
+        .ctx("function url")?;
     let (http, singles) = (stack::http_client()?, ctx.sizes.singles);
     for k in 0..=singles {
-        let resp = stack::post_push(&http, &url.url(), &push(events + k)).send().await.ctx("POST ingest")?;
+        let resp = stack::post_push(&http, &url.url(), &push(events + k))
+            .send()
+            .await
+            .ctx("POST ingest")?;
         if resp.status().as_u16() != 202 {
             return Err(format!("ingest answered {}", resp.status()));
         }
@@ -89,9 +101,18 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let mut seen = HashSet::new();
     drain(&sqs, &stack.queue_url, &mut seen).await?;
     if seen.len() != singles + 1 {
-        return Err(format!("{} jobs queued for {} pushes over HTTP", seen.len(), singles + 1));
+        return Err(format!(
+            "{} jobs queued for {} pushes over HTTP",
+            seen.len(),
+            singles + 1
+        ));
     }
-    let http_ms: Vec<f64> = pool.samples().iter().skip(1).map(|s| ms(s.duration)).collect();
+    let http_ms: Vec<f64> = pool
+        .samples()
+        .iter()
+        .skip(1)
+        .map(|s| ms(s.duration))
+        .collect();
     Ok(json!({
         "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
         "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),
@@ -117,16 +138,24 @@ async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<St
         }
         let mut entries = Vec::new();
         for (i, m) in messages.iter().enumerate() {
-            let job =
-                shared::domain::DeliveryJob::parse(m.body().unwrap_or_default()).ctx("ingest queued a non-job")?;
+            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default())
+                .ctx("ingest queued a non-job")?;
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));
             }
             let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string());
-            entries
-                .push(entry.receipt_handle(m.receipt_handle().unwrap_or_default()).build().map_err(|e| e.to_string())?);
+            entries.push(
+                entry
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
         }
         let delete = sqs.delete_message_batch().queue_url(queue_url);
-        delete.set_entries(Some(entries)).send().await.ctx("DeleteMessageBatch")?;
+        delete
+            .set_entries(Some(entries))
+            .send()
+            .await
+            .ctx("DeleteMessageBatch")?;
     }
 }

@@ -36,10 +36,14 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let registry = StubRegistry::start().await.ctx("registry")?;
     let (top, sizes) = hostile_index(&registry);
     let base = registry.base();
-    let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN), ("REGISTRY_URL", &base)];
+    let extra = [
+        ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
+        ("REGISTRY_URL", &base),
+    ];
     let env = function_env(&ctx.moto, &stack, &chain.endpoint(), &extra);
     let timeout = Duration::from_secs(300);
-    let (function, log) = start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
+    let (function, log) =
+        start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
     let records = (0..EVENTS).map(|i| {
         let target = json!({"mediaType": INDEX, "digest": top, "repository": REPO,
                             "url": registry.url(REPO, &top), "tag": format!("m{i}")});
@@ -48,18 +52,34 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         sqs_record("mem", i, body.to_string(), &stack.registry_queue_arn)
     });
     let started = Instant::now();
-    let inv = function.invoke(json!({ "Records": records.collect::<Vec<_>>() }), timeout).await;
-    let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", devstack::paths::log_tail(&log, 20)))?;
+    let inv = function
+        .invoke(json!({ "Records": records.collect::<Vec<_>>() }), timeout)
+        .await;
+    let inv = inv.map_err(|e| {
+        format!(
+            "invoking ingest: {e}; log:\n{}",
+            devstack::paths::log_tail(&log, 20)
+        )
+    })?;
     let duration = started.elapsed();
     let Some(answer) = inv.ok() else {
-        return Err(format!("ingest failed: {:?}; log:\n{}", inv.error(), devstack::paths::log_tail(&log, 20)));
+        return Err(format!(
+            "ingest failed: {:?}; log:\n{}",
+            inv.error(),
+            devstack::paths::log_tail(&log, 20)
+        ));
     };
-    let jobs_failed = answer["batchItemFailures"].as_array().map_or(EVENTS, Vec::len);
-    let peak_kib = function.peak_rss_kib().ok_or("cannot read the ingest process's peak RSS")?;
+    let jobs_failed = answer["batchItemFailures"]
+        .as_array()
+        .map_or(EVENTS, Vec::len);
+    let peak_kib = function
+        .peak_rss_kib()
+        .ok_or("cannot read the ingest process's peak RSS")?;
     let _ = function.stop().await;
-    let template = std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
-    let memory_size =
-        devstack::stack::template_memory_size(&template, "IngestFunction").ok_or("no MemorySize for IngestFunction")?;
+    let template =
+        std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
+    let memory_size = devstack::stack::template_memory_size(&template, "IngestFunction")
+        .ok_or("no MemorySize for IngestFunction")?;
     let (peak_rss_mib, served) = (peak_kib as f64 / 1024.0, registry.requests());
     Ok(json!({
         "peak_rss_mib": peak_rss_mib, "memory_size_mib": memory_size,

@@ -40,7 +40,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // each ingest call wait behind them, a queue DynamoDB has not.
     proxies[1].set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
     let store = stack.store(moto).await;
-    let receiver = Receiver::start(Behaviour::status(204)).await.ctx("receiver")?;
+    let receiver = Receiver::start(Behaviour::status(204))
+        .await
+        .ctx("receiver")?;
     let repos = workload::repos("lt", repos_n)?;
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
     stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
@@ -52,13 +54,21 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
     let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
     let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
-    let url = FunctionUrl::serve(ingest.clone()).await.ctx("function url")?;
+    let url = FunctionUrl::serve(ingest.clone())
+        .await
+        .ctx("function url")?;
     let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(&proxies[2].endpoint()).await);
-    let (queue, arn, batch) = (stack.queue_url.clone(), stack.queue_arn.clone(), stack.deliver_batch_size);
+    let (queue, arn, batch) = (
+        stack.queue_url.clone(),
+        stack.queue_arn.clone(),
+        stack.deliver_batch_size,
+    );
     let esm = EventSourceMapping::start(sqs, queue, arn, deliver.clone(), batch, WINDOW);
     proxies.iter().for_each(|p| p.reset_counts());
 
-    ctx.progress(&format!("latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"));
+    ctx.progress(&format!(
+        "latency: {pushes} pushes at {rate:.0}/s through ingest → queue → mapping → deliver"
+    ));
     let http = stack::http_client()?;
     let interval = Duration::from_secs_f64(1.0 / rate);
     let (t0, started) = (Instant::now() + Duration::from_millis(100), Instant::now());
@@ -80,7 +90,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let refused = sent.iter().filter(|(_, _, s)| *s != 202).count();
     if refused > 0 {
-        return Err(format!("latency: ingest refused {refused} of {pushes} pushes"));
+        return Err(format!(
+            "latency: ingest refused {refused} of {pushes} pushes"
+        ));
     }
     let deliver_log = || devstack::paths::log_tail(&ctx.logs.join("latency-deliver-0.log"), 20);
     let got = receiver.wait_for(pushes, Duration::from_secs(120)).await;
@@ -88,7 +100,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let wall = started.elapsed();
     let esm_stats = esm.stop().await.map_err(|e| e.to_string())?;
     if esm_stats.function_errors > 0 || esm_stats.failed > 0 {
-        return Err(format!("latency: the event source mapping saw failures: {esm_stats:?}"));
+        return Err(format!(
+            "latency: the event source mapping saw failures: {esm_stats:?}"
+        ));
     }
     let refused = proxies[1].settle().await;
     if refused > 0 {
@@ -110,7 +124,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let pct = |v: &[f64]| json!({ "p50": percentile(v, 50.0), "p90": percentile(v, 90.0), "p99": percentile(v, 99.0), "max": percentile(v, 100.0), "min": percentile(v, 0.0) });
     let http_ms: Vec<f64> = sent.iter().map(|s| s.1).collect();
     let deliver_samples = deliver.samples();
-    let roles = ["ingest", "deliver", "event source mapping"].into_iter().zip(&proxies);
+    let roles = ["ingest", "deliver", "event source mapping"]
+        .into_iter()
+        .zip(&proxies);
     let calls: BTreeMap<&str, Value> = roles.map(|(r, p)| (r, tally(&p.take_calls()))).collect();
     Ok(json!({
         "pushes": pushes, "repos": repos_n, "rate": rate, "ingest_pool": pool_size,

@@ -92,7 +92,10 @@ impl Sizes {
 }
 
 pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn usage() -> ! {
@@ -109,7 +112,15 @@ async fn main() -> ExitCode {
             "--small" => small = true,
             // For working on the benchmark: some measurements only; the
             // results go to target/bench/dev.
-            "--only" => only = Some(args.next().unwrap_or_else(|| usage()).split(',').map(str::to_owned).collect()),
+            "--only" => {
+                only = Some(
+                    args.next()
+                        .unwrap_or_else(|| usage())
+                        .split(',')
+                        .map(str::to_owned)
+                        .collect(),
+                )
+            }
             _ => usage(),
         }
     }
@@ -132,7 +143,14 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     let (work, moto) = (root.join("target/bench"), Moto::start().await.ctx("moto")?);
     let logs = work.join("logs");
     std::fs::create_dir_all(&logs).map_err(|e| format!("creating {}: {e}", logs.display()))?;
-    let ctx = Ctx { moto, root: root.clone(), logs, work, sizes: Sizes::new(small), started };
+    let ctx = Ctx {
+        moto,
+        root: root.clone(),
+        logs,
+        work,
+        sizes: Sizes::new(small),
+        started,
+    };
     ctx.progress("moto is up");
     let wanted = |s: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == s));
 
@@ -149,7 +167,11 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
         ("cold", "cold_start", Box::pin(coldstart::run(&ctx))),
         ("deliver", "deliver", Box::pin(deliver_bench::run(&ctx))),
         ("ingest", "ingest", Box::pin(ingest_bench::run(&ctx))),
-        ("ingest-memory", "ingest_memory", Box::pin(ingest_memory::run(&ctx))),
+        (
+            "ingest-memory",
+            "ingest_memory",
+            Box::pin(ingest_memory::run(&ctx)),
+        ),
         ("hot", "hot_repo", Box::pin(hot_repo::run(&ctx))),
         ("latency", "latency", Box::pin(latency::run(&ctx))),
     ];
@@ -160,8 +182,14 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     let cost = cost::run(&results);
     measure(&mut results, "cost", cost);
 
-    let command = format!("bash scripts/bench.sh{}", if small { " --small" } else { "" });
-    let (command, seconds) = (std::env::var("BENCH_COMMAND").unwrap_or(command), started.elapsed().as_secs());
+    let command = format!(
+        "bash scripts/bench.sh{}",
+        if small { " --small" } else { "" }
+    );
+    let (command, seconds) = (
+        std::env::var("BENCH_COMMAND").unwrap_or(command),
+        started.elapsed().as_secs(),
+    );
     let run = json!({ "command": command, "date": report::now_utc(), "seconds": seconds, "sizes": ctx.sizes,
         "machine": report::machine() });
     results.insert("run".into(), run);
@@ -174,7 +202,10 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     });
     let md = (if full { &root } else { &charts }).join("BENCHMARKS.md");
     report::write(&Value::Object(results), &root, &charts, &md)?;
-    ctx.progress(&format!("results written to {}", charts.join("results.json").display()));
+    ctx.progress(&format!(
+        "results written to {}",
+        charts.join("results.json").display()
+    ));
     if !healthy {
         eprintln!("alin-bench: some measurements could not be made (see above)");
     }

@@ -45,7 +45,10 @@ pub struct Stack {
 impl Stack {
     pub async fn create(moto: &Moto, prefix: &str) -> Res<Stack> {
         let prefix = format!("{prefix}-{:06x}-", rand::random::<u32>() & 0xff_ffff);
-        let outputs = moto.provision(&prefix, &[]).await.ctx("creating the stack")?;
+        let outputs = moto
+            .provision(&prefix, &[])
+            .await
+            .ctx("creating the stack")?;
         let param = |name: &str| outputs["Parameters"][name].as_str()?.parse::<u64>().ok();
         let out = |key: &str| outputs.get(key).and_then(Value::as_str).map(str::to_owned);
         let out = |key: &str| out(key).ok_or(format!("stack output {key} missing"));
@@ -62,7 +65,10 @@ impl Stack {
 
     /// The table, reached straight at moto (nothing counted).
     pub async fn store(&self, moto: &Moto) -> DynamoStore {
-        DynamoStore::new(aws_sdk_dynamodb::Client::new(&moto.sdk_config().await), &self.table)
+        DynamoStore::new(
+            aws_sdk_dynamodb::Client::new(&moto.sdk_config().await),
+            &self.table,
+        )
     }
 }
 
@@ -79,7 +85,10 @@ pub fn tally(calls: &[Call]) -> Value {
     let (mut rru, mut wru, mut failed, mut errors) = (0, 0, 0, 0);
     for c in calls {
         *counts.entry(&c.op).or_default() += 1;
-        times.entry(&c.op).or_default().push(crate::stats::ms(c.end - c.start));
+        times
+            .entry(&c.op)
+            .or_default()
+            .push(crate::stats::ms(c.end - c.start));
         match c.op.as_str() {
             "dynamodb:BatchGetItem" | "dynamodb:GetItem" => rru += c.items,
             "dynamodb:TransactWriteItems" => wru += 2 * c.items,
@@ -89,35 +98,56 @@ pub fn tally(calls: &[Call]) -> Value {
         failed += c.failed_entries;
         errors += u64::from(!(200..300).contains(&c.status));
     }
-    let p50: BTreeMap<&str, f64> = times.iter().map(|(k, v)| (*k, crate::stats::median(v))).collect();
+    let p50: BTreeMap<&str, f64> = times
+        .iter()
+        .map(|(k, v)| (*k, crate::stats::median(v)))
+        .collect();
     json!({ "calls": counts, "call_ms_p50": p50, "rru": rru, "wru": wru, "failed_entries": failed, "errors": errors })
 }
 
 /// The environment of a function binary using `stack` through `endpoint`
 /// (later entries win when the process is spawned).
-pub fn function_env(moto: &Moto, stack: &Stack, endpoint: &str, extra: &[(&str, &str)]) -> Vec<(String, String)> {
+pub fn function_env(
+    moto: &Moto,
+    stack: &Stack,
+    endpoint: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(String, String)> {
     let base = [
         ("AWS_ENDPOINT_URL", endpoint),
         ("WEBHOOKS_TABLE", &stack.table),
         ("DELIVERY_QUEUE_URL", &stack.queue_url),
         ("RUST_LOG", "info"),
     ];
-    let ours = base.iter().chain(extra).map(|(k, v)| (k.to_string(), v.to_string()));
+    let ours = base
+        .iter()
+        .chain(extra)
+        .map(|(k, v)| (k.to_string(), v.to_string()));
     moto.function_env().into_iter().chain(ours).collect()
 }
 
 /// Sets a webhook for every repository (`url_of(index)`) straight in moto;
 /// returns the secrets, by index.
 pub async fn seed(
-    store: &DynamoStore, repos: &[RepositoryName], url_of: impl Fn(usize) -> String,
+    store: &DynamoStore,
+    repos: &[RepositoryName],
+    url_of: impl Fn(usize) -> String,
 ) -> Res<Vec<WebhookSecret>> {
     let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
     let stream = stream::iter(repos.iter().enumerate()).map(|(i, repo)| {
         let (url, now) = (url_of(i), now.clone());
         async move {
             let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
-            let rec = store.put_url(repo, &url, &now).await.map_err(|e| format!("put_url {repo}: {e}"))?;
-            Ok::<_, String>((i, rec.webhook.map(|w| w.secret).ok_or(format!("put_url {repo}: no webhook"))?))
+            let rec = store
+                .put_url(repo, &url, &now)
+                .await
+                .map_err(|e| format!("put_url {repo}: {e}"))?;
+            Ok::<_, String>((
+                i,
+                rec.webhook
+                    .map(|w| w.secret)
+                    .ok_or(format!("put_url {repo}: no webhook"))?,
+            ))
         }
     });
     let mut secrets: Vec<_> = stream.buffer_unordered(16).try_collect().await?;
@@ -128,14 +158,22 @@ pub async fn seed(
 /// Starts a function binary through the Runtime API emulation and waits for
 /// its first poll, with its log in `logs/<log_name>.log` (truncated first).
 pub async fn start_function(
-    name: &str, env: &[(String, String)], logs: &Path, log_name: &str, timeout: Duration,
+    name: &str,
+    env: &[(String, String)],
+    logs: &Path,
+    log_name: &str,
+    timeout: Duration,
 ) -> Res<(LocalFunction, PathBuf)> {
     let log = logs.join(format!("{log_name}.log"));
     let _ = std::fs::remove_file(&log);
-    let f =
-        LocalFunction::start(&workspace_binary(name), env, &log).await.map_err(|e| format!("starting {name}: {e}"))?;
+    let f = LocalFunction::start(&workspace_binary(name), env, &log)
+        .await
+        .map_err(|e| format!("starting {name}: {e}"))?;
     if let Err(e) = f.api.wait_for_first_poll(Duration::from_secs(30)).await {
-        return Err(format!("{name} did not start: {e}; log:\n{}", devstack::paths::log_tail(&log, 20)));
+        return Err(format!(
+            "{name} did not start: {e}; log:\n{}",
+            devstack::paths::log_tail(&log, 20)
+        ));
     }
     Ok((f.with_timeout(timeout), log))
 }
@@ -143,28 +181,46 @@ pub async fn start_function(
 /// The last EMF metrics line a function printed (its per-invocation counts).
 pub fn last_emf(log: &Path) -> Value {
     let text = std::fs::read_to_string(log).unwrap_or_default();
-    let mut emf = text.lines().rev().filter(|l| l.starts_with('{') && l.contains("\"_aws\""));
-    emf.find_map(|l| serde_json::from_str(l).ok()).unwrap_or(Value::Null)
+    let mut emf = text
+        .lines()
+        .rev()
+        .filter(|l| l.starts_with('{') && l.contains("\"_aws\""));
+    emf.find_map(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null)
 }
 
 /// Serves `manifest` as `media_type` from `registry` under its digest in
 /// `repo`, one request per connection (ingest's peak memory depends on it:
 /// over kept-alive connections it measured ~60% higher); returns the digest.
-pub fn serve_manifest(registry: &StubRegistry, repo: &str, media_type: &str, manifest: Vec<u8>) -> String {
+pub fn serve_manifest(
+    registry: &StubRegistry,
+    repo: &str,
+    media_type: &str,
+    manifest: Vec<u8>,
+) -> String {
     let digest = devstack::registry::sha256(&manifest);
-    let served = Behaviour::ok().with_header("content-type", media_type).with_header("connection", "close");
-    registry.answer(&StubRegistry::path(repo, &digest), served.with_body(manifest));
+    let served = Behaviour::ok()
+        .with_header("content-type", media_type)
+        .with_header("connection", "close");
+    registry.answer(
+        &StubRegistry::path(repo, &digest),
+        served.with_body(manifest),
+    );
     digest
 }
 
 /// A push event POSTed to the ingest Function URL at `url` with the token.
 pub fn post_push(http: &reqwest::Client, url: &str, push: &Value) -> reqwest::RequestBuilder {
     let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-    post.header("content-type", "application/json").body(push.to_string())
+    post.header("content-type", "application/json")
+        .body(push.to_string())
 }
 
 pub fn http_client() -> Res<reqwest::Client> {
-    reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())
+    reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .map_err(|e| e.to_string())
 }
 
 #[derive(Clone, Debug)]
@@ -185,16 +241,33 @@ pub struct Pool {
 impl Pool {
     /// Each function is invoked with its own timeout ([`start_function`]'s).
     pub fn new(fns: Vec<LocalFunction>) -> Pool {
-        let (free, permits) = (Mutex::new((0..fns.len()).collect()), Semaphore::new(fns.len()));
-        Pool { fns, free, permits, samples: Mutex::default() }
+        let (free, permits) = (
+            Mutex::new((0..fns.len()).collect()),
+            Semaphore::new(fns.len()),
+        );
+        Pool {
+            fns,
+            free,
+            permits,
+            samples: Mutex::default(),
+        }
     }
 
     pub async fn start(
-        ctx: &Ctx, name: &str, env: &[(String, String)], label: &str, n: usize, timeout: Duration,
+        ctx: &Ctx,
+        name: &str,
+        env: &[(String, String)],
+        label: &str,
+        n: usize,
+        timeout: Duration,
     ) -> Res<Arc<Pool>> {
         let mut fns = Vec::with_capacity(n);
         for k in 0..n {
-            fns.push(start_function(name, env, &ctx.logs, &format!("{label}-{k}"), timeout).await?.0);
+            fns.push(
+                start_function(name, env, &ctx.logs, &format!("{label}-{k}"), timeout)
+                    .await?
+                    .0,
+            );
         }
         Ok(Arc::new(Pool::new(fns)))
     }
@@ -207,12 +280,21 @@ impl Pool {
 impl Invoker for Pool {
     async fn invoke_event(&self, event: Value) -> Result<Invocation, DevstackError> {
         let records = event["Records"].as_array().map_or(1, Vec::len);
-        let _permit = self.permits.acquire().await.map_err(|_| DevstackError::RuntimeApiStopped)?;
-        let idx = lock(&self.free).pop().ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let idx = lock(&self.free)
+            .pop()
+            .ok_or_else(|| DevstackError::Setup("pool: no free function".into()))?;
         let result = self.fns[idx].invoke_event(event).await;
         lock(&self.free).push(idx);
         if let Ok(inv) = &result {
-            lock(&self.samples).push(Sample { records, duration: inv.duration });
+            lock(&self.samples).push(Sample {
+                records,
+                duration: inv.duration,
+            });
         }
         result
     }

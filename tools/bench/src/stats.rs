@@ -11,7 +11,9 @@ fn sorted(values: &[f64]) -> Option<Vec<f64>> {
 
 /// The `p`-th percentile (0–100) by nearest rank; 0 for no data.
 pub fn percentile(values: &[f64], p: f64) -> f64 {
-    sorted(values).map_or(0.0, |v| v[(((p / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1])
+    sorted(values).map_or(0.0, |v| {
+        v[(((p / 100.0) * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+    })
 }
 
 /// The median (mean of the middle two for an even count); 0 for no data.
@@ -22,7 +24,13 @@ pub fn median(values: &[f64]) -> f64 {
 /// Busy and total jiffies of the whole machine so far (/proc/stat).
 pub fn machine_jiffies() -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
-    let v: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+    let v: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
     let total: u64 = v.iter().take(8).sum();
     let idle = v.get(3)? + v.get(4).unwrap_or(&0);
     Some((total - idle, total))

@@ -24,7 +24,9 @@ pub fn digest(n: u64) -> String {
 }
 
 fn layers(seed: u64) -> Vec<String> {
-    (0..LAYERS as u64).map(|l| digest(seed * 16 + l + 1)).collect()
+    (0..LAYERS as u64)
+        .map(|l| digest(seed * 16 + l + 1))
+        .collect()
 }
 
 /// The `index`-th job, for `repo`, tag `t<index>`.
@@ -39,7 +41,11 @@ pub fn job(repo: &RepositoryName, index: usize) -> Res<DeliveryJob> {
         tag: Tag::parse(&tag).map_err(e)?,
         digest: Some(Digest::parse(&digest(index as u64 + 1_000_000)).map_err(e)?),
         image_size: 48_000_000 + index as u64,
-        layers: layers(index as u64).iter().map(|d| Digest::parse(d)).collect::<Result<_, _>>().map_err(e)?,
+        layers: layers(index as u64)
+            .iter()
+            .map(|d| Digest::parse(d))
+            .collect::<Result<_, _>>()
+            .map_err(e)?,
         repository_size: 900_000_000,
         pushed_at: Some("2026-11-28T08:00:00Z".to_owned()),
     })
@@ -66,16 +72,32 @@ fn hex_id(prefix: &str, i: usize) -> String {
 /// synthetic, only valid for workloads that never use it).
 pub fn sqs_record(prefix: &str, i: usize, body: String, queue_arn: &str) -> Value {
     use aws_sdk_sqs::types::{Message, MessageSystemAttributeName as Name};
-    let (id, sent) = (hex_id(prefix, i), devstack::paths::epoch_millis(SystemTime::now()));
-    let handle = format!("AQEB{}bench+synthetic+receipt+handle/never+valid==", id.replace('-', ""));
+    let (id, sent) = (
+        hex_id(prefix, i),
+        devstack::paths::epoch_millis(SystemTime::now()),
+    );
+    let handle = format!(
+        "AQEB{}bench+synthetic+receipt+handle/never+valid==",
+        id.replace('-', "")
+    );
     let attributes = [
         (Name::ApproximateReceiveCount, "1".to_owned()),
         (Name::SentTimestamp, sent.to_string()),
         (Name::SenderId, "AIDAIENQZJOLO23YVJ4VO".to_owned()),
-        (Name::ApproximateFirstReceiveTimestamp, (sent + 5).to_string()),
+        (
+            Name::ApproximateFirstReceiveTimestamp,
+            (sent + 5).to_string(),
+        ),
     ];
-    let message = Message::builder().message_id(id).receipt_handle(handle).body(body).md5_of_body("");
-    devstack::esm::event::record(&message.set_attributes(Some(attributes.into())).build(), queue_arn)
+    let message = Message::builder()
+        .message_id(id)
+        .receipt_handle(handle)
+        .body(body)
+        .md5_of_body("");
+    devstack::esm::event::record(
+        &message.set_attributes(Some(attributes.into())).build(),
+        queue_arn,
+    )
 }
 
 #[cfg(test)]
@@ -94,6 +116,12 @@ mod tests {
         assert_ne!(hex_id("tp", 1), hex_id("tp", 2));
         assert_ne!(hex_id("tp", 1), hex_id("fa", 1));
         let r = sqs_record("tp", 1, "{}".into(), "arn");
-        assert_eq!((&r["eventSourceARN"], &r["attributes"]["ApproximateReceiveCount"]), (&json!("arn"), &json!("1")));
+        assert_eq!(
+            (
+                &r["eventSourceARN"],
+                &r["attributes"]["ApproximateReceiveCount"]
+            ),
+            (&json!("arn"), &json!("1"))
+        );
     }
 }

@@ -78,11 +78,20 @@ pub struct AwsProxy {
 impl AwsProxy {
     /// Starts a proxy forwarding to `upstream` (e.g. moto's `http://127.0.0.1:PORT`).
     pub async fn start(upstream: &str) -> Result<AwsProxy, DevstackError> {
-        let upstream: Arc<str> = upstream.trim_start_matches("http://").trim_end_matches('/').into();
+        let upstream: Arc<str> = upstream
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .into();
         let (state, up) = (Arc::new(State::default()), upstream.clone());
         let st = state.clone();
-        let server = http_server::serve("aws proxy", true, None, move |req, _| handle(req, up.clone(), st.clone()));
-        Ok(AwsProxy { server: server.await?, state, upstream })
+        let server = http_server::serve("aws proxy", true, None, move |req, _| {
+            handle(req, up.clone(), st.clone())
+        });
+        Ok(AwsProxy {
+            server: server.await?,
+            state,
+            upstream,
+        })
     }
 
     pub fn endpoint(&self) -> String {
@@ -100,7 +109,11 @@ impl AwsProxy {
 
     pub fn count_prefix(&self, prefix: &str) -> u64 {
         let counts = lock(&self.state.counts);
-        counts.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+        counts
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(_, v)| v)
+            .sum()
     }
 
     pub fn reset_counts(&self) {
@@ -144,22 +157,34 @@ impl AwsProxy {
 async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc<State>) -> Reply {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
-    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else { return Reply::Reset };
+    let Ok(body) = body.collect().await.map(|b| b.to_bytes()) else {
+        return Reply::Reset;
+    };
     let op = operation(&parts.headers);
     *lock(&st.counts).entry(op.clone()).or_default() += 1;
     let record = |status: u16, resp: &[u8]| {
         let (items, failed_entries) = carried(&op, &body, resp);
         let (op, end) = (op.clone(), Instant::now());
-        lock(&st.calls).push(Call { op, start, end, status, items, failed_entries });
+        lock(&st.calls).push(Call {
+            op,
+            start,
+            end,
+            status,
+            items,
+            failed_entries,
+        });
     };
     const AMZ_JSON: &str = "application/x-amz-json-1.0";
     // Each matching rule counts the call, up to the first that fires.
-    let fault =
-        lock(&st.faults).iter_mut().filter(|(f, _)| op.starts_with(&f.operation_prefix)).find_map(|(f, seen)| {
+    let fault = lock(&st.faults)
+        .iter_mut()
+        .filter(|(f, _)| op.starts_with(&f.operation_prefix))
+        .find_map(|(f, seen)| {
             *seen += 1;
             (f.every > 0 && *seen % f.every == 0).then_some(f.kind)
         });
-    st.injected.fetch_add(u64::from(fault.is_some()), Ordering::Relaxed);
+    st.injected
+        .fetch_add(u64::from(fault.is_some()), Ordering::Relaxed);
     let error = match fault {
         Some(FaultKind::Drop) => {
             record(0, b"");
@@ -195,7 +220,10 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
         }
     };
     record(error.0, b"");
-    let body = format!(r#"{{"__type":"{}","message":"injected by devstack aws_proxy"}}"#, error.1);
+    let body = format!(
+        r#"{{"__type":"{}","message":"injected by devstack aws_proxy"}}"#,
+        error.1
+    );
     Reply::Response(http_server::response(error.0, AMZ_JSON, body))
 }
 
@@ -203,8 +231,14 @@ async fn handle(req: Request<hyper::body::Incoming>, upstream: Arc<str>, st: Arc
 /// (the JSON protocol every SDK client here speaks), `unknown` without one.
 fn operation(headers: &http::HeaderMap) -> String {
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok());
-    let (service, op) = target.and_then(|t| t.split_once('.')).unwrap_or(("", "unknown"));
-    let known = [("DynamoDB", "dynamodb"), ("AmazonSQS", "sqs"), ("AmazonEC2ContainerRegistry", "ecr")];
+    let (service, op) = target
+        .and_then(|t| t.split_once('.'))
+        .unwrap_or(("", "unknown"));
+    let known = [
+        ("DynamoDB", "dynamodb"),
+        ("AmazonSQS", "sqs"),
+        ("AmazonEC2ContainerRegistry", "ecr"),
+    ];
     match known.iter().find(|(prefix, _)| service.starts_with(prefix)) {
         Some((_, short)) => format!("{short}:{op}"),
         None if service.is_empty() => op.to_owned(),
@@ -214,7 +248,10 @@ fn operation(headers: &http::HeaderMap) -> String {
 
 type Answer = (http::response::Parts, Bytes);
 
-async fn forward(req: Request<Full<Bytes>>, upstream: &str) -> Result<Answer, Box<dyn std::error::Error>> {
+async fn forward(
+    req: Request<Full<Bytes>>,
+    upstream: &str,
+) -> Result<Answer, Box<dyn std::error::Error>> {
     let stream = tokio::net::TcpStream::connect(upstream).await?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
@@ -229,17 +266,31 @@ fn carried(op: &str, req: &[u8], resp: &[u8]) -> (u64, u64) {
     // else: the proxy runs on the cores of the function it measures, and a
     // BatchGetItem answer is a megabyte.
     let parse = |body: &[u8]| serde_json::from_slice::<Counted>(body).unwrap_or_default();
-    const BATCH: [&str; 3] = ["sqs:SendMessageBatch", "sqs:ChangeMessageVisibilityBatch", "sqs:DeleteMessageBatch"];
+    const BATCH: [&str; 3] = [
+        "sqs:SendMessageBatch",
+        "sqs:ChangeMessageVisibilityBatch",
+        "sqs:DeleteMessageBatch",
+    ];
     let items = match op {
-        "dynamodb:BatchGetItem" => parse(req).request_items.values().map(|t| t.keys.len()).sum(),
+        "dynamodb:BatchGetItem" => parse(req)
+            .request_items
+            .values()
+            .map(|t| t.keys.len())
+            .sum(),
         "dynamodb:TransactWriteItems" => parse(req).transact_items.len(),
         "sqs:ReceiveMessage" => parse(resp).messages.len(),
         _ if BATCH.contains(&op) => parse(req).entries.len(),
-        "dynamodb:GetItem" | "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => 1,
+        "dynamodb:GetItem" | "dynamodb:UpdateItem" | "dynamodb:PutItem" | "dynamodb:DeleteItem" => {
+            1
+        }
         "sqs:SendMessage" | "sqs:ChangeMessageVisibility" | "sqs:DeleteMessage" => 1,
         _ => 0,
     };
-    let failed = if BATCH.contains(&op) { parse(resp).failed.len() } else { 0 };
+    let failed = if BATCH.contains(&op) {
+        parse(resp).failed.len()
+    } else {
+        0
+    };
     (items as u64, failed as u64)
 }
 
@@ -265,8 +316,14 @@ struct Keys {
 /// Wall time within `[from, to]` during which at least one of `calls` was in
 /// flight (the union of their intervals, clipped): how long an invocation
 /// waited on AWS, however many calls overlapped.
-pub fn busy_time<'a>(calls: impl IntoIterator<Item = &'a Call>, from: Instant, to: Instant) -> Duration {
-    let spans = calls.into_iter().map(|c| (c.start.max(from), c.end.min(to)));
+pub fn busy_time<'a>(
+    calls: impl IntoIterator<Item = &'a Call>,
+    from: Instant,
+    to: Instant,
+) -> Duration {
+    let spans = calls
+        .into_iter()
+        .map(|c| (c.start.max(from), c.end.min(to)));
     let mut spans: Vec<(Instant, Instant)> = spans.filter(|(s, e)| s < e).collect();
     spans.sort();
     let (mut total, mut reached) = (Duration::ZERO, from);
@@ -282,14 +339,29 @@ mod tests {
     use super::*;
 
     fn call(base: Instant, from_ms: u64, to_ms: u64) -> Call {
-        let (start, end) = (base + Duration::from_millis(from_ms), base + Duration::from_millis(to_ms));
-        Call { op: "x".into(), start, end, status: 200, items: 0, failed_entries: 0 }
+        let (start, end) = (
+            base + Duration::from_millis(from_ms),
+            base + Duration::from_millis(to_ms),
+        );
+        Call {
+            op: "x".into(),
+            start,
+            end,
+            status: 200,
+            items: 0,
+            failed_entries: 0,
+        }
     }
 
     #[test]
     fn busy_time_is_the_union_of_intervals_clipped() {
         let b = Instant::now();
-        let calls = [call(b, 0, 10), call(b, 5, 20), call(b, 30, 40), call(b, 35, 36)];
+        let calls = [
+            call(b, 0, 10),
+            call(b, 5, 20),
+            call(b, 30, 40),
+            call(b, 35, 36),
+        ];
         let ms = Duration::from_millis;
         assert_eq!(busy_time(&calls, b, b + ms(100)), ms(30));
         assert_eq!(busy_time(&calls, b + ms(15), b + ms(32)), ms(7));
@@ -302,8 +374,14 @@ mod tests {
         assert_eq!(carried("dynamodb:BatchGetItem", batch_get, b"{}"), (3, 0));
         let entries = br#"{"Entries":[{},{}]}"#;
         let answer = br#"{"Successful":[{}],"Failed":[{}]}"#;
-        assert_eq!(carried("sqs:ChangeMessageVisibilityBatch", entries, answer), (2, 1));
-        assert_eq!(carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#), (2, 0));
+        assert_eq!(
+            carried("sqs:ChangeMessageVisibilityBatch", entries, answer),
+            (2, 1)
+        );
+        assert_eq!(
+            carried("sqs:ReceiveMessage", b"{}", br#"{"Messages":[{},{}]}"#),
+            (2, 0)
+        );
         assert_eq!(carried("dynamodb:UpdateItem", b"{}", b"{}"), (1, 0));
         assert_eq!(carried("dynamodb:Scan", b"not json", b""), (0, 0));
     }

@@ -61,14 +61,19 @@ impl Drop for ServerHandle {
 /// handlers that may return [`Reply::Reset`]; it costs a duplicated
 /// descriptor per connection, which sinks avoid.
 pub(crate) async fn serve<F, Fut>(
-    what: &str, resettable: bool, tls: Option<TlsAcceptor>, handler: F,
+    what: &str,
+    resettable: bool,
+    tls: Option<TlsAcceptor>,
+    handler: F,
 ) -> Result<ServerHandle, DevstackError>
 where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
     let failed = |e| DevstackError::io(format!("binding the {what} server"), e);
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.map_err(failed)?;
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .map_err(failed)?;
     let addr = listener.local_addr().map_err(failed)?;
     let (handler, handshakes) = (Arc::new(handler), Arc::new(AtomicU64::new(0)));
     let counter = handshakes.clone();
@@ -92,7 +97,11 @@ where
             }
         }
     });
-    Ok(ServerHandle { addr, task, handshakes })
+    Ok(ServerHandle {
+        addr,
+        task,
+        handshakes,
+    })
 }
 
 /// The stream a connection is served over, plain or TLS.
@@ -100,13 +109,19 @@ trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 async fn connection<F, Fut>(
-    stream: TcpStream, peer: SocketAddr, resettable: bool, tls: Option<TlsAcceptor>, handshakes: Arc<AtomicU64>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    resettable: bool,
+    tls: Option<TlsAcceptor>,
+    handshakes: Arc<AtomicU64>,
     handler: Arc<F>,
 ) where
     F: Fn(Request<Incoming>, ConnInfo) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Reply> + Send + 'static,
 {
-    let Ok(local) = stream.local_addr() else { return };
+    let Ok(local) = stream.local_addr() else {
+        return;
+    };
     // Benchmarks send many small requests; Nagle would add 40 ms stalls.
     let _ = stream.set_nodelay(true);
     // A second descriptor for the same socket, so a reset can be forced after
@@ -122,7 +137,9 @@ async fn connection<F, Fut>(
         None => Box::new(stream),
         Some(acceptor) => match acceptor.accept(stream).await {
             Ok(stream) => (handshakes.fetch_add(1, Ordering::Relaxed), Box::new(stream)).1,
-            Err(e) => return tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed"),
+            Err(e) => {
+                return tracing::debug!(error = %e, %peer, "devstack server: TLS handshake failed")
+            }
         },
     };
     let info = ConnInfo { peer, local };
@@ -165,8 +182,12 @@ fn split_twin(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
 /// A response with a status, content type (none when empty) and body.
 pub(crate) fn response(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
     let mut resp = Response::new(Full::new(body.into()));
-    *resp.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
-    if let (false, Ok(value)) = (content_type.is_empty(), http::HeaderValue::from_str(content_type)) {
+    *resp.status_mut() =
+        hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    if let (false, Ok(value)) = (
+        content_type.is_empty(),
+        http::HeaderValue::from_str(content_type),
+    ) {
         resp.headers_mut().insert(http::header::CONTENT_TYPE, value);
     }
     resp

@@ -28,7 +28,10 @@ pub use runtime_api::{invoker_fn, Invocation, Invoker, Outcome};
 #[derive(Debug, thiserror::Error)]
 pub enum DevstackError {
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     /// The function never took the invocation (`GET /next`) in time.
     #[error("the function did not poll /next for the invocation within {waited:?}")]
     NotPolled { waited: std::time::Duration },
@@ -43,11 +46,17 @@ pub enum DevstackError {
     #[error("{0}")]
     Setup(String),
     #[error("timed out after {after:?} waiting for {what}")]
-    Timeout { what: String, after: std::time::Duration },
+    Timeout {
+        what: String,
+        after: std::time::Duration,
+    },
 }
 
 impl DevstackError {
     pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        DevstackError::Io { context: context.into(), source }
+        DevstackError::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

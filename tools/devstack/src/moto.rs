@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::error::DisplayErrorContext;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType, SseSpecification,
+    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    SseSpecification,
 };
 use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Map, Value};
@@ -75,16 +76,25 @@ impl Moto {
             .and_then(|log| Ok((log.try_clone()?, log)))
             .map_err(|e| DevstackError::io(format!("creating {}", log_path.display()), e))?;
         let mut moto = Command::new("sh");
-        moto.args(["-c", WATCHDOG, "devstack-moto"]).arg(paths::venv_python()).arg(&script);
-        moto.args(["-H", "127.0.0.1", "-p", &port.to_string()]).stdin(Stdio::piped());
+        moto.args(["-c", WATCHDOG, "devstack-moto"])
+            .arg(paths::venv_python())
+            .arg(&script);
+        moto.args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdin(Stdio::piped());
         let spawning = format!("spawning {} (run scripts/tools.sh)", script.display());
-        let mut child = moto.stdout(log.0).stderr(log.1).spawn().map_err(|e| DevstackError::io(spawning, e))?;
+        let mut child = moto
+            .stdout(log.0)
+            .stderr(log.1)
+            .spawn()
+            .map_err(|e| DevstackError::io(spawning, e))?;
         // Piped above, so always there.
         let watchdog = Mutex::new(child.stdin.take().map(|stdin| (child, stdin)));
         let moto = Moto { endpoint, watchdog };
         let started = Instant::now();
         let why = loop {
-            let exited = lock(&moto.watchdog).as_mut().and_then(|(child, _)| child.try_wait().ok().flatten());
+            let exited = lock(&moto.watchdog)
+                .as_mut()
+                .and_then(|(child, _)| child.try_wait().ok().flatten());
             if let Some(status) = exited {
                 break format!("exited ({status}) before answering");
             }
@@ -97,7 +107,9 @@ impl Moto {
             tokio::time::sleep(Duration::from_millis(100)).await;
         };
         let log = paths::log_tail(&log_path, 20);
-        Err(DevstackError::Setup(format!("moto {why} (run scripts/tools.sh); log:\n{log}")))
+        Err(DevstackError::Setup(format!(
+            "moto {why} (run scripts/tools.sh); log:\n{log}"
+        )))
     }
 
     pub fn endpoint(&self) -> &str {
@@ -112,9 +124,15 @@ impl Moto {
     }
 
     pub fn function_env(&self) -> Vec<(String, String)> {
-        let credentials = [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing")];
+        let credentials = [
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ];
         let region = [("AWS_REGION", REGION), ("AWS_DEFAULT_REGION", REGION)];
-        let all = [("AWS_ENDPOINT_URL", self.endpoint.as_str())].into_iter().chain(credentials).chain(region);
+        let all = [("AWS_ENDPOINT_URL", self.endpoint.as_str())]
+            .into_iter()
+            .chain(credentials)
+            .chain(region);
         all.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
@@ -123,7 +141,11 @@ impl Moto {
     /// `WebhooksTable` (the table name), `<Queue>Url`/`<Queue>Arn`/`<Queue>Name`
     /// for each queue, and `Parameters` (name → value as a string, as
     /// CloudFormation renders them).
-    pub async fn provision(&self, prefix: &str, overrides: &[&str]) -> Result<Map<String, Value>, DevstackError> {
+    pub async fn provision(
+        &self,
+        prefix: &str,
+        overrides: &[&str],
+    ) -> Result<Map<String, Value>, DevstackError> {
         let (sdk, params) = (self.sdk_config().await, Params::parse(overrides)?);
         let mut outputs = Map::new();
         let table = format!("{prefix}{TABLE}");
@@ -132,32 +154,62 @@ impl Moto {
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         for (id, visibility_secs, redrive) in params.queues() {
             let name = format!("{prefix}{id}");
-            let retention = if redrive.is_some() { 345_600 } else { 1_209_600 };
+            let retention = if redrive.is_some() {
+                345_600
+            } else {
+                1_209_600
+            };
             let mut attributes = vec![
-                (QueueAttributeName::MessageRetentionPeriod, retention.to_string()),
+                (
+                    QueueAttributeName::MessageRetentionPeriod,
+                    retention.to_string(),
+                ),
                 (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
             ];
             if let Some(secs) = visibility_secs {
                 attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
             }
             if let Some((dlq, max_receive_count)) = redrive {
-                let arn = outputs.get(&format!("{dlq}Arn")).cloned().unwrap_or_default();
-                let policy = json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
+                let arn = outputs
+                    .get(&format!("{dlq}Arn"))
+                    .cloned()
+                    .unwrap_or_default();
+                let policy =
+                    json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
                 attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
             }
             let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
-            let created = sqs.create_queue().queue_name(&name).set_attributes(Some(attributes.into_iter().collect()));
-            let created = created.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            let url = created.queue_url.ok_or_else(|| failed("no QueueUrl".into()))?;
-            let described = sqs.get_queue_attributes().queue_url(&url).attribute_names(QueueAttributeName::QueueArn);
-            let described = described.send().await.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            let arn = described.attributes.and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
+            let created = sqs
+                .create_queue()
+                .queue_name(&name)
+                .set_attributes(Some(attributes.into_iter().collect()));
+            let created = created
+                .send()
+                .await
+                .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            let url = created
+                .queue_url
+                .ok_or_else(|| failed("no QueueUrl".into()))?;
+            let described = sqs
+                .get_queue_attributes()
+                .queue_url(&url)
+                .attribute_names(QueueAttributeName::QueueArn);
+            let described = described
+                .send()
+                .await
+                .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            let arn = described
+                .attributes
+                .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
             let arn = arn.ok_or_else(|| failed("no QueueArn".into()))?;
             for (output, value) in [("Url", url), ("Arn", arn), ("Name", name)] {
                 outputs.insert(format!("{id}{output}"), Value::String(value));
             }
         }
-        let rendered = params.0.iter().map(|(n, v)| (n.to_string(), json!(v.to_string())));
+        let rendered = params
+            .0
+            .iter()
+            .map(|(n, v)| (n.to_string(), json!(v.to_string())));
         outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
         Ok(outputs)
     }
@@ -189,7 +241,8 @@ impl Drop for Moto {
 /// nothing read from the developer's profile; a plain-HTTP client (moto and
 /// the proxy speak HTTP; the workspace links no SDK default HTTPS client).
 pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    let credentials = aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
+    let credentials =
+        aws_sdk_sqs::config::Credentials::new("testing", "testing", None, None, "devstack");
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .endpoint_url(endpoint)
@@ -200,9 +253,16 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 async fn answers_http(endpoint: &str) -> bool {
-    let client = reqwest::Client::builder().no_proxy().timeout(Duration::from_secs(3)).build();
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(3))
+        .build();
     let Ok(client) = client else { return false };
-    client.get(format!("{endpoint}/moto-api/")).send().await.is_ok()
+    client
+        .get(format!("{endpoint}/moto-api/"))
+        .send()
+        .await
+        .is_ok()
 }
 
 /// The template parameters the table and queues (or their callers) depend on,
@@ -238,7 +298,9 @@ impl Params {
         let mut values = PARAMETERS.to_vec();
         for o in overrides {
             let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
-            let (name, value) = o.split_once('=').ok_or_else(|| bad("expected Name=Value"))?;
+            let (name, value) = o
+                .split_once('=')
+                .ok_or_else(|| bad("expected Name=Value"))?;
             if RETIRED.contains(&name) {
                 continue;
             }
@@ -259,7 +321,10 @@ impl Params {
 
     /// The value of one of [`PARAMETERS`] (0 for a name that is not one).
     pub fn get(&self, name: &str) -> u32 {
-        self.0.iter().find(|(n, _)| *n == name).map_or(0, |(_, v)| *v)
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, v)| *v)
     }
 
     /// The delivery queue's visibility timeout: 6 x the deliver function's
@@ -276,8 +341,16 @@ impl Params {
         [
             ("DeliveryDeadLetterQueue", None, None),
             ("RegistryEventsDeadLetterQueue", None, None),
-            ("DeliveryQueue", Some(self.delivery_visibility_secs()), Some(delivery_redrive)),
-            ("RegistryEventsQueue", Some(180), Some(("RegistryEventsDeadLetterQueue", 5))),
+            (
+                "DeliveryQueue",
+                Some(self.delivery_visibility_secs()),
+                Some(delivery_redrive),
+            ),
+            (
+                "RegistryEventsQueue",
+                Some(180),
+                Some(("RegistryEventsDeadLetterQueue", 5)),
+            ),
         ]
     }
 }
@@ -285,10 +358,18 @@ impl Params {
 async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), DevstackError> {
     let failed = |what: &str, e: String| DevstackError::Setup(format!("{what} {name}: {e}"));
     let sse = SseSpecification::builder().enabled(true).build();
-    let mut request = db.create_table().table_name(name).billing_mode(BillingMode::PayPerRequest);
+    let mut request = db
+        .create_table()
+        .table_name(name)
+        .billing_mode(BillingMode::PayPerRequest);
     for (key, key_type) in KEYS.into_iter().zip([KeyType::Hash, KeyType::Range]) {
-        let attribute = AttributeDefinition::builder().attribute_name(key).attribute_type(ScalarAttributeType::S);
-        let element = KeySchemaElement::builder().attribute_name(key).key_type(key_type).build();
+        let attribute = AttributeDefinition::builder()
+            .attribute_name(key)
+            .attribute_type(ScalarAttributeType::S);
+        let element = KeySchemaElement::builder()
+            .attribute_name(key)
+            .key_type(key_type)
+            .build();
         let (attribute, element) = (attribute.build().and_then(|a| element.map(|k| (a, k))))
             .map_err(|e| failed("describing", e.to_string()))?;
         request = request.attribute_definitions(attribute).key_schema(element);
@@ -305,9 +386,15 @@ pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
     // The MemorySize line in the block that starts at `header` (at `indent`
     // spaces) and runs until the next line at that indent or less.
     let memory = |header: &str, indent: usize| {
-        let lines = template.lines().skip_while(|l| l.trim_end() != header).skip(1);
-        let mut block = lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent);
-        block.find_map(|l| l.trim().strip_prefix("MemorySize:")).and_then(|v| v.trim().parse().ok())
+        let lines = template
+            .lines()
+            .skip_while(|l| l.trim_end() != header)
+            .skip(1);
+        let mut block =
+            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent);
+        block
+            .find_map(|l| l.trim().strip_prefix("MemorySize:"))
+            .and_then(|v| v.trim().parse().ok())
     };
     memory(&format!("  {function}:"), 2).or_else(|| memory("Globals:", 0))
 }

@@ -22,12 +22,18 @@ pub(crate) const REGION: &str = "us-east-1";
 /// `Cargo.toml` of the running package, the current directory, or this
 /// crate's source, so a binary started anywhere in the checkout finds it.
 pub fn workspace_root() -> Option<PathBuf> {
-    let starts = [env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from), env::current_dir().ok()];
+    let starts = [
+        env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        env::current_dir().ok(),
+    ];
     let is_root = |dir: &&Path| {
         let manifest = std::fs::read_to_string(dir.join("Cargo.toml"));
         manifest.is_ok_and(|text| text.lines().any(|l| l.trim() == "[workspace]"))
     };
-    let mut starts = starts.into_iter().flatten().chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
+    let mut starts = starts
+        .into_iter()
+        .flatten()
+        .chain([PathBuf::from(env!("CARGO_MANIFEST_DIR"))]);
     starts.find_map(|start| start.ancestors().find(is_root).map(Path::to_path_buf))
 }
 
@@ -37,7 +43,9 @@ pub(crate) fn in_repo(path: &str) -> PathBuf {
 
 /// The project venv's Python (moto, `standardwebhooks`), else `python3`.
 pub(crate) fn venv_python() -> PathBuf {
-    Some(in_repo(".venv/bin/python")).filter(|venv| venv.is_file()).unwrap_or_else(|| "python3".into())
+    Some(in_repo(".venv/bin/python"))
+        .filter(|venv| venv.is_file())
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// The cargo target directory the current executable was built into: test
@@ -47,7 +55,8 @@ pub fn target_dir() -> Option<PathBuf> {
     let exe = env::current_exe().ok();
     let from_exe = exe.as_deref().and_then(Path::parent).and_then(|parent| {
         let name = parent.file_name()?.to_str()?;
-        matches!(name, "deps" | "examples").then(|| parent.parent()?.parent().map(Path::to_path_buf))?
+        matches!(name, "deps" | "examples")
+            .then(|| parent.parent()?.parent().map(Path::to_path_buf))?
     });
     from_exe
         .or_else(|| env::var_os("CARGO_TARGET_DIR").map(|dir| in_repo("").join(dir)))
@@ -59,15 +68,20 @@ pub fn target_dir() -> Option<PathBuf> {
 pub fn workspace_binary(name: &str) -> PathBuf {
     match env::var_os(BIN_DIR_ENV) {
         Some(dir) => PathBuf::from(dir).join(name),
-        None => target_dir().unwrap_or_else(|| "target".into()).join("debug").join(name),
+        None => target_dir()
+            .unwrap_or_else(|| "target".into())
+            .join("debug")
+            .join(name),
     }
 }
 
 /// A port on 127.0.0.1 free a moment ago, for child processes (moto,
 /// docker-registry) told their port up front; our own servers bind port 0.
 pub fn free_port() -> Result<u16, DevstackError> {
-    let port = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr());
-    port.map(|addr| addr.port()).map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
+    let port =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).and_then(|listener| listener.local_addr());
+    port.map(|addr| addr.port())
+        .map_err(|e| DevstackError::io("binding a probe socket to find a free port", e))
 }
 
 /// Locks `m`. Nothing here panics holding a lock; if something did, the
@@ -79,7 +93,9 @@ pub fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Polls `ready` every 20 ms until it gives a value, or fails with a
 /// timeout naming `what`.
 pub(crate) async fn wait_until<T>(
-    timeout: Duration, what: impl FnOnce() -> String, mut ready: impl FnMut() -> Option<T>,
+    timeout: Duration,
+    what: impl FnOnce() -> String,
+    mut ready: impl FnMut() -> Option<T>,
 ) -> Result<T, DevstackError> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
@@ -87,7 +103,10 @@ pub(crate) async fn wait_until<T>(
             return Ok(value);
         }
         if tokio::time::Instant::now() >= deadline {
-            return Err(DevstackError::Timeout { what: what(), after: timeout });
+            return Err(DevstackError::Timeout {
+                what: what(),
+                after: timeout,
+            });
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -120,20 +139,29 @@ pub fn cpu_ms(pid: u32) -> Option<f64> {
 }
 
 pub(crate) fn random_hex(bytes: usize) -> String {
-    (0..bytes).map(|_| format!("{:02x}", rand::random::<u8>())).collect()
+    (0..bytes)
+        .map(|_| format!("{:02x}", rand::random::<u8>()))
+        .collect()
 }
 
 /// A random UUID v4 string, the shape Lambda uses for request ids.
 pub(crate) fn uuid_v4() -> String {
-    uuid::Builder::from_random_bytes(rand::random()).into_uuid().to_string()
+    uuid::Builder::from_random_bytes(rand::random())
+        .into_uuid()
+        .to_string()
 }
 
 /// An X-Ray trace header like Lambda's `Lambda-Runtime-Trace-Id`.
 pub(crate) fn trace_header() -> String {
     let secs = epoch_millis(SystemTime::now()) / 1000;
-    format!("Root=1-{secs:08x}-{};Parent={};Sampled=0", random_hex(12), random_hex(8))
+    format!(
+        "Root=1-{secs:08x}-{};Parent={};Sampled=0",
+        random_hex(12),
+        random_hex(8)
+    )
 }
 
 pub fn epoch_millis(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH).map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }

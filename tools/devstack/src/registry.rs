@@ -28,7 +28,8 @@ fn io(context: &str) -> impl FnOnce(std::io::Error) -> DevstackError + '_ {
 pub fn find_tool(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let dirs = std::env::split_paths(&path).chain([PathBuf::from("/usr/bin")]);
-    dirs.map(|dir| dir.join(name)).find(|candidate| candidate.is_file())
+    dirs.map(|dir| dir.join(name))
+        .find(|candidate| candidate.is_file())
 }
 
 pub fn sha256(bytes: &[u8]) -> String {
@@ -50,7 +51,12 @@ impl Layer {
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
         std::io::Write::write_all(&mut gz, content).map_err(io("gzip"))?;
         let gz = gz.finish().map_err(io("gzip"))?;
-        Ok(Layer { digest: sha256(&gz), size: gz.len() as u64, diff_id: sha256(content), gz })
+        Ok(Layer {
+            digest: sha256(&gz),
+            size: gz.len() as u64,
+            diff_id: sha256(content),
+            gz,
+        })
     }
 }
 
@@ -63,15 +69,22 @@ pub struct OciLayout {
 
 impl OciLayout {
     pub fn new(dir: &Path) -> Result<OciLayout, DevstackError> {
-        std::fs::create_dir_all(dir.join("blobs").join("sha256")).map_err(io("creating a layout"))?;
+        std::fs::create_dir_all(dir.join("blobs").join("sha256"))
+            .map_err(io("creating a layout"))?;
         std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#)
             .map_err(io("writing oci-layout"))?;
-        Ok(OciLayout { dir: dir.to_owned(), index: Vec::new() })
+        Ok(OciLayout {
+            dir: dir.to_owned(),
+            index: Vec::new(),
+        })
     }
 
     fn blob(&self, bytes: &[u8]) -> Result<(String, u64), DevstackError> {
         let digest = sha256(bytes);
-        let path = self.dir.join("blobs/sha256").join(digest.trim_start_matches("sha256:"));
+        let path = self
+            .dir
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"));
         std::fs::write(path, bytes).map_err(io("writing a blob"))?;
         Ok((digest, bytes.len() as u64))
     }
@@ -86,7 +99,8 @@ impl OciLayout {
         let config = json!({"architecture": arch, "os": "linux", "config": {},
                             "rootfs": {"type": "layers", "diff_ids": diff_ids}});
         let (config_digest, config_size) = self.blob(config.to_string().as_bytes())?;
-        let descriptor = |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
+        let descriptor =
+            |l: &Layer| json!({"mediaType": OCI_LAYER, "digest": l.digest, "size": l.size});
         let descriptors: Vec<Value> = layers.iter().map(descriptor).collect();
         let manifest = json!({
             "schemaVersion": 2, "mediaType": OCI_MANIFEST,
@@ -98,11 +112,19 @@ impl OciLayout {
     }
 
     /// Names a manifest or index `tag` in index.json; returns its digest.
-    fn tag(&mut self, tag: &str, media_type: &str, (digest, size): (String, u64)) -> Result<String, DevstackError> {
-        self.index.push(json!({"mediaType": media_type, "digest": digest, "size": size,
-                               "annotations": {"org.opencontainers.image.ref.name": tag}}));
+    fn tag(
+        &mut self,
+        tag: &str,
+        media_type: &str,
+        (digest, size): (String, u64),
+    ) -> Result<String, DevstackError> {
+        self.index.push(
+            json!({"mediaType": media_type, "digest": digest, "size": size,
+                               "annotations": {"org.opencontainers.image.ref.name": tag}}),
+        );
         let index = json!({"schemaVersion": 2, "manifests": self.index});
-        std::fs::write(self.dir.join("index.json"), index.to_string()).map_err(io("writing index.json"))?;
+        std::fs::write(self.dir.join("index.json"), index.to_string())
+            .map_err(io("writing index.json"))?;
         Ok(digest)
     }
 
@@ -113,12 +135,18 @@ impl OciLayout {
     }
 
     /// A multi-platform image (an OCI index) tagged `tag`; returns the index digest.
-    pub fn add_index(&mut self, tag: &str, platforms: &[(&str, &[Layer])]) -> Result<String, DevstackError> {
+    pub fn add_index(
+        &mut self,
+        tag: &str,
+        platforms: &[(&str, &[Layer])],
+    ) -> Result<String, DevstackError> {
         let mut manifests = Vec::new();
         for (arch, layers) in platforms {
             let (digest, size) = self.image(arch, layers)?;
-            manifests.push(json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
-                                  "platform": {"architecture": arch, "os": "linux"}}));
+            manifests.push(
+                json!({"mediaType": OCI_MANIFEST, "digest": digest, "size": size,
+                                  "platform": {"architecture": arch, "os": "linux"}}),
+            );
         }
         let index = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
         let blob = self.blob(index.to_string().as_bytes())?;
@@ -138,9 +166,15 @@ impl Registry {
     /// Starts the registry on 127.0.0.1:`port` (chosen by the caller, so
     /// ingest can be told `REGISTRY_URL` before the registry exists) with its
     /// storage and config under `work`, and waits until it listens.
-    pub async fn start(work: &Path, port: u16, notify_url: &str, token: &str) -> Result<Registry, DevstackError> {
-        let binary = find_tool("docker-registry")
-            .ok_or_else(|| DevstackError::Setup("docker-registry (apt-get install docker-registry)".into()))?;
+    pub async fn start(
+        work: &Path,
+        port: u16,
+        notify_url: &str,
+        token: &str,
+    ) -> Result<Registry, DevstackError> {
+        let binary = find_tool("docker-registry").ok_or_else(|| {
+            DevstackError::Setup("docker-registry (apt-get install docker-registry)".into())
+        })?;
         let config = format!(
             "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {storage}\n  \
              delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\nnotifications:\n  endpoints:\n    \
@@ -150,15 +184,31 @@ impl Registry {
         );
         let config_path = work.join("registry.yml");
         std::fs::write(&config_path, config).map_err(io("writing registry.yml"))?;
-        let log = std::fs::File::create(work.join("registry.log")).map_err(io("creating registry.log"))?;
+        let log = std::fs::File::create(work.join("registry.log"))
+            .map_err(io("creating registry.log"))?;
         let mut child = Command::new(binary);
-        let child =
-            child.arg("serve").arg(&config_path).stdin(Stdio::null()).stderr(log.try_clone().map_err(io("log"))?);
-        let child = child.stdout(log).spawn().map_err(io("starting docker-registry"))?;
-        let registry = Registry { child, port, work: work.to_owned() };
+        let child = child
+            .arg("serve")
+            .arg(&config_path)
+            .stdin(Stdio::null())
+            .stderr(log.try_clone().map_err(io("log"))?);
+        let child = child
+            .stdout(log)
+            .spawn()
+            .map_err(io("starting docker-registry"))?;
+        let registry = Registry {
+            child,
+            port,
+            work: work.to_owned(),
+        };
         // On localhost a connect is refused or accepted at once.
         let listening = || std::net::TcpStream::connect(("127.0.0.1", port)).ok();
-        let what = || format!("docker-registry to listen; log:\n{}", paths::log_tail(&work.join("registry.log"), 200));
+        let what = || {
+            format!(
+                "docker-registry to listen; log:\n{}",
+                paths::log_tail(&work.join("registry.log"), 200)
+            )
+        };
         paths::wait_until(Duration::from_secs(20), what, listening).await?;
         Ok(registry)
     }
@@ -166,19 +216,37 @@ impl Registry {
     /// Pushes `tag` of `layout` to `destination` (`repository:tag`) with
     /// `skopeo copy --all` (an index goes with every platform, as `docker
     /// buildx` pushes it).
-    pub fn push(&self, layout: &OciLayout, tag: &str, destination: &str) -> Result<(), DevstackError> {
-        let skopeo =
-            find_tool("skopeo").ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
+    pub fn push(
+        &self,
+        layout: &OciLayout,
+        tag: &str,
+        destination: &str,
+    ) -> Result<(), DevstackError> {
+        let skopeo = find_tool("skopeo")
+            .ok_or_else(|| DevstackError::Setup("skopeo (apt-get install skopeo)".into()))?;
         let policy = self.work.join("policy.json");
         let accept_all = r#"{"default":[{"type":"insecureAcceptAnything"}]}"#;
         std::fs::write(&policy, accept_all).map_err(io("writing policy.json"))?;
         let mut copy = Command::new(skopeo);
-        copy.arg("--policy").arg(&policy).args(["copy", "--all", "--dest-tls-verify=false"]);
+        copy.arg("--policy")
+            .arg(&policy)
+            .args(["copy", "--all", "--dest-tls-verify=false"]);
         copy.arg(format!("oci:{}:{tag}", layout.dir.display()));
         copy.arg(format!("docker://127.0.0.1:{}/{destination}", self.port));
-        let out = copy.env("HOME", &self.work).output().map_err(io("running skopeo"))?;
-        let failed = || format!("skopeo copy {tag} to {destination} failed: {}", String::from_utf8_lossy(&out.stderr));
-        out.status.success().then_some(()).ok_or_else(|| DevstackError::Setup(failed()))
+        let out = copy
+            .env("HOME", &self.work)
+            .output()
+            .map_err(io("running skopeo"))?;
+        let failed = || {
+            format!(
+                "skopeo copy {tag} to {destination} failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        };
+        out.status
+            .success()
+            .then_some(())
+            .ok_or_else(|| DevstackError::Setup(failed()))
     }
 }
 
@@ -204,7 +272,9 @@ impl StubRegistry {
         let table = routes.clone();
         let receiver = Receiver::start(Behaviour::Script(Arc::new(move |req| {
             lock(&table).get(&req.path).cloned().unwrap_or_else(|| {
-                Behaviour::status(404).with_header("content-type", "application/json").with_body("{}")
+                Behaviour::status(404)
+                    .with_header("content-type", "application/json")
+                    .with_body("{}")
             })
         })))
         .await?;

@@ -113,8 +113,15 @@ impl RuntimeApi {
             init_error: watch::channel(None).0,
         });
         let st = shared.clone();
-        let server = http_server::serve("Runtime API", false, None, move |req, _| handle(st.clone(), req));
-        Ok(RuntimeApi { server: server.await?, shared, queue, dispatch_timeout: Duration::from_secs(30) })
+        let server = http_server::serve("Runtime API", false, None, move |req, _| {
+            handle(st.clone(), req)
+        });
+        Ok(RuntimeApi {
+            server: server.await?,
+            shared,
+            queue,
+            dispatch_timeout: Duration::from_secs(30),
+        })
     }
 
     /// The socket address; `AWS_LAMBDA_RUNTIME_API` is its `ip:port` form.
@@ -132,7 +139,12 @@ impl RuntimeApi {
     }
 
     pub async fn wait_for_first_poll(&self, timeout: Duration) -> Result<Instant, DevstackError> {
-        paths::wait_until(timeout, || "the function's first /next poll".into(), || self.first_poll_at()).await
+        paths::wait_until(
+            timeout,
+            || "the function's first /next poll".into(),
+            || self.first_poll_at(),
+        )
+        .await
     }
 
     pub fn init_error(&self) -> Option<Value> {
@@ -144,13 +156,25 @@ impl RuntimeApi {
     /// the event + `timeout`; answering later yields a `Sandbox.Timedout`
     /// function error. `NotPolled` when the function does not take the event
     /// within the dispatch timeout.
-    pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Invocation, DevstackError> {
+    pub async fn invoke(
+        &self,
+        event: Value,
+        timeout: Duration,
+    ) -> Result<Invocation, DevstackError> {
         let request_id = paths::uuid_v4();
         let (dispatched, dispatched_rx) = oneshot::channel();
         let (done, mut done_rx) = oneshot::channel();
         let (enqueued_at, event) = (Instant::now(), Bytes::from(event.to_string()));
-        let pending = Pending { request_id: request_id.clone(), event, timeout, dispatched, done };
-        self.queue.send(pending).map_err(|_| DevstackError::RuntimeApiStopped)?;
+        let pending = Pending {
+            request_id: request_id.clone(),
+            event,
+            timeout,
+            dispatched,
+            done,
+        };
+        self.queue
+            .send(pending)
+            .map_err(|_| DevstackError::RuntimeApiStopped)?;
         let finished = |started_at: Instant, outcome, timed_out| Invocation {
             request_id: request_id.clone(),
             outcome,
@@ -181,7 +205,8 @@ impl RuntimeApi {
             Err(_) => Ok(match done_rx.try_recv() {
                 Ok(outcome) => finished(dispatched_at, outcome, false),
                 Err(_) => {
-                    let message = format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
+                    let message =
+                        format!("Task timed out after {:.2} seconds", timeout.as_secs_f64());
                     let doc = json!({"errorType": "Sandbox.Timedout", "errorMessage": message});
                     finished(dispatched_at, Outcome::FunctionError(doc), true)
                 }
@@ -196,13 +221,21 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<hyper::body::Incoming>)
     let header = parts.headers.get("lambda-runtime-function-error-type");
     let error_type = header.and_then(|v| v.to_str().ok()).unwrap_or("Unhandled");
     // A broken body reads as empty, which the waiting invoke() then reports.
-    let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
+    let body = body
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .unwrap_or_default();
     let text = || String::from_utf8_lossy(&body).into_owned();
     let error_doc = || {
         let doc = serde_json::from_slice(&body);
         doc.unwrap_or_else(|_| json!({"errorType": error_type, "errorMessage": text()}))
     };
-    let segments: Vec<&str> = path.strip_prefix("/2018-06-01/runtime/").unwrap_or("").split('/').collect();
+    let segments: Vec<&str> = path
+        .strip_prefix("/2018-06-01/runtime/")
+        .unwrap_or("")
+        .split('/')
+        .collect();
     Reply::Response(match (&parts.method, segments.as_slice()) {
         (&Method::GET, ["invocation", "next"]) => next(&shared).await,
         // Not-JSON is kept as a string so a test can still see it.
@@ -210,12 +243,18 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<hyper::body::Incoming>)
             let value = serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(text()));
             complete(&shared, id, Outcome::Ok(value))
         }
-        (&Method::POST, ["invocation", id, "error"]) => complete(&shared, id, Outcome::FunctionError(error_doc())),
+        (&Method::POST, ["invocation", id, "error"]) => {
+            complete(&shared, id, Outcome::FunctionError(error_doc()))
+        }
         (&Method::POST, ["init", "error"]) => {
             shared.init_error.send_replace(Some(error_doc()));
             accepted()
         }
-        _ => error(404, "NotFound", format!("no such Runtime API route: {path}")),
+        _ => error(
+            404,
+            "NotFound",
+            format!("no such Runtime API route: {path}"),
+        ),
     })
 }
 
@@ -241,7 +280,11 @@ async fn next(shared: &Shared) -> Response<Body> {
             .body(Full::new(pending.event));
         return resp.unwrap_or_else(|e| error(500, "ServiceException", e.to_string()));
     }
-    error(500, "ServiceException", "devstack Runtime API stopped".into())
+    error(
+        500,
+        "ServiceException",
+        "devstack Runtime API stopped".into(),
+    )
 }
 
 /// Delivers the function's answer to the waiting `invoke()` (gone if it
@@ -257,7 +300,10 @@ fn complete(shared: &Shared, id: &str, outcome: Outcome) -> Response<Body> {
 }
 
 fn error(status: u16, error_type: &str, message: String) -> Response<Body> {
-    json_response(status, &json!({"errorType": error_type, "errorMessage": message}))
+    json_response(
+        status,
+        &json!({"errorType": error_type, "errorMessage": message}),
+    )
 }
 
 fn accepted() -> Response<Body> {
@@ -271,11 +317,17 @@ fn accepted() -> Response<Body> {
 /// `Err` means the invocation could not be made at all (process gone, …); a
 /// failing function is an `Outcome::FunctionError`.
 pub trait Invoker: Send + Sync + 'static {
-    fn invoke_event(&self, event: Value) -> impl Future<Output = Result<Invocation, DevstackError>> + Send;
+    fn invoke_event(
+        &self,
+        event: Value,
+    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send;
 }
 
 impl<T: Invoker> Invoker for Arc<T> {
-    fn invoke_event(&self, event: Value) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
+    fn invoke_event(
+        &self,
+        event: Value,
+    ) -> impl Future<Output = Result<Invocation, DevstackError>> + Send {
         (**self).invoke_event(event)
     }
 }
@@ -297,7 +349,14 @@ where
             let (started_at, request_id) = (Instant::now(), paths::uuid_v4());
             let outcome = (self.0)(event).await;
             let (duration, queued) = (started_at.elapsed(), Duration::ZERO);
-            Ok(Invocation { outcome, request_id, duration, queued, started_at, timed_out: false })
+            Ok(Invocation {
+                outcome,
+                request_id,
+                duration,
+                queued,
+                started_at,
+                timed_out: false,
+            })
         }
     }
     FnInvoker(f)
@@ -325,20 +384,34 @@ impl LocalFunction {
     /// credentials never reach a local function; `env` wins over the Lambda
     /// defaults. stdout and stderr are appended to `log_path`.
     pub async fn start(
-        binary: &Path, env: &[(String, String)], log_path: &Path,
+        binary: &Path,
+        env: &[(String, String)],
+        log_path: &Path,
     ) -> Result<LocalFunction, DevstackError> {
         if !binary.is_file() {
             return Err(DevstackError::BinaryNotFound(binary.to_path_buf()));
         }
-        let name = binary.file_stem().and_then(|s| s.to_str()).unwrap_or("function");
+        let name = binary
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("function");
         let api = RuntimeApi::start(name).await?;
         let failed = |e| DevstackError::io(format!("opening log {}", log_path.display()), e);
         if let Some(dir) = log_path.parent() {
             std::fs::create_dir_all(dir).map_err(failed)?;
         }
-        let mut log = std::fs::OpenOptions::new().create(true).append(true).open(log_path).map_err(failed)?;
+        let mut log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .map_err(failed)?;
         let stamp = paths::epoch_millis(SystemTime::now());
-        writeln!(log, "=== devstack: starting {} (epoch ms {stamp}) ===", binary.display()).map_err(failed)?;
+        writeln!(
+            log,
+            "=== devstack: starting {} (epoch ms {stamp}) ===",
+            binary.display()
+        )
+        .map_err(failed)?;
         let log_err = log.try_clone().map_err(failed)?;
         let mut cmd = Command::new(binary);
         // Lambda sets none of these; a developer's shell often does (a CA
@@ -346,14 +419,24 @@ impl LocalFunction {
         // What `env` names explicitly is set again below.
         for (key, _) in std::env::vars_os() {
             let k = key.to_string_lossy();
-            if k.starts_with("AWS_") || k.starts_with("_X_AMZN") || k == "SSL_CERT_FILE" || k == "SSL_CERT_DIR" {
+            if k.starts_with("AWS_")
+                || k.starts_with("_X_AMZN")
+                || k == "SSL_CERT_FILE"
+                || k == "SSL_CERT_DIR"
+            {
                 cmd.env_remove(&key);
             }
         }
-        cmd.envs(lambda_env(name, &api)).envs(env.iter().cloned()).stdin(Stdio::null());
-        cmd.stdout(Stdio::from(log)).stderr(Stdio::from(log_err)).kill_on_drop(true);
+        cmd.envs(lambda_env(name, &api))
+            .envs(env.iter().cloned())
+            .stdin(Stdio::null());
+        cmd.stdout(Stdio::from(log))
+            .stderr(Stdio::from(log_err))
+            .kill_on_drop(true);
         let spawned_at = Instant::now();
-        let child = cmd.spawn().map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| DevstackError::io(format!("spawning {}", binary.display()), e))?;
         Ok(LocalFunction {
             // None only once the child has been reaped, which cannot have happened yet.
             pid: child.id().unwrap_or(0),
@@ -382,7 +465,11 @@ impl LocalFunction {
     /// [`RuntimeApi::invoke`], except that a process exiting meanwhile fails
     /// the invocation at once with [`DevstackError::ProcessExited`] and its
     /// log tail instead of waiting out the timeout.
-    pub async fn invoke(&self, event: Value, timeout: Duration) -> Result<Invocation, DevstackError> {
+    pub async fn invoke(
+        &self,
+        event: Value,
+        timeout: Duration,
+    ) -> Result<Invocation, DevstackError> {
         let invocation = self.api.invoke(event, timeout);
         tokio::pin!(invocation);
         let mut ticker = tokio::time::interval(Duration::from_millis(50));
@@ -406,7 +493,10 @@ impl LocalFunction {
         let mut child = self.child.into_inner().unwrap_or_else(|e| e.into_inner());
         // kill() on an already ended child is a no-op that still reaps it.
         let _ = child.start_kill();
-        let status = child.wait().await.map_err(|e| DevstackError::io("waiting for the function process", e))?;
+        let status = child
+            .wait()
+            .await
+            .map_err(|e| DevstackError::io("waiting for the function process", e))?;
         Ok((peak_rss_kib, status))
     }
 }
@@ -421,7 +511,11 @@ impl Invoker for LocalFunction {
 /// plus region and dummy credentials that an explicit `env` overrides.
 fn lambda_env(name: &str, api: &RuntimeApi) -> Vec<(&'static str, String)> {
     let date = time::OffsetDateTime::now_utc().format(&format_description!("[year]/[month]/[day]"));
-    let stream = format!("{}/[$LATEST]{}", date.unwrap_or_default(), paths::random_hex(16));
+    let stream = format!(
+        "{}/[$LATEST]{}",
+        date.unwrap_or_default(),
+        paths::random_hex(16)
+    );
     vec![
         ("AWS_LAMBDA_RUNTIME_API", api.addr().to_string()),
         ("AWS_LAMBDA_FUNCTION_NAME", name.to_owned()),

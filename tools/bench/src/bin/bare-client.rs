@@ -58,11 +58,20 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
             client = client.add_root_certificate(cert);
         }
     }
-    let client = client.http1_only().redirect(reqwest::redirect::Policy::none()).no_proxy();
-    let client = client.timeout(Duration::from_secs(10)).pool_max_idle_per_host(per_host.max(1)).tcp_nodelay(true);
+    let client = client
+        .http1_only()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy();
+    let client = client
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(per_host.max(1))
+        .tcp_nodelay(true);
     let client = client.build().map_err(|e| format!("client: {e}"))?;
     let sent = by_host.values().map(Vec::len).sum::<usize>();
-    let (ok, limit) = (Arc::new(AtomicU64::new(0)), Arc::new(Semaphore::new(global.max(1))));
+    let (ok, limit) = (
+        Arc::new(AtomicU64::new(0)),
+        Arc::new(Semaphore::new(global.max(1))),
+    );
     let (cpu_before, started) = (cpu_ms(std::process::id()), Instant::now());
     let mut tasks = tokio::task::JoinSet::new();
     for list in by_host.into_values() {
@@ -72,7 +81,9 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
             let (ok, limit) = (ok.clone(), limit.clone());
             tasks.spawn(async move {
                 while let Some(req) = list.get(cursor.fetch_add(1, Ordering::Relaxed)) {
-                    let Ok(_permit) = limit.acquire().await else { break };
+                    let Ok(_permit) = limit.acquire().await else {
+                        break;
+                    };
                     let Some(req) = req.try_clone() else { continue };
                     if let Ok(resp) = client.execute(req).await {
                         let good = resp.status().is_success();

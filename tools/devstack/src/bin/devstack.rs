@@ -50,7 +50,9 @@ async fn main() -> ExitCode {
 
 async fn run(keep_running: bool) -> Res<()> {
     let started = Instant::now();
-    let logs = devstack::paths::target_dir().ok_or("no target directory")?.join("devstack-up");
+    let logs = devstack::paths::target_dir()
+        .ok_or("no target directory")?
+        .join("devstack-up");
     step("starting moto (DynamoDB + SQS) with the stack's table and queues");
     let moto = Moto::start_on(LOCAL_MOTO_PORT).await?;
     let stack = moto.provision("local-", &[]).await?;
@@ -77,29 +79,53 @@ async fn run(keep_running: bool) -> Res<()> {
         let (env, log) = (env.clone(), logs.join(format!("{name}.log")));
         async move {
             let started = LocalFunction::start(&workspace_binary(name), &env, &log).await;
-            let function = started.map_err(|e| format!("starting {name}: {e} (build with `cargo build --bins`)"))?;
+            let function = started
+                .map_err(|e| format!("starting {name}: {e} (build with `cargo build --bins`)"))?;
             Ok::<_, String>(function.with_timeout(WAIT))
         }
     };
     let params = Params::parse(&[])?;
-    let (batch, window) = (params.get("DeliverBatchSize"), params.get("DeliverBatchingWindowSeconds"));
-    let (sqs, deliver) = (aws_sdk_sqs::Client::new(&moto.sdk_config().await), function("deliver").await?);
+    let (batch, window) = (
+        params.get("DeliverBatchSize"),
+        params.get("DeliverBatchingWindowSeconds"),
+    );
+    let (sqs, deliver) = (
+        aws_sdk_sqs::Client::new(&moto.sdk_config().await),
+        function("deliver").await?,
+    );
     let window_secs = Duration::from_secs(window.into());
-    let esm = EventSourceMapping::start(sqs, queue, out("DeliveryQueueArn"), deliver, batch as usize, window_secs);
+    let esm = EventSourceMapping::start(
+        sqs,
+        queue,
+        out("DeliveryQueueArn"),
+        deliver,
+        batch as usize,
+        window_secs,
+    );
     let ingest = FunctionUrl::serve(function("ingest").await?).await?;
     let settings = FunctionUrl::serve(function("settings").await?).await?;
     let receiver = Receiver::start(Behaviour::ok()).await?;
-    println!("   ingest   {}\n   settings {}", ingest.url(), settings.url());
-    println!("   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)");
+    println!(
+        "   ingest   {}\n   settings {}",
+        ingest.url(),
+        settings.url()
+    );
+    println!(
+        "   delivery event source mapping: BatchSize {batch}, window {window}s (the template's)"
+    );
     println!("   function logs in {}", logs.display());
     println!("   webhook receiver {}", receiver.url("/hooks/alin"));
 
     let hook_url = receiver.url("/hooks/alin?token=local-receiver-token");
     step("setting the webhook of alice/app through settings (PUT)");
-    let put = reqwest::Client::new().put(format!("{}/repositories/alice/app/webhook", settings.url()));
+    let put =
+        reqwest::Client::new().put(format!("{}/repositories/alice/app/webhook", settings.url()));
     let config = call(put.json(&json!({ "url": hook_url })), 200).await?;
     let secret = config["secret"].as_str().ok_or("config has no secret")?;
-    println!("   enabled={}, secret whsec_… (kept for verification)", config["enabled"]);
+    println!(
+        "   enabled={}, secret whsec_… (kept for verification)",
+        config["enabled"]
+    );
 
     step("pushing alice/app:1.0 through ingest (native push event)");
     let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
@@ -179,7 +205,10 @@ fn step(what: &str) {
 /// Prints a received webhook, its query string redacted: the receiver's
 /// token is ours, but print the habit we preach.
 fn print_request(req: &RecordedRequest) {
-    let path = req.target.split_once('?').map_or(req.target.clone(), |(p, _)| format!("{p}?…"));
+    let path = req
+        .target
+        .split_once('?')
+        .map_or(req.target.clone(), |(p, _)| format!("{p}?…"));
     println!("   {} {path}", req.method);
     for (name, value) in &req.headers {
         println!("   {name}: {value}");

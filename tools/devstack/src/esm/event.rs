@@ -17,7 +17,9 @@ pub fn record(message: &Message, queue_arn: &str) -> Value {
     record.md5_of_body = message.md5_of_body.clone();
     record.md5_of_message_attributes = message.md5_of_message_attributes.clone();
     let attributes = message.attributes().into_iter().flatten();
-    record.attributes = attributes.map(|(k, v)| (k.as_str().to_owned(), v.clone())).collect();
+    record.attributes = attributes
+        .map(|(k, v)| (k.as_str().to_owned(), v.clone()))
+        .collect();
     let blob = |b: &aws_sdk_sqs::primitives::Blob| {
         let mut data = Base64Data::default();
         data.extend_from_slice(b.as_ref());
@@ -32,16 +34,22 @@ pub fn record(message: &Message, queue_arn: &str) -> Value {
         attr.data_type = Some(value.data_type.clone());
         record.message_attributes.insert(name.clone(), attr);
     }
-    (record.event_source, record.event_source_arn) = (Some("aws:sqs".into()), Some(queue_arn.to_owned()));
+    (record.event_source, record.event_source_arn) =
+        (Some("aws:sqs".into()), Some(queue_arn.to_owned()));
     record.aws_region = Some(REGION.into());
     // Lambda leaves out what a message lacks (md5OfMessageAttributes, an
     // attribute's stringValue/binaryValue) rather than sending null.
-    let drop_nulls = |value: &mut Value| value.as_object_mut().map(|o| o.retain(|_, v| !v.is_null()));
+    let drop_nulls =
+        |value: &mut Value| value.as_object_mut().map(|o| o.retain(|_, v| !v.is_null()));
     let mut value = serde_json::to_value(record).unwrap_or_default();
     drop_nulls(&mut value);
-    value["messageAttributes"].as_object_mut().into_iter().flat_map(|a| a.values_mut()).for_each(|a| {
-        drop_nulls(a);
-    });
+    value["messageAttributes"]
+        .as_object_mut()
+        .into_iter()
+        .flat_map(|a| a.values_mut())
+        .for_each(|a| {
+            drop_nulls(a);
+        });
     value
 }
 

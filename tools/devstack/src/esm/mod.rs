@@ -66,13 +66,31 @@ impl EventSourceMapping {
     /// task. `batch_size` is clamped to at least 1; `window` is the maximum
     /// batching window, counted from the first message of a batch.
     pub fn start<I: Invoker>(
-        sqs: aws_sdk_sqs::Client, queue_url: impl Into<String>, queue_arn: impl Into<String>, invoker: I,
-        batch_size: usize, window: Duration,
+        sqs: aws_sdk_sqs::Client,
+        queue_url: impl Into<String>,
+        queue_arn: impl Into<String>,
+        invoker: I,
+        batch_size: usize,
+        window: Duration,
     ) -> EventSourceMapping {
         let (stats, (stop_tx, stop)) = (Arc::<Mutex<EsmStats>>::default(), watch::channel(false));
-        let (queue_url, queue_arn, batch_size) = (queue_url.into(), queue_arn.into(), batch_size.max(1));
-        let mapping = Mapping { sqs, queue_url, queue_arn, invoker, batch_size, window, stats: stats.clone(), stop };
-        EventSourceMapping { stats, stop: stop_tx, task: Some(tokio::spawn(mapping.run())) }
+        let (queue_url, queue_arn, batch_size) =
+            (queue_url.into(), queue_arn.into(), batch_size.max(1));
+        let mapping = Mapping {
+            sqs,
+            queue_url,
+            queue_arn,
+            invoker,
+            batch_size,
+            window,
+            stats: stats.clone(),
+            stop,
+        };
+        EventSourceMapping {
+            stats,
+            stop: stop_tx,
+            task: Some(tokio::spawn(mapping.run())),
+        }
     }
 
     pub fn stats(&self) -> EsmStats {
@@ -80,9 +98,16 @@ impl EventSourceMapping {
     }
 
     pub async fn wait_until(
-        &self, timeout: Duration, done: impl Fn(&EsmStats) -> bool,
+        &self,
+        timeout: Duration,
+        done: impl Fn(&EsmStats) -> bool,
     ) -> Result<EsmStats, DevstackError> {
-        let what = || format!("event source mapping condition (last stats {:?})", self.stats());
+        let what = || {
+            format!(
+                "event source mapping condition (last stats {:?})",
+                self.stats()
+            )
+        };
         wait_until(timeout, what, || Some(self.stats()).filter(&done)).await
     }
 
@@ -92,7 +117,8 @@ impl EventSourceMapping {
         // A send error means the loop already ended; joining tells how.
         let _ = self.stop.send(true);
         if let Some(task) = self.task.take() {
-            task.await.map_err(|e| DevstackError::Setup(format!("event source mapping task: {e}")))?;
+            task.await
+                .map_err(|e| DevstackError::Setup(format!("event source mapping task: {e}")))?;
         }
         Ok(self.stats())
     }
@@ -131,10 +157,19 @@ impl<I: Invoker> Mapping<I> {
             // Long-poll only if the window leaves time for it.
             let wait_seconds = i32::from(left.is_none_or(|left| left >= Duration::from_secs(1)));
             let want = (self.batch_size - batch.len()).min(SQS_MAX_BATCH);
-            let request = self.sqs.receive_message().queue_url(&self.queue_url).wait_time_seconds(wait_seconds);
+            let request = self
+                .sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .wait_time_seconds(wait_seconds);
             let request = request.max_number_of_messages(i32::try_from(want).unwrap_or(10));
             let request = request.message_system_attribute_names(MessageSystemAttributeName::All);
-            match request.message_attribute_names("All").send().await.map(|out| out.messages.unwrap_or_default()) {
+            match request
+                .message_attribute_names("All")
+                .send()
+                .await
+                .map(|out| out.messages.unwrap_or_default())
+            {
                 Ok(messages) if messages.is_empty() && batch.is_empty() => break,
                 Ok(messages) if messages.is_empty() => {}
                 Ok(messages) => {
@@ -158,7 +193,11 @@ impl<I: Invoker> Mapping<I> {
         let n = batch.len() as u64;
         self.count(|s| (s.invocations, s.records) = (s.invocations + 1, s.records + n));
         let ids: HashSet<&str> = batch.iter().filter_map(|m| m.message_id()).collect();
-        let outcome = match self.invoker.invoke_event(event::event(&batch, &self.queue_arn)).await {
+        let outcome = match self
+            .invoker
+            .invoke_event(event::event(&batch, &self.queue_arn))
+            .await
+        {
             Ok(invocation) => invocation.outcome,
             Err(e) => {
                 tracing::warn!(error = %e, "devstack esm: invocation could not be made");
@@ -181,7 +220,12 @@ impl<I: Invoker> Mapping<I> {
         };
         self.count(|s| s.failed += failed.len() as u64);
         let kept = |m: &&Message| m.message_id().is_none_or(|id| !failed.contains(id));
-        for chunk in batch.iter().filter(kept).collect::<Vec<_>>().chunks(SQS_MAX_BATCH) {
+        for chunk in batch
+            .iter()
+            .filter(kept)
+            .collect::<Vec<_>>()
+            .chunks(SQS_MAX_BATCH)
+        {
             self.delete(chunk).await;
         }
     }
@@ -189,7 +233,9 @@ impl<I: Invoker> Mapping<I> {
     async fn delete(&self, chunk: &[&Message]) {
         let entries = chunk.iter().enumerate().map(|(i, message)| {
             let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string());
-            entry.receipt_handle(message.receipt_handle().unwrap_or_default()).build()
+            entry
+                .receipt_handle(message.receipt_handle().unwrap_or_default())
+                .build()
         });
         // Both fields are always set, so building cannot fail.
         let entries: Vec<_> = entries.filter_map(Result::ok).collect();

@@ -45,7 +45,10 @@ impl FunctionUrl {
         let server = http_server::serve("Function URL", false, None, move |req, info| {
             handle(invoker.clone(), id.clone(), req, info)
         });
-        Ok(FunctionUrl { server: server.await?, url_id })
+        Ok(FunctionUrl {
+            server: server.await?,
+            url_id,
+        })
     }
 
     /// `http://127.0.0.1:PORT`, without the trailing slash AWS shows.
@@ -59,19 +62,28 @@ impl FunctionUrl {
     }
 }
 
-async fn handle<I: Invoker>(invoker: Arc<I>, url_id: String, req: Request<Incoming>, info: ConnInfo) -> Reply {
+async fn handle<I: Invoker>(
+    invoker: Arc<I>,
+    url_id: String,
+    req: Request<Incoming>,
+    info: ConnInfo,
+) -> Reply {
     let (parts, body) = req.into_parts();
     let body = match Limited::new(body, MAX_BODY_BYTES).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) => {
             let too_large =
                 format!("Request must be smaller than {MAX_BODY_BYTES} bytes for the InvokeFunction operation");
-            let bad = e.is::<http_body_util::LengthLimitError>().then_some((413, too_large));
+            let bad = e
+                .is::<http_body_util::LengthLimitError>()
+                .then_some((413, too_large));
             let (status, message) = bad.unwrap_or_else(|| (400, format!("bad request body: {e}")));
             return Reply::Response(json_response(status, &json!({ "Message": message })));
         }
     };
-    let invoked = invoker.invoke_event(event(&parts, &body, info, &url_id)).await;
+    let invoked = invoker
+        .invoke_event(event(&parts, &body, info, &url_id))
+        .await;
     Reply::Response(match invoked.map(|invocation| invocation.outcome) {
         // devstack itself could not invoke (process died, …): Lambda's front
         // end answers 500 for service-side failures.
@@ -91,8 +103,12 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     // joined with commas, no `cookie`, and the forwarding headers its front
     // end adds.
     for name in parts.headers.keys().filter(|name| *name != COOKIE) {
-        let values: Vec<_> =
-            parts.headers.get_all(name).iter().map(|v| String::from_utf8_lossy(v.as_bytes())).collect();
+        let values: Vec<_> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()))
+            .collect();
         if let Ok(value) = HeaderValue::from_bytes(values.join(",").as_bytes()) {
             req.headers.insert(name, value);
         }
@@ -104,13 +120,19 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
         ("x-amzn-trace-id", paths::trace_header()),
     ];
     for (name, value) in forwarded {
-        if let (false, Ok(value)) = (req.headers.contains_key(name), HeaderValue::from_str(&value)) {
+        if let (false, Ok(value)) = (
+            req.headers.contains_key(name),
+            HeaderValue::from_str(&value),
+        ) {
             req.headers.insert(name, value);
         }
     }
     let raw_query = parts.uri.query().unwrap_or("");
     for (key, value) in url::form_urlencoded::parse(raw_query.as_bytes()) {
-        let joined = req.query_string_parameters.entry(key.into_owned()).or_default();
+        let joined = req
+            .query_string_parameters
+            .entry(key.into_owned())
+            .or_default();
         *joined += &format!("{}{value}", if joined.is_empty() { "" } else { "," });
     }
     let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
@@ -127,7 +149,12 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     let mut cookies = Vec::new();
     for value in parts.headers.get_all(COOKIE) {
         let text = String::from_utf8_lossy(value.as_bytes());
-        cookies.extend(text.split(';').map(str::trim).filter(|c| !c.is_empty()).map(str::to_owned));
+        cookies.extend(
+            text.split(';')
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned),
+        );
     }
     req.cookies = (!cookies.is_empty()).then_some(cookies);
     req.version = Some("2.0".into());
@@ -141,7 +168,8 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
     ctx.domain_name = Some(format!("{url_id}.lambda-url.{REGION}.on.aws"));
     ctx.domain_prefix = Some(url_id.to_owned());
     ctx.request_id = Some(paths::uuid_v4());
-    let time_fmt = format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
+    let time_fmt =
+        format_description!("[day]/[month repr:short]/[year]:[hour]:[minute]:[second] +0000");
     ctx.time = now.format(&time_fmt).ok();
     ctx.time_epoch = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
     ctx.http.method = Some(parts.method.to_string());
@@ -167,9 +195,21 @@ fn event(parts: &http::request::Parts, body: &[u8], info: ConnInfo, url_id: &str
 /// Whether Lambda passes a body of this content type as text; everything
 /// else (including a missing content type) arrives base64-encoded.
 fn is_textual(content_type: &str) -> bool {
-    let mime = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    let text = ["application/json", "application/xml", "application/javascript"];
-    mime.starts_with("text/") || text.contains(&mime.as_str()) || mime.ends_with("+json") || mime.ends_with("+xml")
+    let mime = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    let text = [
+        "application/json",
+        "application/xml",
+        "application/javascript",
+    ];
+    mime.starts_with("text/")
+        || text.contains(&mime.as_str())
+        || mime.ends_with("+json")
+        || mime.ends_with("+xml")
 }
 
 /// A structured function response (`{statusCode, headers, cookies, body,
@@ -200,7 +240,10 @@ impl Structured {
         // Function URLs default the content type to JSON.
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         for (name, value) in self.headers {
-            headers.insert(HeaderName::from_bytes(name.as_bytes()).ok()?, HeaderValue::from_str(&value).ok()?);
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(&value).ok()?,
+            );
         }
         for cookie in self.cookies {
             headers.append(SET_COOKIE, HeaderValue::from_str(&cookie).ok()?);

@@ -37,7 +37,11 @@ pub enum Behaviour {
 
 impl Behaviour {
     pub fn status(status: u16) -> Behaviour {
-        Behaviour::Respond { status, headers: Vec::new(), body: Bytes::new() }
+        Behaviour::Respond {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
     }
 
     pub fn ok() -> Behaviour {
@@ -75,7 +79,13 @@ impl Behaviour {
 
     /// The behaviours in order, the last one repeating.
     pub fn sequence(steps: Vec<Behaviour>) -> Behaviour {
-        Behaviour::script(move |i| steps.get(i).or(steps.last()).cloned().unwrap_or_else(Behaviour::ok))
+        Behaviour::script(move |i| {
+            steps
+                .get(i)
+                .or(steps.last())
+                .cloned()
+                .unwrap_or_else(Behaviour::ok)
+        })
     }
 }
 
@@ -101,7 +111,10 @@ impl RecordedRequest {
     }
 
     pub fn header_all(&self, name: &str) -> Vec<&str> {
-        let named = self.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case(name));
+        let named = self
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name));
         named.map(|(_, v)| v.as_str()).collect()
     }
 
@@ -127,10 +140,18 @@ pub struct Receiver {
 
 impl Receiver {
     pub async fn start(behaviour: Behaviour) -> Result<Receiver, DevstackError> {
-        let state = Arc::new(State { behaviour: Mutex::new(behaviour), log: Mutex::default() });
+        let state = Arc::new(State {
+            behaviour: Mutex::new(behaviour),
+            log: Mutex::default(),
+        });
         let st = state.clone();
-        let server = http_server::serve("receiver", true, None, move |req, _| handle(st.clone(), req));
-        Ok(Receiver { server: server.await?, state })
+        let server = http_server::serve("receiver", true, None, move |req, _| {
+            handle(st.clone(), req)
+        });
+        Ok(Receiver {
+            server: server.await?,
+            state,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -140,7 +161,11 @@ impl Receiver {
     /// `http://127.0.0.1:PORT` followed by `path` (a leading `/` is added
     /// when missing).
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}/{}", self.server.addr, path.strip_prefix('/').unwrap_or(path))
+        format!(
+            "http://{}/{}",
+            self.server.addr,
+            path.strip_prefix('/').unwrap_or(path)
+        )
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -156,9 +181,16 @@ impl Receiver {
     }
 
     /// Waits until at least `n` requests were recorded and returns them all.
-    pub async fn wait_for(&self, n: usize, timeout: Duration) -> Result<Vec<RecordedRequest>, DevstackError> {
+    pub async fn wait_for(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<RecordedRequest>, DevstackError> {
         let what = || format!("{n} requests at the receiver (got {})", self.count());
-        wait_until(timeout, what, || (self.count() >= n).then(|| self.requests())).await
+        wait_until(timeout, what, || {
+            (self.count() >= n).then(|| self.requests())
+        })
+        .await
     }
 }
 
@@ -170,14 +202,28 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
         return Reply::Reset;
     };
     let path = parts.uri.path().to_owned();
-    let target = parts.uri.path_and_query().map_or(&*path, |pq| pq.as_str()).to_owned();
-    let header = |(n, v): (&HeaderName, &HeaderValue)| (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into());
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(&*path, |pq| pq.as_str())
+        .to_owned();
+    let header = |(n, v): (&HeaderName, &HeaderValue)| {
+        (n.to_string(), String::from_utf8_lossy(v.as_bytes()).into())
+    };
     let headers = parts.headers.iter().map(header).collect();
     let recorded = {
         let mut log = lock(&state.log);
         let seen = log.1.entry(path.clone()).or_insert(0);
         let method = parts.method.as_str().to_owned();
-        let recorded = RecordedRequest { method, target, headers, body, received_at, index_for_path: *seen, path };
+        let recorded = RecordedRequest {
+            method,
+            target,
+            headers,
+            body,
+            received_at,
+            index_for_path: *seen,
+            path,
+        };
         *seen += 1;
         log.0.push(recorded.clone());
         recorded
@@ -192,11 +238,20 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
                 *then
             }
             Behaviour::Reset => return Reply::Reset,
-            Behaviour::Respond { status, headers, body } => {
-                let typed = headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+            Behaviour::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let typed = headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
                 let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
                 for (name, value) in headers {
-                    if let (Ok(n), Ok(v)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&value)) {
+                    if let (Ok(n), Ok(v)) = (
+                        HeaderName::from_bytes(name.as_bytes()),
+                        HeaderValue::from_str(&value),
+                    ) {
                         resp.headers_mut().append(n, v);
                     }
                 }
@@ -210,23 +265,43 @@ async fn handle(state: Arc<State>, req: hyper::Request<hyper::body::Incoming>) -
 /// under the project venv) verifies `body` with `headers` under `secret`
 /// (`whsec_…`), so our signer is never checked only by our own code; the
 /// library's reason otherwise.
-pub fn verify_standardwebhooks(secret: &str, headers: &[(String, String)], body: &str) -> Result<(), DevstackError> {
+pub fn verify_standardwebhooks(
+    secret: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> Result<(), DevstackError> {
     use std::io::Write as _;
     use std::process::{Command, Stdio};
     let script = crate::paths::in_repo("scripts/verify_signature.py");
-    let headers: serde_json::Map<_, _> = headers.iter().map(|(k, v)| (k.clone(), v.clone().into())).collect();
+    let headers: serde_json::Map<_, _> = headers
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone().into()))
+        .collect();
     let input = serde_json::json!({ "secret": secret, "headers": headers, "body": body });
     let run = |what: &str| {
         let what = format!("{what} {} (run scripts/tools.sh)", script.display());
         move |e| DevstackError::io(what, e)
     };
     let mut child = Command::new(crate::paths::venv_python());
-    let child = child.arg(&script).stdin(Stdio::piped()).stdout(Stdio::piped());
+    let child = child
+        .arg(&script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
     let mut child = child.spawn().map_err(run("running"))?;
     if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.to_string().as_bytes()).map_err(run("writing to"))?;
+        stdin
+            .write_all(input.to_string().as_bytes())
+            .map_err(run("writing to"))?;
     }
     let out = child.wait_with_output().map_err(run("waiting for"))?;
-    let failed = || format!("signature not verified: {}", String::from_utf8_lossy(&out.stdout).trim());
-    out.status.success().then_some(()).ok_or_else(|| DevstackError::Setup(failed()))
+    let failed = || {
+        format!(
+            "signature not verified: {}",
+            String::from_utf8_lossy(&out.stdout).trim()
+        )
+    };
+    out.status
+        .success()
+        .then_some(())
+        .ok_or_else(|| DevstackError::Setup(failed()))
 }

@@ -39,7 +39,11 @@ struct State {
 /// delay, counts, answers 204.
 async fn answer(req: Request<Incoming>, count: Arc<AtomicU64>, state: Arc<State>) -> Reply {
     let delay = state.delay_us.load(Ordering::Relaxed);
-    let n = req.into_body().collect().await.map_or(0, |b| b.to_bytes().len());
+    let n = req
+        .into_body()
+        .collect()
+        .await
+        .map_or(0, |b| b.to_bytes().len());
     state.bytes.fetch_add(n as u64, Ordering::Relaxed);
     if delay > 0 {
         tokio::time::sleep(Duration::from_micros(delay)).await;
@@ -62,7 +66,10 @@ impl Sink {
         Self::start_with(ports, Some(test_ca()?)).await
     }
 
-    async fn start_with(ports: usize, tls: Option<(String, rustls::ServerConfig)>) -> Result<Sink, DevstackError> {
+    async fn start_with(
+        ports: usize,
+        tls: Option<(String, rustls::ServerConfig)>,
+    ) -> Result<Sink, DevstackError> {
         let (ca_pem, config) = tls.unzip();
         let acceptor = config.map(|c| TlsAcceptor::from(Arc::new(c)));
         let state = Arc::new(State::default());
@@ -74,7 +81,12 @@ impl Sink {
             servers.push(http_server::serve("sink", false, acceptor.clone(), handler).await?);
             counts.push(count);
         }
-        Ok(Sink { servers, counts, state, ca_pem })
+        Ok(Sink {
+            servers,
+            counts,
+            state,
+            ca_pem,
+        })
     }
 
     /// Answers every later request `delay` after its body arrived.
@@ -95,7 +107,10 @@ impl Sink {
 
     /// TLS handshakes completed so far (0 for a plain sink).
     pub fn handshakes(&self) -> u64 {
-        self.servers.iter().map(|s| s.handshakes.load(Ordering::Relaxed)).sum()
+        self.servers
+            .iter()
+            .map(|s| s.handshakes.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// URL of `path` on listener `index` (taken modulo the number of
@@ -103,7 +118,10 @@ impl Sink {
     pub fn url(&self, index: usize, path: &str) -> String {
         let addr = self.servers[index % self.servers.len()].addr;
         let scheme = self.ca_pem.as_ref().map_or("http", |_| "https");
-        format!("{scheme}://{addr}/{}", path.strip_prefix('/').unwrap_or(path))
+        format!(
+            "{scheme}://{addr}/{}",
+            path.strip_prefix('/').unwrap_or(path)
+        )
     }
 
     /// Requests answered so far, all listeners together (`counts`: per listener).
@@ -112,7 +130,10 @@ impl Sink {
     }
 
     pub fn counts(&self) -> Vec<u64> {
-        self.counts.iter().map(|c| c.load(Ordering::Relaxed)).collect()
+        self.counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .collect()
     }
 
     /// Request body bytes received, all listeners together.
@@ -131,18 +152,26 @@ impl Sink {
 /// it: the CA's PEM and the server's rustls configuration (ring, the crypto
 /// provider the product's client uses too).
 fn test_ca() -> Result<(String, rustls::ServerConfig), DevstackError> {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType};
-    let tls = |e: &dyn std::fmt::Display| DevstackError::io("making the test CA", std::io::Error::other(e.to_string()));
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose, SanType,
+    };
+    let tls = |e: &dyn std::fmt::Display| {
+        DevstackError::io("making the test CA", std::io::Error::other(e.to_string()))
+    };
     let mut ca = CertificateParams::new(Vec::<String>::new()).map_err(|e| tls(&e))?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name.push(DnType::CommonName, "alin-webhooks bench test CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "alin-webhooks bench test CA");
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca_key = KeyPair::generate().map_err(|e| tls(&e))?;
     let ca = ca.self_signed(&ca_key).map_err(|e| tls(&e))?;
     let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).map_err(|e| tls(&e))?;
-    leaf.subject_alt_names.push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+    leaf.subject_alt_names
+        .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     let leaf_key = KeyPair::generate().map_err(|e| tls(&e))?;
-    let leaf = leaf.signed_by(&leaf_key, &ca, &ca_key).map_err(|e| tls(&e))?;
+    let leaf = leaf
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .map_err(|e| tls(&e))?;
     let key = rustls::pki_types::PrivatePkcs8KeyDer::from(leaf_key.serialize_der());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
