@@ -350,7 +350,6 @@ fn is_image_type(t: &str) -> bool {
 /// Parses an image manifest or an index. The body's `mediaType` wins over
 /// the declared one; OCI lets both be absent, then the shape decides.
 pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
-    let unusable = |why: String| IngestError::ManifestUnusable(why);
     let doc: ManifestDoc = serde_json::from_slice(&raw.body).map_err(|e| {
         unusable(format!(
             "manifest is not valid JSON: {}",
@@ -368,71 +367,81 @@ pub fn parse_manifest(raw: &RawManifest) -> Result<Manifest, IngestError> {
                 .trim()
                 .to_ascii_lowercase()
         });
-    let is_index = match declared.as_deref() {
-        Some(t) if is_index_type(t) => true,
-        Some(t) if is_image_type(t) => false,
-        _ if doc.manifests.is_some() && doc.layers.is_none() => true,
-        _ if doc.layers.is_some() => false,
-        other => {
-            return Err(unusable(format!(
-                "unsupported manifest type {}",
-                crate::bounded::bounded(other.unwrap_or("(none)"))
-            )))
-        }
-    };
-    let bad_digest = |d: &str| {
+    match declared.as_deref() {
+        Some(t) if is_index_type(t) => parse_index(doc),
+        Some(t) if is_image_type(t) => parse_image(doc),
+        _ if doc.manifests.is_some() && doc.layers.is_none() => parse_index(doc),
+        _ if doc.layers.is_some() => parse_image(doc),
+        other => Err(unusable(format!(
+            "unsupported manifest type {}",
+            crate::bounded::bounded(other.unwrap_or("(none)"))
+        ))),
+    }
+}
+
+fn unusable(why: String) -> IngestError {
+    IngestError::ManifestUnusable(why)
+}
+
+fn digest_of(d: &Descriptor) -> Result<Digest, IngestError> {
+    Digest::parse(&d.digest).map_err(|_| {
         unusable(format!(
             "manifest names an invalid digest {:?}",
-            crate::bounded::bounded(d)
+            crate::bounded::bounded(&d.digest)
         ))
-    };
-    if is_index {
-        let children = doc
-            .manifests
-            .ok_or_else(|| unusable("index without manifests".into()))?
-            .into_iter()
-            .filter(|m| !m.is_attestation())
-            .map(|m| Digest::parse(&m.digest).map_err(|_| bad_digest(&m.digest)))
-            .collect::<Result<Vec<_>, _>>()?;
-        if children.len() > MAX_FETCHES_PER_PUSH {
-            return Err(unusable(format!(
-                "index has {} manifests (at most {MAX_FETCHES_PER_PUSH} are fetched)",
-                children.len()
-            )));
-        }
-        Ok(Manifest::Index { children })
-    } else {
-        let layers = doc
-            .layers
-            .ok_or_else(|| unusable("image manifest without layers".into()))?;
-        if layers.len() > MAX_LAYERS_PER_PUSH {
-            return Err(unusable(format!(
-                "image manifest has {} layers (at most {MAX_LAYERS_PER_PUSH})",
-                layers.len()
-            )));
-        }
-        let layers = layers
-            .into_iter()
-            .map(|l| {
-                let digest = Digest::parse(&l.digest).map_err(|_| bad_digest(&l.digest))?;
-                let size = l
-                    .size
-                    .ok_or_else(|| unusable(format!("layer {digest} has no size")))?;
-                // Sizes come from whoever pushed; no registry stores a layer
-                // this large, and sums of such values would overflow.
-                if size > MAX_LAYER_SIZE {
-                    return Err(unusable(format!(
-                        "layer {digest} size {size} is out of range"
-                    )));
-                }
-                Ok(LayerSize {
-                    digest: digest.as_str().to_owned(),
-                    size,
-                })
-            })
-            .collect::<Result<Vec<_>, IngestError>>()?;
-        Ok(Manifest::Image { layers })
+    })
+}
+
+/// An index's runnable children (attestations left out), at most
+/// [`MAX_FETCHES_PER_PUSH`] of them.
+fn parse_index(doc: ManifestDoc) -> Result<Manifest, IngestError> {
+    let children = doc
+        .manifests
+        .ok_or_else(|| unusable("index without manifests".into()))?
+        .iter()
+        .filter(|m| !m.is_attestation())
+        .map(digest_of)
+        .collect::<Result<Vec<_>, _>>()?;
+    if children.len() > MAX_FETCHES_PER_PUSH {
+        return Err(unusable(format!(
+            "index has {} manifests (at most {MAX_FETCHES_PER_PUSH} are fetched)",
+            children.len()
+        )));
     }
+    Ok(Manifest::Index { children })
+}
+
+/// An image manifest's layers, each with a size in range, at most
+/// [`MAX_LAYERS_PER_PUSH`] of them.
+fn parse_image(doc: ManifestDoc) -> Result<Manifest, IngestError> {
+    let layers = doc
+        .layers
+        .ok_or_else(|| unusable("image manifest without layers".into()))?;
+    if layers.len() > MAX_LAYERS_PER_PUSH {
+        return Err(unusable(format!(
+            "image manifest has {} layers (at most {MAX_LAYERS_PER_PUSH})",
+            layers.len()
+        )));
+    }
+    let layer = |l: &Descriptor| {
+        let digest = digest_of(l)?;
+        let size = l
+            .size
+            .ok_or_else(|| unusable(format!("layer {digest} has no size")))?;
+        // Sizes come from whoever pushed; no registry stores a layer
+        // this large, and sums of such values would overflow.
+        if size > MAX_LAYER_SIZE {
+            return Err(unusable(format!(
+                "layer {digest} size {size} is out of range"
+            )));
+        }
+        Ok(LayerSize {
+            digest: digest.as_str().to_owned(),
+            size,
+        })
+    };
+    let layers = layers.iter().map(layer).collect::<Result<Vec<_>, _>>()?;
+    Ok(Manifest::Image { layers })
 }
 
 /// Fetches the manifest at `location` and returns its distinct layers in

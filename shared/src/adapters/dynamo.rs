@@ -198,6 +198,69 @@ impl DynamoStore {
         Ok(out.item)
     }
 
+    /// After a write whose condition failed: `Stale` when the record (as
+    /// the write saw it, else read again) is gone or names another URL
+    /// version; `None` when it still names this one.
+    async fn stale_unless_same_url(
+        &self,
+        repo: &RepositoryName,
+        seen: Option<Item>,
+        url_version: u64,
+    ) -> Result<Option<OutcomeApplied>, StoreError> {
+        let current = match seen {
+            Some(item) => Some(item),
+            None => self.read_item(repo).await?,
+        };
+        let same_url = current.is_some_and(|item| item_matches_version(&item, url_version));
+        Ok((!same_url).then_some(OutcomeApplied::Stale))
+    }
+
+    /// Counts a failure below the threshold: a plain atomic increment, no
+    /// read needed. `None` when the record is at or past the threshold for
+    /// this URL version (the disabling write's turn).
+    async fn count_below(
+        &self,
+        repo: &RepositoryName,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        url_version: u64,
+    ) -> Result<Option<OutcomeApplied>, StoreError> {
+        let written = self
+            .update_repo(repo, update, Some(condition), values, ReturnValue::AllNew)
+            .await?;
+        match written {
+            Ok(item) => {
+                let item = item.unwrap_or_default();
+                Ok(Some(OutcomeApplied::Applied {
+                    consecutive_failures: num(&item, "consecutive_failures") as u32,
+                    disabled_now: false,
+                }))
+            }
+            Err(seen) => self.stale_unless_same_url(repo, seen, url_version).await,
+        }
+    }
+
+    /// Counts the failure that reaches the threshold and disables in the
+    /// same write. `None` when the count went back below the threshold (a
+    /// success reset it in between) for this URL version.
+    async fn count_and_disable(
+        &self,
+        repo: &RepositoryName,
+        update: &str,
+        condition: &str,
+        values: Vec<(&str, AttributeValue)>,
+        url_version: u64,
+    ) -> Result<Option<OutcomeApplied>, StoreError> {
+        let written = self
+            .update_repo(repo, update, Some(condition), values, ReturnValue::AllOld)
+            .await?;
+        match written {
+            Ok(old) => Ok(Some(counted_and_disabled(old))),
+            Err(seen) => self.stale_unless_same_url(repo, seen, url_version).await,
+        }
+    }
+
     async fn record_failure(
         &self,
         repo: &RepositoryName,
@@ -220,78 +283,49 @@ impl DynamoStore {
             values.extend_from_slice(extra);
             history.with(values)
         };
-        let same_url = "attribute_exists(#url_attr) AND url_version = :v";
+        let below = format!("{SAME_URL} AND consecutive_failures < :tm1");
+        let at = format!("{SAME_URL} AND consecutive_failures >= :tm1");
+        let url_version = outcome.url_version;
         for round in 0..MAX_ROUNDS {
-            // Below the threshold: a plain atomic increment, no read needed.
-            let below = self
-                .update_repo(
-                    repo,
-                    &below_update,
-                    Some(&format!("{same_url} AND consecutive_failures < :tm1")),
-                    counted(&[]),
-                    ReturnValue::AllNew,
-                )
-                .await;
-            let current = match below? {
-                Ok(item) => {
-                    let item = item.unwrap_or_default();
-                    return Ok(OutcomeApplied::Applied {
-                        consecutive_failures: num(&item, "consecutive_failures") as u32,
-                        disabled_now: false,
-                    });
-                }
-                Err(Some(item)) => item,
-                Err(None) => match self.read_item(repo).await? {
-                    Some(item) => item,
-                    None => return Ok(OutcomeApplied::Stale),
-                },
-            };
-            if !item_matches_version(&current, outcome.url_version) {
-                return Ok(OutcomeApplied::Stale);
+            let values = counted(&[]);
+            if let Some(applied) = self
+                .count_below(repo, &below_update, &below, values, url_version)
+                .await?
+            {
+                return Ok(applied);
             }
-            // At or past the threshold: count and disable in the same write;
-            // ALL_OLD tells exactly one writer that it was the one to disable.
-            let at = self
-                .update_repo(
-                    repo,
-                    &at_update,
-                    Some(&format!("{same_url} AND consecutive_failures >= :tm1")),
-                    counted(&[
-                        (":f", AttributeValue::Bool(false)),
-                        (":now", s(&outcome.now)),
-                        (":reason", s(reason)),
-                    ]),
-                    ReturnValue::AllOld,
-                )
-                .await?;
-            match at {
-                Ok(old) => {
-                    let old = old.unwrap_or_default();
-                    let was_enabled =
-                        matches!(old.get("enabled"), Some(AttributeValue::Bool(true)));
-                    return Ok(OutcomeApplied::Applied {
-                        consecutive_failures: num(&old, "consecutive_failures") as u32 + 1,
-                        disabled_now: was_enabled,
-                    });
-                }
-                Err(item) => {
-                    let item = match item {
-                        Some(i) => Some(i),
-                        None => self.read_item(repo).await?,
-                    };
-                    match item {
-                        Some(i) if item_matches_version(&i, outcome.url_version) => {
-                            // A success reset the count in between: go round again.
-                            backoff(round + 1).await;
-                        }
-                        _ => return Ok(OutcomeApplied::Stale),
-                    }
-                }
+            let values = counted(&[
+                (":f", AttributeValue::Bool(false)),
+                (":now", s(&outcome.now)),
+                (":reason", s(reason)),
+            ]);
+            match self
+                .count_and_disable(repo, &at_update, &at, values, url_version)
+                .await?
+            {
+                Some(applied) => return Ok(applied),
+                // A success reset the count in between: go round again.
+                None => backoff(round + 1).await,
             }
         }
         Err(StoreError::Retryable(
             "failure count kept changing under contention".into(),
         ))
+    }
+}
+
+/// An outcome write's condition: the record still has the URL version the
+/// batch delivered to (a URL changed meanwhile makes the outcome stale).
+const SAME_URL: &str = "attribute_exists(#url_attr) AND url_version = :v";
+
+/// What a write that counted a failure and disabled did, from the record
+/// before it (ALL_OLD): exactly one writer sees it still enabled, and only
+/// that one reports disabling it.
+fn counted_and_disabled(old: Option<Item>) -> OutcomeApplied {
+    let old = old.unwrap_or_default();
+    OutcomeApplied::Applied {
+        consecutive_failures: num(&old, "consecutive_failures") as u32 + 1,
+        disabled_now: matches!(old.get("enabled"), Some(AttributeValue::Bool(true))),
     }
 }
 
@@ -635,7 +669,7 @@ impl WebhookStore for DynamoStore {
                             "SET consecutive_failures = :zero, last_delivery = :ld{}",
                             history.set
                         ),
-                        Some("attribute_exists(#url_attr) AND url_version = :v"),
+                        Some(SAME_URL),
                         history.with(vec![(":zero", n(0)), (":ld", ld), (":v", version)]),
                         ReturnValue::None,
                     )
@@ -649,40 +683,21 @@ impl WebhookStore for DynamoStore {
                 })
             }
             OutcomeKind::Gone => {
+                // Disabled at once, whatever the count: the same write as a
+                // failure reaching the threshold.
+                let (_, disable) = history.failure_updates();
+                let values = history.with(vec![
+                    (":f", AttributeValue::Bool(false)),
+                    (":ld", ld),
+                    (":one", n(1)),
+                    (":now", s(&outcome.now)),
+                    (":reason", s("receiver answered 410 Gone")),
+                    (":v", version),
+                ]);
                 let res = self
-                    .update_repo(
-                        repo,
-                        &format!(
-                            "SET enabled = :f, last_delivery = :ld, consecutive_failures = consecutive_failures + :one, \
-                             disabled_at = if_not_exists(disabled_at, :now), \
-                             disabled_reason = if_not_exists(disabled_reason, :reason){}",
-                            history.set
-                        ),
-                        Some("attribute_exists(#url_attr) AND url_version = :v"),
-                        history.with(vec![
-                            (":f", AttributeValue::Bool(false)),
-                            (":ld", ld),
-                            (":one", n(1)),
-                            (":now", s(&outcome.now)),
-                            (":reason", s("receiver answered 410 Gone")),
-                            (":v", version),
-                        ]),
-                        ReturnValue::AllOld,
-                    )
+                    .update_repo(repo, &disable, Some(SAME_URL), values, ReturnValue::AllOld)
                     .await?;
-                Ok(match res {
-                    Ok(old) => {
-                        let old = old.unwrap_or_default();
-                        OutcomeApplied::Applied {
-                            consecutive_failures: num(&old, "consecutive_failures") as u32 + 1,
-                            disabled_now: matches!(
-                                old.get("enabled"),
-                                Some(AttributeValue::Bool(true))
-                            ),
-                        }
-                    }
-                    Err(_) => OutcomeApplied::Stale,
-                })
+                Ok(res.map_or(OutcomeApplied::Stale, counted_and_disabled))
             }
         }
     }
