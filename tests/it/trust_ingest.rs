@@ -559,8 +559,8 @@ async fn out_of_range_times_are_bad_input_never_a_crash() {
 
 /// The template's ingest MemorySize, in MiB.
 fn ingest_memory_size_mib() -> u64 {
-    let template = std::fs::read_to_string(repo_root().join("template.yaml")).unwrap();
-    devstack::stack::template_memory_size(&template, "IngestFunction")
+    let template = devstack::moto::template().expect("template.yaml");
+    devstack::moto::template_memory_size(&template, "IngestFunction")
         .expect("IngestFunction's MemorySize (its own or the Globals')")
 }
 

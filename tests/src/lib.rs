@@ -1,6 +1,6 @@
 //! The integration tests' view of devstack: one moto per run (shared by the
 //! whole `it` binary), a fresh table and queues per test under a unique
-//! prefix (`devstack::stack`), and a counting/fault-injecting proxy per test
+//! prefix (`Moto::provision`), and a counting/fault-injecting proxy per test
 //! between the SDK and moto so every test can count its own AWS calls
 //! exactly; the delivery queue's jobs as real messages and the SQS event
 //! Lambda builds from them; slow receivers; the independent signature check.

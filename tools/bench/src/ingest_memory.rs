@@ -76,9 +76,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         .peak_rss_kib()
         .ok_or("cannot read the ingest process's peak RSS")?;
     let _ = function.stop().await;
-    let template =
-        std::fs::read_to_string(ctx.root.join("template.yaml")).ctx("reading template.yaml")?;
-    let memory_size = devstack::stack::template_memory_size(&template, "IngestFunction")
+    let template = devstack::moto::template().ctx("template.yaml")?;
+    let memory_size = devstack::moto::template_memory_size(&template, "IngestFunction")
         .ok_or("no MemorySize for IngestFunction")?;
     let (peak_rss_mib, served) = (peak_kib as f64 / 1024.0, registry.requests());
     Ok(json!({

@@ -1,8 +1,9 @@
 //! devstack runs the alin-webhooks Lambda binaries locally as plain
 //! processes, with no Docker: the Runtime API, Function URL and SQS event
-//! source mapping emulations, moto with the stack's table and queues
-//! ([`stack`]), a counting, fault-injecting proxy, programmable receivers,
-//! the independent signature verifier and registries. Tests, the benchmark
+//! source mapping emulations, moto with template.yaml's table and queues
+//! (made by moto's CloudFormation), a counting, fault-injecting proxy,
+//! programmable receivers, the independent signature verifier and
+//! registries. Tests, the benchmark
 //! and `devstack up` use it; it never builds binaries itself.
 
 pub mod aws_proxy;
@@ -14,8 +15,6 @@ pub mod paths;
 pub mod receiver;
 pub mod registry;
 pub mod runtime_api;
-/// The stack's table and queues, defined alongside moto.
-pub use moto as stack;
 
 pub use moto::sdk_config;
 pub use paths::free_port;

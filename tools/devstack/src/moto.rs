@@ -2,20 +2,15 @@
 //! [`Moto`] runs `scripts/moto_server.py` on a free port under a `sh`
 //! watchdog that kills it when our end of its stdin pipe closes (the
 //! [`Moto`] dropped, or this process gone), so [`Moto::shared`] can live in a
-//! `static`. [`Moto::provision`] makes the table and queues as template.yaml
-//! declares them (the drift test `stack_template` checks it), named prefix +
-//! logical id.
+//! `static`. [`Moto::provision`] feeds template.yaml's table and queues to
+//! moto's own CloudFormation, so the local stack is the template's.
 
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::error::DisplayErrorContext;
-use aws_sdk_dynamodb::types::{
-    AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
-    SseSpecification,
-};
-use aws_sdk_sqs::types::QueueAttributeName;
+use aws_sdk_cloudformation::error::DisplayErrorContext;
+use aws_sdk_cloudformation::types::Parameter;
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 
@@ -136,81 +131,45 @@ impl Moto {
         all.map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
     }
 
-    /// Creates the table and the four queues under `prefix` with template
-    /// parameter overrides (`Name=Value`) and returns the outputs:
-    /// `WebhooksTable` (the table name), `<Queue>Url`/`<Queue>Arn`/`<Queue>Name`
-    /// for each queue, and `Parameters` (name → value as a string, as
-    /// CloudFormation renders them).
+    /// Creates template.yaml's table and queues (its `AWS::DynamoDB::Table`
+    /// and `AWS::SQS::Queue` resources, as declared) through moto's
+    /// CloudFormation, named `prefix` + logical id, with parameter overrides
+    /// (`Name=Value`, checked against the template's constraints, which moto
+    /// leaves unchecked). Returns the outputs: `WebhooksTable` (the table
+    /// name), `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue, and
+    /// `Parameters` (every template parameter with a value, as a string).
     pub async fn provision(
         &self,
         prefix: &str,
         overrides: &[&str],
     ) -> Result<Map<String, Value>, DevstackError> {
-        let (sdk, params) = (self.sdk_config().await, Params::parse(overrides)?);
-        let mut outputs = Map::new();
-        let table = format!("{prefix}{TABLE}");
-        create_table(&aws_sdk_dynamodb::Client::new(&sdk), &table).await?;
-        outputs.insert(TABLE.into(), Value::String(table));
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        for (id, visibility_secs, redrive) in params.queues() {
-            let name = format!("{prefix}{id}");
-            let retention = if redrive.is_some() {
-                345_600
-            } else {
-                1_209_600
-            };
-            let mut attributes = vec![
-                (
-                    QueueAttributeName::MessageRetentionPeriod,
-                    retention.to_string(),
-                ),
-                (QueueAttributeName::SqsManagedSseEnabled, "true".to_owned()),
-            ];
-            if let Some(secs) = visibility_secs {
-                attributes.push((QueueAttributeName::VisibilityTimeout, secs.to_string()));
-            }
-            if let Some((dlq, max_receive_count)) = redrive {
-                let arn = outputs
-                    .get(&format!("{dlq}Arn"))
-                    .cloned()
-                    .unwrap_or_default();
-                let policy =
-                    json!({ "deadLetterTargetArn": arn, "maxReceiveCount": max_receive_count });
-                attributes.push((QueueAttributeName::RedrivePolicy, policy.to_string()));
-            }
-            let failed = |e: String| DevstackError::Setup(format!("creating queue {name}: {e}"));
-            let created = sqs
-                .create_queue()
-                .queue_name(&name)
-                .set_attributes(Some(attributes.into_iter().collect()));
-            let created = created
-                .send()
-                .await
-                .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            let url = created
-                .queue_url
-                .ok_or_else(|| failed("no QueueUrl".into()))?;
-            let described = sqs
-                .get_queue_attributes()
-                .queue_url(&url)
-                .attribute_names(QueueAttributeName::QueueArn);
-            let described = described
-                .send()
-                .await
-                .map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            let arn = described
-                .attributes
-                .and_then(|mut a| a.remove(&QueueAttributeName::QueueArn));
-            let arn = arn.ok_or_else(|| failed("no QueueArn".into()))?;
-            for (output, value) in [("Url", url), ("Arn", arn), ("Name", name)] {
-                outputs.insert(format!("{id}{output}"), Value::String(value));
-            }
-        }
-        let rendered = params
-            .0
-            .iter()
-            .map(|(n, v)| (n.to_string(), json!(v.to_string())));
-        outputs.insert("Parameters".into(), Value::Object(rendered.collect()));
+        let template = template()?;
+        let params = parameters(&template, overrides)?;
+        let feed = feed(&template, prefix);
+        let failed = |e: String| DevstackError::Setup(format!("creating stack {prefix}: {e}"));
+        let used = feed["Parameters"].as_object().into_iter().flatten();
+        let values = used.map(|(name, _)| {
+            let value = params.get(name).and_then(Value::as_str);
+            let param = Parameter::builder().parameter_key(name);
+            param.parameter_value(value.unwrap_or_default()).build()
+        });
+        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk_config().await);
+        let stack = format!("{prefix}stack");
+        let created = cfn
+            .create_stack()
+            .stack_name(&stack)
+            .template_body(feed.to_string())
+            .set_parameters(Some(values.collect()))
+            .send()
+            .await;
+        created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+        let described = cfn.describe_stacks().stack_name(&stack).send().await;
+        let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+        let outputs = described.stacks().iter().flat_map(|s| s.outputs());
+        let mut outputs: Map<String, Value> = outputs
+            .filter_map(|o| Some((o.output_key.clone()?, json!(o.output_value.clone()?))))
+            .collect();
+        outputs.insert("Parameters".into(), Value::Object(params));
         Ok(outputs)
     }
 }
@@ -265,136 +224,140 @@ async fn answers_http(endpoint: &str) -> bool {
         .is_ok()
 }
 
-/// The template parameters the table and queues (or their callers) depend on,
-/// with the template's defaults.
-pub const PARAMETERS: [(&str, u32); 4] = [
-    ("MaxAttempts", 6),
-    ("DeliverTimeoutSeconds", 60),
-    ("DeliverBatchSize", 1000),
-    ("DeliverBatchingWindowSeconds", 5),
-];
-/// Parameters the template no longer has, accepted and ignored for old callers.
-const RETIRED: [&str; 1] = ["EnableRegistryEventsQueue"];
-/// The values DeliverTimeoutSeconds may take (the template's AllowedValues).
-pub const DELIVER_TIMEOUTS: [u32; 9] = [15, 30, 60, 90, 120, 180, 300, 600, 900];
-/// The table's logical id, also its output key.
-pub const TABLE: &str = "WebhooksTable";
-/// Hash and range key attribute names (both strings).
-pub const KEYS: [&str; 2] = ["pk", "sk"];
+/// template.yaml as JSON, its short tags (`!Ref x`, `!GetAtt a.b`, `!Sub …`)
+/// in their long form (`{"Ref": …}`, `{"Fn::GetAtt": [a, b]}`, `{"Fn::Sub": …}`).
+pub fn template() -> Result<Value, DevstackError> {
+    let path = paths::in_repo("template.yaml");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| DevstackError::io(format!("reading {}", path.display()), e))?;
+    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
+        .map_err(|e| DevstackError::Setup(format!("{}: {e}", path.display())))?;
+    Ok(long_form(yaml))
+}
 
-/// One queue as the template declares it: logical id (and name suffix),
-/// VisibilityTimeout in seconds (`None`: SQS's default, 30 s), and the
-/// dead-letter queue's logical id and maxReceiveCount. Queues with a
-/// dead-letter queue keep messages 4 days, dead-letter queues 14.
-pub type QueueSpec = (&'static str, Option<u32>, Option<(&'static str, u32)>);
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Params(Vec<(&'static str, u32)>);
-
-impl Params {
-    /// Parses `Name=Value` overrides over the defaults, checking them as the
-    /// template's constraints do.
-    pub fn parse(overrides: &[&str]) -> Result<Params, DevstackError> {
-        let mut values = PARAMETERS.to_vec();
-        for o in overrides {
-            let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
-            let (name, value) = o
-                .split_once('=')
-                .ok_or_else(|| bad("expected Name=Value"))?;
-            if RETIRED.contains(&name) {
-                continue;
+fn long_form(yaml: serde_yaml::Value) -> Value {
+    use serde_yaml::Value as Yaml;
+    match yaml {
+        Yaml::Tagged(tagged) => {
+            let (tag, value) = (tagged.tag.to_string(), long_form(tagged.value));
+            match (tag.trim_start_matches('!'), value) {
+                ("Ref", value) => json!({ "Ref": value }),
+                ("GetAtt", Value::String(path)) => {
+                    json!({ "Fn::GetAtt": path.splitn(2, '.').collect::<Vec<_>>() })
+                }
+                (function, value) => json!({ format!("Fn::{function}"): value }),
             }
-            let slot = values.iter_mut().find(|(n, _)| *n == name);
-            let slot = slot.ok_or_else(|| bad("not a parameter of the local stack"))?;
-            slot.1 = value.parse().map_err(|_| bad("not a number"))?;
         }
-        let params = Params(values);
-        if !(1..=1000).contains(&params.get("MaxAttempts")) {
-            return Err(DevstackError::Setup("MaxAttempts must be 1..=1000".into()));
+        Yaml::Mapping(map) => {
+            let key = |k: Yaml| match k {
+                Yaml::String(s) => s,
+                other => serde_yaml::to_string(&other)
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            };
+            Value::Object(
+                map.into_iter()
+                    .map(|(k, v)| (key(k), long_form(v)))
+                    .collect(),
+            )
         }
-        if !DELIVER_TIMEOUTS.contains(&params.get("DeliverTimeoutSeconds")) {
-            let allowed = format!("DeliverTimeoutSeconds must be one of {DELIVER_TIMEOUTS:?}");
-            return Err(DevstackError::Setup(allowed));
-        }
-        Ok(params)
-    }
-
-    /// The value of one of [`PARAMETERS`] (0 for a name that is not one).
-    pub fn get(&self, name: &str) -> u32 {
-        self.0
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or(0, |(_, v)| *v)
-    }
-
-    /// The delivery queue's visibility timeout: 6 x the deliver function's
-    /// timeout, as Lambda requires for an SQS event source.
-    pub fn delivery_visibility_secs(&self) -> u32 {
-        6 * self.get("DeliverTimeoutSeconds")
-    }
-
-    /// The four queues, dead-letter queues first (a redrive policy names an
-    /// existing queue). The registry-events queue: 6 x the ingest function's
-    /// 30 s timeout; five receives.
-    pub fn queues(&self) -> [QueueSpec; 4] {
-        let delivery_redrive = ("DeliveryDeadLetterQueue", self.get("MaxAttempts"));
-        [
-            ("DeliveryDeadLetterQueue", None, None),
-            ("RegistryEventsDeadLetterQueue", None, None),
-            (
-                "DeliveryQueue",
-                Some(self.delivery_visibility_secs()),
-                Some(delivery_redrive),
-            ),
-            (
-                "RegistryEventsQueue",
-                Some(180),
-                Some(("RegistryEventsDeadLetterQueue", 5)),
-            ),
-        ]
+        Yaml::Sequence(items) => Value::Array(items.into_iter().map(long_form).collect()),
+        scalar => serde_json::to_value(scalar).unwrap_or(Value::Null),
     }
 }
 
-async fn create_table(db: &aws_sdk_dynamodb::Client, name: &str) -> Result<(), DevstackError> {
-    let failed = |what: &str, e: String| DevstackError::Setup(format!("{what} {name}: {e}"));
-    let sse = SseSpecification::builder().enabled(true).build();
-    let mut request = db
-        .create_table()
-        .table_name(name)
-        .billing_mode(BillingMode::PayPerRequest);
-    for (key, key_type) in KEYS.into_iter().zip([KeyType::Hash, KeyType::Range]) {
-        let attribute = AttributeDefinition::builder()
-            .attribute_name(key)
-            .attribute_type(ScalarAttributeType::S);
-        let element = KeySchemaElement::builder()
-            .attribute_name(key)
-            .key_type(key_type)
-            .build();
-        let (attribute, element) = (attribute.build().and_then(|a| element.map(|k| (a, k))))
-            .map_err(|e| failed("describing", e.to_string()))?;
-        request = request.attribute_definitions(attribute).key_schema(element);
+/// A scalar as CloudFormation passes parameter values: a string.
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Some(v.to_string()),
+        _ => None,
     }
-    let created = request.sse_specification(sse).send().await;
-    created.map_err(|e| failed("creating", DisplayErrorContext(e).to_string()))?;
-    Ok(())
+}
+
+/// Every template parameter with a value (its default, or an override),
+/// overrides checked as CloudFormation checks them: a declared name, and
+/// within `AllowedValues`, `MinValue` and `MaxValue`.
+fn parameters(template: &Value, overrides: &[&str]) -> Result<Map<String, Value>, DevstackError> {
+    let declared = template["Parameters"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let default = |(name, d): (&String, &Value)| Some((name.clone(), json!(text(&d["Default"])?)));
+    let mut values: Map<String, Value> = declared.iter().filter_map(default).collect();
+    for o in overrides {
+        let bad = |why: &str| DevstackError::Setup(format!("parameter {o:?}: {why}"));
+        let (name, value) = o
+            .split_once('=')
+            .ok_or_else(|| bad("expected Name=Value"))?;
+        let d = declared
+            .get(name)
+            .ok_or_else(|| bad("not a template parameter"))?;
+        let allowed = d["AllowedValues"].as_array();
+        let allowed = allowed.is_none_or(|a| a.iter().any(|v| text(v).as_deref() == Some(value)));
+        let number = value.parse::<f64>().ok();
+        let in_range = d["Type"] != "Number"
+            || number.is_some_and(|x| {
+                d["MinValue"].as_f64().is_none_or(|min| x >= min)
+                    && d["MaxValue"].as_f64().is_none_or(|max| x <= max)
+            });
+        if !(allowed && in_range) {
+            return Err(bad("outside the template's constraints"));
+        }
+        values.insert(name.to_owned(), json!(value));
+    }
+    Ok(values)
+}
+
+/// What moto's CloudFormation is fed: the template's table and queues named
+/// `prefix` + logical id, the mappings and the parameters they use (as
+/// strings: moto's `Fn::FindInMap` misses a mapping key given as a Number),
+/// and an output per name, URL and ARN.
+fn feed(template: &Value, prefix: &str) -> Value {
+    let kinds = [
+        ("AWS::DynamoDB::Table", "TableName"),
+        ("AWS::SQS::Queue", "QueueName"),
+    ];
+    let (mut resources, mut outputs) = (Map::new(), Map::new());
+    for (id, resource) in template["Resources"].as_object().into_iter().flatten() {
+        let Some((_, name)) = kinds.iter().find(|(kind, _)| resource["Type"] == *kind) else {
+            continue;
+        };
+        let mut resource = resource.clone();
+        resource["Properties"][name] = json!(format!("{prefix}{id}"));
+        resources.insert(id.clone(), resource);
+        let mut output = |key: String, value: Value| outputs.insert(key, json!({ "Value": value }));
+        if *name == "TableName" {
+            output(id.clone(), json!({ "Ref": id }));
+        } else {
+            output(format!("{id}Url"), json!({ "Ref": id }));
+            output(format!("{id}Arn"), json!({ "Fn::GetAtt": [id, "Arn"] }));
+            output(
+                format!("{id}Name"),
+                json!({ "Fn::GetAtt": [id, "QueueName"] }),
+            );
+        }
+    }
+    let text = Value::Object(resources.clone()).to_string();
+    let declared = template["Parameters"].as_object().into_iter().flatten();
+    let used = declared.filter(|(name, _)| text.contains(&json!({ "Ref": name }).to_string()));
+    let parameters: Map<String, Value> = used
+        .map(|(name, _)| (name.clone(), json!({ "Type": "String" })))
+        .collect();
+    json!({
+        "AWSTemplateFormatVersion": "2010-09-09",
+        "Mappings": template["Mappings"],
+        "Parameters": parameters,
+        "Resources": resources,
+        "Outputs": outputs,
+    })
 }
 
 /// The `MemorySize` (MiB) template.yaml gives the function with logical id
-/// `function`: its own, else the `Globals` one. Read as text (the template's
-/// short tags need no YAML engine for this one key).
-pub fn template_memory_size(template: &str, function: &str) -> Option<u64> {
-    // The MemorySize line in the block that starts at `header` (at `indent`
-    // spaces) and runs until the next line at that indent or less.
-    let memory = |header: &str, indent: usize| {
-        let lines = template
-            .lines()
-            .skip_while(|l| l.trim_end() != header)
-            .skip(1);
-        let mut block =
-            lines.take_while(|l| l.trim().is_empty() || l.len() - l.trim_start().len() > indent);
-        block
-            .find_map(|l| l.trim().strip_prefix("MemorySize:"))
-            .and_then(|v| v.trim().parse().ok())
-    };
-    memory(&format!("  {function}:"), 2).or_else(|| memory("Globals:", 0))
+/// `function`: its own, else the `Globals` one.
+pub fn template_memory_size(template: &Value, function: &str) -> Option<u64> {
+    let own = &template["Resources"][function]["Properties"]["MemorySize"];
+    own.as_u64()
+        .or_else(|| template["Globals"]["Function"]["MemorySize"].as_u64())
 }

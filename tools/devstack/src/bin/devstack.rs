@@ -14,7 +14,6 @@ use devstack::function_url::FunctionUrl;
 use devstack::moto::Moto;
 use devstack::receiver::{Behaviour, Receiver, RecordedRequest};
 use devstack::runtime_api::{workspace_binary, LocalFunction};
-use devstack::stack::Params;
 use serde_json::{json, Value};
 
 const USAGE: &str = "usage: devstack up [--keep-running]";
@@ -84,22 +83,27 @@ async fn run(keep_running: bool) -> Res<()> {
             Ok::<_, String>(function.with_timeout(WAIT))
         }
     };
-    let params = Params::parse(&[])?;
+    // The delivery mapping's settings: the template's defaults.
+    let param = |name: &str| {
+        stack["Parameters"][name]
+            .as_str()
+            .and_then(|v| v.parse().ok())
+    };
     let (batch, window) = (
-        params.get("DeliverBatchSize"),
-        params.get("DeliverBatchingWindowSeconds"),
+        param("DeliverBatchSize").ok_or("no DeliverBatchSize")?,
+        param("DeliverBatchingWindowSeconds").ok_or("no DeliverBatchingWindowSeconds")?,
     );
     let (sqs, deliver) = (
         aws_sdk_sqs::Client::new(&moto.sdk_config().await),
         function("deliver").await?,
     );
-    let window_secs = Duration::from_secs(window.into());
+    let window_secs = Duration::from_secs(window as u64);
     let esm = EventSourceMapping::start(
         sqs,
         queue,
         out("DeliveryQueueArn"),
         deliver,
-        batch as usize,
+        batch,
         window_secs,
     );
     let ingest = FunctionUrl::serve(function("ingest").await?).await?;
