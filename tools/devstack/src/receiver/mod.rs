@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::{HeaderName, HeaderValue};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use http_body_util::BodyExt;
 use tokio_rustls::{rustls, TlsAcceptor};
 
@@ -25,7 +25,7 @@ pub enum Behaviour {
     /// Answer with this status, extra headers (e.g. `Retry-After`) and body.
     Respond {
         status: u16,
-        headers: Vec<(String, String)>,
+        headers: HeaderMap,
         body: Bytes,
     },
     Delay(Duration, Box<Behaviour>),
@@ -38,7 +38,7 @@ impl Behaviour {
     pub fn status(status: u16) -> Behaviour {
         Behaviour::Respond {
             status,
-            headers: Vec::new(),
+            headers: HeaderMap::new(),
             body: Bytes::new(),
         }
     }
@@ -47,10 +47,14 @@ impl Behaviour {
         Behaviour::status(200)
     }
 
-    /// Adds a response header (to `Respond` only, like [`Behaviour::with_body`]).
+    /// Adds a response header (to `Respond` only, like [`Behaviour::with_body`];
+    /// an invalid name or value is left out).
     pub fn with_header(mut self, name: &str, value: &str) -> Behaviour {
-        if let Behaviour::Respond { headers, .. } = &mut self {
-            headers.push((name.to_owned(), value.to_owned()));
+        let name = HeaderName::from_bytes(name.as_bytes());
+        if let (Behaviour::Respond { headers, .. }, Ok(n), Ok(v)) =
+            (&mut self, name, HeaderValue::from_str(value))
+        {
+            headers.append(n, v);
         }
         self
     }
@@ -155,7 +159,7 @@ impl Options {
 
 /// What every listener shares.
 struct State {
-    options: Options,
+    count_only: bool,
     behaviour: Mutex<Behaviour>,
     /// The recorded requests, and how many arrived per path.
     log: Mutex<(Vec<RecordedRequest>, HashMap<String, usize>)>,
@@ -189,7 +193,7 @@ impl Receiver {
         let acceptor = config.map(|c| TlsAcceptor::from(Arc::new(c)));
         let ports = options.ports.max(1);
         let state = Arc::new(State {
-            options,
+            count_only: options.count_only,
             behaviour: Mutex::new(behaviour),
             log: Mutex::default(),
             counts: (0..ports).map(|_| AtomicUsize::new(0)).collect(),
@@ -200,8 +204,7 @@ impl Receiver {
         for port in 0..ports {
             let (st, tls) = (state.clone(), acceptor.clone());
             let handler = move |req, _| handle(st.clone(), port, req);
-            let resettable = !options.count_only;
-            servers.push(http_server::serve("receiver", resettable, tls, handler).await?);
+            servers.push(http_server::serve("receiver", !options.count_only, tls, handler).await?);
         }
         Ok(Receiver {
             servers,
@@ -225,11 +228,7 @@ impl Receiver {
     /// listeners, so callers can round-robin with a plain counter).
     pub fn url_at(&self, index: usize, path: &str) -> String {
         let addr = self.servers[index % self.servers.len()].addr;
-        let scheme = if self.state.options.tls {
-            "https"
-        } else {
-            "http"
-        };
+        let scheme = self.ca_pem.as_ref().map_or("http", |_| "https");
         format!(
             "{scheme}://{addr}/{}",
             path.strip_prefix('/').unwrap_or(path)
@@ -329,14 +328,14 @@ async fn handle(
             path,
         };
         *seen += 1;
-        if !state.options.count_only {
+        if !state.count_only {
             log.0.push(recorded.clone());
         }
         recorded
     };
     // Recorded on arrival, before the behaviour runs, and counted after, so
     // `wait_for` finds what it counted.
-    let mut request = (!state.options.count_only).then(&recorded);
+    let mut request = (!state.count_only).then(&recorded);
     state.counts[port].fetch_add(1, Ordering::Relaxed);
 
     let mut behaviour = lock(&state.behaviour).clone();
@@ -359,18 +358,10 @@ async fn handle(
                 let now = Instant::now();
                 let mut answers = lock(&state.answers);
                 *answers = Some(answers.map_or((now, now), |(first, _)| (first, now)));
-                let typed = headers
-                    .iter()
-                    .any(|(n, _)| n.eq_ignore_ascii_case("content-type"));
+                let typed = headers.contains_key(http::header::CONTENT_TYPE);
                 let mut resp = response(status, if typed { "" } else { "text/plain" }, body);
-                for (name, value) in headers {
-                    if let (Ok(n), Ok(v)) = (
-                        HeaderName::from_bytes(name.as_bytes()),
-                        HeaderValue::from_str(&value),
-                    ) {
-                        resp.headers_mut().append(n, v);
-                    }
-                }
+                // Only the content type is set yet, and only when `headers` has none.
+                resp.headers_mut().extend(headers);
                 return Reply::Response(resp);
             }
         };
