@@ -179,4 +179,5 @@ async fn sink_counts_on_several_ports() {
     assert_eq!(sink.count(), 30);
     assert_eq!(sink.counts(), [10, 10, 10]);
     assert_eq!(sink.body_bytes(), 300);
+    assert!(sink.requests().is_empty(), "a counting receiver keeps none");
 }
