@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use alin_tests::{repo_root, Stack};
 use aws_lambda_events::event::sqs::{SqsEvent, SqsMessage};
 use deliver::{Config, Deliverer, DeliveryPolicy};
-use devstack::receiver::Sink;
+use devstack::receiver::{Behaviour, Options, Receiver};
 use devstack::runtime_api::{workspace_binary, LocalFunction};
 use futures::stream::{self, StreamExt};
 use shared::domain::{validate_webhook_url, RepositoryName};
@@ -41,11 +41,12 @@ fn record(i: usize) -> SqsMessage {
 }
 
 /// Seeds one webhook per repository, spread over the sink's ports.
-async fn seed(stack: &Stack, sink: &Sink) {
+async fn seed(stack: &Stack, sink: &Receiver) {
     let store = stack.store();
     stream::iter(0..REPOS)
         .map(|r| {
-            let url = validate_webhook_url(&sink.url(r, &format!("/hook/{r}?t=x")), true).unwrap();
+            let url =
+                validate_webhook_url(&sink.url_at(r, &format!("/hook/{r}?t=x")), true).unwrap();
             let store = &store;
             async move {
                 store
@@ -66,7 +67,9 @@ async fn seed(stack: &Stack, sink: &Sink) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_jobs_over_a_thousand_repositories() {
     let stack = Stack::new("deliver-scale").await;
-    let sink = Sink::start(8).await.unwrap();
+    let sink = Receiver::start_with(Options::counting(8), Behaviour::status(204))
+        .await
+        .unwrap();
     seed(&stack, &sink).await;
     let store = stack.store();
 
@@ -102,7 +105,7 @@ async fn ten_thousand_jobs_over_a_thousand_repositories() {
 
     assert!(report.response.batch_item_failures.is_empty());
     assert_eq!(report.summary.delivered, JOBS as u64);
-    assert_eq!(sink.count(), JOBS as u64);
+    assert_eq!(sink.count(), JOBS);
     let reads = stack.proxy.count("dynamodb:BatchGetItem")
         + stack.proxy.count("dynamodb:GetItem")
         + stack.proxy.count("dynamodb:Query")
@@ -159,7 +162,9 @@ async fn binary_on_ten_thousand_jobs_within_budget() {
         binary.display()
     );
     let stack = Stack::new("deliver-scale-bin").await;
-    let sink = Sink::start(16).await.unwrap();
+    let sink = Receiver::start_with(Options::counting(16), Behaviour::status(204))
+        .await
+        .unwrap();
     seed(&stack, &sink).await;
     let event = serde_json::json!({
         "Records": (0..JOBS).map(|i| record_json(i, &stack.queue_arn)).collect::<Vec<_>>()
@@ -186,7 +191,7 @@ async fn binary_on_ten_thousand_jobs_within_budget() {
         .ok()
         .unwrap_or_else(|| panic!("function error: {:?}", inv.error()));
     assert_eq!(response["batchItemFailures"], serde_json::json!([]));
-    assert_eq!(sink.count(), JOBS as u64);
+    assert_eq!(sink.count(), JOBS);
     assert_eq!(stack.proxy.count("dynamodb:BatchGetItem"), 10, "{counts:?}");
     assert_eq!(
         stack.proxy.count("dynamodb:UpdateItem"),

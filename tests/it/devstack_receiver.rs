@@ -1,7 +1,7 @@
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use devstack::receiver::{Behaviour, Receiver, Sink};
+use devstack::receiver::{Behaviour, Options, Receiver};
 use devstack::DevstackError;
 
 #[tokio::test]
@@ -161,19 +161,23 @@ async fn script_counts_per_path_and_redirect() {
 
 #[tokio::test]
 async fn sink_counts_on_several_ports() {
-    let sink = Sink::start(3).await.unwrap();
+    let sink = Receiver::start_with(Options::counting(3), Behaviour::status(204))
+        .await
+        .unwrap();
     assert_eq!(sink.counts().len(), 3);
     let http = reqwest::Client::new();
     for i in 0..30 {
         let resp = http
-            .post(sink.url(i, "/hook"))
+            .post(sink.url_at(i, "/hook"))
             .body("0123456789")
             .send()
             .await
             .unwrap();
         assert_eq!(resp.status(), 204);
     }
-    assert_eq!(sink.wait_for(30, Duration::from_secs(2)).await.unwrap(), 30);
+    sink.wait_for(30, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(sink.count(), 30);
     assert_eq!(sink.counts(), [10, 10, 10]);
     assert_eq!(sink.body_bytes(), 300);
+    assert!(sink.requests().is_empty(), "a counting receiver keeps none");
 }

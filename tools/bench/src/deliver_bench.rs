@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
 use devstack::aws_proxy::{busy_time, AwsProxy, Call};
 use devstack::paths::cpu_ms;
-use devstack::receiver::{Behaviour, Receiver, Sink};
+use devstack::receiver::{Behaviour, Options, Receiver};
 use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
 use shared::adapters::DynamoStore;
@@ -50,7 +50,7 @@ struct Setup {
     paced: AwsProxy,
     store: DynamoStore,
     sqs: aws_sdk_sqs::Client,
-    sink: Sink,
+    sink: Receiver,
     repos: Vec<RepositoryName>,
     secrets: Vec<WebhookSecret>,
     jobs: Vec<DeliveryJob>,
@@ -63,7 +63,7 @@ struct Run {
     duration: Duration,
     started: Instant,
     calls: Vec<Call>,
-    received: u64,
+    received: usize,
     /// The first and the last webhook answered at the sink.
     answers: Option<(Instant, Instant)>,
     cpu_ms: Option<f64>,
@@ -158,8 +158,8 @@ async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
     let err = || String::from_utf8_lossy(&out.stderr).into_owned();
     let v: Value = serde_json::from_slice(&out.stdout)
         .map_err(|e| format!("bare-client ({}): {e}: {}", out.status, err()))?;
-    let (jobs, got, ok) = (s.jobs.len() as u64, s.sink.count() - before, &v["ok"]);
-    if ok.as_u64() != Some(jobs) || got != jobs {
+    let (jobs, got, ok) = (s.jobs.len(), s.sink.count() - before, &v["ok"]);
+    if ok.as_u64() != Some(jobs as u64) || got != jobs {
         return Err(format!(
             "bare-client: {ok} of {jobs} 2xx, the sink got {got}"
         ));
@@ -173,8 +173,10 @@ async fn bare_once(ctx: &Ctx, s: &Setup, file: &Path) -> Res<Value> {
 }
 
 /// `/hook/<i>` for each of `n` repositories, round-robin over the sink's ports.
-fn hook_urls(sink: &Sink, n: usize) -> Vec<String> {
-    (0..n).map(|i| sink.url(i, &format!("/hook/{i}"))).collect()
+fn hook_urls(sink: &Receiver, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| sink.url_at(i, &format!("/hook/{i}")))
+        .collect()
 }
 
 fn count(aws: &Value, prefix: &str) -> u64 {
@@ -221,7 +223,9 @@ fn wanted(part: &str) -> bool {
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (jobs_n, repos_n) = (ctx.sizes.jobs, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, "tp").await?;
-    let sink = Sink::start(HOSTS).await.ctx("sink")?;
+    let sink = Receiver::start_with(Options::counting(HOSTS), Behaviour::status(204))
+        .await
+        .ctx("sink")?;
     let repos = workload::repos("tp", repos_n)?;
     // Job j goes to repository j % repos, each with its own tag: nothing coalesces.
     let jobs: Vec<DeliveryJob> = (0..jobs_n)
@@ -280,7 +284,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 /// The headline against a TLS sink: every webhook re-pointed at it, the
 /// test CA handed to both contenders as `SSL_CERT_FILE` (an extra CA bundle).
 async fn https(ctx: &Ctx, s: &mut Setup) -> Res<Value> {
-    let tls = Sink::start_tls(HOSTS).await.ctx("TLS sink")?;
+    let options = Options {
+        tls: true,
+        ..Options::counting(HOSTS)
+    };
+    let tls = Receiver::start_with(options, Behaviour::status(204))
+        .await
+        .ctx("TLS sink")?;
     let ca = ctx.work.join("bench-test-ca.pem");
     std::fs::write(&ca, tls.ca_pem().unwrap_or_default()).ctx("CA file")?;
     let urls = hook_urls(&tls, s.repos.len());
@@ -294,7 +304,8 @@ async fn https(ctx: &Ctx, s: &mut Setup) -> Res<Value> {
 /// `delay`, `ctx.sizes.rounds` rounds taking turns at going first.
 async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[String]) -> Res<Value> {
     let jobs_n = s.jobs.len();
-    s.sink.set_delay(delay);
+    s.sink
+        .set_behaviour(Behaviour::delay(delay, Behaviour::status(204)));
     let bare_file = ctx.work.join(format!("bare-requests-{name}.json"));
     let (body_bytes, headers) = write_bare_requests(&bare_file, s, urls)?;
     // deliver with paced writes is the contender; the headline also runs it
@@ -318,7 +329,7 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
             let label = format!("{who}-{name}-{round}");
             let proxy = if who == "moto" { &s.proxy } else { &s.paced };
             let d = deliver_once(ctx, s, proxy, s.event.clone(), &label).await?;
-            if d.received != jobs_n as u64 || d.failures != 0 {
+            if d.received != jobs_n || d.failures != 0 {
                 let (got, failed, figures) = (d.received, d.failures, &d.figures);
                 return Err(format!(
                     "{label}: the sink got {got} of {jobs_n}, {failed} records failed, figures {figures}"
@@ -427,11 +438,11 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         .await;
     let back = |i: usize| {
         s.sink
-            .url(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY))
+            .url_at(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY))
     };
     seed(&s.store, &failing, back).await?;
     let run = run?;
-    let (receiver_got, ok_jobs) = (receiver.count(), (s.jobs.len() - failing_jobs.len()) as u64);
+    let (receiver_got, ok_jobs) = (receiver.count(), s.jobs.len() - failing_jobs.len());
     if run.failures != failing_jobs.len()
         || receiver_got != failing_jobs.len()
         || run.received != ok_jobs

@@ -1,5 +1,5 @@
 //! The one "serve this handler on 127.0.0.1:0" helper every emulation here
-//! runs on (Runtime API, Function URL, receivers, sinks, the AWS proxy):
+//! runs on (Runtime API, Function URL, receivers, the AWS proxy):
 //! hyper's HTTP/1.1 connections, plain or TLS, shutdown on drop, and the one
 //! thing a framework would not give us: closing a connection with a TCP reset.
 
@@ -59,7 +59,7 @@ impl Drop for ServerHandle {
 /// Binds 127.0.0.1 on a free port and serves `handler` in a background
 /// task, over TLS when `tls` is given. `resettable` must be true for
 /// handlers that may return [`Reply::Reset`]; it costs a duplicated
-/// descriptor per connection, which sinks avoid.
+/// descriptor per connection, which counting receivers avoid.
 pub(crate) async fn serve<F, Fut>(
     what: &str,
     resettable: bool,
