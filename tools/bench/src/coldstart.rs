@@ -10,7 +10,7 @@ use std::time::Duration;
 use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
 
-use crate::stack::{function_env, start_function, Stack};
+use crate::stack::{start_function, Stack};
 use crate::stats::{median, ms};
 use crate::workload::{job, native_push, repos, sqs_record};
 use crate::{Ctx, Res};
@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // A real configuration (init reads it and builds the AWS clients); no
     // AWS call is made before the first poll.
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
-    let env = function_env(&ctx.moto, &stack, ctx.moto.endpoint(), &extra);
+    let env = stack.env(ctx.moto.endpoint(), &extra);
     let names: Vec<&str> = std::iter::once(HELLO).chain(FUNCTIONS).collect();
     let mut init: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut first = init.clone();
