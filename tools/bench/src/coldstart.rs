@@ -63,9 +63,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // Rotate the order too, so no binary always follows the same one.
         for k in 0..names.len() {
             let name = names[(k + round) % names.len()];
-            let (f, _) =
-                start_function(name, &env, &ctx.logs, &format!("coldstart-{name}"), TIMEOUT)
-                    .await?;
+            let label = format!("coldstart-{name}");
+            let (f, _) = start_function(ctx, name, &label, &env, TIMEOUT).await?;
             let polled = f
                 .api
                 .first_poll_at()

@@ -110,7 +110,7 @@ async fn deliver_once(
     ];
     extra.extend(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     let env = s.stack.env(&proxy.endpoint(), &extra);
-    let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
+    let (f, log) = start_function(ctx, "deliver", label, &env, TIMEOUT).await?;
     proxy.reset_counts();
     let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (cpu0, jiffies0) = (cpu_ms(f.pid), stats::machine_jiffies());
@@ -474,10 +474,8 @@ async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<Stri
 /// invocation of a design without batching looks like (after one warm-up).
 async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
-    let (f, _log) = s
-        .stack
-        .start(ctx, "deliver", "deliver-single", &extra, TIMEOUT)
-        .await?;
+    let env = s.stack.env(&s.stack.proxy.endpoint(), &extra);
+    let (f, _log) = start_function(ctx, "deliver", "deliver-single", &env, TIMEOUT).await?;
     let mut durations = Vec::new();
     for k in 0..=ctx.sizes.singles {
         let j = s.jobs.len() + k;

@@ -57,7 +57,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     ];
     let env = stack.env(&stack.proxy.endpoint(), &extra);
     let timeout = Duration::from_secs(30);
-    let pool = Pool::start(ctx, "ingest", &env, "hot-ingest", CLIENTS, timeout).await?;
+    let pool = Pool::start(ctx, "ingest", "hot-ingest", CLIENTS, &env, timeout).await?;
     let function_url = FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
     let url = function_url.url();
     stack.proxy.reset_counts();

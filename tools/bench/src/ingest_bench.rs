@@ -9,7 +9,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde_json::{json, Value};
 
-use crate::stack::{self, count, tally, Pool, Stack, BENCH_INGEST_TOKEN};
+use crate::stack::{self, count, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, mib, ms, percentile};
 use crate::Context as _;
 use crate::{workload, Ctx, Res};
@@ -30,9 +30,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         .seed(&repos, |i| format!("http://127.0.0.1:9/hook/{i}"))
         .await?;
     let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
-    let (f, log) = stack
-        .start(ctx, "ingest", "ingest-sqs", &extra, TIMEOUT)
-        .await?;
+    let env = stack.env(&stack.proxy.endpoint(), &extra);
+    let (f, log) = start_function(ctx, "ingest", "ingest-sqs", &env, TIMEOUT).await?;
     let proxy = &stack.proxy;
     proxy.reset_counts();
     let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);

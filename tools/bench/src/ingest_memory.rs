@@ -9,7 +9,7 @@ use devstack::registry::{sha256, StubRegistry};
 use serde_json::{json, Value};
 use shared::domain::RepositoryName;
 
-use crate::stack::{self, Stack, BENCH_INGEST_TOKEN};
+use crate::stack::{self, start_function, Stack, BENCH_INGEST_TOKEN};
 use crate::workload::sqs_record;
 use crate::Context as _;
 use crate::{Ctx, Res};
@@ -40,9 +40,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ("REGISTRY_URL", &base),
     ];
     let timeout = Duration::from_secs(300);
-    let (function, log) = stack
-        .start(ctx, "ingest", "ingest-memory", &extra, timeout)
-        .await?;
+    let env = stack.env(&stack.proxy.endpoint(), &extra);
+    let (function, log) = start_function(ctx, "ingest", "ingest-memory", &env, timeout).await?;
     let records = (0..EVENTS).map(|i| {
         let target = json!({"mediaType": INDEX, "digest": top, "repository": REPO,
                             "url": registry.url(REPO, &top), "tag": format!("m{i}")});

@@ -50,10 +50,10 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
     let env = stack.env(&stack.proxy.endpoint(), &extra);
     let timeout = Duration::from_secs(30);
-    let ingest = Pool::start(ctx, "ingest", &env, "latency-ingest", pool_size, timeout).await?;
+    let ingest = Pool::start(ctx, "ingest", "latency-ingest", pool_size, &env, timeout).await?;
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
     let env = stack.env(&deliver_proxy.endpoint(), &extra);
-    let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
+    let deliver = Pool::start(ctx, "deliver", "latency-deliver", 1, &env, 2 * timeout).await?;
     let url = FunctionUrl::serve(ingest.clone())
         .await
         .ctx("function url")?;

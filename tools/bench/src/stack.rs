@@ -99,20 +99,6 @@ impl Stack {
         self.moto_env.iter().cloned().chain(ours).collect()
     }
 
-    /// Starts function `name` calling AWS through this stack's proxy, with
-    /// its log in `logs/<label>.log` ([`start_function`]).
-    pub async fn start(
-        &self,
-        ctx: &Ctx,
-        name: &str,
-        label: &str,
-        extra: &[(&str, &str)],
-        timeout: Duration,
-    ) -> Res<(LocalFunction, PathBuf)> {
-        let env = self.env(&self.proxy.endpoint(), extra);
-        start_function(name, &env, &ctx.logs, label, timeout).await
-    }
-
     /// Sets a webhook for every repository (`url_of(index)`) straight in
     /// moto; returns the secrets, by index.
     pub async fn seed(
@@ -121,26 +107,19 @@ impl Stack {
         url_of: impl Fn(usize) -> String,
     ) -> Res<Vec<WebhookSecret>> {
         let now = shared::domain::time::rfc3339(time::OffsetDateTime::now_utc());
+        // In order: the secrets come back by index.
         let stream = stream::iter(repos.iter().enumerate()).map(|(i, repo)| {
             let (url, now) = (url_of(i), now.clone());
             async move {
                 let url = validate_webhook_url(&url, true).map_err(|e| format!("{url}: {e}"))?;
-                let rec = self
-                    .store
-                    .put_url(repo, &url, &now)
-                    .await
-                    .map_err(|e| format!("put_url {repo}: {e}"))?;
-                Ok::<_, String>((
-                    i,
-                    rec.webhook
-                        .map(|w| w.secret)
-                        .ok_or(format!("put_url {repo}: no webhook"))?,
-                ))
+                let rec = self.store.put_url(repo, &url, &now).await;
+                let webhook = rec.map_err(|e| format!("put_url {repo}: {e}"))?.webhook;
+                webhook
+                    .map(|w| w.secret)
+                    .ok_or(format!("put_url {repo}: no webhook"))
             }
         });
-        let mut secrets: Vec<_> = stream.buffer_unordered(16).try_collect().await?;
-        secrets.sort_by_key(|(i, _)| *i);
-        Ok(secrets.into_iter().map(|(_, s)| s).collect())
+        stream.buffered(16).try_collect().await
     }
 }
 
@@ -209,15 +188,15 @@ pub async fn receive_jobs(
 }
 
 /// Starts a function binary through the Runtime API emulation and waits for
-/// its first poll, with its log in `logs/<log_name>.log` (truncated first).
+/// its first poll, with its log in `logs/<label>.log` (truncated first).
 pub async fn start_function(
+    ctx: &Ctx,
     name: &str,
+    label: &str,
     env: &[(String, String)],
-    logs: &Path,
-    log_name: &str,
     timeout: Duration,
 ) -> Res<(LocalFunction, PathBuf)> {
-    let log = logs.join(format!("{log_name}.log"));
+    let log = ctx.logs.join(format!("{label}.log"));
     let _ = std::fs::remove_file(&log);
     let f = LocalFunction::start(&workspace_binary(name), env, &log)
         .await
@@ -309,18 +288,15 @@ impl Pool {
     pub async fn start(
         ctx: &Ctx,
         name: &str,
-        env: &[(String, String)],
         label: &str,
         n: usize,
+        env: &[(String, String)],
         timeout: Duration,
     ) -> Res<Arc<Pool>> {
         let mut fns = Vec::with_capacity(n);
         for k in 0..n {
-            fns.push(
-                start_function(name, env, &ctx.logs, &format!("{label}-{k}"), timeout)
-                    .await?
-                    .0,
-            );
+            let label = format!("{label}-{k}");
+            fns.push(start_function(ctx, name, &label, env, timeout).await?.0);
         }
         Ok(Arc::new(Pool::new(fns)))
     }
