@@ -46,7 +46,6 @@ struct Setup {
     stack: Stack,
     /// Another proxy, with outcome writes paced like DynamoDB.
     paced: AwsProxy,
-    sqs: aws_sdk_sqs::Client,
     sink: Sink,
     repos: Vec<RepositoryName>,
     secrets: Vec<WebhookSecret>,
@@ -225,10 +224,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let secrets = stack.seed(&repos, |i| urls[i].clone()).await?;
     let paced = stack.new_proxy().await?;
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
-    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
     let mut s = Setup {
         paced,
-        sqs,
         stack,
         sink,
         repos,
@@ -406,6 +403,7 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
     };
     // Whatever happened, leave the queue empty and the sink URLs back.
     let _ = s
+        .stack
         .sqs
         .purge_queue()
         .queue_url(&s.stack.queue_url)
@@ -440,7 +438,7 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
 async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<String, Message>> {
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
-        let mut send = s.sqs.send_message_batch().queue_url(q);
+        let mut send = s.stack.sqs.send_message_batch().queue_url(q);
         for (i, job) in chunk.iter().enumerate() {
             let entry = SendMessageBatchRequestEntry::builder().id(i.to_string());
             send = send.entries(
@@ -456,7 +454,7 @@ async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<Stri
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let got = receive_jobs(&s.sqs, q).await?;
+        let got = receive_jobs(&s.stack.sqs, q).await?;
         empty = if got.is_empty() { empty + 1 } else { 0 };
         received.extend(got.into_iter().map(|(job, m)| (job.image_ref(), m)));
     }

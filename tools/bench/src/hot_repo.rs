@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use devstack::function_url::FunctionUrl;
 use devstack::registry::StubRegistry;
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 use shared::domain::RepositoryName;
 use shared::ports::WebhookStore as _;
@@ -73,35 +74,25 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             "action": "push", "target": target}]})
         .to_string()
     };
+    let post = |i: usize| {
+        let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
+        let post = post.header("content-type", ENVELOPES).body(envelope(i));
+        async move {
+            let sent = Instant::now();
+            let (status, summary) = match post.send().await {
+                Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+                Err(_) => (0, Value::Null),
+            };
+            (status, ms(sent.elapsed()), summary)
+        }
+    };
+    // CLIENTS requests in flight at any time, as many clients would keep.
     let started = Instant::now();
-    let workers = (0..CLIENTS).map(|c| {
-        let bodies: Vec<String> = (c..pushes).step_by(CLIENTS).map(envelope).collect();
-        let (http, url) = (http.clone(), url.clone());
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            for body in bodies {
-                let sent = Instant::now();
-                let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-                let r = post
-                    .header("content-type", ENVELOPES)
-                    .body(body)
-                    .send()
-                    .await;
-                let status = r.as_ref().map_or(0, |r| r.status().as_u16());
-                let summary: Value = if let Ok(r) = r {
-                    r.json().await.unwrap_or(Value::Null)
-                } else {
-                    Value::Null
-                };
-                answers.push((status, ms(sent.elapsed()), summary));
-            }
-            answers
-        })
-    });
-    let mut answers = Vec::with_capacity(pushes);
-    for w in workers.collect::<Vec<_>>() {
-        answers.extend(w.await.ctx("hot client")?);
-    }
+    let answers: Vec<(u16, f64, Value)> = futures::stream::iter(0..pushes)
+        .map(post)
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
     let wall = started.elapsed();
     let calls = stack.proxy.take_calls();
     let transactions = calls

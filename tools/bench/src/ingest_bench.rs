@@ -34,7 +34,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (f, log) = start_function(ctx, "ingest", "ingest-sqs", &env, TIMEOUT).await?;
     let proxy = &stack.proxy;
     proxy.reset_counts();
-    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
+    let sqs = &stack.sqs;
     let push = |e: usize| {
         let (tag, id) = (format!("t{e}"), format!("ev-{e}"));
         workload::native_push(&repos[e % repos_n], &tag, &id, e as u64)
@@ -62,7 +62,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // time grows with the queue's length. Drained directly, not counted.
         if (b + 1) % DRAIN_EVERY == 0 || b + 1 == batches {
             calls.extend(proxy.take_calls());
-            drain(&sqs, &stack.queue_url, &mut queued).await?;
+            drain(sqs, &stack.queue_url, &mut queued).await?;
         }
     }
     if queued.len() != events {
@@ -96,7 +96,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let http_calls = proxy.take_calls();
     let mut seen = HashSet::new();
-    drain(&sqs, &stack.queue_url, &mut seen).await?;
+    drain(sqs, &stack.queue_url, &mut seen).await?;
     if seen.len() != singles + 1 {
         return Err(format!(
             "{} jobs queued for {} pushes over HTTP",

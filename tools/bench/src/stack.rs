@@ -34,8 +34,8 @@ pub const BENCH_INGEST_TOKEN: &str = "bench-ingest-token-0123456789abcdef";
 
 /// The template's resources for one measurement, with the template's
 /// DeliverBatchSize and DeliverBatchingWindowSeconds defaults; a proxy to
-/// moto counting the functions' calls; the table reached straight at moto
-/// (seeding, nothing counted).
+/// moto counting the functions' calls; the table and the queues reached
+/// straight at moto (seeding and draining, nothing counted).
 pub struct Stack {
     pub table: String,
     pub queue_url: String,
@@ -46,6 +46,7 @@ pub struct Stack {
     pub deliver_window_secs: u64,
     pub proxy: AwsProxy,
     pub store: DynamoStore,
+    pub sqs: aws_sdk_sqs::Client,
     /// moto's credentials and region, for the function processes.
     moto_env: Vec<(String, String)>,
     moto_endpoint: String,
@@ -62,7 +63,7 @@ impl Stack {
         let out = |key: &str| outputs.get(key).and_then(Value::as_str).map(str::to_owned);
         let out = |key: &str| out(key).ok_or(format!("stack output {key} missing"));
         let table = out("WebhooksTable")?;
-        let sdk = aws_sdk_dynamodb::Client::new(&moto.sdk_config().await);
+        let sdk = moto.sdk_config().await;
         Ok(Stack {
             queue_url: out("DeliveryQueueUrl")?,
             queue_arn: out("DeliveryQueueArn")?,
@@ -71,7 +72,8 @@ impl Stack {
             deliver_batch_size: param("DeliverBatchSize").unwrap_or(1000) as usize,
             deliver_window_secs: param("DeliverBatchingWindowSeconds").unwrap_or(5),
             proxy: proxy(moto.endpoint()).await?,
-            store: DynamoStore::new(sdk, &table),
+            store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table),
+            sqs: aws_sdk_sqs::Client::new(&sdk),
             table,
             moto_env: moto.function_env(),
             moto_endpoint: moto.endpoint().to_owned(),
