@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use shared::domain::{DeliveryJob, RepositoryName};
 use shared::webhook::{build_request, WebhookSecret};
 
-use crate::stack::{count, receive_jobs, start_function, tally, Stack};
+use crate::stack::{count, start_function, tally, Stack};
 use crate::stats::{self, median, mib, ms};
 use crate::Context as _;
 use crate::{workload, Ctx, Res};
@@ -454,7 +454,7 @@ async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<Stri
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let got = receive_jobs(&s.stack.sqs, q).await?;
+        let got = s.stack.receive_jobs().await?;
         empty = if got.is_empty() { empty + 1 } else { 0 };
         received.extend(got.into_iter().map(|(job, m)| (job.image_ref(), m)));
     }

@@ -34,7 +34,6 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (f, log) = start_function(ctx, "ingest", "ingest-sqs", &env, TIMEOUT).await?;
     let proxy = &stack.proxy;
     proxy.reset_counts();
-    let sqs = &stack.sqs;
     let push = |e: usize| {
         let (tag, id) = (format!("t{e}"), format!("ev-{e}"));
         workload::native_push(&repos[e % repos_n], &tag, &id, e as u64)
@@ -62,7 +61,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // time grows with the queue's length. Drained directly, not counted.
         if (b + 1) % DRAIN_EVERY == 0 || b + 1 == batches {
             calls.extend(proxy.take_calls());
-            drain(sqs, &stack.queue_url, &mut queued).await?;
+            drain(&stack, &mut queued).await?;
         }
     }
     if queued.len() != events {
@@ -96,7 +95,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let http_calls = proxy.take_calls();
     let mut seen = HashSet::new();
-    drain(sqs, &stack.queue_url, &mut seen).await?;
+    drain(&stack, &mut seen).await?;
     if seen.len() != singles + 1 {
         return Err(format!(
             "{} jobs queued for {} pushes over HTTP",
@@ -120,13 +119,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
 
 /// Receives and deletes everything on the queue; every body must be a
 /// delivery job, each seen once (by `repository:tag`).
-async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<String>) -> Res<()> {
+async fn drain(stack: &Stack, seen: &mut HashSet<String>) -> Res<()> {
     loop {
-        let messages = stack::receive_jobs(sqs, queue_url).await?;
+        let messages = stack.receive_jobs().await?;
         if messages.is_empty() {
             return Ok(());
         }
-        let mut delete = sqs.delete_message_batch().queue_url(queue_url);
+        let mut delete = stack.sqs.delete_message_batch().queue_url(&stack.queue_url);
         for (i, (job, m)) in messages.iter().enumerate() {
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));

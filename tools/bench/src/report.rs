@@ -142,11 +142,8 @@ pub fn machine() -> Value {
     let field = |text: &str, key: &str| {
         let line = text
             .lines()
-            .find(|l| l.starts_with(key))
-            .unwrap_or_default();
-        line.split_once(':')
-            .map(|(_, v)| v.trim().to_owned())
-            .unwrap_or_default()
+            .find_map(|l| l.strip_prefix(key)?.split_once(':'));
+        line.map_or(String::new(), |(_, v)| v.trim().to_owned())
     };
     let kib: f64 = field(&read("/proc/meminfo"), "MemTotal")
         .trim_end_matches(" kB")

@@ -71,7 +71,7 @@ impl Stack {
             registry_queue_url: out("RegistryEventsQueueUrl")?,
             deliver_batch_size: param("DeliverBatchSize").unwrap_or(1000) as usize,
             deliver_window_secs: param("DeliverBatchingWindowSeconds").unwrap_or(5),
-            proxy: proxy(moto.endpoint()).await?,
+            proxy: AwsProxy::start(moto.endpoint()).await.ctx("aws proxy")?,
             store: DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), &table),
             sqs: aws_sdk_sqs::Client::new(&sdk),
             table,
@@ -82,7 +82,7 @@ impl Stack {
 
     /// Another proxy to this stack's moto.
     pub async fn new_proxy(&self) -> Res<AwsProxy> {
-        proxy(&self.moto_endpoint).await
+        AwsProxy::start(&self.moto_endpoint).await.ctx("aws proxy")
     }
 
     /// The environment of a function binary using this stack through
@@ -99,6 +99,26 @@ impl Stack {
             .chain(extra)
             .map(|(k, v)| (k.to_string(), v.to_string()));
         self.moto_env.iter().cloned().chain(ours).collect()
+    }
+
+    /// One ReceiveMessage of up to 10 messages from the delivery queue
+    /// (attributes included), straight at moto; every body must be a job.
+    pub async fn receive_jobs(&self) -> Res<Vec<(DeliveryJob, Message)>> {
+        let receive = self.sqs.receive_message().queue_url(&self.queue_url);
+        let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
+        let out = receive
+            .message_attribute_names("All")
+            .max_number_of_messages(10)
+            .send()
+            .await;
+        let messages = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
+        let job = |m: Message| {
+            Ok((
+                DeliveryJob::parse(m.body().unwrap_or_default()).ctx("a queued non-job")?,
+                m,
+            ))
+        };
+        messages.into_iter().map(job).collect()
     }
 
     /// Sets a webhook for every repository (`url_of(index)`) straight in
@@ -123,10 +143,6 @@ impl Stack {
         });
         stream.buffered(16).try_collect().await
     }
-}
-
-async fn proxy(upstream: &str) -> Res<AwsProxy> {
-    AwsProxy::start(upstream).await.ctx("aws proxy")
 }
 
 /// Calls per operation and the DynamoDB units they bill: each key of a
@@ -164,29 +180,6 @@ pub fn count(aws: &Value, prefix: &str) -> f64 {
     let calls = aws["calls"].as_object().into_iter().flatten();
     let calls = calls.filter(|(op, _)| op.starts_with(prefix));
     calls.filter_map(|(_, n)| n.as_u64()).sum::<u64>() as f64
-}
-
-/// One ReceiveMessage of up to 10 messages (attributes included), straight
-/// at moto; every body must be a delivery job.
-pub async fn receive_jobs(
-    sqs: &aws_sdk_sqs::Client,
-    queue_url: &str,
-) -> Res<Vec<(DeliveryJob, Message)>> {
-    let receive = sqs.receive_message().queue_url(queue_url);
-    let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
-    let out = receive
-        .message_attribute_names("All")
-        .max_number_of_messages(10)
-        .send()
-        .await;
-    let messages = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
-    let job = |m: Message| {
-        Ok((
-            DeliveryJob::parse(m.body().unwrap_or_default()).ctx("a queued non-job")?,
-            m,
-        ))
-    };
-    messages.into_iter().map(job).collect()
 }
 
 /// Starts a function binary through the Runtime API emulation and waits for
