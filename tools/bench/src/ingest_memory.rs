@@ -53,20 +53,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let inv = function
         .invoke(json!({ "Records": records.collect::<Vec<_>>() }), timeout)
         .await;
-    let inv = inv.map_err(|e| {
-        format!(
-            "invoking ingest: {e}; log:\n{}",
-            devstack::paths::log_tail(&log, 20)
-        )
-    })?;
+    let tail = || devstack::paths::log_tail(&log, 20);
+    let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", tail()))?;
     let duration = started.elapsed();
-    let Some(answer) = inv.ok() else {
-        return Err(format!(
-            "ingest failed: {:?}; log:\n{}",
-            inv.error(),
-            devstack::paths::log_tail(&log, 20)
-        ));
-    };
+    let failed = || format!("ingest failed: {:?}; log:\n{}", inv.error(), tail());
+    let answer = inv.ok().ok_or_else(failed)?;
     let jobs_failed = answer["batchItemFailures"]
         .as_array()
         .map_or(EVENTS, Vec::len);
