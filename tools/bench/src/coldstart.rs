@@ -11,7 +11,7 @@ use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
 
 use crate::stack::{start_function, Stack};
-use crate::stats::{median, ms};
+use crate::stats::{median, ms, percentile};
 use crate::workload::{job, native_push, repos, sqs_record};
 use crate::{Ctx, Res};
 
@@ -87,8 +87,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let size = |p: &Path| Some(std::fs::metadata(p).ok()?.len() as f64 / 1048576.0);
     let binary = |(name, v): (&&'static str, &Vec<f64>)| {
         let m = median(v);
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(0.0, f64::max);
+        let (min, max) = (percentile(v, 0.0), percentile(v, 100.0));
         let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello,
             "first_invocation_ms": median(&first[name]),
             "binary_mib": size(&workspace_binary(name)) });
