@@ -1,7 +1,8 @@
 //! The local AWS side of every measurement: the template's table and queues
-//! per measurement ([`Stack::create`]), devstack's `AwsProxy` per function
-//! role, seeding straight to moto (never counted), and function binaries on
-//! the Runtime API emulation, alone or as a [`Pool`].
+//! per measurement ([`Stack::create`]) with devstack's `AwsProxy` counting
+//! the functions' calls (one more per function role: [`Stack::new_proxy`]),
+//! seeding and draining straight at moto (never counted), and function
+//! binaries on the Runtime API emulation, alone or as a [`Pool`].
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -113,10 +114,8 @@ impl Stack {
             .await;
         let messages = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
         let job = |m: Message| {
-            Ok((
-                DeliveryJob::parse(m.body().unwrap_or_default()).ctx("a queued non-job")?,
-                m,
-            ))
+            let job = DeliveryJob::parse(m.body().unwrap_or_default()).ctx("a queued non-job")?;
+            Ok((job, m))
         };
         messages.into_iter().map(job).collect()
     }
