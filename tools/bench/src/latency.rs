@@ -85,10 +85,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             (sent, ms(sent.elapsed()), status)
         }));
     }
-    let mut sent = Vec::with_capacity(pushes);
-    for t in tasks {
-        sent.push(t.await.ctx("push task")?);
-    }
+    let sent = futures::future::try_join_all(tasks)
+        .await
+        .ctx("push task")?;
     let refused = sent.iter().filter(|(_, _, s)| *s != 202).count();
     if refused > 0 {
         return Err(format!(
