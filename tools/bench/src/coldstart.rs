@@ -10,8 +10,8 @@ use std::time::Duration;
 use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
 
-use crate::stack::{function_env, start_function, Stack};
-use crate::stats::{median, ms};
+use crate::stack::{start_function, Stack};
+use crate::stats::{median, ms, percentile};
 use crate::workload::{job, native_push, repos, sqs_record};
 use crate::{Ctx, Res};
 
@@ -55,7 +55,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // A real configuration (init reads it and builds the AWS clients); no
     // AWS call is made before the first poll.
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
-    let env = function_env(&ctx.moto, &stack, ctx.moto.endpoint(), &extra);
+    let env = stack.env(ctx.moto.endpoint(), &extra);
     let names: Vec<&str> = std::iter::once(HELLO).chain(FUNCTIONS).collect();
     let mut init: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut first = init.clone();
@@ -63,9 +63,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // Rotate the order too, so no binary always follows the same one.
         for k in 0..names.len() {
             let name = names[(k + round) % names.len()];
-            let (f, _) =
-                start_function(name, &env, &ctx.logs, &format!("coldstart-{name}"), TIMEOUT)
-                    .await?;
+            let label = format!("coldstart-{name}");
+            let (f, _) = start_function(ctx, name, &label, &env, TIMEOUT).await?;
             let polled = f
                 .api
                 .first_poll_at()
@@ -88,8 +87,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let size = |p: &Path| Some(std::fs::metadata(p).ok()?.len() as f64 / 1048576.0);
     let binary = |(name, v): (&&'static str, &Vec<f64>)| {
         let m = median(v);
-        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = v.iter().copied().fold(0.0, f64::max);
+        let (min, max) = (percentile(v, 0.0), percentile(v, 100.0));
         let j = json!({ "median_ms": m, "min_ms": min, "max_ms": max, "vs_hello": m / hello,
             "first_invocation_ms": median(&first[name]),
             "binary_mib": size(&workspace_binary(name)) });

@@ -12,18 +12,17 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{Message, SendMessageBatchRequestEntry};
 use devstack::aws_proxy::{busy_time, AwsProxy, Call};
 use devstack::paths::cpu_ms;
 use devstack::receiver::{Behaviour, Options, Receiver};
 use devstack::runtime_api::workspace_binary;
 use serde_json::{json, Value};
-use shared::adapters::DynamoStore;
 use shared::domain::{DeliveryJob, RepositoryName};
 use shared::webhook::{build_request, WebhookSecret};
 
-use crate::stack::{function_env, seed, start_function, tally, Stack};
-use crate::stats::{self, median, ms};
+use crate::stack::{count, start_function, tally, Stack};
+use crate::stats::{self, median, mib, ms};
 use crate::Context as _;
 use crate::{workload, Ctx, Res};
 
@@ -45,11 +44,8 @@ pub const DYNAMODB_WRITE_LATENCY: Duration = Duration::from_millis(5);
 /// The workload's fixed parts, shared by every contender.
 struct Setup {
     stack: Stack,
-    proxy: AwsProxy,
-    /// The same, with outcome writes paced like DynamoDB.
+    /// Another proxy, with outcome writes paced like DynamoDB.
     paced: AwsProxy,
-    store: DynamoStore,
-    sqs: aws_sdk_sqs::Client,
     sink: Receiver,
     repos: Vec<RepositoryName>,
     secrets: Vec<WebhookSecret>,
@@ -112,8 +108,8 @@ async fn deliver_once(
         ("PER_HOST_CONCURRENCY", p.as_str()),
     ];
     extra.extend(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    let env = function_env(&ctx.moto, &s.stack, &proxy.endpoint(), &extra);
-    let (f, log) = start_function("deliver", &env, &ctx.logs, label, TIMEOUT).await?;
+    let env = s.stack.env(&proxy.endpoint(), &extra);
+    let (f, log) = start_function(ctx, "deliver", label, &env, TIMEOUT).await?;
     proxy.reset_counts();
     let (before, _) = (s.sink.count(), s.sink.take_answers());
     let (cpu0, jiffies0) = (cpu_ms(f.pid), stats::machine_jiffies());
@@ -179,16 +175,6 @@ fn hook_urls(sink: &Receiver, n: usize) -> Vec<String> {
         .collect()
 }
 
-fn count(aws: &Value, prefix: &str) -> u64 {
-    let calls = aws["calls"].as_object().into_iter().flatten();
-    let calls = calls.filter(|(op, _)| op.starts_with(prefix));
-    calls.filter_map(|(_, n)| n.as_u64()).sum()
-}
-
-fn mib(kib: Option<u64>) -> Option<f64> {
-    kib.map(|k| k as f64 / 1024.0)
-}
-
 fn rate(n: usize, ms: f64) -> f64 {
     n as f64 / ms.max(1e-3) * 1000.0
 }
@@ -235,23 +221,15 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         workload::sqs_record("tp", j, job.to_json(), &stack.queue_arn)
     };
     let event = json!({ "Records": jobs.iter().enumerate().map(record).collect::<Vec<_>>() });
-    let store = stack.store(&ctx.moto).await;
     let urls = hook_urls(&sink, repos_n);
     ctx.progress(&format!(
         "deliver: seeding {repos_n} webhooks on {HOSTS} sink ports"
     ));
-    let secrets = seed(&store, &repos, |i| urls[i].clone()).await?;
-    let (proxy, paced) = (
-        crate::stack::proxy(ctx.moto.endpoint()).await?,
-        crate::stack::proxy(ctx.moto.endpoint()).await?,
-    );
+    let secrets = stack.seed(&repos, |i| urls[i].clone()).await?;
+    let paced = stack.new_proxy().await?;
     paced.set_write_behind(Some(DYNAMODB_WRITE_LATENCY));
-    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
     let mut s = Setup {
-        proxy,
         paced,
-        sqs,
-        store,
         stack,
         sink,
         repos,
@@ -294,7 +272,7 @@ async fn https(ctx: &Ctx, s: &mut Setup) -> Res<Value> {
     let ca = ctx.work.join("bench-test-ca.pem");
     std::fs::write(&ca, tls.ca_pem().unwrap_or_default()).ctx("CA file")?;
     let urls = hook_urls(&tls, s.repos.len());
-    seed(&s.store, &s.repos, |i| urls[i].clone()).await?;
+    s.stack.seed(&s.repos, |i| urls[i].clone()).await?;
     s.env = vec![("SSL_CERT_FILE".into(), ca.display().to_string())];
     s.sink = tls;
     compare(ctx, s, "https", RECEIVER_DELAY, &urls).await
@@ -327,7 +305,11 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
                 continue;
             }
             let label = format!("{who}-{name}-{round}");
-            let proxy = if who == "moto" { &s.proxy } else { &s.paced };
+            let proxy = if who == "moto" {
+                &s.stack.proxy
+            } else {
+                &s.paced
+            };
             let d = deliver_once(ctx, s, proxy, s.event.clone(), &label).await?;
             if d.received != jobs_n || d.failures != 0 {
                 let (got, failed, figures) = (d.received, d.failures, &d.figures);
@@ -387,8 +369,8 @@ async fn compare(ctx: &Ctx, s: &Setup, name: &str, delay: Duration, urls: &[Stri
         "lambda_128mb_per_s": { "bare": lambda_share(cpu_us("bare")), "deliver": lambda_share(cpu_us("deliver")) },
         "handshakes_per_webhook": { "bare": per_webhook("bare", "handshakes"), "deliver": per_webhook("deliver", "handshakes") },
         "peak_rss_mib": max_rss("deliver"), "bare_peak_rss_mib": max_rss("bare"),
-        "per_job": { "reads": reads as f64 / jobs_n as f64, "writes": writes as f64 / jobs_n as f64,
-            "sqs": count(&aws, "sqs:") as f64 / jobs_n as f64 },
+        "per_job": { "reads": reads / jobs_n as f64, "writes": writes / jobs_n as f64,
+            "sqs": count(&aws, "sqs:") / jobs_n as f64 },
         "median_run": { "median_ms": ms(median_run.duration), "aws": aws, "timeline": median_run.timeline() },
     }))
 }
@@ -412,7 +394,8 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         .await
         .ctx("receiver")?;
     let failing: Vec<RepositoryName> = s.repos.iter().step_by(FAILING_EVERY).cloned().collect();
-    seed(&s.store, &failing, |i| receiver.url(&format!("/hook/{i}"))).await?;
+    let hook = |i| receiver.url(&format!("/hook/{i}"));
+    s.stack.seed(&failing, hook).await?;
     let failing_jobs: Vec<&DeliveryJob> = (s.jobs.iter().enumerate())
         .filter(|(j, _)| (j % s.repos.len()).is_multiple_of(FAILING_EVERY))
         .map(|(_, job)| job)
@@ -426,11 +409,12 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
     });
     let event = json!({ "Records": records.collect::<Vec<_>>() });
     let run = match received {
-        Ok(_) => deliver_once(ctx, s, &s.proxy, event, "deliver-failing").await,
+        Ok(_) => deliver_once(ctx, s, &s.stack.proxy, event, "deliver-failing").await,
         Err(e) => Err(e),
     };
     // Whatever happened, leave the queue empty and the sink URLs back.
     let _ = s
+        .stack
         .sqs
         .purge_queue()
         .queue_url(&s.stack.queue_url)
@@ -440,7 +424,7 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
         s.sink
             .url_at(i * FAILING_EVERY, &format!("/hook/{}", i * FAILING_EVERY))
     };
-    seed(&s.store, &failing, back).await?;
+    s.stack.seed(&failing, back).await?;
     let run = run?;
     let (receiver_got, ok_jobs) = (receiver.count(), s.jobs.len() - failing_jobs.len());
     if run.failures != failing_jobs.len()
@@ -456,56 +440,34 @@ async fn failure_workload(ctx: &Ctx, s: &Setup) -> Res<Value> {
     Ok(json!({
         "jobs": s.jobs.len(), "failing_jobs": failing_jobs.len(), "failing_repos": failing.len(),
         "reported_failures": run.failures, "receiver_got": receiver_got,
-        "sqs_per_failed_job": count(&aws, "sqs:") as f64 / failing_jobs.len().max(1) as f64,
+        "sqs_per_failed_job": count(&aws, "sqs:") / failing_jobs.len().max(1) as f64,
         "aws": aws, "figures": run.figures,
     }))
 }
 
 /// Sends `jobs` to the delivery queue and receives them back, by image.
-async fn queue_and_receive(
-    s: &Setup,
-    jobs: &[&DeliveryJob],
-) -> Res<HashMap<String, aws_sdk_sqs::types::Message>> {
+async fn queue_and_receive(s: &Setup, jobs: &[&DeliveryJob]) -> Res<HashMap<String, Message>> {
     let q = &s.stack.queue_url;
     for chunk in jobs.chunks(10) {
-        let entry = |(i, job): (usize, &&DeliveryJob)| {
-            SendMessageBatchRequestEntry::builder()
-                .id(i.to_string())
-                .message_body(job.to_json())
-                .build()
-        };
-        let entries = chunk
-            .iter()
-            .enumerate()
-            .map(entry)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| e.to_string())?;
-        let sent = s
-            .sqs
-            .send_message_batch()
-            .queue_url(q)
-            .set_entries(Some(entries))
-            .send()
-            .await;
-        if !sent.ctx("SendMessageBatch")?.failed.is_empty() {
+        let mut send = s.stack.sqs.send_message_batch().queue_url(q);
+        for (i, job) in chunk.iter().enumerate() {
+            let entry = SendMessageBatchRequestEntry::builder().id(i.to_string());
+            send = send.entries(
+                entry
+                    .message_body(job.to_json())
+                    .build()
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        if !send.send().await.ctx("SendMessageBatch")?.failed.is_empty() {
             return Err("SendMessageBatch: entries failed".into());
         }
     }
     let (mut received, mut empty) = (HashMap::new(), 0);
     while received.len() < jobs.len() && empty < 3 {
-        let receive = s
-            .sqs
-            .receive_message()
-            .queue_url(q)
-            .max_number_of_messages(10);
-        let receive = receive.message_system_attribute_names(MessageSystemAttributeName::All);
-        let out = receive.message_attribute_names("All").send().await;
-        let got = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
+        let got = s.stack.receive_jobs().await?;
         empty = if got.is_empty() { empty + 1 } else { 0 };
-        for m in got {
-            let job = DeliveryJob::parse(m.body().unwrap_or_default()).ctx("received job")?;
-            received.insert(job.image_ref(), m);
-        }
+        received.extend(got.into_iter().map(|(job, m)| (job.image_ref(), m)));
     }
     if received.len() != jobs.len() {
         return Err(format!(
@@ -521,15 +483,15 @@ async fn queue_and_receive(
 /// invocation of a design without batching looks like (after one warm-up).
 async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
-    let env = function_env(&ctx.moto, &s.stack, &s.proxy.endpoint(), &extra);
-    let (f, _log) = start_function("deliver", &env, &ctx.logs, "deliver-single", TIMEOUT).await?;
+    let env = s.stack.env(&s.stack.proxy.endpoint(), &extra);
+    let (f, _log) = start_function(ctx, "deliver", "deliver-single", &env, TIMEOUT).await?;
     let mut durations = Vec::new();
     for k in 0..=ctx.sizes.singles {
         let j = s.jobs.len() + k;
         let job = workload::job(&s.repos[k % s.repos.len()], j)?;
         let record = workload::sqs_record("sj", j, job.to_json(), &s.stack.queue_arn);
         if k == 1 {
-            s.proxy.reset_counts();
+            s.stack.proxy.reset_counts();
         }
         let before = s.sink.count();
         let inv = f
@@ -546,6 +508,6 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
     let _ = f.stop().await;
     Ok(json!({
         "invocations": durations.len(), "median_ms": median(&durations),
-        "billed_ms_mean": crate::cost::mean_billed(&durations), "aws": tally(&s.proxy.take_calls()),
+        "billed_ms_mean": crate::cost::mean_billed(&durations), "aws": tally(&s.stack.proxy.take_calls()),
     }))
 }

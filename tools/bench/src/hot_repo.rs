@@ -8,11 +8,12 @@ use std::time::{Duration, Instant};
 
 use devstack::function_url::FunctionUrl;
 use devstack::registry::StubRegistry;
+use futures::StreamExt as _;
 use serde_json::{json, Value};
 use shared::domain::RepositoryName;
 use shared::ports::WebhookStore as _;
 
-use crate::stack::{self, function_env, tally, Pool, Stack, BENCH_INGEST_TOKEN};
+use crate::stack::{self, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{ms, percentile};
 use crate::workload::digest;
 use crate::Context as _;
@@ -31,11 +32,9 @@ fn layer(n: u64, size: u64) -> Value {
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let pushes = if ctx.sizes.small { 40 } else { 200 };
     let stack = Stack::create(&ctx.moto, "hot").await?;
-    let proxy = stack::proxy(ctx.moto.endpoint()).await?;
-    let store = stack.store(&ctx.moto).await;
     let repo = RepositoryName::parse(REPO).map_err(|e| e.to_string())?;
     let hook = |_| "https://hooks.example.com/hot".to_owned();
-    stack::seed(&store, std::slice::from_ref(&repo), hook).await?;
+    stack.seed(std::slice::from_ref(&repo), hook).await?;
 
     // Image i: the base layers and layer 1000 + i of 1000 + i bytes.
     let registry = StubRegistry::start().await.ctx("registry")?;
@@ -57,12 +56,12 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ("REGISTRY_URL", &base),
         ("REGISTRY_EVENTS_QUEUE_URL", &stack.registry_queue_url),
     ];
-    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
+    let env = stack.env(&stack.proxy.endpoint(), &extra);
     let timeout = Duration::from_secs(30);
-    let pool = Pool::start(ctx, "ingest", &env, "hot-ingest", CLIENTS, timeout).await?;
+    let pool = Pool::start(ctx, "ingest", "hot-ingest", CLIENTS, &env, timeout).await?;
     let function_url = FunctionUrl::serve(pool.clone()).await.ctx("function url")?;
     let url = function_url.url();
-    proxy.reset_counts();
+    stack.proxy.reset_counts();
     ctx.progress(&format!(
         "hot repository: {pushes} pushes to one repository, {CLIENTS} at once"
     ));
@@ -75,37 +74,27 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             "action": "push", "target": target}]})
         .to_string()
     };
+    let post = |i: usize| {
+        let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
+        let post = post.header("content-type", ENVELOPES).body(envelope(i));
+        async move {
+            let sent = Instant::now();
+            let (status, summary) = match post.send().await {
+                Ok(r) => (r.status().as_u16(), r.json().await.unwrap_or(Value::Null)),
+                Err(_) => (0, Value::Null),
+            };
+            (status, ms(sent.elapsed()), summary)
+        }
+    };
+    // CLIENTS requests in flight at any time, as many clients would keep.
     let started = Instant::now();
-    let workers = (0..CLIENTS).map(|c| {
-        let bodies: Vec<String> = (c..pushes).step_by(CLIENTS).map(envelope).collect();
-        let (http, url) = (http.clone(), url.clone());
-        tokio::spawn(async move {
-            let mut answers = Vec::new();
-            for body in bodies {
-                let sent = Instant::now();
-                let post = http.post(format!("{url}/")).bearer_auth(BENCH_INGEST_TOKEN);
-                let r = post
-                    .header("content-type", ENVELOPES)
-                    .body(body)
-                    .send()
-                    .await;
-                let status = r.as_ref().map_or(0, |r| r.status().as_u16());
-                let summary: Value = if let Ok(r) = r {
-                    r.json().await.unwrap_or(Value::Null)
-                } else {
-                    Value::Null
-                };
-                answers.push((status, ms(sent.elapsed()), summary));
-            }
-            answers
-        })
-    });
-    let mut answers = Vec::with_capacity(pushes);
-    for w in workers.collect::<Vec<_>>() {
-        answers.extend(w.await.ctx("hot client")?);
-    }
+    let answers: Vec<(u16, f64, Value)> = futures::stream::iter(0..pushes)
+        .map(post)
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
     let wall = started.elapsed();
-    let calls = proxy.take_calls();
+    let calls = stack.proxy.take_calls();
     let transactions = calls
         .iter()
         .filter(|c| c.op == "dynamodb:TransactWriteItems");
@@ -121,7 +110,8 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         .iter()
         .for_each(|a| *statuses.entry(a.0).or_default() += 1);
     let times: Vec<f64> = answers.iter().map(|a| a.1).collect();
-    let size = store
+    let size = stack
+        .store
         .get(&repo)
         .await
         .ctx("reading the record")?

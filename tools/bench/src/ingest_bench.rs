@@ -2,15 +2,15 @@
 //! registry-events trigger's BatchSize) through the binary, every queued job
 //! checked; then single pushes through the Function URL (the unbatched path).
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_sqs::types::DeleteMessageBatchRequestEntry;
 use serde_json::{json, Value};
 
-use crate::stack::{self, function_env, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
-use crate::stats::{median, ms, percentile};
+use crate::stack::{self, count, start_function, tally, Pool, Stack, BENCH_INGEST_TOKEN};
+use crate::stats::{median, mib, ms, percentile};
 use crate::Context as _;
 use crate::{workload, Ctx, Res};
 
@@ -23,17 +23,17 @@ const TIMEOUT: Duration = Duration::from_secs(60);
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let (events, repos_n) = (ctx.sizes.ingest_events, ctx.sizes.repos);
     let stack = Stack::create(&ctx.moto, "in").await?;
-    let proxy = stack::proxy(ctx.moto.endpoint()).await?;
-    let store = stack.store(&ctx.moto).await;
     let repos = workload::repos("in", repos_n)?;
     ctx.progress(&format!("ingest: seeding {repos_n} webhooks"));
     // ingest only reads the records; the URLs are never called.
-    stack::seed(&store, &repos, |i| format!("http://127.0.0.1:9/hook/{i}")).await?;
+    stack
+        .seed(&repos, |i| format!("http://127.0.0.1:9/hook/{i}"))
+        .await?;
     let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
-    let env = function_env(&ctx.moto, &stack, &proxy.endpoint(), &extra);
-    let (f, log) = start_function("ingest", &env, &ctx.logs, "ingest-sqs", TIMEOUT).await?;
+    let env = stack.env(&stack.proxy.endpoint(), &extra);
+    let (f, log) = start_function(ctx, "ingest", "ingest-sqs", &env, TIMEOUT).await?;
+    let proxy = &stack.proxy;
     proxy.reset_counts();
-    let sqs = aws_sdk_sqs::Client::new(&ctx.moto.sdk_config().await);
     let push = |e: usize| {
         let (tag, id) = (format!("t{e}"), format!("ev-{e}"));
         workload::native_push(&repos[e % repos_n], &tag, &id, e as u64)
@@ -61,7 +61,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         // time grows with the queue's length. Drained directly, not counted.
         if (b + 1) % DRAIN_EVERY == 0 || b + 1 == batches {
             calls.extend(proxy.take_calls());
-            drain(&sqs, &stack.queue_url, &mut queued).await?;
+            drain(&stack, &mut queued).await?;
         }
     }
     if queued.len() != events {
@@ -70,13 +70,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             queued.len()
         ));
     }
-    let peak_rss_kib = f.peak_rss_kib();
-    let mut mean_ms = BTreeMap::<&str, (f64, f64)>::new();
-    for c in &calls {
-        let e = mean_ms.entry(&c.op).or_default();
-        *e = (e.0 + 1.0, e.1 + ms(c.end - c.start));
-    }
-    let mean_ms: BTreeMap<_, _> = mean_ms.into_iter().map(|(k, (n, t))| (k, t / n)).collect();
+    let peak_rss_mib = mib(f.peak_rss_kib());
+    let mean = |t: &[f64]| t.iter().sum::<f64>() / t.len() as f64;
+    let (aws, mean_ms) = (tally(&calls), stack::per_op(&calls, mean));
 
     // Single pushes POSTed one after another to the Function URL emulation
     // (the first one a warm-up, not counted).
@@ -99,7 +95,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     }
     let http_calls = proxy.take_calls();
     let mut seen = HashSet::new();
-    drain(&sqs, &stack.queue_url, &mut seen).await?;
+    drain(&stack, &mut seen).await?;
     if seen.len() != singles + 1 {
         return Err(format!(
             "{} jobs queued for {} pushes over HTTP",
@@ -107,55 +103,37 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             singles + 1
         ));
     }
-    let http_ms: Vec<f64> = pool
-        .samples()
-        .iter()
-        .skip(1)
-        .map(|s| ms(s.duration))
-        .collect();
+    let http_ms: Vec<f64> = pool.durations_ms().into_iter().skip(1).collect();
     Ok(json!({
         "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
         "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),
         "billed_ms_sum": durations.iter().map(|&d| crate::cost::billed_ms(d)).sum::<f64>(),
         "per_event": {
-            "sends": calls.iter().filter(|c| c.op == "sqs:SendMessageBatch").count() as f64 / events as f64,
-            "reads": calls.iter().filter(|c| c.op == "dynamodb:BatchGetItem").count() as f64 / events as f64,
+            "sends": count(&aws, "sqs:SendMessageBatch") / events as f64,
+            "reads": count(&aws, "dynamodb:BatchGetItem") / events as f64,
         },
-        "aws": tally(&calls), "mean_call_ms": mean_ms, "queued": queued.len(), "peak_rss_mib": peak_rss_kib.map(|k| k as f64 / 1024.0),
+        "aws": aws, "mean_call_ms": mean_ms, "queued": queued.len(), "peak_rss_mib": peak_rss_mib,
         "http": { "pushes": singles, "median_ms": median(&http_ms), "billed_ms_mean": crate::cost::mean_billed(&http_ms), "aws": tally(&http_calls) },
     }))
 }
 
 /// Receives and deletes everything on the queue; every body must be a
 /// delivery job, each seen once (by `repository:tag`).
-async fn drain(sqs: &aws_sdk_sqs::Client, queue_url: &str, seen: &mut HashSet<String>) -> Res<()> {
+async fn drain(stack: &Stack, seen: &mut HashSet<String>) -> Res<()> {
     loop {
-        let receive = sqs.receive_message().queue_url(queue_url);
-        let out = receive.max_number_of_messages(10).send().await;
-        let messages = out.ctx("ReceiveMessage")?.messages.unwrap_or_default();
+        let messages = stack.receive_jobs().await?;
         if messages.is_empty() {
             return Ok(());
         }
-        let mut entries = Vec::new();
-        for (i, m) in messages.iter().enumerate() {
-            let job = shared::domain::DeliveryJob::parse(m.body().unwrap_or_default())
-                .ctx("ingest queued a non-job")?;
+        let mut delete = stack.sqs.delete_message_batch().queue_url(&stack.queue_url);
+        for (i, (job, m)) in messages.iter().enumerate() {
             if !seen.insert(job.image_ref()) {
                 return Err(format!("ingest queued {} twice", job.image_ref()));
             }
             let entry = DeleteMessageBatchRequestEntry::builder().id(i.to_string());
-            entries.push(
-                entry
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .build()
-                    .map_err(|e| e.to_string())?,
-            );
+            let entry = entry.receipt_handle(m.receipt_handle().unwrap_or_default());
+            delete = delete.entries(entry.build().map_err(|e| e.to_string())?);
         }
-        let delete = sqs.delete_message_batch().queue_url(queue_url);
-        delete
-            .set_entries(Some(entries))
-            .send()
-            .await
-            .ctx("DeleteMessageBatch")?;
+        delete.send().await.ctx("DeleteMessageBatch")?;
     }
 }

@@ -9,7 +9,7 @@ use devstack::registry::{sha256, StubRegistry};
 use serde_json::{json, Value};
 use shared::domain::RepositoryName;
 
-use crate::stack::{self, function_env, start_function, Stack, BENCH_INGEST_TOKEN};
+use crate::stack::{self, start_function, Stack, BENCH_INGEST_TOKEN};
 use crate::workload::sqs_record;
 use crate::Context as _;
 use crate::{Ctx, Res};
@@ -28,10 +28,9 @@ const REPO: &str = "alice/app";
 
 pub async fn run(ctx: &Ctx) -> Res<Value> {
     let stack = Stack::create(&ctx.moto, "mem").await?;
-    let chain = stack::proxy(ctx.moto.endpoint()).await?;
     let repo = RepositoryName::parse(REPO).map_err(|e| e.to_string())?;
     let hook = |_| "https://hooks.example.com/mem".to_owned();
-    stack::seed(&stack.store(&ctx.moto).await, &[repo], hook).await?;
+    stack.seed(&[repo], hook).await?;
 
     let registry = StubRegistry::start().await.ctx("registry")?;
     let (top, sizes) = hostile_index(&registry);
@@ -40,10 +39,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
         ("INGEST_TOKEN", BENCH_INGEST_TOKEN),
         ("REGISTRY_URL", &base),
     ];
-    let env = function_env(&ctx.moto, &stack, &chain.endpoint(), &extra);
     let timeout = Duration::from_secs(300);
-    let (function, log) =
-        start_function("ingest", &env, &ctx.logs, "ingest-memory", timeout).await?;
+    let env = stack.env(&stack.proxy.endpoint(), &extra);
+    let (function, log) = start_function(ctx, "ingest", "ingest-memory", &env, timeout).await?;
     let records = (0..EVENTS).map(|i| {
         let target = json!({"mediaType": INDEX, "digest": top, "repository": REPO,
                             "url": registry.url(REPO, &top), "tag": format!("m{i}")});
@@ -55,20 +53,11 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let inv = function
         .invoke(json!({ "Records": records.collect::<Vec<_>>() }), timeout)
         .await;
-    let inv = inv.map_err(|e| {
-        format!(
-            "invoking ingest: {e}; log:\n{}",
-            devstack::paths::log_tail(&log, 20)
-        )
-    })?;
+    let tail = || devstack::paths::log_tail(&log, 20);
+    let inv = inv.map_err(|e| format!("invoking ingest: {e}; log:\n{}", tail()))?;
     let duration = started.elapsed();
-    let Some(answer) = inv.ok() else {
-        return Err(format!(
-            "ingest failed: {:?}; log:\n{}",
-            inv.error(),
-            devstack::paths::log_tail(&log, 20)
-        ));
-    };
+    let failed = || format!("ingest failed: {:?}; log:\n{}", inv.error(), tail());
+    let answer = inv.ok().ok_or_else(failed)?;
     let jobs_failed = answer["batchItemFailures"]
         .as_array()
         .map_or(EVENTS, Vec::len);

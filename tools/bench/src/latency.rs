@@ -11,7 +11,7 @@ use devstack::function_url::FunctionUrl;
 use devstack::receiver::{Behaviour, Receiver};
 use serde_json::{json, Value};
 
-use crate::stack::{self, function_env, tally, Pool, Stack, BENCH_INGEST_TOKEN};
+use crate::stack::{self, tally, Pool, Stack, BENCH_INGEST_TOKEN};
 use crate::stats::{median, ms, percentile};
 use crate::Context as _;
 use crate::{workload, Ctx, Res};
@@ -33,37 +33,38 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     // what ran before.
     let moto = &devstack::moto::Moto::start().await.ctx("moto")?;
     let stack = Stack::create(moto, "lt").await?;
-    let proxy = || stack::proxy(moto.endpoint());
-    let proxies = [proxy().await?, proxy().await?, proxy().await?];
+    let (deliver_proxy, esm_proxy) = (stack.new_proxy().await?, stack.new_proxy().await?);
     // deliver's outcome writes paced like DynamoDB and applied after the run:
     // 32 in flight at moto (which applies DynamoDB calls one at a time) made
     // each ingest call wait behind them, a queue DynamoDB has not.
-    proxies[1].set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
-    let store = stack.store(moto).await;
+    deliver_proxy.set_write_behind(Some(crate::deliver_bench::DYNAMODB_WRITE_LATENCY));
     let receiver = Receiver::start(Behaviour::status(204))
         .await
         .ctx("receiver")?;
     let repos = workload::repos("lt", repos_n)?;
     ctx.progress(&format!("latency: seeding {repos_n} webhooks"));
-    stack::seed(&store, &repos, |i| receiver.url(&format!("/hook/{i}"))).await?;
+    stack
+        .seed(&repos, |i| receiver.url(&format!("/hook/{i}")))
+        .await?;
 
     let extra = [("INGEST_TOKEN", BENCH_INGEST_TOKEN)];
-    let env = function_env(moto, &stack, &proxies[0].endpoint(), &extra);
+    let env = stack.env(&stack.proxy.endpoint(), &extra);
     let timeout = Duration::from_secs(30);
-    let ingest = Pool::start(ctx, "ingest", &env, "latency-ingest", pool_size, timeout).await?;
+    let ingest = Pool::start(ctx, "ingest", "latency-ingest", pool_size, &env, timeout).await?;
     let extra = [("ALLOW_PRIVATE_TARGETS", "true")];
-    let env = function_env(moto, &stack, &proxies[1].endpoint(), &extra);
-    let deliver = Pool::start(ctx, "deliver", &env, "latency-deliver", 1, 2 * timeout).await?;
+    let env = stack.env(&deliver_proxy.endpoint(), &extra);
+    let deliver = Pool::start(ctx, "deliver", "latency-deliver", 1, &env, 2 * timeout).await?;
     let url = FunctionUrl::serve(ingest.clone())
         .await
         .ctx("function url")?;
-    let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(&proxies[2].endpoint()).await);
+    let sqs = aws_sdk_sqs::Client::new(&devstack::sdk_config(&esm_proxy.endpoint()).await);
     let (queue, arn, batch) = (
         stack.queue_url.clone(),
         stack.queue_arn.clone(),
         stack.deliver_batch_size,
     );
     let esm = EventSourceMapping::start(sqs, queue, arn, deliver.clone(), batch, WINDOW);
+    let proxies = [&stack.proxy, &deliver_proxy, &esm_proxy];
     proxies.iter().for_each(|p| p.reset_counts());
 
     ctx.progress(&format!(
@@ -84,10 +85,9 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             (sent, ms(sent.elapsed()), status)
         }));
     }
-    let mut sent = Vec::with_capacity(pushes);
-    for t in tasks {
-        sent.push(t.await.ctx("push task")?);
-    }
+    let sent = futures::future::try_join_all(tasks)
+        .await
+        .ctx("push task")?;
     let refused = sent.iter().filter(|(_, _, s)| *s != 202).count();
     if refused > 0 {
         return Err(format!(
@@ -104,7 +104,7 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
             "latency: the event source mapping saw failures: {esm_stats:?}"
         ));
     }
-    let refused = proxies[1].settle().await;
+    let refused = deliver_proxy.settle().await;
     if refused > 0 {
         return Err(format!("latency: moto refused {refused} paced writes"));
     }
@@ -126,17 +126,17 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     let deliver_samples = deliver.samples();
     let roles = ["ingest", "deliver", "event source mapping"]
         .into_iter()
-        .zip(&proxies);
+        .zip(proxies);
     let calls: BTreeMap<&str, Value> = roles.map(|(r, p)| (r, tally(&p.take_calls()))).collect();
     Ok(json!({
         "pushes": pushes, "repos": repos_n, "rate": rate, "ingest_pool": pool_size,
         "batch_size": stack.deliver_batch_size, "window_ms": ms(WINDOW), "template_window_s": stack.deliver_window_secs,
         "latency_ms": pct(&latencies), "latencies_ms": latencies,
         "ingest_http_ms": pct(&http_ms),
-        "ingest_invocation_median_ms": median(&ingest.samples().iter().map(|s| ms(s.duration)).collect::<Vec<_>>()),
+        "ingest_invocation_median_ms": median(&ingest.durations_ms()),
         "deliver_invocations": deliver_samples.len(),
         "deliver_mean_jobs": deliver_samples.iter().map(|s| s.records).sum::<usize>() as f64 / deliver_samples.len().max(1) as f64,
-        "deliver_median_ms": median(&deliver_samples.iter().map(|s| ms(s.duration)).collect::<Vec<_>>()),
+        "deliver_median_ms": median(&deliver.durations_ms()),
         "aws_by_role": calls, "wall_s": wall.as_secs_f64(),
     }))
 }

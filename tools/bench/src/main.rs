@@ -182,16 +182,14 @@ async fn run(small: bool, only: Option<Vec<String>>) -> Res<bool> {
     let cost = cost::run(&results);
     measure(&mut results, "cost", cost);
 
-    let command = format!(
-        "bash scripts/bench.sh{}",
-        if small { " --small" } else { "" }
-    );
-    let (command, seconds) = (
-        std::env::var("BENCH_COMMAND").unwrap_or(command),
-        started.elapsed().as_secs(),
-    );
-    let run = json!({ "command": command, "date": report::now_utc(), "seconds": seconds, "sizes": ctx.sizes,
-        "machine": report::machine() });
+    let command = std::env::var("BENCH_COMMAND").unwrap_or_else(|_| {
+        format!(
+            "bash scripts/bench.sh{}",
+            if small { " --small" } else { "" }
+        )
+    });
+    let run = json!({ "command": command, "date": report::now_utc(), "seconds": started.elapsed().as_secs(),
+        "sizes": ctx.sizes, "machine": report::machine() });
     results.insert("run".into(), run);
     let healthy = results.values().all(|v| v.get("error").is_none());
     let full = only.is_none() && !small;

@@ -61,12 +61,12 @@ async fn run(args: &[String]) -> Res<serde_json::Value> {
     let client = client
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
-        .no_proxy();
-    let client = client
+        .no_proxy()
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(per_host.max(1))
-        .tcp_nodelay(true);
-    let client = client.build().map_err(|e| format!("client: {e}"))?;
+        .tcp_nodelay(true)
+        .build()
+        .map_err(|e| format!("client: {e}"))?;
     let sent = by_host.values().map(Vec::len).sum::<usize>();
     let (ok, limit) = (
         Arc::new(AtomicU64::new(0)),
