@@ -169,6 +169,18 @@ impl Moto {
         let mut outputs: Map<String, Value> = outputs
             .filter_map(|o| Some((o.output_key.clone()?, json!(o.output_value.clone()?))))
             .collect();
+        // A queue's URL as moto answers at its endpoint (as GetQueueUrl or
+        // CreateQueue would give it), not the AWS one CloudFormation's `Ref` makes.
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config().await);
+        let names: Vec<(String, String)> = outputs
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_suffix("Name")?.to_owned(), v.as_str()?.to_owned())))
+            .collect();
+        for (id, name) in names {
+            let found = sqs.get_queue_url().queue_name(&name).send().await;
+            let found = found.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            outputs.insert(format!("{id}Url"), json!(found.queue_url));
+        }
         outputs.insert("Parameters".into(), Value::Object(params));
         Ok(outputs)
     }
@@ -313,7 +325,7 @@ fn parameters(template: &Value, overrides: &[&str]) -> Result<Map<String, Value>
 /// What moto's CloudFormation is fed: the template's table and queues named
 /// `prefix` + logical id, the mappings and the parameters they use (as
 /// strings: moto's `Fn::FindInMap` misses a mapping key given as a Number),
-/// and an output per name, URL and ARN.
+/// and an output per name and ARN.
 fn feed(template: &Value, prefix: &str) -> Value {
     let kinds = [
         ("AWS::DynamoDB::Table", "TableName"),
@@ -331,7 +343,6 @@ fn feed(template: &Value, prefix: &str) -> Value {
         if *name == "TableName" {
             output(id.clone(), json!({ "Ref": id }));
         } else {
-            output(format!("{id}Url"), json!({ "Ref": id }));
             output(format!("{id}Arn"), json!({ "Fn::GetAtt": [id, "Arn"] }));
             output(
                 format!("{id}Name"),
