@@ -198,67 +198,34 @@ impl DynamoStore {
         Ok(out.item)
     }
 
-    /// After a write whose condition failed: `Stale` when the record (as
-    /// the write saw it, else read again) is gone or names another URL
-    /// version; `None` when it still names this one.
-    async fn stale_unless_same_url(
+    /// One of the failure count's two conditional writes (below the
+    /// threshold: count; at it: count and disable). What it did is read by
+    /// `applied` from the item it returns (`ret`). When its condition fails:
+    /// `Stale` if the record (as the write saw it, else read again) is gone
+    /// or names another URL version; `None` if it still names this one, so
+    /// the other write's condition holds now.
+    async fn count_failure(
         &self,
         repo: &RepositoryName,
-        seen: Option<Item>,
+        (update, condition): (&str, &str),
+        values: Vec<(&str, AttributeValue)>,
+        ret: ReturnValue,
+        applied: fn(Option<Item>) -> OutcomeApplied,
         url_version: u64,
     ) -> Result<Option<OutcomeApplied>, StoreError> {
+        let seen = match self
+            .update_repo(repo, update, Some(condition), values, ret)
+            .await?
+        {
+            Ok(item) => return Ok(Some(applied(item))),
+            Err(seen) => seen,
+        };
         let current = match seen {
             Some(item) => Some(item),
             None => self.read_item(repo).await?,
         };
         let same_url = current.is_some_and(|item| item_matches_version(&item, url_version));
         Ok((!same_url).then_some(OutcomeApplied::Stale))
-    }
-
-    /// Counts a failure below the threshold: a plain atomic increment, no
-    /// read needed. `None` when the record is at or past the threshold for
-    /// this URL version (the disabling write's turn).
-    async fn count_below(
-        &self,
-        repo: &RepositoryName,
-        update: &str,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-        url_version: u64,
-    ) -> Result<Option<OutcomeApplied>, StoreError> {
-        let written = self
-            .update_repo(repo, update, Some(condition), values, ReturnValue::AllNew)
-            .await?;
-        match written {
-            Ok(item) => {
-                let item = item.unwrap_or_default();
-                Ok(Some(OutcomeApplied::Applied {
-                    consecutive_failures: num(&item, "consecutive_failures") as u32,
-                    disabled_now: false,
-                }))
-            }
-            Err(seen) => self.stale_unless_same_url(repo, seen, url_version).await,
-        }
-    }
-
-    /// Counts the failure that reaches the threshold and disables in the
-    /// same write. `None` when the count went back below the threshold (a
-    /// success reset it in between) for this URL version.
-    async fn count_and_disable(
-        &self,
-        repo: &RepositoryName,
-        update: &str,
-        condition: &str,
-        values: Vec<(&str, AttributeValue)>,
-        url_version: u64,
-    ) -> Result<Option<OutcomeApplied>, StoreError> {
-        let written = self
-            .update_repo(repo, update, Some(condition), values, ReturnValue::AllOld)
-            .await?;
-        match written {
-            Ok(old) => Ok(Some(counted_and_disabled(old))),
-            Err(seen) => self.stale_unless_same_url(repo, seen, url_version).await,
-        }
     }
 
     async fn record_failure(
@@ -283,15 +250,19 @@ impl DynamoStore {
             values.extend_from_slice(extra);
             history.with(values)
         };
-        let below = format!("{SAME_URL} AND consecutive_failures < :tm1");
-        let at = format!("{SAME_URL} AND consecutive_failures >= :tm1");
+        let (below_if, at_if) = (
+            format!("{SAME_URL} AND consecutive_failures < :tm1"),
+            format!("{SAME_URL} AND consecutive_failures >= :tm1"),
+        );
+        let below = (below_update.as_str(), below_if.as_str());
+        let at = (at_update.as_str(), at_if.as_str());
         let url_version = outcome.url_version;
         for round in 0..MAX_ROUNDS {
+            // Below the threshold: a plain atomic increment, no read needed.
             let values = counted(&[]);
-            if let Some(applied) = self
-                .count_below(repo, &below_update, &below, values, url_version)
-                .await?
-            {
+            let (ret, applied) = (ReturnValue::AllNew, counted_below);
+            let done = self.count_failure(repo, below, values, ret, applied, url_version);
+            if let Some(applied) = done.await? {
                 return Ok(applied);
             }
             let values = counted(&[
@@ -299,10 +270,9 @@ impl DynamoStore {
                 (":now", s(&outcome.now)),
                 (":reason", s(reason)),
             ]);
-            match self
-                .count_and_disable(repo, &at_update, &at, values, url_version)
-                .await?
-            {
+            let (ret, applied) = (ReturnValue::AllOld, counted_and_disabled);
+            let done = self.count_failure(repo, at, values, ret, applied, url_version);
+            match done.await? {
                 Some(applied) => return Ok(applied),
                 // A success reset the count in between: go round again.
                 None => backoff(round + 1).await,
@@ -317,6 +287,16 @@ impl DynamoStore {
 /// An outcome write's condition: the record still has the URL version the
 /// batch delivered to (a URL changed meanwhile makes the outcome stale).
 const SAME_URL: &str = "attribute_exists(#url_attr) AND url_version = :v";
+
+/// What a write that counted a failure below the threshold did, from the
+/// record after it (ALL_NEW).
+fn counted_below(new: Option<Item>) -> OutcomeApplied {
+    let new = new.unwrap_or_default();
+    OutcomeApplied::Applied {
+        consecutive_failures: num(&new, "consecutive_failures") as u32,
+        disabled_now: false,
+    }
+}
 
 /// What a write that counted a failure and disabled did, from the record
 /// before it (ALL_OLD): exactly one writer sees it still enabled, and only
