@@ -153,7 +153,8 @@ impl Moto {
             let param = Parameter::builder().parameter_key(name);
             param.parameter_value(value.unwrap_or_default()).build()
         });
-        let cfn = aws_sdk_cloudformation::Client::new(&self.sdk_config().await);
+        let sdk = self.sdk_config().await;
+        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
         let stack = format!("{prefix}stack");
         let created = cfn
             .create_stack()
@@ -171,7 +172,7 @@ impl Moto {
             .collect();
         // A queue's URL as moto answers at its endpoint (as GetQueueUrl or
         // CreateQueue would give it), not the AWS one CloudFormation's `Ref` makes.
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config().await);
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
         let names: Vec<(String, String)> = outputs
             .iter()
             .filter_map(|(k, v)| Some((k.strip_suffix("Name")?.to_owned(), v.as_str()?.to_owned())))
