@@ -51,7 +51,20 @@ impl Stack {
 
     /// Like [`Stack::new`], overriding template parameters (`Name=Value`).
     pub async fn with_params(hint: &str, params: &[&str]) -> Stack {
-        let moto = Moto::shared().await.expect("moto starts");
+        Self::on(Moto::shared().await.expect("moto starts"), hint, params).await
+    }
+
+    /// Like [`Stack::with_params`] on a moto of its own, for a test whose
+    /// timing must not depend on what the tests beside it make the shared
+    /// moto do: it applies DynamoDB calls one at a time, so a test
+    /// hammering it delays everyone else's calls by seconds. The moto is
+    /// left running for the rest of the run (its watchdog ends it with us).
+    pub async fn isolated(hint: &str, params: &[&str]) -> Stack {
+        let moto = Moto::start().await.expect("moto starts");
+        Self::on(Box::leak(Box::new(moto)), hint, params).await
+    }
+
+    async fn on(moto: &'static Moto, hint: &str, params: &[&str]) -> Stack {
         let prefix = format!("{hint}-{:08x}-", rand::random::<u32>());
         let outputs = moto
             .provision(&prefix, params)

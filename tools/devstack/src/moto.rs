@@ -9,8 +9,8 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use aws_sdk_cloudformation::error::DisplayErrorContext;
-use aws_sdk_cloudformation::types::Parameter;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::{json, Map, Value};
 use tokio::sync::OnceCell;
 
@@ -136,8 +136,9 @@ impl Moto {
     /// CloudFormation, named `prefix` + logical id, with parameter overrides
     /// (`Name=Value`, checked against the template's constraints, which moto
     /// leaves unchecked). Returns the outputs: `WebhooksTable` (the table
-    /// name), `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue, and
-    /// `Parameters` (every template parameter with a value, as a string).
+    /// name), `<Queue>Url`/`<Queue>Arn`/`<Queue>Name` for each queue (the URL
+    /// as moto answers it at its endpoint), and `Parameters` (every template
+    /// parameter with a value, as a string).
     pub async fn provision(
         &self,
         prefix: &str,
@@ -146,44 +147,82 @@ impl Moto {
         let template = template()?;
         let params = parameters(&template, overrides)?;
         let feed = feed(&template, prefix);
-        let failed = |e: String| DevstackError::Setup(format!("creating stack {prefix}: {e}"));
-        let used = feed["Parameters"].as_object().into_iter().flatten();
-        let values = used.map(|(name, _)| {
-            let value = params.get(name).and_then(Value::as_str);
-            let param = Parameter::builder().parameter_key(name);
-            param.parameter_value(value.unwrap_or_default()).build()
-        });
-        let sdk = self.sdk_config().await;
-        let cfn = aws_sdk_cloudformation::Client::new(&sdk);
-        let stack = format!("{prefix}stack");
-        let created = cfn
-            .create_stack()
-            .stack_name(&stack)
-            .template_body(feed.to_string())
-            .set_parameters(Some(values.collect()))
-            .send()
-            .await;
-        created.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-        let described = cfn.describe_stacks().stack_name(&stack).send().await;
-        let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-        let outputs = described.stacks().iter().flat_map(|s| s.outputs());
-        let mut outputs: Map<String, Value> = outputs
-            .filter_map(|o| Some((o.output_key.clone()?, json!(o.output_value.clone()?))))
-            .collect();
-        // A queue's URL as moto answers at its endpoint (as GetQueueUrl or
-        // CreateQueue would give it), not the AWS one CloudFormation's `Ref` makes.
-        let sqs = aws_sdk_sqs::Client::new(&sdk);
-        let names: Vec<(String, String)> = outputs
-            .iter()
-            .filter_map(|(k, v)| Some((k.strip_suffix("Name")?.to_owned(), v.as_str()?.to_owned())))
-            .collect();
-        for (id, name) in names {
-            let found = sqs.get_queue_url().queue_name(&name).send().await;
-            let found = found.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
-            outputs.insert(format!("{id}Url"), json!(found.queue_url));
+        self.create_stack(&format!("{prefix}stack"), &feed, &params)
+            .await?;
+        let failed = |e: String| DevstackError::Setup(format!("stack {prefix}: {e}"));
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk_config().await);
+        let mut outputs = Map::new();
+        for (id, resource) in feed["Resources"].as_object().into_iter().flatten() {
+            let name = format!("{prefix}{id}");
+            if resource["Type"] != "AWS::SQS::Queue" {
+                outputs.insert(id.clone(), json!(name));
+                continue;
+            }
+            let url = sqs.get_queue_url().queue_name(&name).send().await;
+            let url = url.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            let url = url.queue_url.unwrap_or_default();
+            let attributes = sqs.get_queue_attributes().queue_url(&url);
+            let described = attributes
+                .attribute_names(QueueAttributeName::QueueArn)
+                .send()
+                .await;
+            let described = described.map_err(|e| failed(DisplayErrorContext(e).to_string()))?;
+            let arn = described.attributes.unwrap_or_default();
+            let arn = arn.get(&QueueAttributeName::QueueArn).cloned();
+            outputs.insert(format!("{id}Url"), json!(url));
+            outputs.insert(format!("{id}Arn"), json!(arn.unwrap_or_default()));
+            outputs.insert(format!("{id}Name"), json!(name));
         }
         outputs.insert("Parameters".into(), Value::Object(params));
         Ok(outputs)
+    }
+
+    /// CreateStack in moto's CloudFormation, with the values of the
+    /// parameters `template` declares. A plain form POST rather than
+    /// `aws-sdk-cloudformation`: this one call is all devstack needs, and
+    /// that crate alone added about 90 s of compiling to every CI run. moto
+    /// reads which service is called from the credential scope of the
+    /// `Authorization` header and checks no signature.
+    async fn create_stack(
+        &self,
+        stack: &str,
+        template: &Value,
+        params: &Map<String, Value>,
+    ) -> Result<(), DevstackError> {
+        let failed = |e: String| DevstackError::Setup(format!("creating stack {stack}: {e}"));
+        let mut form = url::form_urlencoded::Serializer::new(String::new());
+        form.append_pair("Action", "CreateStack")
+            .append_pair("Version", "2010-05-15")
+            .append_pair("StackName", stack)
+            .append_pair("TemplateBody", &template.to_string());
+        let declared = template["Parameters"].as_object().into_iter().flatten();
+        for (k, (name, _)) in declared.enumerate() {
+            let value = params.get(name).and_then(Value::as_str).unwrap_or_default();
+            form.append_pair(&format!("Parameters.member.{}.ParameterKey", k + 1), name)
+                .append_pair(
+                    &format!("Parameters.member.{}.ParameterValue", k + 1),
+                    value,
+                );
+        }
+        let scope = format!("testing/20260101/{REGION}/cloudformation/aws4_request");
+        let authorization =
+            format!("AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0");
+        let client = reqwest::Client::builder().no_proxy().build();
+        let answer = client
+            .map_err(|e| failed(e.to_string()))?
+            .post(format!("{}/", self.endpoint))
+            .header("authorization", authorization)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form.finish())
+            .send()
+            .await
+            .map_err(|e| failed(e.to_string()))?;
+        let status = answer.status();
+        let text = answer.text().await.unwrap_or_default();
+        match status.is_success() {
+            true => Ok(()),
+            false => Err(failed(format!("{status}: {text}"))),
+        }
     }
 }
 
@@ -325,14 +364,13 @@ fn parameters(template: &Value, overrides: &[&str]) -> Result<Map<String, Value>
 
 /// What moto's CloudFormation is fed: the template's table and queues named
 /// `prefix` + logical id, the mappings and the parameters they use (as
-/// strings: moto's `Fn::FindInMap` misses a mapping key given as a Number),
-/// and an output per name and ARN.
+/// strings: moto's `Fn::FindInMap` misses a mapping key given as a Number).
 fn feed(template: &Value, prefix: &str) -> Value {
     let kinds = [
         ("AWS::DynamoDB::Table", "TableName"),
         ("AWS::SQS::Queue", "QueueName"),
     ];
-    let (mut resources, mut outputs) = (Map::new(), Map::new());
+    let mut resources = Map::new();
     for (id, resource) in template["Resources"].as_object().into_iter().flatten() {
         let Some((_, name)) = kinds.iter().find(|(kind, _)| resource["Type"] == *kind) else {
             continue;
@@ -340,16 +378,6 @@ fn feed(template: &Value, prefix: &str) -> Value {
         let mut resource = resource.clone();
         resource["Properties"][name] = json!(format!("{prefix}{id}"));
         resources.insert(id.clone(), resource);
-        let mut output = |key: String, value: Value| outputs.insert(key, json!({ "Value": value }));
-        if *name == "TableName" {
-            output(id.clone(), json!({ "Ref": id }));
-        } else {
-            output(format!("{id}Arn"), json!({ "Fn::GetAtt": [id, "Arn"] }));
-            output(
-                format!("{id}Name"),
-                json!({ "Fn::GetAtt": [id, "QueueName"] }),
-            );
-        }
     }
     let text = Value::Object(resources.clone()).to_string();
     let declared = template["Parameters"].as_object().into_iter().flatten();
@@ -362,7 +390,6 @@ fn feed(template: &Value, prefix: &str) -> Value {
         "Mappings": template["Mappings"],
         "Parameters": parameters,
         "Resources": resources,
-        "Outputs": outputs,
     })
 }
 
