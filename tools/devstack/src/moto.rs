@@ -6,7 +6,7 @@
 //! moto's own CloudFormation, so the local stack is the template's.
 
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use aws_sdk_sqs::error::DisplayErrorContext;
@@ -207,8 +207,7 @@ impl Moto {
         let scope = format!("testing/20260101/{REGION}/cloudformation/aws4_request");
         let authorization =
             format!("AWS4-HMAC-SHA256 Credential={scope}, SignedHeaders=host, Signature=0");
-        let client = reqwest::Client::builder().no_proxy().build();
-        let answer = client
+        let answer = local_http()
             .map_err(|e| failed(e.to_string()))?
             .post(format!("{}/", self.endpoint))
             .header("authorization", authorization)
@@ -263,14 +262,19 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
+/// A client for moto on 127.0.0.1: no proxy, and a bound on every call.
+fn local_http() -> reqwest::Result<reqwest::Client> {
+    let client = reqwest::Client::builder().no_proxy();
+    client.timeout(Duration::from_secs(30)).build()
+}
+
 async fn answers_http(endpoint: &str) -> bool {
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(3))
-        .build();
-    let Ok(client) = client else { return false };
+    let Ok(client) = local_http() else {
+        return false;
+    };
     client
         .get(format!("{endpoint}/moto-api/"))
+        .timeout(Duration::from_secs(3))
         .send()
         .await
         .is_ok()
@@ -278,13 +282,18 @@ async fn answers_http(endpoint: &str) -> bool {
 
 /// template.yaml as JSON, its short tags (`!Ref x`, `!GetAtt a.b`, `!Sub …`)
 /// in their long form (`{"Ref": …}`, `{"Fn::GetAtt": [a, b]}`, `{"Fn::Sub": …}`).
+/// Read and parsed once per process: every test's stack is made from it.
 pub fn template() -> Result<Value, DevstackError> {
-    let path = paths::in_repo("template.yaml");
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| DevstackError::io(format!("reading {}", path.display()), e))?;
-    let yaml: serde_yaml::Value = serde_yaml::from_str(&text)
-        .map_err(|e| DevstackError::Setup(format!("{}: {e}", path.display())))?;
-    Ok(long_form(yaml))
+    static PARSED: OnceLock<Result<Value, String>> = OnceLock::new();
+    let parsed = PARSED.get_or_init(|| {
+        let path = paths::in_repo("template.yaml");
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let yaml: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Ok(long_form(yaml))
+    });
+    parsed.clone().map_err(DevstackError::Setup)
 }
 
 fn long_form(yaml: serde_yaml::Value) -> Value {
