@@ -7,6 +7,7 @@ use serde_json::{json, Map, Value};
 
 use crate::deliver_bench::CONCURRENCY;
 use crate::ingest_bench::BATCH;
+use crate::stats::billed_ms;
 use crate::Res;
 
 /// us-east-1 list prices as published in 2025 (Lambda arm64, SQS standard,
@@ -20,15 +21,6 @@ const DDB_WRU: f64 = 0.625;
 const MEMORY_GB: f64 = 128.0 / 1024.0;
 /// A stated (not measured) endpoint response time for the sensitivity line.
 const ENDPOINT_MS: f64 = 100.0;
-
-/// Billed duration: Lambda rounds each invocation up to the next 1 ms.
-pub fn billed_ms(duration_ms: f64) -> f64 {
-    duration_ms.max(0.0).ceil().max(1.0)
-}
-
-pub fn mean_billed(samples_ms: &[f64]) -> f64 {
-    samples_ms.iter().map(|&d| billed_ms(d)).sum::<f64>() / samples_ms.len().max(1) as f64
-}
 
 /// Everything one design spends per push.
 #[derive(Clone, Default)]

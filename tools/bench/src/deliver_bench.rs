@@ -508,6 +508,6 @@ async fn single_jobs(ctx: &Ctx, s: &Setup) -> Res<Value> {
     let _ = f.stop().await;
     Ok(json!({
         "invocations": durations.len(), "median_ms": median(&durations),
-        "billed_ms_mean": crate::cost::mean_billed(&durations), "aws": tally(&s.stack.proxy.take_calls()),
+        "billed_ms_mean": crate::stats::mean_billed(&durations), "aws": tally(&s.stack.proxy.take_calls()),
     }))
 }

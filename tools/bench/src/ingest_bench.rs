@@ -107,13 +107,13 @@ pub async fn run(ctx: &Ctx) -> Res<Value> {
     Ok(json!({
         "events": events, "repos": repos_n, "batch": BATCH, "invocations": batches,
         "median_ms": median(&durations), "p99_ms": percentile(&durations, 99.0),
-        "billed_ms_sum": durations.iter().map(|&d| crate::cost::billed_ms(d)).sum::<f64>(),
+        "billed_ms_sum": durations.iter().map(|&d| crate::stats::billed_ms(d)).sum::<f64>(),
         "per_event": {
             "sends": count(&aws, "sqs:SendMessageBatch") / events as f64,
             "reads": count(&aws, "dynamodb:BatchGetItem") / events as f64,
         },
         "aws": aws, "mean_call_ms": mean_ms, "queued": queued.len(), "peak_rss_mib": peak_rss_mib,
-        "http": { "pushes": singles, "median_ms": median(&http_ms), "billed_ms_mean": crate::cost::mean_billed(&http_ms), "aws": tally(&http_calls) },
+        "http": { "pushes": singles, "median_ms": median(&http_ms), "billed_ms_mean": crate::stats::mean_billed(&http_ms), "aws": tally(&http_calls) },
     }))
 }
 

@@ -1,4 +1,5 @@
-//! Small statistics helpers: medians and nearest-rank percentiles.
+//! Small statistics helpers: medians, nearest-rank percentiles and Lambda's
+//! billed durations.
 
 use std::time::Duration;
 
@@ -19,6 +20,16 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 /// The median (mean of the middle two for an even count); 0 for no data.
 pub fn median(values: &[f64]) -> f64 {
     sorted(values).map_or(0.0, |v| (v[(v.len() - 1) / 2] + v[v.len() / 2]) / 2.0)
+}
+
+/// Billed duration: Lambda rounds each invocation up to the next 1 ms.
+pub fn billed_ms(duration_ms: f64) -> f64 {
+    duration_ms.max(0.0).ceil().max(1.0)
+}
+
+/// The mean billed duration of `samples_ms`; 0 for no data.
+pub fn mean_billed(samples_ms: &[f64]) -> f64 {
+    samples_ms.iter().map(|&d| billed_ms(d)).sum::<f64>() / samples_ms.len().max(1) as f64
 }
 
 /// Busy and total jiffies of the whole machine so far (/proc/stat).
