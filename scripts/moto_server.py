@@ -8,15 +8,20 @@ store's exactness tests rely on that guarantee. Serialising DynamoDB calls
 here restores it (conservatively: table-wide rather than per item). SQS and
 the rest stay concurrent, so long polls never block DynamoDB.
 
-Usage: moto_server.py -H 127.0.0.1 -p PORT   (same flags as moto_server)
+It also binds its port itself and prints `moto listening on HOST:PORT` once
+it holds it, so with `-p 0` the OS picks a free port that no other process can
+take between being chosen and being bound (devstack reads the line).
+
+Usage: moto_server.py -H 127.0.0.1 -p PORT   (same flags as moto_server; 0: any free port)
 """
 import argparse
 import os
 import signal
+import socket
 import sys
 import threading
 
-from werkzeug.serving import run_simple
+from werkzeug.serving import make_server
 
 from moto.moto_server.werkzeug_app import (
     DomainDispatcherApplication,
@@ -50,16 +55,21 @@ def main() -> None:
     parser.add_argument("-H", "--host", default="127.0.0.1")
     parser.add_argument("-p", "--port", type=int, default=5000)
     args = parser.parse_args()
-    os.environ.setdefault("MOTO_PORT", str(args.port))
+    listener = socket.create_server((args.host, args.port), backlog=128)
+    port = listener.getsockname()[1]
+    os.environ["MOTO_PORT"] = str(port)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     app = DomainDispatcherApplication(create_backend_app)
-    run_simple(
+    server = make_server(
         args.host,
-        args.port,
+        port,
         serialising(app),
         threaded=True,
         request_handler=MotoRequestHandler,
+        fd=listener.fileno(),
     )
+    print(f"moto listening on {args.host}:{port}", flush=True)
+    server.serve_forever()
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
 //! moto standing in for DynamoDB and SQS, with the stack's resources in it.
-//! [`Moto`] runs `scripts/moto_server.py` on a free port under a `sh`
+//! [`Moto`] runs `scripts/moto_server.py` (on a port it binds itself) under a `sh`
 //! watchdog that kills it when our end of its stdin pipe closes (the
 //! [`Moto`] dropped, or this process gone), so [`Moto::shared`] can live in a
 //! `static`. [`Moto::provision`] feeds template.yaml's table and queues to
@@ -36,17 +36,13 @@ pub struct Moto {
 }
 
 impl Moto {
-    /// Starts a private moto server and waits until it answers; a port race
-    /// (another process grabbing the probed port) is retried twice.
+    /// Starts a private moto server on a port the OS picks when moto binds
+    /// it, and waits until it answers. moto binds it itself (port 0) because
+    /// a port probed free here and bound by moto a second later could be
+    /// taken in between by any server of a test running beside it, and the
+    /// readiness probe would then find that server instead.
     pub async fn start() -> Result<Moto, DevstackError> {
-        let mut last_error = DevstackError::Setup("moto not started".into());
-        for _ in 0..3 {
-            match Self::start_on(paths::free_port()?).await {
-                Ok(moto) => return Ok(moto),
-                Err(e) => last_error = e,
-            }
-        }
-        Err(last_error)
+        Self::spawn(0).await
     }
 
     /// A moto server shared by the whole process (started on first use, and
@@ -59,13 +55,22 @@ impl Moto {
     /// Starts moto on a fixed `port` (`devstack up` uses the one
     /// `events/local.env` names), failing when something already answers there.
     pub async fn start_on(port: u16) -> Result<Moto, DevstackError> {
-        let endpoint = format!("http://127.0.0.1:{port}");
-        if answers_http(&endpoint).await {
+        if answers_http(&format!("http://127.0.0.1:{port}")).await {
             let why = format!("127.0.0.1:{port} is already in use (another `devstack up`?)");
             return Err(DevstackError::Setup(why));
         }
+        Self::spawn(port).await
+    }
+
+    /// Runs moto on `port` (0: the OS picks one) and waits until the port
+    /// it printed (`moto listening on 127.0.0.1:PORT`) answers.
+    async fn spawn(port: u16) -> Result<Moto, DevstackError> {
         let script = paths::in_repo("scripts/moto_server.py");
-        let log_path = paths::in_repo(".devstack/logs").join(format!("moto-{port}.log"));
+        let name = match port {
+            0 => format!("moto-{}.log", paths::random_hex(4)),
+            port => format!("moto-{port}.log"),
+        };
+        let log_path = paths::in_repo(".devstack/logs").join(name);
         let log = (log_path.parent().map_or(Ok(()), std::fs::create_dir_all))
             .and_then(|()| std::fs::File::create(&log_path))
             .and_then(|log| Ok((log.try_clone()?, log)))
@@ -84,7 +89,11 @@ impl Moto {
             .map_err(|e| DevstackError::io(spawning, e))?;
         // Piped above, so always there.
         let watchdog = Mutex::new(child.stdin.take().map(|stdin| (child, stdin)));
-        let moto = Moto { endpoint, watchdog };
+        // Dropped on an error below, which stops the server.
+        let mut moto = Moto {
+            endpoint: String::new(),
+            watchdog,
+        };
         let started = Instant::now();
         let why = loop {
             let exited = lock(&moto.watchdog)
@@ -93,7 +102,10 @@ impl Moto {
             if let Some(status) = exited {
                 break format!("exited ({status}) before answering");
             }
-            if answers_http(&moto.endpoint).await {
+            if moto.endpoint.is_empty() {
+                moto.endpoint = listening_on(&log_path).unwrap_or_default();
+            }
+            if !moto.endpoint.is_empty() && answers_http(&moto.endpoint).await {
                 return Ok(moto);
             }
             if started.elapsed() > Duration::from_secs(60) {
@@ -263,6 +275,15 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
 }
 
 /// A client for moto on 127.0.0.1: no proxy, and a bound on every call.
+/// `http://HOST:PORT` from the line moto_server.py prints once it holds its port.
+fn listening_on(log_path: &std::path::Path) -> Option<String> {
+    let log = std::fs::read_to_string(log_path).ok()?;
+    let line = log
+        .lines()
+        .find_map(|l| l.strip_prefix("moto listening on "))?;
+    Some(format!("http://{}", line.trim()))
+}
+
 fn local_http() -> reqwest::Result<reqwest::Client> {
     let client = reqwest::Client::builder().no_proxy();
     client.timeout(Duration::from_secs(30)).build()
