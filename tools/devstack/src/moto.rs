@@ -274,7 +274,6 @@ pub async fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
         .await
 }
 
-/// A client for moto on 127.0.0.1: no proxy, and a bound on every call.
 /// `http://HOST:PORT` from the line moto_server.py prints once it holds its port.
 fn listening_on(log_path: &std::path::Path) -> Option<String> {
     let log = std::fs::read_to_string(log_path).ok()?;
@@ -284,6 +283,7 @@ fn listening_on(log_path: &std::path::Path) -> Option<String> {
     Some(format!("http://{}", line.trim()))
 }
 
+/// A client for moto on 127.0.0.1: no proxy, and a bound on every call.
 fn local_http() -> reqwest::Result<reqwest::Client> {
     let client = reqwest::Client::builder().no_proxy();
     client.timeout(Duration::from_secs(30)).build()
